@@ -1,0 +1,169 @@
+//! Identities derived from a pod attachment: its key, its host veth name, its MACs.
+//! These derivations are contracts: DEL and GC find a pod's host veth by recomputing
+//! its name, so they must never change between versions.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Every weft host veth starts with this, so GC can tell weft's veths from others.
+pub const HOST_VETH_PREFIX: &str = "weft";
+
+/// MAC of every host-side veth. Each veth is its own layer-2 link, so one fixed,
+/// locally administered unicast address (Calico does the same) lets the pod's permanent
+/// gateway neighbour entries be written before the host side even exists.
+pub const HOST_VETH_MAC: [u8; 6] = [0xee; 6];
+
+/// Longest container ID accepted: records are stored in files named after the
+/// attachment, and file names stop at 255 bytes.
+const MAX_CONTAINER_ID: usize = 200;
+/// Linux interface names are at most IFNAMSIZ - 1 = 15 bytes.
+const MAX_IFNAME: usize = 15;
+
+/// One pod interface: the unit of allocation (CNI spec: one per container ID and ifname).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
+}
+
+/// Why a container ID or interface name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachmentError {
+    /// The container ID breaks the spec's character rules or is too long.
+    #[error("container ID '{0}' is invalid: it must start with a letter or digit, continue with letters, digits, '_', '.' or '-', and be at most 200 bytes")]
+    ContainerId(String),
+    /// The interface name breaks the kernel's rules.
+    #[error("interface name '{0}' is invalid: it must be 1-15 bytes, not '.' or '..', without '/', ':' or whitespace")]
+    Ifname(String),
+}
+
+impl Attachment {
+    /// Validates both parts (CNI spec 1.1 section "Parameters": container ID and ifname rules).
+    pub fn new(container_id: &str, ifname: &str) -> Result<Self, AttachmentError> {
+        let id_ok = container_id.len() <= MAX_CONTAINER_ID
+            && container_id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && container_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !id_ok {
+            return Err(AttachmentError::ContainerId(truncate(container_id)));
+        }
+        let if_ok = !ifname.is_empty()
+            && ifname.len() <= MAX_IFNAME
+            && ifname != "."
+            && ifname != ".."
+            && !ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+        if !if_ok {
+            return Err(AttachmentError::Ifname(truncate(ifname)));
+        }
+        Ok(Attachment { container_id: container_id.to_owned(), ifname: ifname.to_owned() })
+    }
+
+    /// A key usable as a file name: container IDs cannot contain '@', so splitting at
+    /// the first '@' recovers both parts.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.container_id, self.ifname)
+    }
+
+    /// The inverse of [`Attachment::key`].
+    pub fn from_key(key: &str) -> Option<Self> {
+        let (id, ifname) = key.split_once('@')?;
+        Attachment::new(id, ifname).ok()
+    }
+}
+
+impl fmt::Display for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.container_id, self.ifname)
+    }
+}
+
+/// Keeps error messages readable when the input is huge.
+fn truncate(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...({} bytes)", &s[..i], s.len()),
+        None => s.to_owned(),
+    }
+}
+
+/// FNV-1a, 64 bit: tiny, stable forever, and good enough to spread names.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { b"" } else { b"\0" };
+        for byte in sep.iter().chain(part.as_bytes()) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// The host-side veth name: `weft` + 11 hex digits of a hash of the attachment, 15 bytes,
+/// stable so DEL and GC find it again without any state.
+pub fn host_veth_name(attachment: &Attachment) -> String {
+    let hash = fnv1a(&[&attachment.container_id, &attachment.ifname]);
+    format!("{HOST_VETH_PREFIX}{:011x}", hash >> 20)
+}
+
+/// The pod interface's MAC: locally administered unicast (first byte 0x0a), the rest from
+/// the attachment hash, so the host's permanent neighbour entries can be written without
+/// asking the kernel what it picked.
+pub fn pod_mac(attachment: &Attachment) -> [u8; 6] {
+    let hash = fnv1a(&[&attachment.container_id, &attachment.ifname, "mac"]).to_be_bytes();
+    [0x0a, hash[0], hash[1], hash[2], hash[3], hash[4]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_follow_the_spec_including_upper_case() {
+        assert!(Attachment::new("ABC-def_1.2", "eth0").is_ok());
+        assert!(Attachment::new("a", "eth0").is_ok());
+        for bad in ["", "-abc", "_a", "a b", "a/b", "a@b", "ä"] {
+            assert!(matches!(Attachment::new(bad, "eth0"), Err(AttachmentError::ContainerId(_))), "{bad:?}");
+        }
+        let huge = "a".repeat(10_000);
+        let e = Attachment::new(&huge, "eth0").unwrap_err().to_string();
+        assert!(e.len() < 400 && e.contains("10000 bytes"), "{e}");
+    }
+
+    #[test]
+    fn ifnames_follow_the_kernel() {
+        assert!(Attachment::new("c", "eth0").is_ok());
+        assert!(Attachment::new("c", "a234567890abcde").is_ok());
+        for bad in ["", ".", "..", "a234567890abcdef", "e/0", "e:0", "e 0", "e\n0"] {
+            assert!(matches!(Attachment::new("c", bad), Err(AttachmentError::Ifname(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let a = Attachment::new("abc.1", "e@th0").unwrap();
+        assert_eq!(Attachment::from_key(&a.key()), Some(a));
+        assert_eq!(Attachment::from_key("no-separator"), None);
+    }
+
+    #[test]
+    fn host_veth_names_are_stable_short_and_distinct() {
+        let a = Attachment::new("0123456789abcdef", "eth0").unwrap();
+        let b = Attachment::new("0123456789abcdef", "eth1").unwrap();
+        let name = host_veth_name(&a);
+        assert_eq!(name.len(), 15);
+        assert!(name.starts_with("weft"));
+        assert_eq!(name, host_veth_name(&a.clone()));
+        assert_ne!(name, host_veth_name(&b));
+        // Pinned: changing the derivation would orphan every running pod's veth.
+        assert_eq!(host_veth_name(&Attachment::new("c1", "eth0").unwrap()), "weftf53f02b3bfe");
+    }
+
+    #[test]
+    fn pod_macs_are_local_unicast() {
+        let mac = pod_mac(&Attachment::new("c1", "eth0").unwrap());
+        assert_eq!(mac[0] & 0b11, 0b10);
+        assert_ne!(mac, HOST_VETH_MAC);
+    }
+}
