@@ -1,1 +1,323 @@
+//! weft's node IPAM: hands each pod attachment one IPv6 address from the node's delegated
+//! prefix and one IPv4 address from its overlay subnet, crash-safe and O(log n).
+//!
+//! Reserved offsets: IPv6 offset 0 is the subnet-router anycast address (RFC 4291
+//! section 2.6.1); IPv4 offset 0 is the node's own overlay address (the VXLAN gateway
+//! peers route to) and the last offset is the subnet's broadcast address.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
+mod pool;
+mod store;
+
+pub use pool::{Pool, PoolError};
+pub use store::{Loaded, Store, StoreError};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weft_wire::{Allocation, Attachment, ErrorKind, Family, PodRef};
+
+/// How the IPAM is set up.
+#[derive(Debug, Clone)]
+pub struct IpamConfig {
+    /// The node's IPv6 prefix, when IPv6 is served.
+    pub ipv6_prefix: Option<Ipv6Net>,
+    /// The node's IPv4 subnet, when IPv4 is served.
+    pub ipv4_subnet: Option<Ipv4Net>,
+    /// How long a released address rests before reuse.
+    pub cooldown: Duration,
+    /// Where records live.
+    pub state_dir: PathBuf,
+}
+
+/// An IPAM failure; [`IpamError::kind`] gives the wire kind and metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    /// No address left in a family.
+    #[error("{family} address space {range} is exhausted: all {capacity} addresses are in use")]
+    Exhausted {
+        /// Family.
+        family: Family,
+        /// The prefix or subnet.
+        range: String,
+        /// Usable addresses.
+        capacity: u128,
+    },
+    /// No address free now, some cooling down.
+    #[error("{family} address space {range} has no free address: {cooling} released addresses are cooling down, the first is free in {retry_after:?}")]
+    CoolingDown {
+        /// Family.
+        family: Family,
+        /// The prefix or subnet.
+        range: String,
+        /// Addresses cooling.
+        cooling: usize,
+        /// Wait.
+        retry_after: Duration,
+    },
+    /// ADD for an attachment that has addresses already.
+    #[error("{attachment} already has addresses ({addresses}); a second ADD for the same container and interface is refused")]
+    AlreadyAllocated {
+        /// The attachment.
+        attachment: Attachment,
+        /// Its addresses.
+        addresses: String,
+    },
+    /// Disk trouble.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IpamError {
+    /// The wire kind, also the metric label.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IpamError::Exhausted { .. } => ErrorKind::Exhausted,
+            IpamError::CoolingDown { .. } => ErrorKind::CoolingDown,
+            IpamError::AlreadyAllocated { .. } => ErrorKind::AlreadyAllocated,
+            IpamError::Store(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The family concerned, if one.
+    pub fn family(&self) -> Option<Family> {
+        match self {
+            IpamError::Exhausted { family, .. } | IpamError::CoolingDown { family, .. } => Some(*family),
+            _ => None,
+        }
+    }
+}
+
+/// Usage of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyUsage {
+    /// Family.
+    pub family: Family,
+    /// Addresses in use.
+    pub in_use: usize,
+    /// Addresses cooling down.
+    pub cooling: usize,
+    /// Usable addresses.
+    pub capacity: u128,
+}
+
+/// What start-up found, for the log.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    /// Allocations restored.
+    pub restored: usize,
+    /// Addresses restored into cooldown.
+    pub cooling: usize,
+    /// Unreadable records moved aside.
+    pub corrupt: Vec<String>,
+    /// Records whose address lies outside today's prefix or subnet (kept, not pooled).
+    pub outside_range: Vec<String>,
+    /// Records dropped because the node rebooted.
+    pub dropped_after_reboot: usize,
+}
+
+/// The node's IPAM.
+#[derive(Debug)]
+pub struct Ipam {
+    ipv6: Option<(Ipv6Net, Pool)>,
+    ipv4: Option<(Ipv4Net, Pool)>,
+    allocations: HashMap<Attachment, Allocation>,
+    store: Store,
+    cooldown: Duration,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn v6_offset(net: &Ipv6Net, addr: Ipv6Addr) -> Option<u128> {
+    net.contains(&addr).then(|| u128::from(addr) - u128::from(net.network()))
+}
+
+fn v4_offset(net: &Ipv4Net, addr: Ipv4Addr) -> Option<u128> {
+    net.contains(&addr).then(|| u128::from(u32::from(addr) - u32::from(net.network())))
+}
+
+impl Ipam {
+    /// Opens the store and rebuilds the pools from it.
+    pub fn open(config: IpamConfig) -> Result<(Ipam, RestoreReport), IpamError> {
+        let (store, loaded) = Store::open(&config.state_dir)?;
+        let ipv6 = config.ipv6_prefix.map(|net| {
+            let last = (1u128 << (128 - net.prefix_len())) - 1;
+            (net, Pool::new(1, last, config.cooldown))
+        });
+        let ipv4 = config.ipv4_subnet.map(|net| {
+            let last = (1u128 << (32 - net.prefix_len())) - 2;
+            (net, Pool::new(1, last, config.cooldown))
+        });
+        let mut ipam = Ipam { ipv6, ipv4, allocations: HashMap::new(), store, cooldown: config.cooldown };
+        let report = ipam.restore(loaded, Instant::now(), unix_ms(SystemTime::now()));
+        Ok((ipam, report))
+    }
+
+    fn restore(&mut self, loaded: Loaded, now: Instant, now_ms: u64) -> RestoreReport {
+        let mut report = RestoreReport {
+            corrupt: loaded.corrupt,
+            dropped_after_reboot: loaded.dropped_after_reboot,
+            ..Default::default()
+        };
+        let (mut used6, mut used4) = (Vec::new(), Vec::new());
+        for a in loaded.allocations {
+            let off6 = a.ipv6.and_then(|ip| self.ipv6.as_ref().and_then(|(net, _)| v6_offset(net, ip)));
+            let off4 = a.ipv4.and_then(|ip| self.ipv4.as_ref().and_then(|(net, _)| v4_offset(net, ip)));
+            if (a.ipv6.is_some() && off6.is_none()) || (a.ipv4.is_some() && off4.is_none()) {
+                report.outside_range.push(a.attachment.to_string());
+            }
+            used6.extend(off6);
+            used4.extend(off4);
+            self.allocations.insert(a.attachment.clone(), a);
+        }
+        let (mut cool6, mut cool4) = (Vec::new(), Vec::new());
+        for (addr, released_ms) in loaded.cooling {
+            let rest = Duration::from_millis((released_ms + self.cooldown.as_millis() as u64).saturating_sub(now_ms));
+            if rest.is_zero() {
+                self.store.forget_cooldown(addr);
+                continue;
+            }
+            let until = now + rest;
+            match addr {
+                IpAddr::V6(ip) => cool6.extend(self.ipv6.as_ref().and_then(|(n, _)| v6_offset(n, ip)).map(|o| (until, o))),
+                IpAddr::V4(ip) => cool4.extend(self.ipv4.as_ref().and_then(|(n, _)| v4_offset(n, ip)).map(|o| (until, o))),
+            }
+        }
+        report.restored = self.allocations.len();
+        report.cooling = cool6.len() + cool4.len();
+        if let Some((_, pool)) = &mut self.ipv6 {
+            pool.restore(used6, cool6);
+        }
+        if let Some((_, pool)) = &mut self.ipv4 {
+            pool.restore(used4, cool4);
+        }
+        report
+    }
+
+    /// Allocates one address per served family for a new attachment, and records it
+    /// before returning.
+    pub fn allocate(&mut self, attachment: &Attachment, pod: PodRef) -> Result<Allocation, IpamError> {
+        self.allocate_at(attachment, pod, Instant::now(), SystemTime::now())
+    }
+
+    fn allocate_at(&mut self, attachment: &Attachment, pod: PodRef, now: Instant, wall: SystemTime) -> Result<Allocation, IpamError> {
+        if let Some(existing) = self.allocations.get(attachment) {
+            return Err(IpamError::AlreadyAllocated {
+                attachment: attachment.clone(),
+                addresses: addresses_of(existing).iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+            });
+        }
+        let ipv6 = match &mut self.ipv6 {
+            Some((net, pool)) => Some(take(pool, now, Family::Ipv6, net.to_string())?),
+            None => None,
+        };
+        let ipv4 = match &mut self.ipv4 {
+            Some((net, pool)) => match take(pool, now, Family::Ipv4, net.to_string()) {
+                Ok(offset) => Some(offset),
+                Err(e) => {
+                    if let (Some(o), Some((_, pool))) = (ipv6, &mut self.ipv6) {
+                        pool.unallocate(o);
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let allocation = Allocation {
+            attachment: attachment.clone(),
+            ipv6: ipv6.zip(self.ipv6.as_ref()).map(|(o, (net, _))| Ipv6Addr::from(u128::from(net.network()) + o)),
+            ipv4: ipv4.zip(self.ipv4.as_ref()).map(|(o, (net, _))| Ipv4Addr::from(u32::from(net.network()) + o as u32)),
+            pod,
+            allocated_at_ms: unix_ms(wall),
+        };
+        if let Err(e) = self.store.put(&allocation) {
+            self.unallocate(&allocation);
+            return Err(e.into());
+        }
+        self.allocations.insert(attachment.clone(), allocation.clone());
+        Ok(allocation)
+    }
+
+    fn unallocate(&mut self, allocation: &Allocation) {
+        if let (Some(ip), Some((net, pool))) = (allocation.ipv6, &mut self.ipv6) {
+            v6_offset(net, ip).inspect(|o| pool.unallocate(*o));
+        }
+        if let (Some(ip), Some((net, pool))) = (allocation.ipv4, &mut self.ipv4) {
+            v4_offset(net, ip).inspect(|o| pool.unallocate(*o));
+        }
+    }
+
+    /// Releases an attachment's addresses into cooldown. `Ok(None)` when it had none.
+    pub fn release(&mut self, attachment: &Attachment) -> Result<Option<Allocation>, IpamError> {
+        self.release_at(attachment, Instant::now(), SystemTime::now())
+    }
+
+    fn release_at(&mut self, attachment: &Attachment, now: Instant, wall: SystemTime) -> Result<Option<Allocation>, IpamError> {
+        let Some(allocation) = self.allocations.get(attachment).cloned() else {
+            return Ok(None);
+        };
+        self.store.remove(attachment, &addresses_of(&allocation), unix_ms(wall))?;
+        self.allocations.remove(attachment);
+        if let (Some(ip), Some((net, pool))) = (allocation.ipv6, &mut self.ipv6) {
+            v6_offset(net, ip).inspect(|o| pool.release(*o, now));
+        }
+        if let (Some(ip), Some((net, pool))) = (allocation.ipv4, &mut self.ipv4) {
+            v4_offset(net, ip).inspect(|o| pool.release(*o, now));
+        }
+        Ok(Some(allocation))
+    }
+
+    /// The attachment's allocation.
+    pub fn lookup(&self, attachment: &Attachment) -> Option<&Allocation> {
+        self.allocations.get(attachment)
+    }
+
+    /// Every allocation.
+    pub fn allocations(&self) -> impl Iterator<Item = &Allocation> {
+        self.allocations.values()
+    }
+
+    /// Releases every allocation not in `valid`, continuing past failures.
+    pub fn gc(&mut self, valid: &HashSet<Attachment>) -> (Vec<Allocation>, Vec<IpamError>) {
+        let stale: Vec<Attachment> = self.allocations.keys().filter(|a| !valid.contains(*a)).cloned().collect();
+        let (mut released, mut errors) = (Vec::new(), Vec::new());
+        for attachment in stale {
+            match self.release(&attachment) {
+                Ok(Some(a)) => released.push(a),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        released.sort_by(|a, b| a.attachment.cmp(&b.attachment));
+        (released, errors)
+    }
+
+    /// Usage per served family.
+    pub fn usage(&self) -> Vec<FamilyUsage> {
+        let v6 = self.ipv6.as_ref().map(|(_, p)| (Family::Ipv6, p));
+        let v4 = self.ipv4.as_ref().map(|(_, p)| (Family::Ipv4, p));
+        v6.into_iter()
+            .chain(v4)
+            .map(|(family, p)| FamilyUsage { family, in_use: p.in_use(), cooling: p.cooling(), capacity: p.capacity() })
+            .collect()
+    }
+}
+
+fn take(pool: &mut Pool, now: Instant, family: Family, range: String) -> Result<u128, IpamError> {
+    pool.allocate(now).map_err(|e| match e {
+        PoolError::Exhausted { capacity } => IpamError::Exhausted { family, range, capacity },
+        PoolError::CoolingDown { cooling, retry_after } => IpamError::CoolingDown { family, range, cooling, retry_after },
+    })
+}
+
+fn addresses_of(a: &Allocation) -> Vec<IpAddr> {
+    a.ipv6.map(IpAddr::V6).into_iter().chain(a.ipv4.map(IpAddr::V4)).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine with the real tools weft's tests drive:
+#   - Debian packages: iproute2, nftables, iptables, ping, iperf3, procps,
+#     Debian's CNI reference plugins (/usr/lib/cni) and prometheus/promtool.
+#   - Pinned Go builds: cnitool (CNI 1.1.0: gc/status) and the upstream
+#     reference plugins (CNI 1.1.0 capable), in a cache dir.
+#
+# Idempotent: a second run does no apt and no Go work and takes ~1 s.
+# Only the final KEY=VALUE lines go to stdout, so callers can do:
+#   eval "$(e2e/setup.sh)"
+# Everything else goes to stderr.
+set -euo pipefail
+
+# Keep fd 3 as the real stdout for the final lines; all chatter -> stderr.
+exec 3>&1 1>&2
+
+# ---- pinned versions (bump together with the stamp below) -----------------
+# cni v1.3.1: newest release; its cnitool has `gc` and `status` (spec 1.1.0).
+CNI_VERSION=v1.3.1
+# plugins v1.9.1: newest v1.x release; plugins speak CNI up to 1.1.0.
+PLUGINS_VERSION=v1.9.1
+PLUGINS=(
+	main/bridge main/loopback main/ptp
+	ipam/host-local
+	meta/portmap meta/bandwidth meta/tuning
+)
+
+APT_PACKAGES=(
+	iproute2 nftables iptables containernetworking-plugins
+	iputils-ping iperf3 procps prometheus
+)
+
+TOOLS_DIR=${WEFT_TOOLS_DIR:-${HOME:?HOME must be set}/.cache/weft/tools}
+BIN_DIR=$TOOLS_DIR/bin
+PLUGINS_DIR=$TOOLS_DIR/plugins
+STAMP=$TOOLS_DIR/versions.stamp
+
+log() { printf 'setup.sh: %s\n' "$*" >&2; }
+
+# Serialise concurrent runs (apt and the Go builds are not safe to race).
+mkdir -p "$TOOLS_DIR"
+exec 9>"$TOOLS_DIR/.lock"
+if ! flock -n 9; then
+	log "another setup.sh holds $TOOLS_DIR/.lock; waiting"
+	flock 9
+fi
+
+# ---- apt --------------------------------------------------------------------
+is_installed() {
+	# `dpkg -s` also succeeds for removed-but-not-purged packages; check status.
+	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+	is_installed "$pkg" || missing+=("$pkg")
+done
+
+POLICY_RC=/usr/sbin/policy-rc.d
+created_policy_rc=
+cleanup() {
+	if [ -n "$created_policy_rc" ]; then rm -f "$POLICY_RC"; fi
+}
+trap cleanup EXIT
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	log "installing Debian packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# Wait for another apt/dpkg instead of failing on its lock.
+	apt_opts=(-y -qq -o DPkg::Lock::Timeout=300)
+	apt-get "${apt_opts[@]}" update
+	# We run prometheus by hand with our own config; stop package maintainer
+	# scripts from starting its daemon (it would take :9090). policy-rc.d
+	# exit 101 = "action forbidden"; honoured by invoke-rc.d and
+	# deb-systemd-invoke. Only add it if the host has none (containers often do).
+	if [ ! -e "$POLICY_RC" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC"
+		chmod 755 "$POLICY_RC"
+		created_policy_rc=1
+	fi
+	# No recommends: prometheus recommends prometheus-node-exporter (another
+	# daemon, :9100) which the tests do not want.
+	apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+	cleanup
+	created_policy_rc=
+fi
+
+# The package enables prometheus.service for the next boot; disable it so a
+# daemon on :9090 never competes with the one the tests start. Cheap, so it
+# runs every time, but only acts where systemd is actually running.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+	if systemctl is-enabled --quiet prometheus.service 2>/dev/null ||
+		systemctl is-active --quiet prometheus.service 2>/dev/null; then
+		log "disabling Debian's prometheus.service"
+		systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+	fi
+fi
+
+PROMETHEUS=$(command -v prometheus || echo /usr/bin/prometheus)
+[ -x "$PROMETHEUS" ] || { log "prometheus binary not found"; exit 1; }
+[ -x /usr/lib/cni/bridge ] || { log "Debian CNI plugins missing in /usr/lib/cni"; exit 1; }
+
+# ---- Go builds --------------------------------------------------------------
+case ":$PATH:" in
+*:/usr/local/go/bin:*) ;;
+*) PATH=/usr/local/go/bin:$PATH ;;
+esac
+export PATH
+# Never try to download a newer Go toolchain (only the module proxy is reachable).
+export GOTOOLCHAIN=local
+# Static binaries, like upstream's release builds, and no need for a C compiler.
+export CGO_ENABLED=0
+
+plugin_names=()
+for p in "${PLUGINS[@]}"; do plugin_names+=("${p##*/}"); done
+
+want_stamp="cni=$CNI_VERSION plugins=$PLUGINS_VERSION list=${plugin_names[*]} cgo=0"
+
+tools_ok() {
+	[ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ] || return 1
+	[ -x "$BIN_DIR/cnitool" ] || return 1
+	local n
+	for n in "${plugin_names[@]}"; do [ -x "$PLUGINS_DIR/$n" ] || return 1; done
+}
+
+if tools_ok; then
+	log "Go tools up to date ($want_stamp)"
+else
+	command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
+	log "building Go tools with $(go version): $want_stamp"
+	rm -f "$STAMP" # a half-finished build must not look complete
+	mkdir -p "$BIN_DIR" "$PLUGINS_DIR"
+	# Both modules are plain (no replace directives), so `go install mod@ver`
+	# works; module and build caches stay in Go's defaults for fast reruns.
+	GOBIN=$BIN_DIR go install "github.com/containernetworking/cni/cnitool@$CNI_VERSION"
+	pkgs=()
+	for p in "${PLUGINS[@]}"; do
+		pkgs+=("github.com/containernetworking/plugins/plugins/$p@$PLUGINS_VERSION")
+	done
+	GOBIN=$PLUGINS_DIR go install "${pkgs[@]}"
+	tools_ok_files=1
+	for n in "${plugin_names[@]}"; do
+		[ -x "$PLUGINS_DIR/$n" ] || { log "missing $PLUGINS_DIR/$n after build"; tools_ok_files=; }
+	done
+	[ -n "$tools_ok_files" ] || exit 1
+	printf '%s\n' "$want_stamp" >"$STAMP"
+fi
+
+# ---- result for `eval` --------------------------------------------------------
+printf 'WEFT_TOOLS_BIN=%q\n' "$BIN_DIR" >&3
+printf 'WEFT_CNI_PLUGINS=%q\n' "$PLUGINS_DIR" >&3
+printf 'PROMETHEUS=%q\n' "$PROMETHEUS" >&3
