@@ -5,7 +5,7 @@
 #   - Pinned Go builds: cnitool (CNI 1.1.0: gc/status) and the upstream
 #     reference plugins (CNI 1.1.0 capable), in a cache dir.
 #
-# Idempotent: a second run does no apt and no Go work and takes ~1 s.
+# Idempotent: a second run does no apt and no Go work and takes well under a second.
 # Only the final KEY=VALUE lines go to stdout, so callers can do:
 #   eval "$(e2e/setup.sh)"
 # Everything else goes to stderr.
@@ -14,7 +14,7 @@ set -euo pipefail
 # Keep fd 3 as the real stdout for the final lines; all chatter -> stderr.
 exec 3>&1 1>&2
 
-# ---- pinned versions (bump together with the stamp below) -----------------
+# ---- pinned versions (the stamp below is derived from these) --------------
 # cni v1.3.1: newest release; its cnitool has `gc` and `status` (spec 1.1.0).
 CNI_VERSION=v1.3.1
 # plugins v1.9.1: newest v1.x release; plugins speak CNI up to 1.1.0.
@@ -87,12 +87,18 @@ fi
 
 # The package enables prometheus.service for the next boot; disable it so a
 # daemon on :9090 never competes with the one the tests start. Cheap, so it
-# runs every time, but only acts where systemd is actually running.
-if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-	if systemctl is-enabled --quiet prometheus.service 2>/dev/null ||
-		systemctl is-active --quiet prometheus.service 2>/dev/null; then
-		log "disabling Debian's prometheus.service"
-		systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+# runs every time. `systemctl disable` also works offline (no systemd as
+# PID 1, e.g. containers); `--now` (stop) only where systemd is running.
+if command -v systemctl >/dev/null; then
+	if [ -d /run/systemd/system ]; then
+		if systemctl is-enabled --quiet prometheus.service 2>/dev/null ||
+			systemctl is-active --quiet prometheus.service 2>/dev/null; then
+			log "stopping and disabling Debian's prometheus.service"
+			systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+		fi
+	elif systemctl is-enabled --quiet prometheus.service 2>/dev/null; then
+		log "disabling Debian's prometheus.service (systemd not running)"
+		systemctl disable prometheus.service >/dev/null 2>&1 || true
 	fi
 fi
 
@@ -114,7 +120,7 @@ export CGO_ENABLED=0
 plugin_names=()
 for p in "${PLUGINS[@]}"; do plugin_names+=("${p##*/}"); done
 
-want_stamp="cni=$CNI_VERSION plugins=$PLUGINS_VERSION list=${plugin_names[*]} cgo=0"
+want_stamp="cni=$CNI_VERSION plugins=$PLUGINS_VERSION list=${plugin_names[*]} cgo=0 ldflags=1"
 
 tools_ok() {
 	[ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ] || return 1
@@ -137,7 +143,10 @@ else
 	for p in "${PLUGINS[@]}"; do
 		pkgs+=("github.com/containernetworking/plugins/plugins/$p@$PLUGINS_VERSION")
 	done
-	GOBIN=$PLUGINS_DIR go install "${pkgs[@]}"
+	# Stamp the version the way upstream's build_linux.sh does (else "version unknown").
+	GOBIN=$PLUGINS_DIR go install \
+		-ldflags "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$PLUGINS_VERSION" \
+		"${pkgs[@]}"
 	tools_ok_files=1
 	for n in "${plugin_names[@]}"; do
 		[ -x "$PLUGINS_DIR/$n" ] || { log "missing $PLUGINS_DIR/$n after build"; tools_ok_files=; }

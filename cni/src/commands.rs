@@ -1,0 +1,201 @@
+//! The six CNI operations.
+
+use crate::config::{self, NetConf, LATEST, SUPPORTED_VERSIONS};
+use crate::daemon::{unexpected, Daemon};
+use crate::error::{CniError, Result};
+use crate::invocation::{Command, Invocation};
+use crate::result::{self, Wired};
+use crate::wiring::{self, PodPlan};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+use weft_netlink::{run, Netns};
+use weft_wire::{host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC};
+
+/// What a run produced: the text for stdout on success, and the daemon connection (if
+/// one was made) for the metrics report.
+#[derive(Debug)]
+pub struct Outcome {
+    /// cniVersion for the error object.
+    pub cni_version: String,
+    /// stdout on success (None: print nothing).
+    pub result: Result<Option<String>>,
+    /// Open connection to weftd.
+    pub daemon: Option<Daemon>,
+}
+
+/// Runs the invocation.
+pub fn execute(invocation: &Invocation) -> Outcome {
+    let peeked = config::peek_version(&invocation.stdin).filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()));
+    let mut outcome = Outcome { cni_version: peeked.unwrap_or_else(|| LATEST.to_owned()), result: Ok(None), daemon: None };
+    if invocation.command == Command::Version {
+        outcome.result = Ok(Some(version_reply(&outcome.cni_version)));
+        return outcome;
+    }
+    let conf = match NetConf::parse(&invocation.stdin) {
+        Ok(conf) => conf,
+        Err(e) => {
+            outcome.result = Err(e);
+            return outcome;
+        }
+    };
+    outcome.result = dispatch(invocation, &conf, &mut outcome.daemon);
+    outcome
+}
+
+fn version_reply(cni_version: &str) -> String {
+    json!({"cniVersion": cni_version, "supportedVersions": SUPPORTED_VERSIONS}).to_string()
+}
+
+fn dispatch(invocation: &Invocation, conf: &NetConf, daemon: &mut Option<Daemon>) -> Result<Option<String>> {
+    let command = invocation.command;
+    if matches!(command, Command::Status | Command::Gc) && !config::version_at_least(&conf.cni_version, "1.1.0") {
+        return Err(CniError::IncompatibleVersion(format!(
+            "cniVersion: {command:?} needs 1.1.0, the config says '{}'",
+            conf.cni_version
+        )));
+    }
+    let attachment = invocation.attachment.as_ref();
+    let netns_path = invocation.netns.as_deref();
+    match (command, attachment, netns_path) {
+        (Command::Add, Some(attachment), Some(netns)) => {
+            let netns = open_netns(netns)?;
+            let d = daemon.insert(Daemon::connect(&conf.socket)?);
+            add(d, invocation, conf, attachment, &netns).map(Some)
+        }
+        (Command::Del, Some(attachment), _) => del(daemon, conf, attachment).map(|_| None),
+        (Command::Check, Some(attachment), Some(netns)) => {
+            let netns = open_netns(netns)?;
+            let d = daemon.insert(Daemon::connect(&conf.socket)?);
+            check(d, conf, attachment, &netns).map(|_| None)
+        }
+        (Command::Status, _, _) => {
+            let d = daemon.insert(Daemon::connect(&conf.socket)?);
+            match d.call(&Request::Status) {
+                Ok(Response::Network { .. }) => Ok(None),
+                Ok(other) => Err(unexpected(&other)),
+                Err(e) => Err(CniError::DaemonUnavailable(format!("weftd cannot serve ADD: {e}"))),
+            }
+        }
+        (Command::Gc, _, _) => {
+            let d = daemon.insert(Daemon::connect(&conf.socket)?);
+            gc(d, conf).map(|_| None)
+        }
+        _ => Err(CniError::InvalidEnv(format!("{command:?}: required environment missing"))),
+    }
+}
+
+fn open_netns(path: &std::path::Path) -> Result<Netns> {
+    Netns::open(path).map_err(|e| CniError::UnknownContainer(format!("CNI_NETNS: {e}")))
+}
+
+fn allocation_of(response: Response) -> Result<(Option<Allocation>, NodeNetwork)> {
+    match response {
+        Response::Allocation { allocation, network } => Ok((allocation, network)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn add(daemon: &mut Daemon, invocation: &Invocation, conf: &NetConf, attachment: &Attachment, netns: &Netns) -> Result<String> {
+    let request = Request::Allocate { attachment: attachment.clone(), pod: invocation.pod.clone() };
+    let (allocation, network) = allocation_of(daemon.call(&request)?)?;
+    let allocation = allocation.ok_or_else(|| CniError::DaemonInternal("weftd answered ADD without an allocation".into()))?;
+    let host_name = host_veth_name(attachment);
+    let plan = PodPlan {
+        host_name: &host_name,
+        pod_name: &attachment.ifname,
+        pod_mac: pod_mac(attachment),
+        netns,
+        allocation: &allocation,
+        network: &network,
+    };
+    let wired = run(wiring::setup(&plan)).map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}"))).and_then(|r| r);
+    if let Err(error) = wired {
+        // A failed ADD leaves nothing behind (CNI spec: the runtime will also DEL).
+        let exists = matches!(error, CniError::InterfaceExists(_));
+        if !exists {
+            let _ = run(wiring::remove_host_veth(&host_name));
+        }
+        let _ = daemon.call(&Request::Release { attachment: attachment.clone() });
+        return Err(error);
+    }
+    let sandbox = netns.path().display().to_string();
+    let wired = Wired {
+        host_name: &host_name,
+        host_mac: HOST_VETH_MAC,
+        pod_name: &attachment.ifname,
+        pod_mac: plan.pod_mac,
+        sandbox: &sandbox,
+        allocation: &allocation,
+        network: &network,
+    };
+    Ok(result::build(&wired, &conf.cni_version, conf.prev_result.as_ref()).to_string())
+}
+
+/// DEL releases the addresses; weftd removes the veth in the background, because the
+/// kernel needs an RCU grace period (~20 ms) to unregister a device and DEL should not
+/// wait for it. Without weftd, the plugin removes the veth itself and still fails, so
+/// the runtime retries and the addresses are not leaked.
+fn del(daemon: &mut Option<Daemon>, conf: &NetConf, attachment: &Attachment) -> Result<()> {
+    match Daemon::connect(&conf.socket) {
+        Ok(d) => match daemon.insert(d).call(&Request::Release { attachment: attachment.clone() })? {
+            Response::Released { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        },
+        Err(unavailable) => {
+            let removed = run(wiring::remove_host_veth(&host_veth_name(attachment)))
+                .map_err(|e| CniError::Io(e.to_string()))
+                .and_then(|r| r);
+            match removed {
+                Ok(_) => Err(unavailable),
+                Err(e) => Err(CniError::DaemonUnavailable(format!("{unavailable}; removing the host veth also failed: {e}"))),
+            }
+        }
+    }
+}
+
+fn check(daemon: &mut Daemon, conf: &NetConf, attachment: &Attachment, netns: &Netns) -> Result<()> {
+    let prev = conf
+        .prev_result
+        .as_ref()
+        .ok_or_else(|| CniError::InvalidConfig("prevResult: required for CHECK".into()))?;
+    let (allocation, network) = allocation_of(daemon.call(&Request::Lookup { attachment: attachment.clone() })?)?;
+    let allocation = allocation.ok_or_else(|| CniError::Drift(format!("weftd holds no addresses for {attachment}")))?;
+    let listed: Vec<IpAddr> = prev
+        .get("ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.get("address")?.as_str()?.parse::<ipnet::IpNet>().ok())
+        .map(|net| net.addr())
+        .collect();
+    let held = allocation.ipv6.map(IpAddr::V6).into_iter().chain(allocation.ipv4.map(IpAddr::V4));
+    for ip in held {
+        if !listed.contains(&ip) {
+            return Err(CniError::Drift(format!("prevResult does not list {ip}, which weftd holds for {attachment}")));
+        }
+    }
+    let host_name = host_veth_name(attachment);
+    let plan = PodPlan {
+        host_name: &host_name,
+        pod_name: &attachment.ifname,
+        pod_mac: pod_mac(attachment),
+        netns,
+        allocation: &allocation,
+        network: &network,
+    };
+    run(wiring::check(&plan)).map_err(|e| CniError::Io(e.to_string()))?
+}
+
+fn gc(daemon: &mut Daemon, conf: &NetConf) -> Result<()> {
+    match daemon.call(&Request::Gc { valid: conf.valid_attachments.clone() })? {
+        Response::Collected { errors, .. } if errors.is_empty() => Ok(()),
+        Response::Collected { errors, released, removed_links } => Err(CniError::GcIncomplete(format!(
+            "GC released {} allocations and removed {} host veths, but {} steps failed: {}",
+            released.len(),
+            removed_links.len(),
+            errors.len(),
+            errors.join("; ")
+        ))),
+        other => Err(unexpected(&other)),
+    }
+}

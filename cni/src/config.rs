@@ -1,0 +1,198 @@
+//! The network configuration on stdin (CNI spec 1.1 "Network configuration"), checked
+//! field by field so every error names the field and the value.
+
+use crate::error::{CniError, Result};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use weft_wire::Attachment;
+
+/// Versions weft accepts, oldest first. 0.4.0 introduced CHECK; 1.1.0 STATUS and GC.
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["0.4.0", "1.0.0", "1.1.0"];
+/// The newest, used when the input names none.
+pub const LATEST: &str = "1.1.0";
+/// Where weftd listens unless the config says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/weft/weftd.sock";
+
+/// The parts of the config weft uses; the rest passes through untouched.
+#[derive(Debug)]
+pub struct NetConf {
+    /// `cniVersion`, one of [`SUPPORTED_VERSIONS`].
+    pub cni_version: String,
+    /// `socket`: weftd's unix socket.
+    pub socket: PathBuf,
+    /// `prevResult`, as given (unknown fields must survive).
+    pub prev_result: Option<Map<String, Value>>,
+    /// GC's attachments still in use.
+    pub valid_attachments: Vec<Attachment>,
+}
+
+/// Reads just `cniVersion`, for VERSION and for the version of an error reply.
+pub fn peek_version(stdin: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(stdin).ok()?;
+    v.get("cniVersion")?.as_str().map(str::to_owned)
+}
+
+fn string_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(CniError::Decode(format!("{field}: expected a string, got {}", describe(other)))),
+    }
+}
+
+fn describe(v: &Value) -> String {
+    let text = v.to_string();
+    let kind = match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    if text.len() > 60 {
+        kind.to_owned()
+    } else {
+        format!("{kind} {text}")
+    }
+}
+
+/// Whether `version` is at least `minimum` (both dotted triples).
+pub fn version_at_least(version: &str, minimum: &str) -> bool {
+    let parse = |s: &str| -> Vec<u32> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parse(version) >= parse(minimum)
+}
+
+/// CNI spec: names start with an alphanumeric and continue with alphanumerics, '_', '.', '-'.
+fn valid_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl NetConf {
+    /// Parses and validates the config.
+    pub fn parse(stdin: &[u8]) -> Result<NetConf> {
+        let value: Value = serde_json::from_slice(stdin)
+            .map_err(|e| CniError::Decode(format!("stdin is not a valid JSON network configuration: {e}")))?;
+        let Value::Object(obj) = value else {
+            return Err(CniError::Decode(format!("stdin: expected a JSON object, got {}", describe(&value))));
+        };
+        let cni_version = string_field(&obj, "cniVersion")?
+            .ok_or_else(|| CniError::InvalidConfig("cniVersion: missing".into()))?;
+        if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(CniError::IncompatibleVersion(format!(
+                "cniVersion: '{cni_version}' is not supported; weft speaks {}",
+                SUPPORTED_VERSIONS.join(", ")
+            )));
+        }
+        let name = string_field(&obj, "name")?.ok_or_else(|| CniError::InvalidConfig("name: missing".into()))?;
+        if !valid_name(&name) {
+            return Err(CniError::InvalidConfig(format!(
+                "name: '{}' must start with a letter or digit and contain only letters, digits, '_', '.', '-'",
+                name.escape_debug()
+            )));
+        }
+        match string_field(&obj, "type")? {
+            Some(t) if t == "weft" => {}
+            Some(t) => return Err(CniError::InvalidConfig(format!("type: '{t}' is not 'weft'"))),
+            None => return Err(CniError::InvalidConfig("type: missing".into())),
+        }
+        let socket = PathBuf::from(string_field(&obj, "socket")?.unwrap_or_else(|| DEFAULT_SOCKET.into()));
+        if !socket.is_absolute() {
+            return Err(CniError::InvalidConfig(format!("socket: '{}' is not an absolute path", socket.display())));
+        }
+        let prev_result = match obj.get("prevResult") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => Some(m.clone()),
+            Some(other) => return Err(CniError::Decode(format!("prevResult: expected an object, got {}", describe(other)))),
+        };
+        let valid_attachments = parse_attachments(&obj)?;
+        Ok(NetConf { cni_version, socket, prev_result, valid_attachments })
+    }
+}
+
+/// `cni.dev/valid-attachments` (or the older `cni.dev/attachments`). Absent or null means
+/// no attachment is valid: libcni omits the key when it has none (cnitool's `gc` does).
+fn parse_attachments(obj: &Map<String, Value>) -> Result<Vec<Attachment>> {
+    let (key, value) = match (obj.get("cni.dev/valid-attachments"), obj.get("cni.dev/attachments")) {
+        (Some(v), _) => ("cni.dev/valid-attachments", v),
+        (None, Some(v)) => ("cni.dev/attachments", v),
+        (None, None) => return Ok(Vec::new()),
+    };
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => return Err(CniError::Decode(format!("{key}: expected an array, got {}", describe(other)))),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = |name: &str| -> Result<String> {
+                item.get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| CniError::Decode(format!("{key}[{i}].{name}: missing or not a string")))
+            };
+            Attachment::new(&field("containerID")?, &field("ifname")?)
+                .map_err(|e| CniError::InvalidConfig(format!("{key}[{i}]: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<NetConf> {
+        NetConf::parse(json.as_bytes())
+    }
+
+    #[test]
+    fn minimal_config_gets_the_default_socket_and_keeps_prev_result() {
+        let c = parse(r#"{"cniVersion":"1.1.0","name":"weft","type":"weft","prevResult":{"x":1},"other":true}"#).unwrap();
+        assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(c.prev_result.unwrap()["x"], 1);
+    }
+
+    #[test]
+    fn errors_name_field_and_value_with_the_right_code() {
+        let cases = [
+            (r#"{"cniVersion":"1.1.0","name":"weft","type":"weft""#, 6, "JSON"),
+            (r#"[1]"#, 6, "object"),
+            (r#"{"cniVersion":"9.9.9","name":"weft","type":"weft"}"#, 1, "9.9.9"),
+            (r#"{"cniVersion":"0.3.1","name":"weft","type":"weft"}"#, 1, "0.3.1"),
+            (r#"{"cniVersion":1,"name":"weft","type":"weft"}"#, 6, "cniVersion"),
+            (r#"{"cniVersion":"1.1.0","type":"weft"}"#, 7, "name"),
+            (r#"{"cniVersion":"1.1.0","name":"-x","type":"weft"}"#, 7, "'-x'"),
+            (r#"{"cniVersion":"1.1.0","name":"n","type":"bridge"}"#, 7, "'bridge'"),
+            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","socket":5}"#, 6, "socket: expected a string, got a number 5"),
+            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","socket":"rel/x"}"#, 7, "'rel/x'"),
+            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","prevResult":[]}"#, 6, "prevResult"),
+            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":{}}"#, 6, "valid-attachments"),
+            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":[{"containerID":"c"}]}"#, 6, "[0].ifname"),
+            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/attachments":[{"containerID":"-c","ifname":"eth0"}]}"#, 7, "cni.dev/attachments[0]"),
+        ];
+        for (json, code, needle) in cases {
+            let e = parse(json).unwrap_err();
+            assert_eq!(e.code(), code, "{json}: {e}");
+            assert!(e.to_string().contains(needle), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn attachments_come_from_either_key_and_absent_means_none() {
+        let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/attachments":[{"containerID":"c","ifname":"eth0"}]}"#).unwrap();
+        assert_eq!(c.valid_attachments, vec![Attachment::new("c", "eth0").unwrap()]);
+        let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":null}"#).unwrap();
+        assert!(c.valid_attachments.is_empty());
+    }
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(version_at_least("1.1.0", "1.1.0"));
+        assert!(version_at_least("1.10.0", "1.1.0"));
+        assert!(!version_at_least("1.0.0", "1.1.0"));
+        assert!(!version_at_least("0.4.0", "1.0.0"));
+    }
+}

@@ -1,0 +1,68 @@
+//! The plugin's side of the weftd socket: plain blocking I/O, one connection per run.
+
+use crate::error::{CniError, Result};
+use std::io::{BufReader, ErrorKind as IoKind};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+use weft_wire::{read_message, write_message, ErrorKind, Request, Response};
+
+/// How long weftd may take to answer. ADD can wait for the removal of a previous veth of
+/// the same attachment; anything longer means the daemon is stuck.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to weftd.
+#[derive(Debug)]
+pub struct Daemon {
+    reader: BufReader<UnixStream>,
+    socket: String,
+}
+
+impl Daemon {
+    /// Connects; a missing or refusing socket is "plugin not available" (code 50).
+    pub fn connect(socket: &Path) -> Result<Daemon> {
+        let name = socket.display().to_string();
+        let stream = UnixStream::connect(socket)
+            .map_err(|e| CniError::DaemonUnavailable(format!("weftd is not reachable at {name}: {e}")))?;
+        stream
+            .set_read_timeout(Some(ANSWER_TIMEOUT))
+            .and_then(|_| stream.set_write_timeout(Some(ANSWER_TIMEOUT)))
+            .map_err(|e| CniError::Io(format!("configuring the socket {name}: {e}")))?;
+        Ok(Daemon { reader: BufReader::new(stream), socket: name })
+    }
+
+    /// Sends `request` and waits for the answer, turning daemon refusals into errors.
+    pub fn call(&mut self, request: &Request) -> Result<Response> {
+        let socket = &self.socket;
+        let lost = |e: std::io::Error| match e.kind() {
+            IoKind::WouldBlock | IoKind::TimedOut => {
+                CniError::TryAgainLater(format!("weftd at {socket} did not answer within {ANSWER_TIMEOUT:?}"))
+            }
+            _ => CniError::DaemonUnavailable(format!("weftd at {socket} did not answer like weftd: {e}")),
+        };
+        write_message(self.reader.get_mut(), request).map_err(lost)?;
+        let response: Response = read_message(&mut self.reader)
+            .map_err(lost)?
+            .ok_or_else(|| CniError::DaemonUnavailable(format!("weftd at {socket} closed the connection without answering")))?;
+        match response {
+            Response::Error { kind, message, .. } => Err(match kind {
+                ErrorKind::Exhausted => CniError::Exhausted(message),
+                ErrorKind::CoolingDown | ErrorKind::NotReady => CniError::TryAgainLater(message),
+                ErrorKind::AlreadyAllocated => CniError::AlreadyAllocated(message),
+                ErrorKind::BadRequest => CniError::InvalidConfig(message),
+                ErrorKind::Internal => CniError::DaemonInternal(message),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Reports the outcome of this run for metrics, without waiting for anything.
+    pub fn report(&mut self, request: &Request) {
+        let _ = write_message(self.reader.get_mut(), request);
+    }
+}
+
+/// An answer of the wrong shape.
+pub fn unexpected(response: &Response) -> CniError {
+    CniError::DaemonUnavailable(format!("weftd answered with an unexpected message: {response:?}"))
+}

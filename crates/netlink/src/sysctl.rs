@@ -1,0 +1,35 @@
+//! Per-interface kernel settings through /proc/sys, which always shows the calling
+//! thread's network namespace (enter one with [`crate::Netns::enter`] first).
+
+use crate::NetlinkError;
+use std::path::PathBuf;
+
+fn path(key: &str) -> PathBuf {
+    PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+}
+
+/// Sets `key` (dotted or slashed, e.g. `net.ipv6.conf.eth0.accept_dad`) to `value`.
+/// Interface names may contain dots, so pass such keys with slashes.
+pub fn set(key: &str, value: &str) -> Result<(), NetlinkError> {
+    let p = if key.contains('/') { PathBuf::from("/proc/sys").join(key) } else { path(key) };
+    std::fs::write(&p, value).map_err(|e| NetlinkError::io(format!("set {} to {value}", p.display()), e))
+}
+
+/// Reads `key`, trimmed.
+pub fn get(key: &str) -> Result<String, NetlinkError> {
+    let p = if key.contains('/') { PathBuf::from("/proc/sys").join(key) } else { path(key) };
+    std::fs::read_to_string(&p)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| NetlinkError::io(format!("read {}", p.display()), e))
+}
+
+/// The per-interface key `net/<family>/conf/<ifname>/<setting>`, slashed so dots in
+/// interface names stay intact.
+pub fn iface_key(family: &str, ifname: &str, setting: &str) -> String {
+    format!("net/{family}/conf/{ifname}/{setting}")
+}
+
+/// Whether the namespace has IPv6 at all.
+pub fn ipv6_available() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
