@@ -9,7 +9,9 @@ use crate::wiring::{self, PodPlan};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use weft_netlink::{run, Netns};
-use weft_wire::{host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC};
+use weft_wire::{
+    host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC,
+};
 
 /// What a run produced: the text for stdout on success, and the daemon connection (if
 /// one was made) for the metrics report.
@@ -25,8 +27,13 @@ pub struct Outcome {
 
 /// Runs the invocation.
 pub fn execute(invocation: &Invocation) -> Outcome {
-    let peeked = config::peek_version(&invocation.stdin).filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()));
-    let mut outcome = Outcome { cni_version: peeked.unwrap_or_else(|| LATEST.to_owned()), result: Ok(None), daemon: None };
+    let peeked = config::peek_version(&invocation.stdin)
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()));
+    let mut outcome = Outcome {
+        cni_version: peeked.unwrap_or_else(|| LATEST.to_owned()),
+        result: Ok(None),
+        daemon: None,
+    };
     if invocation.command == Command::Version {
         outcome.result = Ok(Some(version_reply(&outcome.cni_version)));
         return outcome;
@@ -46,9 +53,15 @@ fn version_reply(cni_version: &str) -> String {
     json!({"cniVersion": cni_version, "supportedVersions": SUPPORTED_VERSIONS}).to_string()
 }
 
-fn dispatch(invocation: &Invocation, conf: &NetConf, daemon: &mut Option<Daemon>) -> Result<Option<String>> {
+fn dispatch(
+    invocation: &Invocation,
+    conf: &NetConf,
+    daemon: &mut Option<Daemon>,
+) -> Result<Option<String>> {
     let command = invocation.command;
-    if matches!(command, Command::Status | Command::Gc) && !config::version_at_least(&conf.cni_version, "1.1.0") {
+    if matches!(command, Command::Status | Command::Gc)
+        && !config::version_at_least(&conf.cni_version, "1.1.0")
+    {
         return Err(CniError::IncompatibleVersion(format!(
             "cniVersion: {command:?} needs 1.1.0, the config says '{}'",
             conf.cni_version
@@ -73,14 +86,18 @@ fn dispatch(invocation: &Invocation, conf: &NetConf, daemon: &mut Option<Daemon>
             match d.call(&Request::Status) {
                 Ok(Response::Network { .. }) => Ok(None),
                 Ok(other) => Err(unexpected(&other)),
-                Err(e) => Err(CniError::DaemonUnavailable(format!("weftd cannot serve ADD: {e}"))),
+                Err(e) => Err(CniError::DaemonUnavailable(format!(
+                    "weftd cannot serve ADD: {e}"
+                ))),
             }
         }
         (Command::Gc, _, _) => {
             let d = daemon.insert(Daemon::connect(&conf.socket)?);
             gc(d, conf).map(|_| None)
         }
-        _ => Err(CniError::InvalidEnv(format!("{command:?}: required environment missing"))),
+        _ => Err(CniError::InvalidEnv(format!(
+            "{command:?}: required environment missing"
+        ))),
     }
 }
 
@@ -90,15 +107,29 @@ fn open_netns(path: &std::path::Path) -> Result<Netns> {
 
 fn allocation_of(response: Response) -> Result<(Option<Allocation>, NodeNetwork)> {
     match response {
-        Response::Allocation { allocation, network } => Ok((allocation, network)),
+        Response::Allocation {
+            allocation,
+            network,
+        } => Ok((allocation, network)),
         other => Err(unexpected(&other)),
     }
 }
 
-fn add(daemon: &mut Daemon, invocation: &Invocation, conf: &NetConf, attachment: &Attachment, netns: &Netns) -> Result<String> {
-    let request = Request::Allocate { attachment: attachment.clone(), pod: invocation.pod.clone() };
+fn add(
+    daemon: &mut Daemon,
+    invocation: &Invocation,
+    conf: &NetConf,
+    attachment: &Attachment,
+    netns: &Netns,
+) -> Result<String> {
+    let request = Request::Allocate {
+        attachment: attachment.clone(),
+        pod: invocation.pod.clone(),
+    };
     let (allocation, network) = allocation_of(daemon.call(&request)?)?;
-    let allocation = allocation.ok_or_else(|| CniError::DaemonInternal("weftd answered ADD without an allocation".into()))?;
+    let allocation = allocation.ok_or_else(|| {
+        CniError::DaemonInternal("weftd answered ADD without an allocation".into())
+    })?;
     let host_name = host_veth_name(attachment);
     let plan = PodPlan {
         host_name: &host_name,
@@ -108,14 +139,18 @@ fn add(daemon: &mut Daemon, invocation: &Invocation, conf: &NetConf, attachment:
         allocation: &allocation,
         network: &network,
     };
-    let wired = run(wiring::setup(&plan)).map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}"))).and_then(|r| r);
+    let wired = run(wiring::setup(&plan))
+        .map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}")))
+        .and_then(|r| r);
     if let Err(error) = wired {
         // A failed ADD leaves nothing behind (CNI spec: the runtime will also DEL).
         let exists = matches!(error, CniError::InterfaceExists(_));
         if !exists {
             let _ = run(wiring::remove_host_veth(&host_name));
         }
-        let _ = daemon.call(&Request::Release { attachment: attachment.clone() });
+        let _ = daemon.call(&Request::Release {
+            attachment: attachment.clone(),
+        });
         return Err(error);
     }
     let sandbox = netns.path().display().to_string();
@@ -137,7 +172,9 @@ fn add(daemon: &mut Daemon, invocation: &Invocation, conf: &NetConf, attachment:
 /// the runtime retries and the addresses are not leaked.
 fn del(daemon: &mut Option<Daemon>, conf: &NetConf, attachment: &Attachment) -> Result<()> {
     match Daemon::connect(&conf.socket) {
-        Ok(d) => match daemon.insert(d).call(&Request::Release { attachment: attachment.clone() })? {
+        Ok(d) => match daemon.insert(d).call(&Request::Release {
+            attachment: attachment.clone(),
+        })? {
             Response::Released { .. } => Ok(()),
             other => Err(unexpected(&other)),
         },
@@ -147,19 +184,29 @@ fn del(daemon: &mut Option<Daemon>, conf: &NetConf, attachment: &Attachment) -> 
                 .and_then(|r| r);
             match removed {
                 Ok(_) => Err(unavailable),
-                Err(e) => Err(CniError::DaemonUnavailable(format!("{unavailable}; removing the host veth also failed: {e}"))),
+                Err(e) => Err(CniError::DaemonUnavailable(format!(
+                    "{unavailable}; removing the host veth also failed: {e}"
+                ))),
             }
         }
     }
 }
 
-fn check(daemon: &mut Daemon, conf: &NetConf, attachment: &Attachment, netns: &Netns) -> Result<()> {
+fn check(
+    daemon: &mut Daemon,
+    conf: &NetConf,
+    attachment: &Attachment,
+    netns: &Netns,
+) -> Result<()> {
     let prev = conf
         .prev_result
         .as_ref()
         .ok_or_else(|| CniError::InvalidConfig("prevResult: required for CHECK".into()))?;
-    let (allocation, network) = allocation_of(daemon.call(&Request::Lookup { attachment: attachment.clone() })?)?;
-    let allocation = allocation.ok_or_else(|| CniError::Drift(format!("weftd holds no addresses for {attachment}")))?;
+    let (allocation, network) = allocation_of(daemon.call(&Request::Lookup {
+        attachment: attachment.clone(),
+    })?)?;
+    let allocation = allocation
+        .ok_or_else(|| CniError::Drift(format!("weftd holds no addresses for {attachment}")))?;
     let listed: Vec<IpAddr> = prev
         .get("ips")
         .and_then(Value::as_array)
@@ -168,10 +215,16 @@ fn check(daemon: &mut Daemon, conf: &NetConf, attachment: &Attachment, netns: &N
         .filter_map(|ip| ip.get("address")?.as_str()?.parse::<ipnet::IpNet>().ok())
         .map(|net| net.addr())
         .collect();
-    let held = allocation.ipv6.map(IpAddr::V6).into_iter().chain(allocation.ipv4.map(IpAddr::V4));
+    let held = allocation
+        .ipv6
+        .map(IpAddr::V6)
+        .into_iter()
+        .chain(allocation.ipv4.map(IpAddr::V4));
     for ip in held {
         if !listed.contains(&ip) {
-            return Err(CniError::Drift(format!("prevResult does not list {ip}, which weftd holds for {attachment}")));
+            return Err(CniError::Drift(format!(
+                "prevResult does not list {ip}, which weftd holds for {attachment}"
+            )));
         }
     }
     let host_name = host_veth_name(attachment);
@@ -187,9 +240,15 @@ fn check(daemon: &mut Daemon, conf: &NetConf, attachment: &Attachment, netns: &N
 }
 
 fn gc(daemon: &mut Daemon, conf: &NetConf) -> Result<()> {
-    match daemon.call(&Request::Gc { valid: conf.valid_attachments.clone() })? {
+    match daemon.call(&Request::Gc {
+        valid: conf.valid_attachments.clone(),
+    })? {
         Response::Collected { errors, .. } if errors.is_empty() => Ok(()),
-        Response::Collected { errors, released, removed_links } => Err(CniError::GcIncomplete(format!(
+        Response::Collected {
+            errors,
+            released,
+            removed_links,
+        } => Err(CniError::GcIncomplete(format!(
             "GC released {} allocations and removed {} host veths, but {} steps failed: {}",
             released.len(),
             removed_links.len(),

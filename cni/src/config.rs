@@ -36,7 +36,10 @@ fn string_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>>
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(CniError::Decode(format!("{field}: expected a string, got {}", describe(other)))),
+        Some(other) => Err(CniError::Decode(format!(
+            "{field}: expected a string, got {}",
+            describe(other)
+        ))),
     }
 }
 
@@ -65,17 +68,27 @@ pub fn version_at_least(version: &str, minimum: &str) -> bool {
 
 /// CNI spec: names start with an alphanumeric and continue with alphanumerics, '_', '.', '-'.
 fn valid_name(name: &str) -> bool {
-    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 impl NetConf {
     /// Parses and validates the config.
     pub fn parse(stdin: &[u8]) -> Result<NetConf> {
-        let value: Value = serde_json::from_slice(stdin)
-            .map_err(|e| CniError::Decode(format!("stdin is not a valid JSON network configuration: {e}")))?;
+        let value: Value = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::Decode(format!(
+                "stdin is not a valid JSON network configuration: {e}"
+            ))
+        })?;
         let Value::Object(obj) = value else {
-            return Err(CniError::Decode(format!("stdin: expected a JSON object, got {}", describe(&value))));
+            return Err(CniError::Decode(format!(
+                "stdin: expected a JSON object, got {}",
+                describe(&value)
+            )));
         };
         let cni_version = string_field(&obj, "cniVersion")?
             .ok_or_else(|| CniError::InvalidConfig("cniVersion: missing".into()))?;
@@ -85,7 +98,8 @@ impl NetConf {
                 SUPPORTED_VERSIONS.join(", ")
             )));
         }
-        let name = string_field(&obj, "name")?.ok_or_else(|| CniError::InvalidConfig("name: missing".into()))?;
+        let name = string_field(&obj, "name")?
+            .ok_or_else(|| CniError::InvalidConfig("name: missing".into()))?;
         if !valid_name(&name) {
             return Err(CniError::InvalidConfig(format!(
                 "name: '{}' must start with a letter or digit and contain only letters, digits, '_', '.', '-'",
@@ -94,27 +108,48 @@ impl NetConf {
         }
         match string_field(&obj, "type")? {
             Some(t) if t == "weft" => {}
-            Some(t) => return Err(CniError::InvalidConfig(format!("type: '{t}' is not 'weft'"))),
+            Some(t) => {
+                return Err(CniError::InvalidConfig(format!(
+                    "type: '{t}' is not 'weft'"
+                )))
+            }
             None => return Err(CniError::InvalidConfig("type: missing".into())),
         }
-        let socket = PathBuf::from(string_field(&obj, "socket")?.unwrap_or_else(|| DEFAULT_SOCKET.into()));
+        let socket =
+            PathBuf::from(string_field(&obj, "socket")?.unwrap_or_else(|| DEFAULT_SOCKET.into()));
         if !socket.is_absolute() {
-            return Err(CniError::InvalidConfig(format!("socket: '{}' is not an absolute path", socket.display())));
+            return Err(CniError::InvalidConfig(format!(
+                "socket: '{}' is not an absolute path",
+                socket.display()
+            )));
         }
         let prev_result = match obj.get("prevResult") {
             None | Some(Value::Null) => None,
             Some(Value::Object(m)) => Some(m.clone()),
-            Some(other) => return Err(CniError::Decode(format!("prevResult: expected an object, got {}", describe(other)))),
+            Some(other) => {
+                return Err(CniError::Decode(format!(
+                    "prevResult: expected an object, got {}",
+                    describe(other)
+                )))
+            }
         };
         let valid_attachments = parse_attachments(&obj)?;
-        Ok(NetConf { cni_version, socket, prev_result, valid_attachments })
+        Ok(NetConf {
+            cni_version,
+            socket,
+            prev_result,
+            valid_attachments,
+        })
     }
 }
 
 /// `cni.dev/valid-attachments` (or the older `cni.dev/attachments`). Absent or null means
 /// no attachment is valid: libcni omits the key when it has none (cnitool's `gc` does).
 fn parse_attachments(obj: &Map<String, Value>) -> Result<Vec<Attachment>> {
-    let (key, value) = match (obj.get("cni.dev/valid-attachments"), obj.get("cni.dev/attachments")) {
+    let (key, value) = match (
+        obj.get("cni.dev/valid-attachments"),
+        obj.get("cni.dev/attachments"),
+    ) {
         (Some(v), _) => ("cni.dev/valid-attachments", v),
         (None, Some(v)) => ("cni.dev/attachments", v),
         (None, None) => return Ok(Vec::new()),
@@ -122,7 +157,12 @@ fn parse_attachments(obj: &Map<String, Value>) -> Result<Vec<Attachment>> {
     let items = match value {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
-        other => return Err(CniError::Decode(format!("{key}: expected an array, got {}", describe(other)))),
+        other => {
+            return Err(CniError::Decode(format!(
+                "{key}: expected an array, got {}",
+                describe(other)
+            )))
+        }
     };
     items
         .iter()
@@ -132,7 +172,9 @@ fn parse_attachments(obj: &Map<String, Value>) -> Result<Vec<Attachment>> {
                 item.get(name)
                     .and_then(Value::as_str)
                     .map(str::to_owned)
-                    .ok_or_else(|| CniError::Decode(format!("{key}[{i}].{name}: missing or not a string")))
+                    .ok_or_else(|| {
+                        CniError::Decode(format!("{key}[{i}].{name}: missing or not a string"))
+                    })
             };
             Attachment::new(&field("containerID")?, &field("ifname")?)
                 .map_err(|e| CniError::InvalidConfig(format!("{key}[{i}]: {e}")))
@@ -158,20 +200,68 @@ mod tests {
     #[test]
     fn errors_name_field_and_value_with_the_right_code() {
         let cases = [
-            (r#"{"cniVersion":"1.1.0","name":"weft","type":"weft""#, 6, "JSON"),
+            (
+                r#"{"cniVersion":"1.1.0","name":"weft","type":"weft""#,
+                6,
+                "JSON",
+            ),
             (r#"[1]"#, 6, "object"),
-            (r#"{"cniVersion":"9.9.9","name":"weft","type":"weft"}"#, 1, "9.9.9"),
-            (r#"{"cniVersion":"0.3.1","name":"weft","type":"weft"}"#, 1, "0.3.1"),
-            (r#"{"cniVersion":1,"name":"weft","type":"weft"}"#, 6, "cniVersion"),
+            (
+                r#"{"cniVersion":"9.9.9","name":"weft","type":"weft"}"#,
+                1,
+                "9.9.9",
+            ),
+            (
+                r#"{"cniVersion":"0.3.1","name":"weft","type":"weft"}"#,
+                1,
+                "0.3.1",
+            ),
+            (
+                r#"{"cniVersion":1,"name":"weft","type":"weft"}"#,
+                6,
+                "cniVersion",
+            ),
             (r#"{"cniVersion":"1.1.0","type":"weft"}"#, 7, "name"),
-            (r#"{"cniVersion":"1.1.0","name":"-x","type":"weft"}"#, 7, "'-x'"),
-            (r#"{"cniVersion":"1.1.0","name":"n","type":"bridge"}"#, 7, "'bridge'"),
-            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","socket":5}"#, 6, "socket: expected a string, got a number 5"),
-            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","socket":"rel/x"}"#, 7, "'rel/x'"),
-            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","prevResult":[]}"#, 6, "prevResult"),
-            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":{}}"#, 6, "valid-attachments"),
-            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":[{"containerID":"c"}]}"#, 6, "[0].ifname"),
-            (r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/attachments":[{"containerID":"-c","ifname":"eth0"}]}"#, 7, "cni.dev/attachments[0]"),
+            (
+                r#"{"cniVersion":"1.1.0","name":"-x","type":"weft"}"#,
+                7,
+                "'-x'",
+            ),
+            (
+                r#"{"cniVersion":"1.1.0","name":"n","type":"bridge"}"#,
+                7,
+                "'bridge'",
+            ),
+            (
+                r#"{"cniVersion":"1.1.0","name":"n","type":"weft","socket":5}"#,
+                6,
+                "socket: expected a string, got a number 5",
+            ),
+            (
+                r#"{"cniVersion":"1.1.0","name":"n","type":"weft","socket":"rel/x"}"#,
+                7,
+                "'rel/x'",
+            ),
+            (
+                r#"{"cniVersion":"1.1.0","name":"n","type":"weft","prevResult":[]}"#,
+                6,
+                "prevResult",
+            ),
+            (
+                r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":{}}"#,
+                6,
+                "valid-attachments",
+            ),
+            (
+                r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":[{"containerID":"c"}]}"#,
+                6,
+                "[0].ifname",
+            ),
+            (
+                r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/attachments":[{"containerID":"-c","ifname":"eth0"}]}"#,
+                7,
+                "cni.dev/attachments[0]",
+            ),
         ];
         for (json, code, needle) in cases {
             let e = parse(json).unwrap_err();
@@ -183,8 +273,14 @@ mod tests {
     #[test]
     fn attachments_come_from_either_key_and_absent_means_none() {
         let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/attachments":[{"containerID":"c","ifname":"eth0"}]}"#).unwrap();
-        assert_eq!(c.valid_attachments, vec![Attachment::new("c", "eth0").unwrap()]);
-        let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":null}"#).unwrap();
+        assert_eq!(
+            c.valid_attachments,
+            vec![Attachment::new("c", "eth0").unwrap()]
+        );
+        let c = parse(
+            r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":null}"#,
+        )
+        .unwrap();
         assert!(c.valid_attachments.is_empty());
     }
 

@@ -22,28 +22,39 @@ impl Daemon {
     /// Connects; a missing or refusing socket is "plugin not available" (code 50).
     pub fn connect(socket: &Path) -> Result<Daemon> {
         let name = socket.display().to_string();
-        let stream = UnixStream::connect(socket)
-            .map_err(|e| CniError::DaemonUnavailable(format!("weftd is not reachable at {name}: {e}")))?;
+        let stream = UnixStream::connect(socket).map_err(|e| {
+            CniError::DaemonUnavailable(format!("weftd is not reachable at {name}: {e}"))
+        })?;
         stream
             .set_read_timeout(Some(ANSWER_TIMEOUT))
             .and_then(|_| stream.set_write_timeout(Some(ANSWER_TIMEOUT)))
             .map_err(|e| CniError::Io(format!("configuring the socket {name}: {e}")))?;
-        Ok(Daemon { reader: BufReader::new(stream), socket: name })
+        Ok(Daemon {
+            reader: BufReader::new(stream),
+            socket: name,
+        })
     }
 
     /// Sends `request` and waits for the answer, turning daemon refusals into errors.
     pub fn call(&mut self, request: &Request) -> Result<Response> {
         let socket = &self.socket;
         let lost = |e: std::io::Error| match e.kind() {
-            IoKind::WouldBlock | IoKind::TimedOut => {
-                CniError::TryAgainLater(format!("weftd at {socket} did not answer within {ANSWER_TIMEOUT:?}"))
-            }
-            _ => CniError::DaemonUnavailable(format!("weftd at {socket} did not answer like weftd: {e}")),
+            IoKind::WouldBlock | IoKind::TimedOut => CniError::TryAgainLater(format!(
+                "weftd at {socket} did not answer within {ANSWER_TIMEOUT:?}"
+            )),
+            _ => CniError::DaemonUnavailable(format!(
+                "weftd at {socket} did not answer like weftd: {e}"
+            )),
         };
         write_message(self.reader.get_mut(), request).map_err(lost)?;
-        let response: Response = read_message(&mut self.reader)
-            .map_err(lost)?
-            .ok_or_else(|| CniError::DaemonUnavailable(format!("weftd at {socket} closed the connection without answering")))?;
+        let response: Response =
+            read_message(&mut self.reader)
+                .map_err(lost)?
+                .ok_or_else(|| {
+                    CniError::DaemonUnavailable(format!(
+                        "weftd at {socket} closed the connection without answering"
+                    ))
+                })?;
         match response {
             Response::Error { kind, message, .. } => Err(match kind {
                 ErrorKind::Exhausted => CniError::Exhausted(message),
@@ -64,5 +75,7 @@ impl Daemon {
 
 /// An answer of the wrong shape.
 pub fn unexpected(response: &Response) -> CniError {
-    CniError::DaemonUnavailable(format!("weftd answered with an unexpected message: {response:?}"))
+    CniError::DaemonUnavailable(format!(
+        "weftd answered with an unexpected message: {response:?}"
+    ))
 }

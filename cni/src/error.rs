@@ -120,8 +120,15 @@ impl CniError {
             #[serde(skip_serializing_if = "Option::is_none")]
             details: Option<String>,
         }
-        let body = ErrorJson { cni_version, code: self.code(), msg: self.to_string(), details };
-        serde_json::to_string(&body).unwrap_or_else(|_| format!(r#"{{"cniVersion":"{cni_version}","code":{}}}"#, self.code()))
+        let body = ErrorJson {
+            cni_version,
+            code: self.code(),
+            msg: self.to_string(),
+            details,
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| {
+            format!(r#"{{"cniVersion":"{cni_version}","code":{}}}"#, self.code())
+        })
     }
 }
 
@@ -145,7 +152,8 @@ mod tests {
 
     #[test]
     fn error_json_has_the_spec_fields() {
-        let json = CniError::InvalidConfig("socket: 'x' is not absolute".into()).to_json("1.1.0", None);
+        let json =
+            CniError::InvalidConfig("socket: 'x' is not absolute".into()).to_json("1.1.0", None);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["cniVersion"], "1.1.0");
         assert_eq!(v["code"], 7);

@@ -80,13 +80,16 @@ fn var(env: &HashMap<String, String>, name: &str) -> Option<String> {
 }
 
 fn required(env: &HashMap<String, String>, name: &str, command: &str) -> Result<String> {
-    var(env, name).ok_or_else(|| CniError::InvalidEnv(format!("{name} is required for {command} but not set")))
+    var(env, name).ok_or_else(|| {
+        CniError::InvalidEnv(format!("{name} is required for {command} but not set"))
+    })
 }
 
 impl Invocation {
     /// Reads and validates the call from `env` and `stdin`.
     pub fn parse(env: &HashMap<String, String>, stdin: impl Read) -> Result<Invocation> {
-        let command_text = var(env, "CNI_COMMAND").ok_or_else(|| CniError::InvalidEnv("CNI_COMMAND is not set".into()))?;
+        let command_text = var(env, "CNI_COMMAND")
+            .ok_or_else(|| CniError::InvalidEnv("CNI_COMMAND is not set".into()))?;
         let command = Command::parse(&command_text)?;
         let mut buf = Vec::new();
         stdin
@@ -94,9 +97,17 @@ impl Invocation {
             .read_to_end(&mut buf)
             .map_err(|e| CniError::Io(format!("reading the configuration from stdin: {e}")))?;
         if buf.len() as u64 > MAX_STDIN_BYTES {
-            return Err(CniError::Decode(format!("stdin: the configuration exceeds {MAX_STDIN_BYTES} bytes")));
+            return Err(CniError::Decode(format!(
+                "stdin: the configuration exceeds {MAX_STDIN_BYTES} bytes"
+            )));
         }
-        let mut invocation = Invocation { command, attachment: None, netns: None, pod: PodRef::default(), stdin: buf };
+        let mut invocation = Invocation {
+            command,
+            attachment: None,
+            netns: None,
+            pod: PodRef::default(),
+            stdin: buf,
+        };
         if matches!(command, Command::Add | Command::Del | Command::Check) {
             let id = required(env, "CNI_CONTAINERID", &command_text)?;
             let ifname = required(env, "CNI_IFNAME", &command_text)?;
@@ -114,7 +125,9 @@ impl Invocation {
             };
             if let Some(netns) = netns {
                 if !netns.starts_with('/') {
-                    return Err(CniError::InvalidEnv(format!("CNI_NETNS: '{netns}' is not an absolute path")));
+                    return Err(CniError::InvalidEnv(format!(
+                        "CNI_NETNS: '{netns}' is not an absolute path"
+                    )));
                 }
                 invocation.netns = Some(PathBuf::from(netns));
             }
@@ -129,9 +142,12 @@ impl Invocation {
 fn parse_args(args: &str) -> Result<PodRef> {
     let mut pod = PodRef::default();
     for pair in args.split(';').filter(|p| !p.is_empty()) {
-        let (key, value) = pair
-            .split_once('=')
-            .ok_or_else(|| CniError::InvalidEnv(format!("CNI_ARGS: '{}' is not KEY=VALUE", pair.escape_debug())))?;
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            CniError::InvalidEnv(format!(
+                "CNI_ARGS: '{}' is not KEY=VALUE",
+                pair.escape_debug()
+            ))
+        })?;
         match key {
             "K8S_POD_NAMESPACE" => pod.namespace = Some(value.to_owned()),
             "K8S_POD_NAME" => pod.name = Some(value.to_owned()),
@@ -146,30 +162,85 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn err(pairs: &[(&str, &str)]) -> String {
-        Invocation::parse(&env(pairs), &b"{}"[..]).unwrap_err().to_string()
+        Invocation::parse(&env(pairs), &b"{}"[..])
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn add_needs_container_netns_and_ifname() {
-        let ok = env(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "Abc_1"), ("CNI_NETNS", "/run/netns/x"), ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0")]);
+        let ok = env(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "Abc_1"),
+            ("CNI_NETNS", "/run/netns/x"),
+            ("CNI_IFNAME", "eth0"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+            ),
+        ]);
         let inv = Invocation::parse(&ok, &b"{}"[..]).unwrap();
         assert_eq!(inv.pod.name.as_deref(), Some("web-0"));
-        assert!(err(&[("CNI_COMMAND", "ADD"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0")]).contains("CNI_CONTAINERID"));
-        assert!(err(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "eth0")]).contains("CNI_NETNS"));
-        assert!(err(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/x")]).contains("CNI_IFNAME"));
-        assert!(err(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "-c"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0")]).contains("CNI_CONTAINERID"));
-        assert!(err(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_NETNS", "rel"), ("CNI_IFNAME", "eth0")]).contains("absolute"));
-        assert!(err(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0"), ("CNI_ARGS", "junk")]).contains("CNI_ARGS"));
+        assert!(err(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "eth0")
+        ])
+        .contains("CNI_CONTAINERID"));
+        assert!(err(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "eth0")
+        ])
+        .contains("CNI_NETNS"));
+        assert!(err(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/x")
+        ])
+        .contains("CNI_IFNAME"));
+        assert!(err(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "-c"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "eth0")
+        ])
+        .contains("CNI_CONTAINERID"));
+        assert!(err(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "rel"),
+            ("CNI_IFNAME", "eth0")
+        ])
+        .contains("absolute"));
+        assert!(err(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", "junk")
+        ])
+        .contains("CNI_ARGS"));
     }
 
     #[test]
     fn del_takes_a_missing_netns() {
-        let inv = Invocation::parse(&env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "eth0")]), &b"{}"[..]).unwrap();
+        let inv = Invocation::parse(
+            &env(&[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", "c"),
+                ("CNI_IFNAME", "eth0"),
+            ]),
+            &b"{}"[..],
+        )
+        .unwrap();
         assert!(inv.netns.is_none());
     }
 

@@ -24,7 +24,12 @@ use weft_wire::Request;
 fn main() -> ExitCode {
     let started = Instant::now();
     let env: HashMap<String, String> = std::env::vars_os()
-        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
         .collect();
     let invocation = match invocation::Invocation::parse(&env, std::io::stdin().lock()) {
         Ok(invocation) => invocation,

@@ -29,19 +29,35 @@ pub struct Wired<'a> {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn mac_text(mac: &[u8]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The routes weft installs in the pod, as (destination, gateway, mtu, link scope).
-pub fn pod_routes(allocation: &Allocation, network: &NodeNetwork) -> Vec<(ipnet::IpNet, Option<std::net::IpAddr>, Option<u32>, bool)> {
+pub fn pod_routes(
+    allocation: &Allocation,
+    network: &NodeNetwork,
+) -> Vec<(ipnet::IpNet, Option<std::net::IpAddr>, Option<u32>, bool)> {
     let route_mtu = |family_mtu: Option<u32>| family_mtu.filter(|m| *m != network.mtu.link);
     let mut routes = Vec::new();
     if allocation.ipv6.is_some() {
-        routes.push(("::/0".parse().expect("literal"), Some(GATEWAY_V6.into()), route_mtu(network.mtu.ipv6), false));
+        routes.push((
+            "::/0".parse().expect("literal"),
+            Some(GATEWAY_V6.into()),
+            route_mtu(network.mtu.ipv6),
+            false,
+        ));
     }
     if allocation.ipv4.is_some() {
         routes.push((ipnet::Ipv4Net::from(GATEWAY_V4).into(), None, None, true));
-        routes.push(("0.0.0.0/0".parse().expect("literal"), Some(GATEWAY_V4.into()), route_mtu(network.mtu.ipv4), false));
+        routes.push((
+            "0.0.0.0/0".parse().expect("literal"),
+            Some(GATEWAY_V4.into()),
+            route_mtu(network.mtu.ipv4),
+            false,
+        ));
     }
     routes
 }
@@ -54,7 +70,8 @@ pub fn build(wired: &Wired<'_>, cni_version: &str, prev: Option<&Map<String, Val
 
     let interfaces = array(&mut result, "interfaces");
     let mut host = json!({"name": wired.host_name, "mac": mac_text(&wired.host_mac)});
-    let mut pod = json!({"name": wired.pod_name, "mac": mac_text(&wired.pod_mac), "sandbox": wired.sandbox});
+    let mut pod =
+        json!({"name": wired.pod_name, "mac": mac_text(&wired.pod_mac), "sandbox": wired.sandbox});
     if with_1_1 {
         host["mtu"] = json!(wired.network.mtu.link);
         pod["mtu"] = json!(wired.network.mtu.link);
@@ -66,8 +83,16 @@ pub fn build(wired: &Wired<'_>, cni_version: &str, prev: Option<&Map<String, Val
     let ips = array(&mut result, "ips");
     let a = wired.allocation;
     for (address, gateway, version) in [
-        (a.ipv6.map(|ip| format!("{ip}/128")), GATEWAY_V6.to_string(), "6"),
-        (a.ipv4.map(|ip| format!("{ip}/32")), GATEWAY_V4.to_string(), "4"),
+        (
+            a.ipv6.map(|ip| format!("{ip}/128")),
+            GATEWAY_V6.to_string(),
+            "6",
+        ),
+        (
+            a.ipv4.map(|ip| format!("{ip}/32")),
+            GATEWAY_V4.to_string(),
+            "4",
+        ),
     ] {
         if let Some(address) = address {
             let mut ip = json!({"address": address, "gateway": gateway, "interface": pod_index});
@@ -124,13 +149,25 @@ mod tests {
             mode: Mode::Dual,
             ipv6_prefix: None,
             ipv4_subnet: None,
-            mtu: PodMtus { link: 1500, ipv6: Some(1500), ipv4: Some(1450) },
+            mtu: PodMtus {
+                link: 1500,
+                ipv6: Some(1500),
+                ipv4: Some(1450),
+            },
         };
         (allocation, network)
     }
 
     fn wired<'a>(a: &'a Allocation, n: &'a NodeNetwork) -> Wired<'a> {
-        Wired { host_name: "weft0", host_mac: [0xee; 6], pod_name: "eth0", pod_mac: [0x0a, 1, 2, 3, 4, 5], sandbox: "/run/netns/p", allocation: a, network: n }
+        Wired {
+            host_name: "weft0",
+            host_mac: [0xee; 6],
+            pod_name: "eth0",
+            pod_mac: [0x0a, 1, 2, 3, 4, 5],
+            sandbox: "/run/netns/p",
+            allocation: a,
+            network: n,
+        }
     }
 
     #[test]
@@ -148,7 +185,10 @@ mod tests {
         let routes = r["routes"].as_array().unwrap();
         assert_eq!(routes[0], json!({"dst": "::/0", "gw": "fe80::1"}));
         assert_eq!(routes[1], json!({"dst": "169.254.1.1/32", "scope": 253}));
-        assert_eq!(routes[2], json!({"dst": "0.0.0.0/0", "gw": "169.254.1.1", "mtu": 1450}));
+        assert_eq!(
+            routes[2],
+            json!({"dst": "0.0.0.0/0", "gw": "169.254.1.1", "mtu": 1450})
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@ use crate::error::{CniError, Result};
 use crate::result::pod_routes;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use weft_netlink::{sysctl, Errno, LinkInfo, Netlink, NetlinkError, Netns, RouteSpec, VethSpec, SCOPE_LINK, SCOPE_UNIVERSE};
+use weft_netlink::{
+    sysctl, Errno, LinkInfo, Netlink, NetlinkError, Netns, RouteSpec, VethSpec, SCOPE_LINK,
+    SCOPE_UNIVERSE,
+};
 use weft_wire::{Allocation, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
 
 /// One pod interface to wire or inspect.
@@ -33,8 +36,12 @@ pub struct PodPlan<'a> {
 impl PodPlan<'_> {
     fn pod_addresses(&self) -> Vec<IpNet> {
         let a = self.allocation;
-        let v6 = a.ipv6.map(|ip| IpNet::new(ip.into(), 128).expect("valid /128"));
-        let v4 = a.ipv4.map(|ip| IpNet::new(ip.into(), 32).expect("valid /32"));
+        let v6 = a
+            .ipv6
+            .map(|ip| IpNet::new(ip.into(), 128).expect("valid /128"));
+        let v4 = a
+            .ipv4
+            .map(|ip| IpNet::new(ip.into(), 32).expect("valid /32"));
         v6.into_iter().chain(v4).collect()
     }
 
@@ -68,7 +75,10 @@ fn host_sysctls(ifname: &str) -> Vec<(String, &'static str)> {
 
 fn write_sysctls(keys: &[(String, &str)]) -> Result<()> {
     let v6 = sysctl::ipv6_available();
-    for (key, value) in keys.iter().filter(|(k, _)| v6 || !k.starts_with("net/ipv6")) {
+    for (key, value) in keys
+        .iter()
+        .filter(|(k, _)| v6 || !k.starts_with("net/ipv6"))
+    {
         sysctl::set(key, value)?;
     }
     Ok(())
@@ -104,7 +114,10 @@ pub async fn setup(plan: &PodPlan<'_>) -> Result<()> {
         must_find(&host, plan.host_name, "host"),
         must_find(&pod, plan.pod_name, "pod")
     )?;
-    futures::try_join!(wire_host(&host, &host_link, plan), wire_pod(&pod, &pod_link, plan))?;
+    futures::try_join!(
+        wire_host(&host, &host_link, plan),
+        wire_pod(&pod, &pod_link, plan)
+    )?;
     Ok(())
 }
 
@@ -128,9 +141,21 @@ async fn explain_exists(error: NetlinkError, host: &Netlink, plan: &PodPlan<'_>)
 async fn wire_host(nl: &Netlink, link: &LinkInfo, plan: &PodPlan<'_>) -> Result<()> {
     nl.set_up(link.index, &link.name).await?;
     for addr in plan.pod_addresses() {
-        nl.add_permanent_neighbour(link.index, addr.addr(), plan.pod_mac).await?;
-        let scope = if addr.addr().is_ipv4() { SCOPE_LINK } else { SCOPE_UNIVERSE };
-        nl.add_route(&RouteSpec { destination: addr, gateway: None, oif: link.index, mtu: None, scope }).await?;
+        nl.add_permanent_neighbour(link.index, addr.addr(), plan.pod_mac)
+            .await?;
+        let scope = if addr.addr().is_ipv4() {
+            SCOPE_LINK
+        } else {
+            SCOPE_UNIVERSE
+        };
+        nl.add_route(&RouteSpec {
+            destination: addr,
+            gateway: None,
+            oif: link.index,
+            mtu: None,
+            scope,
+        })
+        .await?;
     }
     Ok(())
 }
@@ -141,11 +166,23 @@ async fn wire_pod(nl: &Netlink, link: &LinkInfo, plan: &PodPlan<'_>) -> Result<(
     }
     nl.set_up(link.index, &link.name).await?;
     for gw in plan.gateways() {
-        nl.add_permanent_neighbour(link.index, gw, HOST_VETH_MAC).await?;
+        nl.add_permanent_neighbour(link.index, gw, HOST_VETH_MAC)
+            .await?;
     }
     for (destination, gateway, mtu, link_scope) in pod_routes(plan.allocation, plan.network) {
-        let scope = if link_scope { SCOPE_LINK } else { SCOPE_UNIVERSE };
-        nl.add_route(&RouteSpec { destination, gateway, oif: link.index, mtu, scope }).await?;
+        let scope = if link_scope {
+            SCOPE_LINK
+        } else {
+            SCOPE_UNIVERSE
+        };
+        nl.add_route(&RouteSpec {
+            destination,
+            gateway,
+            oif: link.index,
+            mtu,
+            scope,
+        })
+        .await?;
     }
     Ok(())
 }
@@ -170,43 +207,79 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
         return drift(format!("host interface {} is down", plan.host_name));
     }
     if pod_link.mtu != plan.network.mtu.link {
-        return drift(format!("pod interface {} has MTU {}, expected {}", plan.pod_name, pod_link.mtu, plan.network.mtu.link));
+        return drift(format!(
+            "pod interface {} has MTU {}, expected {}",
+            plan.pod_name, pod_link.mtu, plan.network.mtu.link
+        ));
     }
     let present = pod.addresses(pod_link.index).await?;
     for addr in plan.pod_addresses() {
         if !present.contains(&addr) {
-            return drift(format!("address {addr} is missing from pod interface {}", plan.pod_name));
+            return drift(format!(
+                "address {addr} is missing from pod interface {}",
+                plan.pod_name
+            ));
         }
     }
     let wants_v6 = plan.allocation.ipv6.is_some();
     let pod_routes_now = [
-        if wants_v6 { pod.routes(true).await? } else { vec![] },
-        if plan.allocation.ipv4.is_some() { pod.routes(false).await? } else { vec![] },
+        if wants_v6 {
+            pod.routes(true).await?
+        } else {
+            vec![]
+        },
+        if plan.allocation.ipv4.is_some() {
+            pod.routes(false).await?
+        } else {
+            vec![]
+        },
     ]
     .concat();
     for (destination, gateway, _, _) in pod_routes(plan.allocation, plan.network) {
-        let found = pod_routes_now
-            .iter()
-            .any(|r| r.destination == destination && r.gateway == gateway && r.oif == Some(pod_link.index));
+        let found = pod_routes_now.iter().any(|r| {
+            r.destination == destination && r.gateway == gateway && r.oif == Some(pod_link.index)
+        });
         if !found {
             let via = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
-            return drift(format!("route {destination}{via} dev {} is missing in the pod", plan.pod_name));
+            return drift(format!(
+                "route {destination}{via} dev {} is missing in the pod",
+                plan.pod_name
+            ));
         }
     }
     let host_routes = [
-        if wants_v6 { host.routes(true).await? } else { vec![] },
-        if plan.allocation.ipv4.is_some() { host.routes(false).await? } else { vec![] },
+        if wants_v6 {
+            host.routes(true).await?
+        } else {
+            vec![]
+        },
+        if plan.allocation.ipv4.is_some() {
+            host.routes(false).await?
+        } else {
+            vec![]
+        },
     ]
     .concat();
     for addr in plan.pod_addresses() {
-        if !host_routes.iter().any(|r| r.destination == addr && r.oif == Some(host_link.index)) {
-            return drift(format!("host route {addr} dev {} is missing", plan.host_name));
+        if !host_routes
+            .iter()
+            .any(|r| r.destination == addr && r.oif == Some(host_link.index))
+        {
+            return drift(format!(
+                "host route {addr} dev {} is missing",
+                plan.host_name
+            ));
         }
     }
     let neighbours = pod.neighbours(pod_link.index).await?;
     for gw in plan.gateways() {
-        if !neighbours.iter().any(|n| n.ip == gw && n.permanent && n.mac == HOST_VETH_MAC) {
-            return drift(format!("permanent neighbour entry for gateway {gw} is missing in the pod"));
+        if !neighbours
+            .iter()
+            .any(|n| n.ip == gw && n.permanent && n.mac == HOST_VETH_MAC)
+        {
+            return drift(format!(
+                "permanent neighbour entry for gateway {gw} is missing in the pod"
+            ));
         }
     }
     Ok(())

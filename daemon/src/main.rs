@@ -1,1 +1,108 @@
-fn main(){}
+//! `weftd`, the weft node daemon.
+//!
+//! The story: parse and validate the flags ([`flags`]); find the uplink and make the
+//! node a router ([`node`]); open the IPAM store and rebuild the pools (weft-ipam); start
+//! the background veth remover ([`reaper`]) and the metrics endpoint ([`http`],
+//! [`metrics`]); then serve the CNI plugin on the unix socket ([`socket`], [`service`])
+//! until SIGTERM or SIGINT.
+#![forbid(unsafe_code)]
+
+mod flags;
+mod http;
+mod metrics;
+mod node;
+mod reaper;
+mod service;
+mod socket;
+
+use clap::Parser;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+use weft_ipam::{Ipam, IpamConfig};
+use weft_wire::{pod_mtus, NodeNetwork};
+
+fn main() -> ExitCode {
+    let flags = flags::Flags::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(flags.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match flags.validate() {
+        Ok(c) => c,
+        Err(e) => return fatal(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fatal(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(e.as_str()),
+    }
+}
+
+fn fatal(message: &str) -> ExitCode {
+    error!("{message}");
+    eprintln!("weftd: {message}");
+    ExitCode::from(2)
+}
+
+async fn run(config: flags::Config) -> Result<(), String> {
+    let nl = weft_netlink::Netlink::connect().map_err(|e| e.to_string())?;
+    let uplink = node::discover_uplink(&nl, config.underlay_interface.as_deref()).await?;
+    let mtu = pod_mtus(uplink.mtu, uplink.family, config.mode)
+        .map_err(|e| format!("uplink {:?}: {e}", uplink.name))?;
+    node::enable_forwarding(config.mode)?;
+    let network = NodeNetwork {
+        node_name: config.node_name.clone(),
+        mode: config.mode,
+        ipv6_prefix: config.ipv6_prefix,
+        ipv4_subnet: config.ipv4_subnet,
+        mtu,
+    };
+    info!(node = %network.node_name, mode = %network.mode, ipv6_prefix = ?network.ipv6_prefix,
+        ipv4_subnet = ?network.ipv4_subnet, uplink = ?uplink.name, uplink_mtu = uplink.mtu, pod_mtu = ?mtu, "starting");
+
+    let metrics = metrics::Metrics::new(&config.node_name, config.mode)
+        .map_err(|e| format!("metrics: {e}"))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    for addr in &config.metrics_addrs {
+        let listener = http::bind(*addr)?;
+        tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
+    }
+
+    let ipam_config = IpamConfig {
+        ipv6_prefix: config.ipv6_prefix,
+        ipv4_subnet: config.ipv4_subnet,
+        cooldown: config.cooldown,
+        state_dir: config.state_dir.clone(),
+    };
+    let (ipam, report) = Ipam::open(ipam_config)
+        .map_err(|e| format!("--state-dir {}: {e}", config.state_dir.display()))?;
+    info!(restored = report.restored, cooling = report.cooling, corrupt = ?report.corrupt,
+        outside_range = ?report.outside_range, dropped_after_reboot = report.dropped_after_reboot, "IPAM state loaded");
+    let reaper = reaper::Reaper::start(metrics.clone())
+        .map_err(|e| format!("cannot start the veth reaper: {e}"))?;
+    let service = service::Service::new(ipam, network, metrics, reaper);
+
+    let listener = socket::bind(&config.socket)?;
+    ready.store(true, Ordering::Release);
+    info!(socket = %config.socket.display(), "serving the CNI plugin");
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = socket::serve(listener, service) => {}
+        _ = term.recv() => info!("SIGTERM: stopping"),
+        _ = int.recv() => info!("SIGINT: stopping"),
+    }
+    let _ = std::fs::remove_file(&config.socket);
+    Ok(())
+}

@@ -85,7 +85,9 @@ impl IpamError {
     /// The family concerned, if one.
     pub fn family(&self) -> Option<Family> {
         match self {
-            IpamError::Exhausted { family, .. } | IpamError::CoolingDown { family, .. } => Some(*family),
+            IpamError::Exhausted { family, .. } | IpamError::CoolingDown { family, .. } => {
+                Some(*family)
+            }
             _ => None,
         }
     }
@@ -130,15 +132,18 @@ pub struct Ipam {
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn v6_offset(net: &Ipv6Net, addr: Ipv6Addr) -> Option<u128> {
-    net.contains(&addr).then(|| u128::from(addr) - u128::from(net.network()))
+    net.contains(&addr)
+        .then(|| u128::from(addr) - u128::from(net.network()))
 }
 
 fn v4_offset(net: &Ipv4Net, addr: Ipv4Addr) -> Option<u128> {
-    net.contains(&addr).then(|| u128::from(u32::from(addr) - u32::from(net.network())))
+    net.contains(&addr)
+        .then(|| u128::from(u32::from(addr) - u32::from(net.network())))
 }
 
 impl Ipam {
@@ -153,7 +158,13 @@ impl Ipam {
             let last = (1u128 << (32 - net.prefix_len())) - 2;
             (net, Pool::new(1, last, config.cooldown))
         });
-        let mut ipam = Ipam { ipv6, ipv4, allocations: HashMap::new(), store, cooldown: config.cooldown };
+        let mut ipam = Ipam {
+            ipv6,
+            ipv4,
+            allocations: HashMap::new(),
+            store,
+            cooldown: config.cooldown,
+        };
         let report = ipam.restore(loaded, Instant::now(), unix_ms(SystemTime::now()));
         Ok((ipam, report))
     }
@@ -166,8 +177,12 @@ impl Ipam {
         };
         let (mut used6, mut used4) = (Vec::new(), Vec::new());
         for a in loaded.allocations {
-            let off6 = a.ipv6.and_then(|ip| self.ipv6.as_ref().and_then(|(net, _)| v6_offset(net, ip)));
-            let off4 = a.ipv4.and_then(|ip| self.ipv4.as_ref().and_then(|(net, _)| v4_offset(net, ip)));
+            let off6 = a
+                .ipv6
+                .and_then(|ip| self.ipv6.as_ref().and_then(|(net, _)| v6_offset(net, ip)));
+            let off4 = a
+                .ipv4
+                .and_then(|ip| self.ipv4.as_ref().and_then(|(net, _)| v4_offset(net, ip)));
             if (a.ipv6.is_some() && off6.is_none()) || (a.ipv4.is_some() && off4.is_none()) {
                 report.outside_range.push(a.attachment.to_string());
             }
@@ -177,15 +192,27 @@ impl Ipam {
         }
         let (mut cool6, mut cool4) = (Vec::new(), Vec::new());
         for (addr, released_ms) in loaded.cooling {
-            let rest = Duration::from_millis((released_ms + self.cooldown.as_millis() as u64).saturating_sub(now_ms));
+            let rest = Duration::from_millis(
+                (released_ms + self.cooldown.as_millis() as u64).saturating_sub(now_ms),
+            );
             if rest.is_zero() {
                 self.store.forget_cooldown(addr);
                 continue;
             }
             let until = now + rest;
             match addr {
-                IpAddr::V6(ip) => cool6.extend(self.ipv6.as_ref().and_then(|(n, _)| v6_offset(n, ip)).map(|o| (until, o))),
-                IpAddr::V4(ip) => cool4.extend(self.ipv4.as_ref().and_then(|(n, _)| v4_offset(n, ip)).map(|o| (until, o))),
+                IpAddr::V6(ip) => cool6.extend(
+                    self.ipv6
+                        .as_ref()
+                        .and_then(|(n, _)| v6_offset(n, ip))
+                        .map(|o| (until, o)),
+                ),
+                IpAddr::V4(ip) => cool4.extend(
+                    self.ipv4
+                        .as_ref()
+                        .and_then(|(n, _)| v4_offset(n, ip))
+                        .map(|o| (until, o)),
+                ),
             }
         }
         report.restored = self.allocations.len();
@@ -201,15 +228,29 @@ impl Ipam {
 
     /// Allocates one address per served family for a new attachment, and records it
     /// before returning.
-    pub fn allocate(&mut self, attachment: &Attachment, pod: PodRef) -> Result<Allocation, IpamError> {
+    pub fn allocate(
+        &mut self,
+        attachment: &Attachment,
+        pod: PodRef,
+    ) -> Result<Allocation, IpamError> {
         self.allocate_at(attachment, pod, Instant::now(), SystemTime::now())
     }
 
-    fn allocate_at(&mut self, attachment: &Attachment, pod: PodRef, now: Instant, wall: SystemTime) -> Result<Allocation, IpamError> {
+    fn allocate_at(
+        &mut self,
+        attachment: &Attachment,
+        pod: PodRef,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Allocation, IpamError> {
         if let Some(existing) = self.allocations.get(attachment) {
             return Err(IpamError::AlreadyAllocated {
                 attachment: attachment.clone(),
-                addresses: addresses_of(existing).iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", "),
+                addresses: addresses_of(existing)
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let ipv6 = match &mut self.ipv6 {
@@ -230,8 +271,12 @@ impl Ipam {
         };
         let allocation = Allocation {
             attachment: attachment.clone(),
-            ipv6: ipv6.zip(self.ipv6.as_ref()).map(|(o, (net, _))| Ipv6Addr::from(u128::from(net.network()) + o)),
-            ipv4: ipv4.zip(self.ipv4.as_ref()).map(|(o, (net, _))| Ipv4Addr::from(u32::from(net.network()) + o as u32)),
+            ipv6: ipv6
+                .zip(self.ipv6.as_ref())
+                .map(|(o, (net, _))| Ipv6Addr::from(u128::from(net.network()) + o)),
+            ipv4: ipv4
+                .zip(self.ipv4.as_ref())
+                .map(|(o, (net, _))| Ipv4Addr::from(u32::from(net.network()) + o as u32)),
             pod,
             allocated_at_ms: unix_ms(wall),
         };
@@ -239,7 +284,8 @@ impl Ipam {
             self.unallocate(&allocation);
             return Err(e.into());
         }
-        self.allocations.insert(attachment.clone(), allocation.clone());
+        self.allocations
+            .insert(attachment.clone(), allocation.clone());
         Ok(allocation)
     }
 
@@ -257,11 +303,17 @@ impl Ipam {
         self.release_at(attachment, Instant::now(), SystemTime::now())
     }
 
-    fn release_at(&mut self, attachment: &Attachment, now: Instant, wall: SystemTime) -> Result<Option<Allocation>, IpamError> {
+    fn release_at(
+        &mut self,
+        attachment: &Attachment,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Option<Allocation>, IpamError> {
         let Some(allocation) = self.allocations.get(attachment).cloned() else {
             return Ok(None);
         };
-        self.store.remove(attachment, &addresses_of(&allocation), unix_ms(wall))?;
+        self.store
+            .remove(attachment, &addresses_of(&allocation), unix_ms(wall))?;
         self.allocations.remove(attachment);
         if let (Some(ip), Some((net, pool))) = (allocation.ipv6, &mut self.ipv6) {
             v6_offset(net, ip).inspect(|o| pool.release(*o, now));
@@ -284,7 +336,12 @@ impl Ipam {
 
     /// Releases every allocation not in `valid`, continuing past failures.
     pub fn gc(&mut self, valid: &HashSet<Attachment>) -> (Vec<Allocation>, Vec<IpamError>) {
-        let stale: Vec<Attachment> = self.allocations.keys().filter(|a| !valid.contains(*a)).cloned().collect();
+        let stale: Vec<Attachment> = self
+            .allocations
+            .keys()
+            .filter(|a| !valid.contains(*a))
+            .cloned()
+            .collect();
         let (mut released, mut errors) = (Vec::new(), Vec::new());
         for attachment in stale {
             match self.release(&attachment) {
@@ -303,20 +360,41 @@ impl Ipam {
         let v4 = self.ipv4.as_ref().map(|(_, p)| (Family::Ipv4, p));
         v6.into_iter()
             .chain(v4)
-            .map(|(family, p)| FamilyUsage { family, in_use: p.in_use(), cooling: p.cooling(), capacity: p.capacity() })
+            .map(|(family, p)| FamilyUsage {
+                family,
+                in_use: p.in_use(),
+                cooling: p.cooling(),
+                capacity: p.capacity(),
+            })
             .collect()
     }
 }
 
 fn take(pool: &mut Pool, now: Instant, family: Family, range: String) -> Result<u128, IpamError> {
     pool.allocate(now).map_err(|e| match e {
-        PoolError::Exhausted { capacity } => IpamError::Exhausted { family, range, capacity },
-        PoolError::CoolingDown { cooling, retry_after } => IpamError::CoolingDown { family, range, cooling, retry_after },
+        PoolError::Exhausted { capacity } => IpamError::Exhausted {
+            family,
+            range,
+            capacity,
+        },
+        PoolError::CoolingDown {
+            cooling,
+            retry_after,
+        } => IpamError::CoolingDown {
+            family,
+            range,
+            cooling,
+            retry_after,
+        },
     })
 }
 
 fn addresses_of(a: &Allocation) -> Vec<IpAddr> {
-    a.ipv6.map(IpAddr::V6).into_iter().chain(a.ipv4.map(IpAddr::V4)).collect()
+    a.ipv6
+        .map(IpAddr::V6)
+        .into_iter()
+        .chain(a.ipv4.map(IpAddr::V4))
+        .collect()
 }
 
 #[cfg(test)]

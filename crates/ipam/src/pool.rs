@@ -97,9 +97,14 @@ impl Pool {
             self.fresh += 1;
             self.fresh - 1
         } else if let Some(&(until, _)) = self.cooling.front() {
-            return Err(PoolError::CoolingDown { cooling: self.cooling.len(), retry_after: until - now });
+            return Err(PoolError::CoolingDown {
+                cooling: self.cooling.len(),
+                retry_after: until - now,
+            });
         } else {
-            return Err(PoolError::Exhausted { capacity: self.capacity() });
+            return Err(PoolError::Exhausted {
+                capacity: self.capacity(),
+            });
         };
         self.in_use.insert(offset);
         Ok(offset)
@@ -124,7 +129,11 @@ impl Pool {
     /// until their instant. Offsets below the highest restored one that are neither
     /// become free; the cursor moves past all of them. Bounded by the highest offset
     /// ever restored, which the lowest-first policy keeps near the peak pod count.
-    pub fn restore(&mut self, in_use: impl IntoIterator<Item = u128>, cooling: impl IntoIterator<Item = (Instant, u128)>) {
+    pub fn restore(
+        &mut self,
+        in_use: impl IntoIterator<Item = u128>,
+        cooling: impl IntoIterator<Item = (Instant, u128)>,
+    ) {
         self.in_use = in_use.into_iter().filter(|o| self.contains(*o)).collect();
         let mut cooling: Vec<(Instant, u128)> = cooling
             .into_iter()
@@ -155,7 +164,10 @@ mod tests {
         assert_eq!(pool.allocate(now), Ok(1));
         assert_eq!(pool.allocate(now), Ok(2));
         assert_eq!(pool.allocate(now), Ok(3));
-        assert_eq!(pool.allocate(now), Err(PoolError::Exhausted { capacity: 3 }));
+        assert_eq!(
+            pool.allocate(now),
+            Err(PoolError::Exhausted { capacity: 3 })
+        );
         assert_eq!(pool.in_use(), 3);
     }
 
@@ -167,7 +179,10 @@ mod tests {
         pool.allocate(t0).unwrap();
         pool.release(a, t0);
         match pool.allocate(t0 + Duration::from_secs(10)) {
-            Err(PoolError::CoolingDown { cooling: 1, retry_after }) => assert_eq!(retry_after, Duration::from_secs(20)),
+            Err(PoolError::CoolingDown {
+                cooling: 1,
+                retry_after,
+            }) => assert_eq!(retry_after, Duration::from_secs(20)),
             other => panic!("{other:?}"),
         }
         assert_eq!(pool.allocate(t0 + COOL), Ok(a));

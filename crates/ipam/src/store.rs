@@ -34,7 +34,11 @@ pub struct StoreError {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError { action, path: path.to_owned(), source }
+    move |source| StoreError {
+        action,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// What was on disk at start-up.
@@ -66,7 +70,10 @@ impl Store {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io_err("create", &path))?;
         }
-        let store = Store { dir: dir.to_owned(), tmp_counter: AtomicU64::new(0) };
+        let store = Store {
+            dir: dir.to_owned(),
+            tmp_counter: AtomicU64::new(0),
+        };
         store.clear_dir("tmp")?;
         let mut loaded = Loaded::default();
         let boot_file = dir.join("boot_id");
@@ -99,7 +106,11 @@ impl Store {
         let dir = self.dir.join("allocations");
         for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
             let path = entry.map_err(io_err("list", &dir))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
             let record = fs::read(&path)
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<Allocation>(&bytes).ok())
@@ -113,7 +124,9 @@ impl Store {
                 }
             }
         }
-        loaded.allocations.sort_by(|a, b| a.attachment.cmp(&b.attachment));
+        loaded
+            .allocations
+            .sort_by(|a, b| a.attachment.cmp(&b.attachment));
         Ok(())
     }
 
@@ -121,8 +134,13 @@ impl Store {
         let dir = self.dir.join("cooldown");
         for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
             let path = entry.map_err(io_err("list", &dir))?.path();
-            let addr = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<IpAddr>().ok());
-            let at = fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok());
+            let addr = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<IpAddr>().ok());
+            let at = fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok());
             match (addr, at) {
                 (Some(addr), Some(at)) => loaded.cooling.push((addr, at)),
                 _ => fs::remove_file(&path).map_err(io_err("remove", &path))?,
@@ -133,7 +151,10 @@ impl Store {
 
     fn write_atomic(&self, target: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join("tmp").join(format!("{}.{n}", std::process::id()));
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{}.{n}", std::process::id()));
         let mut file = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
         file.write_all(bytes).map_err(io_err("write", &tmp))?;
         drop(file);
@@ -152,7 +173,12 @@ impl Store {
 
     /// Removes a record, first writing the cooldown of its addresses so that a crash in
     /// between leaves the addresses in use (safe) rather than free too early.
-    pub fn remove(&self, attachment: &Attachment, released: &[IpAddr], now_ms: u64) -> Result<(), StoreError> {
+    pub fn remove(
+        &self,
+        attachment: &Attachment,
+        released: &[IpAddr],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         for addr in released {
             let path = self.dir.join("cooldown").join(addr.to_string());
             self.write_atomic(&path, now_ms.to_string().as_bytes())?;

@@ -5,7 +5,11 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("weft-ipam-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "weft-ipam-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = fs::remove_dir_all(&dir);
         TempDir(dir)
     }
@@ -37,7 +41,10 @@ fn allocates_both_families_and_skips_reserved_offsets() {
     let a = ipam.allocate(&att("c1"), PodRef::default()).unwrap();
     assert_eq!(a.ipv6, Some("2001:db8:1000:1::1".parse().unwrap()));
     assert_eq!(a.ipv4, Some("10.255.1.1".parse().unwrap()));
-    assert!(matches!(ipam.allocate(&att("c1"), PodRef::default()), Err(IpamError::AlreadyAllocated { .. })));
+    assert!(matches!(
+        ipam.allocate(&att("c1"), PodRef::default()),
+        Err(IpamError::AlreadyAllocated { .. })
+    ));
 }
 
 #[test]
@@ -45,14 +52,26 @@ fn exhausted_ipv4_is_a_clear_error_and_rolls_back_ipv6() {
     let dir = TempDir::new();
     let (mut ipam, _) = Ipam::open(config(&dir, "10.255.1.0/28", Duration::from_secs(30))).unwrap();
     for i in 0..14 {
-        let a = ipam.allocate(&att(&format!("c{i}")), PodRef::default()).unwrap();
-        assert_ne!(a.ipv4, Some("10.255.1.15".parse().unwrap()), "broadcast handed out");
+        let a = ipam
+            .allocate(&att(&format!("c{i}")), PodRef::default())
+            .unwrap();
+        assert_ne!(
+            a.ipv4,
+            Some("10.255.1.15".parse().unwrap()),
+            "broadcast handed out"
+        );
     }
     let e = ipam.allocate(&att("c99"), PodRef::default()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Exhausted);
-    assert!(e.to_string().contains("10.255.1.0/28") && e.to_string().contains("14"), "{e}");
+    assert!(
+        e.to_string().contains("10.255.1.0/28") && e.to_string().contains("14"),
+        "{e}"
+    );
     let usage = ipam.usage();
-    assert_eq!(usage[0].in_use, 14, "the IPv6 address of the failed ADD was not returned");
+    assert_eq!(
+        usage[0].in_use, 14,
+        "the IPv6 address of the failed ADD was not returned"
+    );
 }
 
 #[test]
@@ -63,14 +82,34 @@ fn release_cools_down_then_reuses() {
     let wall = SystemTime::now();
     let mut first = None;
     for i in 0..14 {
-        let a = ipam.allocate_at(&att(&format!("c{i}")), PodRef::default(), t0, wall).unwrap();
+        let a = ipam
+            .allocate_at(&att(&format!("c{i}")), PodRef::default(), t0, wall)
+            .unwrap();
         first.get_or_insert(a);
     }
     ipam.release_at(&att("c0"), t0, wall).unwrap().unwrap();
-    assert_eq!(ipam.release_at(&att("c0"), t0, wall).unwrap(), None, "second release is a no-op");
-    let e = ipam.allocate_at(&att("new"), PodRef::default(), t0 + Duration::from_secs(1), wall).unwrap_err();
+    assert_eq!(
+        ipam.release_at(&att("c0"), t0, wall).unwrap(),
+        None,
+        "second release is a no-op"
+    );
+    let e = ipam
+        .allocate_at(
+            &att("new"),
+            PodRef::default(),
+            t0 + Duration::from_secs(1),
+            wall,
+        )
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CoolingDown);
-    let a = ipam.allocate_at(&att("new"), PodRef::default(), t0 + Duration::from_secs(30), wall).unwrap();
+    let a = ipam
+        .allocate_at(
+            &att("new"),
+            PodRef::default(),
+            t0 + Duration::from_secs(30),
+            wall,
+        )
+        .unwrap();
     assert_eq!(a.ipv4, first.unwrap().ipv4);
 }
 
@@ -82,18 +121,29 @@ fn state_survives_reopen_without_duplicates_or_losses() {
     {
         let (mut ipam, _) = Ipam::open(cfg.clone()).unwrap();
         for i in 0..10 {
-            let a = ipam.allocate(&att(&format!("c{i}")), PodRef::default()).unwrap();
+            let a = ipam
+                .allocate(&att(&format!("c{i}")), PodRef::default())
+                .unwrap();
             seen.insert(a.ipv4.unwrap());
         }
         ipam.release(&att("c3")).unwrap();
     }
     let (mut ipam, report) = Ipam::open(cfg).unwrap();
     assert_eq!(report.restored, 9);
-    assert_eq!(report.cooling, 2, "both addresses of c3 still cool down after restart");
+    assert_eq!(
+        report.cooling, 2,
+        "both addresses of c3 still cool down after restart"
+    );
     assert!(ipam.lookup(&att("c5")).is_some());
     for i in 10..20 {
-        let a = ipam.allocate(&att(&format!("c{i}")), PodRef::default()).unwrap();
-        assert!(seen.insert(a.ipv4.unwrap()), "address {:?} handed out twice", a.ipv4);
+        let a = ipam
+            .allocate(&att(&format!("c{i}")), PodRef::default())
+            .unwrap();
+        assert!(
+            seen.insert(a.ipv4.unwrap()),
+            "address {:?} handed out twice",
+            a.ipv4
+        );
     }
 }
 
@@ -134,7 +184,10 @@ fn gc_releases_everything_not_listed() {
     let valid: HashSet<Attachment> = [att("keep")].into();
     let (released, errors) = ipam.gc(&valid);
     assert!(errors.is_empty());
-    let ids: Vec<_> = released.iter().map(|a| a.attachment.container_id.as_str()).collect();
+    let ids: Vec<_> = released
+        .iter()
+        .map(|a| a.attachment.container_id.as_str())
+        .collect();
     assert_eq!(ids, ["drop1", "drop2"]);
     assert_eq!(ipam.allocations().count(), 1);
 }

@@ -52,11 +52,18 @@ impl NetlinkError {
             Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
             None => error.to_string(),
         };
-        NetlinkError::Kernel { operation: operation.into(), message, errno }
+        NetlinkError::Kernel {
+            operation: operation.into(),
+            message,
+            errno,
+        }
     }
 
     pub(crate) fn io(operation: impl Into<String>, source: std::io::Error) -> Self {
-        NetlinkError::Io { operation: operation.into(), source }
+        NetlinkError::Io {
+            operation: operation.into(),
+            source,
+        }
     }
 
     /// The errno class, for callers that treat "already there" or "already gone" as fine.

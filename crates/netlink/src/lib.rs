@@ -23,6 +23,8 @@ use std::future::Future;
 /// Runs `future` to completion on a fresh current-thread runtime. Cheap to build (no
 /// thread pool), so the CNI plugin pays microseconds for it.
 pub fn run<F: Future>(future: F) -> std::io::Result<F::Output> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
     Ok(runtime.block_on(future))
 }

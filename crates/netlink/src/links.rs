@@ -2,7 +2,9 @@
 
 use crate::{Errno, NetlinkError, Netns};
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as RtLinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as RtLinkInfo, LinkMessage,
+};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
 use std::os::fd::AsRawFd;
 
@@ -50,8 +52,8 @@ pub struct VethSpec<'a> {
 impl Netlink {
     /// Opens a socket in the calling thread's current namespace. Must run inside [`crate::run`].
     pub fn connect() -> Result<Netlink, NetlinkError> {
-        let (connection, handle, _) =
-            rtnetlink::new_connection().map_err(|e| NetlinkError::io("open rtnetlink socket", e))?;
+        let (connection, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| NetlinkError::io("open rtnetlink socket", e))?;
         tokio::spawn(connection);
         Ok(Netlink { handle })
     }
@@ -81,12 +83,25 @@ impl Netlink {
             .add(message)
             .execute()
             .await
-            .map_err(|e| NetlinkError::kernel(format!("create veth {} (pod side {})", spec.host_name, spec.pod_name), e))
+            .map_err(|e| {
+                NetlinkError::kernel(
+                    format!(
+                        "create veth {} (pod side {})",
+                        spec.host_name, spec.pod_name
+                    ),
+                    e,
+                )
+            })
     }
 
     /// The link called `name`, if there is one.
     pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
-        let mut links = self.handle.link().get().match_name(name.to_owned()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_owned())
+            .execute();
         match links.try_next().await {
             Ok(Some(message)) => Ok(Some(link_info(message))),
             Ok(None) => Ok(None),
@@ -103,8 +118,10 @@ impl Netlink {
     /// Every link in the namespace.
     pub async fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
         let stream = self.handle.link().get().execute();
-        let messages: Vec<LinkMessage> =
-            stream.try_collect().await.map_err(|e| NetlinkError::kernel("list links", e))?;
+        let messages: Vec<LinkMessage> = stream
+            .try_collect()
+            .await
+            .map_err(|e| NetlinkError::kernel("list links", e))?;
         Ok(messages.into_iter().map(link_info).collect())
     }
 

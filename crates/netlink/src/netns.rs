@@ -23,8 +23,13 @@ pub struct NetnsGuard {
 impl Netns {
     /// Opens the namespace at `path` (e.g. `/var/run/netns/pod1` or `/proc/PID/ns/net`).
     pub fn open(path: &Path) -> Result<Netns, NetlinkError> {
-        let file = File::open(path).map_err(|e| NetlinkError::io(format!("open network namespace {}", path.display()), e))?;
-        Ok(Netns { file, path: path.to_owned() })
+        let file = File::open(path).map_err(|e| {
+            NetlinkError::io(format!("open network namespace {}", path.display()), e)
+        })?;
+        Ok(Netns {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     /// The calling thread's current namespace.
@@ -44,8 +49,12 @@ impl Netns {
     /// Moves the calling thread into this namespace until the guard drops.
     pub fn enter(&self) -> Result<NetnsGuard, NetlinkError> {
         let previous = Netns::current()?;
-        setns(&self.file, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| NetlinkError::io(format!("enter network namespace {}", self.path.display()), e.into()))?;
+        setns(&self.file, CloneFlags::CLONE_NEWNET).map_err(|e| {
+            NetlinkError::io(
+                format!("enter network namespace {}", self.path.display()),
+                e.into(),
+            )
+        })?;
         Ok(NetnsGuard { previous })
     }
 }
@@ -55,7 +64,10 @@ impl Drop for NetnsGuard {
         // Failing to return would leave later work in the wrong namespace; there is no
         // way to carry on safely, so stop here rather than wire the wrong network.
         if let Err(e) = setns(&self.previous.file, CloneFlags::CLONE_NEWNET) {
-            eprintln!("weft: cannot return to network namespace {}: {e}", self.previous.path.display());
+            eprintln!(
+                "weft: cannot return to network namespace {}: {e}",
+                self.previous.path.display()
+            );
             std::process::abort();
         }
     }

@@ -70,14 +70,27 @@ impl Netlink {
     /// Adds `address` to a link. `nodad` skips duplicate address detection for it
     /// (IFA_F_NODAD): weft's addresses are unique by construction, and a tentative address
     /// would leave the pod without IPv6 for a second or more (RFC 4862 section 5.4).
-    pub async fn add_address(&self, index: u32, address: IpNet, nodad: bool) -> Result<(), NetlinkError> {
-        let mut request = self.handle.address().add(index, address.addr(), address.prefix_len());
+    pub async fn add_address(
+        &self,
+        index: u32,
+        address: IpNet,
+        nodad: bool,
+    ) -> Result<(), NetlinkError> {
+        let mut request = self
+            .handle
+            .address()
+            .add(index, address.addr(), address.prefix_len());
         if nodad {
             let message = request.message_mut();
             message.header.flags |= AddressHeaderFlags::Nodad;
-            message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        request.execute().await.map_err(|e| NetlinkError::kernel(format!("add address {address}"), e))
+        request
+            .execute()
+            .await
+            .map_err(|e| NetlinkError::kernel(format!("add address {address}"), e))
     }
 
     /// The addresses on a link.
@@ -109,20 +122,33 @@ impl Netlink {
     pub async fn add_route(&self, spec: &RouteSpec) -> Result<(), NetlinkError> {
         let builder = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(spec.destination.addr(), spec.destination.prefix_len())
-            .map_err(|e| NetlinkError::io(format!("route to {}", spec.destination), std::io::Error::other(e.to_string())))?
+            .map_err(|e| {
+                NetlinkError::io(
+                    format!("route to {}", spec.destination),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?
             .output_interface(spec.oif)
             .scope(RouteScope::from(spec.scope));
         let builder = match spec.gateway {
-            Some(gw) => builder
-                .gateway(gw)
-                .map_err(|e| NetlinkError::io(format!("route via {gw}"), std::io::Error::other(e.to_string())))?,
+            Some(gw) => builder.gateway(gw).map_err(|e| {
+                NetlinkError::io(
+                    format!("route via {gw}"),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?,
             None => builder,
         };
         let mut message = builder.build();
         if let Some(mtu) = spec.mtu {
-            message.attributes.push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+            message
+                .attributes
+                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
         }
-        let via = spec.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+        let via = spec
+            .gateway
+            .map(|g| format!(" via {g}"))
+            .unwrap_or_default();
         self.handle
             .route()
             .add(message)
@@ -146,12 +172,17 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(|e| NetlinkError::kernel("list routes", e))?;
-        let unspecified: IpAddr = if ipv6 { std::net::Ipv6Addr::UNSPECIFIED.into() } else { std::net::Ipv4Addr::UNSPECIFIED.into() };
+        let unspecified: IpAddr = if ipv6 {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        };
         Ok(messages
             .into_iter()
             .filter_map(|m| {
                 let mut info = RouteInfo {
-                    destination: IpNet::new(unspecified, m.header.destination_prefix_length).ok()?,
+                    destination: IpNet::new(unspecified, m.header.destination_prefix_length)
+                        .ok()?,
                     gateway: None,
                     oif: None,
                     mtu: None,
@@ -161,7 +192,8 @@ impl Netlink {
                 for a in &m.attributes {
                     match a {
                         RouteAttribute::Destination(d) => {
-                            info.destination = IpNet::new(route_to(d)?, m.header.destination_prefix_length).ok()?
+                            info.destination =
+                                IpNet::new(route_to(d)?, m.header.destination_prefix_length).ok()?
                         }
                         RouteAttribute::Gateway(g) => info.gateway = route_to(g),
                         RouteAttribute::Oif(i) => info.oif = Some(*i),
@@ -183,7 +215,12 @@ impl Netlink {
 
     /// Adds (or replaces) a permanent neighbour entry, so the first packet to `ip` needs
     /// no ARP or neighbour solicitation.
-    pub async fn add_permanent_neighbour(&self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<(), NetlinkError> {
+    pub async fn add_permanent_neighbour(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
         self.handle
             .neighbours()
             .add(index, ip)
@@ -213,14 +250,22 @@ impl Netlink {
                 let mut mac = Vec::new();
                 for a in m.attributes {
                     match a {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(a)),
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                            ip = Some(IpAddr::V4(a))
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                            ip = Some(IpAddr::V6(a))
+                        }
                         NeighbourAttribute::LinkLayerAddress(l) => mac = l,
                         _ => {}
                     }
                 }
                 if let Some(ip) = ip {
-                    out.push(NeighbourInfo { ip, mac, permanent: m.header.state == NeighbourState::Permanent });
+                    out.push(NeighbourInfo {
+                        ip,
+                        mac,
+                        permanent: m.header.state == NeighbourState::Permanent,
+                    });
                 }
             }
         }

@@ -11,13 +11,22 @@ fn path(key: &str) -> PathBuf {
 /// Sets `key` (dotted or slashed, e.g. `net.ipv6.conf.eth0.accept_dad`) to `value`.
 /// Interface names may contain dots, so pass such keys with slashes.
 pub fn set(key: &str, value: &str) -> Result<(), NetlinkError> {
-    let p = if key.contains('/') { PathBuf::from("/proc/sys").join(key) } else { path(key) };
-    std::fs::write(&p, value).map_err(|e| NetlinkError::io(format!("set {} to {value}", p.display()), e))
+    let p = if key.contains('/') {
+        PathBuf::from("/proc/sys").join(key)
+    } else {
+        path(key)
+    };
+    std::fs::write(&p, value)
+        .map_err(|e| NetlinkError::io(format!("set {} to {value}", p.display()), e))
 }
 
 /// Reads `key`, trimmed.
 pub fn get(key: &str) -> Result<String, NetlinkError> {
-    let p = if key.contains('/') { PathBuf::from("/proc/sys").join(key) } else { path(key) };
+    let p = if key.contains('/') {
+        PathBuf::from("/proc/sys").join(key)
+    } else {
+        path(key)
+    };
     std::fs::read_to_string(&p)
         .map(|s| s.trim().to_owned())
         .map_err(|e| NetlinkError::io(format!("read {}", p.display()), e))

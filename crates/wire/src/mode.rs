@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn families_follow_mode() {
-        assert_eq!(Mode::Dual.families().collect::<Vec<_>>(), [Family::Ipv6, Family::Ipv4]);
+        assert_eq!(
+            Mode::Dual.families().collect::<Vec<_>>(),
+            [Family::Ipv6, Family::Ipv4]
+        );
         assert_eq!(Mode::Ipv4.families().collect::<Vec<_>>(), [Family::Ipv4]);
     }
 }

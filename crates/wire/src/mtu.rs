@@ -60,11 +60,13 @@ pub fn pod_mtus(uplink_mtu: u32, underlay: UnderlayFamily, mode: Mode) -> Result
     };
     let ipv6 = mode.has_ipv6().then_some(uplink_mtu);
     let ipv4 = match mode.has_ipv4() {
-        true => Some(uplink_mtu.checked_sub(overhead).unwrap_or(0)),
+        true => Some(uplink_mtu.saturating_sub(overhead)),
         false => None,
     };
     if let Some(m) = ipv6.filter(|m| *m < IPV6_MIN_MTU) {
-        return Err(format!("uplink MTU {m} is below IPv6's minimum of {IPV6_MIN_MTU}"));
+        return Err(format!(
+            "uplink MTU {m} is below IPv6's minimum of {IPV6_MIN_MTU}"
+        ));
     }
     if let Some(m) = ipv4.filter(|m| *m < IPV4_MIN_MTU) {
         return Err(format!(
@@ -88,17 +90,45 @@ mod tests {
     #[test]
     fn dual_stack_keeps_full_mtu_for_ipv6_and_subtracts_vxlan_for_ipv4() {
         let m = pod_mtus(1500, UnderlayFamily::Ipv4, Mode::Dual).unwrap();
-        assert_eq!(m, PodMtus { link: 1500, ipv6: Some(1500), ipv4: Some(1450) });
+        assert_eq!(
+            m,
+            PodMtus {
+                link: 1500,
+                ipv6: Some(1500),
+                ipv4: Some(1450)
+            }
+        );
         let m = pod_mtus(9000, UnderlayFamily::Ipv6, Mode::Dual).unwrap();
-        assert_eq!(m, PodMtus { link: 9000, ipv6: Some(9000), ipv4: Some(8930) });
+        assert_eq!(
+            m,
+            PodMtus {
+                link: 9000,
+                ipv6: Some(9000),
+                ipv4: Some(8930)
+            }
+        );
     }
 
     #[test]
     fn single_family_modes_size_the_link_for_that_family() {
         let m = pod_mtus(1500, UnderlayFamily::Ipv6, Mode::Ipv4).unwrap();
-        assert_eq!(m, PodMtus { link: 1430, ipv6: None, ipv4: Some(1430) });
+        assert_eq!(
+            m,
+            PodMtus {
+                link: 1430,
+                ipv6: None,
+                ipv4: Some(1430)
+            }
+        );
         let m = pod_mtus(1500, UnderlayFamily::Ipv4, Mode::Ipv6).unwrap();
-        assert_eq!(m, PodMtus { link: 1500, ipv6: Some(1500), ipv4: None });
+        assert_eq!(
+            m,
+            PodMtus {
+                link: 1500,
+                ipv6: Some(1500),
+                ipv4: None
+            }
+        );
     }
 
     #[test]

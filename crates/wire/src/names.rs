@@ -44,8 +44,13 @@ impl Attachment {
     /// Validates both parts (CNI spec 1.1 section "Parameters": container ID and ifname rules).
     pub fn new(container_id: &str, ifname: &str) -> Result<Self, AttachmentError> {
         let id_ok = container_id.len() <= MAX_CONTAINER_ID
-            && container_id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && container_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && container_id
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+            && container_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !id_ok {
             return Err(AttachmentError::ContainerId(truncate(container_id)));
         }
@@ -53,11 +58,16 @@ impl Attachment {
             && ifname.len() <= MAX_IFNAME
             && ifname != "."
             && ifname != ".."
-            && !ifname.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+            && !ifname
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
         if !if_ok {
             return Err(AttachmentError::Ifname(truncate(ifname)));
         }
-        Ok(Attachment { container_id: container_id.to_owned(), ifname: ifname.to_owned() })
+        Ok(Attachment {
+            container_id: container_id.to_owned(),
+            ifname: ifname.to_owned(),
+        })
     }
 
     /// A key usable as a file name: container IDs cannot contain '@', so splitting at
@@ -124,7 +134,13 @@ mod tests {
         assert!(Attachment::new("ABC-def_1.2", "eth0").is_ok());
         assert!(Attachment::new("a", "eth0").is_ok());
         for bad in ["", "-abc", "_a", "a b", "a/b", "a@b", "ä"] {
-            assert!(matches!(Attachment::new(bad, "eth0"), Err(AttachmentError::ContainerId(_))), "{bad:?}");
+            assert!(
+                matches!(
+                    Attachment::new(bad, "eth0"),
+                    Err(AttachmentError::ContainerId(_))
+                ),
+                "{bad:?}"
+            );
         }
         let huge = "a".repeat(10_000);
         let e = Attachment::new(&huge, "eth0").unwrap_err().to_string();
@@ -135,8 +151,20 @@ mod tests {
     fn ifnames_follow_the_kernel() {
         assert!(Attachment::new("c", "eth0").is_ok());
         assert!(Attachment::new("c", "a234567890abcde").is_ok());
-        for bad in ["", ".", "..", "a234567890abcdef", "e/0", "e:0", "e 0", "e\n0"] {
-            assert!(matches!(Attachment::new("c", bad), Err(AttachmentError::Ifname(_))), "{bad:?}");
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a234567890abcdef",
+            "e/0",
+            "e:0",
+            "e 0",
+            "e\n0",
+        ] {
+            assert!(
+                matches!(Attachment::new("c", bad), Err(AttachmentError::Ifname(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -157,7 +185,10 @@ mod tests {
         assert_eq!(name, host_veth_name(&a.clone()));
         assert_ne!(name, host_veth_name(&b));
         // Pinned: changing the derivation would orphan every running pod's veth.
-        assert_eq!(host_veth_name(&Attachment::new("c1", "eth0").unwrap()), "weftf53f02b3bfe");
+        assert_eq!(
+            host_veth_name(&Attachment::new("c1", "eth0").unwrap()),
+            "weftf53f02b3bfe"
+        );
     }
 
     #[test]

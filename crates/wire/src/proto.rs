@@ -175,7 +175,11 @@ impl ErrorKind {
 
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "result",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Response {
     /// Answer to Status.
     Network {
@@ -227,17 +231,27 @@ pub fn write_message<W: Write, T: Serialize>(mut out: W, message: &T) -> io::Res
 /// `Ok(None)` at a clean end of stream.
 pub fn read_message<R: BufRead, T: for<'de> Deserialize<'de>>(input: R) -> io::Result<Option<T>> {
     let mut line = Vec::new();
-    let read = input.take(MAX_MESSAGE_BYTES as u64 + 1).read_until(b'\n', &mut line)?;
+    let read = input
+        .take(MAX_MESSAGE_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)?;
     if read == 0 {
         return Ok(None);
     }
     if line.len() > MAX_MESSAGE_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "message exceeds the size limit"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message exceeds the size limit",
+        ));
     }
     if line.last() != Some(&b'\n') {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "message ends without a newline"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "message ends without a newline",
+        ));
     }
-    serde_json::from_slice(&line).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&line)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]
@@ -253,10 +267,24 @@ mod tests {
     fn requests_round_trip_through_lines() {
         let requests = vec![
             Request::Status,
-            Request::Allocate { attachment: attachment(), pod: PodRef { namespace: Some("ns".into()), name: None } },
-            Request::Release { attachment: attachment() },
-            Request::Gc { valid: vec![attachment()] },
-            Request::Report { operation: CniOperation::Add, result: "ok".into(), seconds: 0.002 },
+            Request::Allocate {
+                attachment: attachment(),
+                pod: PodRef {
+                    namespace: Some("ns".into()),
+                    name: None,
+                },
+            },
+            Request::Release {
+                attachment: attachment(),
+            },
+            Request::Gc {
+                valid: vec![attachment()],
+            },
+            Request::Report {
+                operation: CniOperation::Add,
+                result: "ok".into(),
+                seconds: 0.002,
+            },
         ];
         let mut buf = Vec::new();
         for r in &requests {
@@ -264,15 +292,24 @@ mod tests {
         }
         let mut input = Cursor::new(buf);
         for r in &requests {
-            assert_eq!(read_message::<_, Request>(&mut input).unwrap().as_ref(), Some(r));
+            assert_eq!(
+                read_message::<_, Request>(&mut input).unwrap().as_ref(),
+                Some(r)
+            );
         }
         assert_eq!(read_message::<_, Request>(&mut input).unwrap(), None);
     }
 
     #[test]
     fn wire_form_is_readable_json() {
-        let line = serde_json::to_string(&Request::Release { attachment: attachment() }).unwrap();
-        assert_eq!(line, r#"{"op":"release","attachment":{"containerId":"c1","ifname":"eth0"}}"#);
+        let line = serde_json::to_string(&Request::Release {
+            attachment: attachment(),
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"op":"release","attachment":{"containerId":"c1","ifname":"eth0"}}"#
+        );
     }
 
     #[test]

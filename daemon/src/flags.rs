@@ -1,0 +1,219 @@
+//! weftd's command line: a contract tests and operators rely on. Extend, never rename.
+
+use clap::Parser;
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use weft_wire::{parse_bind_addr, parse_ipv4_subnet, parse_ipv6_prefix, Mode};
+
+/// Allowed delegated IPv6 prefix lengths.
+const IPV6_LENGTHS: std::ops::RangeInclusive<u8> = 64..=120;
+/// Allowed IPv4 subnet lengths.
+const IPV4_LENGTHS: std::ops::RangeInclusive<u8> = 16..=28;
+
+/// weftd: the weft node daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "weftd",
+    version,
+    about = "weft node daemon: pod IPAM over a unix socket, metrics"
+)]
+pub struct Flags {
+    /// This node's name.
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// The node's delegated IPv6 prefix, /64 to /120 (e.g. 2001:db8:1000:1::/80).
+    #[arg(long, value_parser = |s: &str| parse_ipv6_prefix("--ipv6-prefix", s, IPV6_LENGTHS).map_err(|e| e.to_string()))]
+    pub ipv6_prefix: Option<Ipv6Net>,
+    /// The node's overlay IPv4 subnet, /16 to /28 (e.g. 10.255.1.0/24).
+    #[arg(long, value_parser = |s: &str| parse_ipv4_subnet("--ipv4-subnet", s, IPV4_LENGTHS).map_err(|e| e.to_string()))]
+    pub ipv4_subnet: Option<Ipv4Net>,
+    /// Families served to pods: dual, ipv6 or ipv4.
+    #[arg(long, default_value = "dual")]
+    pub mode: Mode,
+    /// Where allocations are recorded. Keep it on tmpfs: allocations live as long as pods.
+    #[arg(long, default_value = "/run/weft/state")]
+    pub state_dir: PathBuf,
+    /// The unix socket the CNI plugin talks to (created 0600; its directory must not be
+    /// writable by group or others).
+    #[arg(long, default_value = "/run/weft/weftd.sock")]
+    pub socket: PathBuf,
+    /// Prometheus /metrics, /healthz and /readyz: [addr]:port, host:port or :port.
+    #[arg(long, default_value = "[::]:9641", value_parser = |s: &str| parse_bind_addr("--metrics-addr", s).map(ListenAddrs).map_err(|e| e.to_string()))]
+    pub metrics_addr: ListenAddrs,
+    /// The node's uplink; its MTU sizes pod MTUs. Default: the default route's interface.
+    #[arg(long)]
+    pub underlay_interface: Option<String>,
+    /// Seconds a released address rests before reuse (AWS VPC CNI uses 30).
+    #[arg(long, default_value_t = 30)]
+    pub cooldown_seconds: u64,
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(long, default_value = "info")]
+    pub log_level: tracing::Level,
+}
+
+/// One listen flag may resolve to several addresses (a name with both families).
+#[derive(Debug, Clone)]
+pub struct ListenAddrs(pub Vec<SocketAddr>);
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub mode: Mode,
+    pub ipv6_prefix: Option<Ipv6Net>,
+    pub ipv4_subnet: Option<Ipv4Net>,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    pub metrics_addrs: Vec<SocketAddr>,
+    pub underlay_interface: Option<String>,
+    pub cooldown: Duration,
+}
+
+impl Flags {
+    /// Cross-flag checks clap cannot express; errors name the flags.
+    pub fn validate(self) -> Result<Config, String> {
+        if self.node_name.trim().is_empty() {
+            return Err("--node-name: must not be empty".into());
+        }
+        let ipv6_prefix = match (self.mode.has_ipv6(), self.ipv6_prefix) {
+            (true, None) => return Err(format!("--ipv6-prefix: required in --mode {}", self.mode)),
+            (true, p) => p,
+            (false, _) => None,
+        };
+        let ipv4_subnet = match (self.mode.has_ipv4(), self.ipv4_subnet) {
+            (true, None) => return Err(format!("--ipv4-subnet: required in --mode {}", self.mode)),
+            (true, s) => s,
+            (false, _) => None,
+        };
+        for (flag, path) in [("--state-dir", &self.state_dir), ("--socket", &self.socket)] {
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{flag}: '{}' is not an absolute path",
+                    path.display()
+                ));
+            }
+        }
+        Ok(Config {
+            node_name: self.node_name,
+            mode: self.mode,
+            ipv6_prefix,
+            ipv4_subnet,
+            state_dir: self.state_dir,
+            socket: self.socket,
+            metrics_addrs: self.metrics_addr.0,
+            underlay_interface: self.underlay_interface,
+            cooldown: Duration::from_secs(self.cooldown_seconds),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["weftd", "--node-name", "n1"];
+        argv.extend_from_slice(args);
+        Flags::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .validate()
+    }
+
+    #[test]
+    fn dual_stack_needs_both_ranges() {
+        let c = parse(&[
+            "--ipv6-prefix",
+            "2001:0db8:1000:0001::/80",
+            "--ipv4-subnet",
+            "10.255.1.0/24",
+        ])
+        .unwrap();
+        assert_eq!(c.ipv6_prefix.unwrap().to_string(), "2001:db8:1000:1::/80");
+        assert!(parse(&["--ipv4-subnet", "10.255.1.0/24"])
+            .unwrap_err()
+            .contains("--ipv6-prefix: required"));
+        assert!(parse(&["--ipv6-prefix", "2001:db8::/80"])
+            .unwrap_err()
+            .contains("--ipv4-subnet: required"));
+    }
+
+    #[test]
+    fn single_family_modes_drop_the_other_range() {
+        let c = parse(&["--mode", "ipv6", "--ipv6-prefix", "2001:db8::/80"]).unwrap();
+        assert!(c.ipv4_subnet.is_none());
+        let c = parse(&[
+            "--mode",
+            "ipv4",
+            "--ipv4-subnet",
+            "10.255.1.0/24",
+            "--ipv6-prefix",
+            "2001:db8::/80",
+        ])
+        .unwrap();
+        assert!(c.ipv6_prefix.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_value() {
+        let e = parse(&[
+            "--ipv6-prefix",
+            "2001:db8::/40",
+            "--ipv4-subnet",
+            "10.255.1.0/24",
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("--ipv6-prefix") && e.contains("2001:db8::/40") && e.contains("/64 to /120"),
+            "{e}"
+        );
+        let e = parse(&[
+            "--ipv6-prefix",
+            "2001:db8::/80",
+            "--ipv4-subnet",
+            "10.255.1.0/30",
+        ])
+        .unwrap_err();
+        assert!(e.contains("10.255.1.0/30"), "{e}");
+        let e = parse(&["--mode", "v6"]).unwrap_err();
+        assert!(e.contains("'v6'"), "{e}");
+        let e = parse(&[
+            "--mode",
+            "ipv4",
+            "--ipv4-subnet",
+            "10.255.1.0/24",
+            "--metrics-addr",
+            "2001:db8::1:9641",
+        ])
+        .unwrap_err();
+        assert!(e.contains("[IPV6]:PORT"), "{e}");
+        let e = parse(&[
+            "--mode",
+            "ipv4",
+            "--ipv4-subnet",
+            "10.255.1.0/24",
+            "--socket",
+            "rel.sock",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--socket"), "{e}");
+    }
+
+    #[test]
+    fn metrics_address_takes_bracketed_ipv6() {
+        let c = parse(&[
+            "--mode",
+            "ipv4",
+            "--ipv4-subnet",
+            "10.255.1.0/24",
+            "--metrics-addr",
+            "[2001:db8::1]:9641",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.metrics_addrs,
+            vec!["[2001:db8::1]:9641".parse::<SocketAddr>().unwrap()]
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Prometheus metrics. The names are a contract (dashboards and alerts use them):
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `weft_cni_requests_total` | counter | `operation` (add, del, check, status, gc), `result` (ok or the error label) |
+//! | `weft_cni_request_duration_seconds` | histogram | `operation`: wall time of the whole plugin run |
+//! | `weft_ipam_requests_total` | counter | `operation` (allocate, release, lookup, gc, status), `result` |
+//! | `weft_ipam_addresses_in_use` | gauge | `family` |
+//! | `weft_ipam_addresses_cooling` | gauge | `family`: released, resting before reuse |
+//! | `weft_ipam_addresses_capacity` | gauge | `family`: usable addresses of the node's range |
+//! | `weft_host_veth_removals_total` | counter | `result` (ok, absent, error) |
+//! | `weft_node_info` | gauge (1) | `node`, `mode` |
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use weft_ipam::FamilyUsage;
+
+/// Buckets for a plugin run: weft's ADD takes a few milliseconds, the reference
+/// plugins tens; the upper buckets catch stalls.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub cni_requests: IntCounterVec,
+    pub cni_duration: HistogramVec,
+    pub ipam_requests: IntCounterVec,
+    in_use: IntGaugeVec,
+    cooling: IntGaugeVec,
+    capacity: IntGaugeVec,
+    pub veth_removals: IntCounterVec,
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    pub fn new(node: &str, mode: weft_wire::Mode) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let cni_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "weft_cni_request_duration_seconds",
+                "Wall time of CNI plugin runs.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["operation"],
+        )?;
+        registry.register(Box::new(cni_duration.clone()))?;
+        let info = gauge(
+            &registry,
+            "weft_node_info",
+            "This node's name and mode.",
+            &["node", "mode"],
+        )?;
+        info.with_label_values(&[node, &mode.to_string()]).set(1);
+        Ok(Metrics {
+            cni_requests: counter(
+                &registry,
+                "weft_cni_requests_total",
+                "CNI plugin runs by operation and result.",
+                &["operation", "result"],
+            )?,
+            cni_duration,
+            ipam_requests: counter(
+                &registry,
+                "weft_ipam_requests_total",
+                "Requests weftd answered, by operation and result.",
+                &["operation", "result"],
+            )?,
+            in_use: gauge(
+                &registry,
+                "weft_ipam_addresses_in_use",
+                "Pod addresses allocated.",
+                &["family"],
+            )?,
+            cooling: gauge(
+                &registry,
+                "weft_ipam_addresses_cooling",
+                "Released addresses resting before reuse.",
+                &["family"],
+            )?,
+            capacity: gauge(
+                &registry,
+                "weft_ipam_addresses_capacity",
+                "Usable pod addresses in the node's range.",
+                &["family"],
+            )?,
+            veth_removals: counter(
+                &registry,
+                "weft_host_veth_removals_total",
+                "Host veths removed in the background.",
+                &["result"],
+            )?,
+            registry,
+        })
+    }
+
+    pub fn set_usage(&self, usage: &[FamilyUsage]) {
+        for u in usage {
+            let family = [u.family.as_str()];
+            self.in_use.with_label_values(&family).set(u.in_use as i64);
+            self.cooling
+                .with_label_values(&family)
+                .set(u.cooling as i64);
+            self.capacity
+                .with_label_values(&family)
+                .set(i64::try_from(u.capacity).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

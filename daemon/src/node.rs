@@ -1,0 +1,102 @@
+//! The node itself: its uplink (for the MTU) and the kernel switches a router needs.
+
+use tracing::{info, warn};
+use weft_netlink::{sysctl, Netlink, NetlinkError};
+use weft_wire::{Mode, UnderlayFamily};
+
+/// MTU assumed when no uplink can be found (a node with no default route).
+const FALLBACK_MTU: u32 = 1500;
+
+/// The uplink as weftd sees it.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    pub name: Option<String>,
+    pub mtu: u32,
+    pub family: UnderlayFamily,
+}
+
+/// Finds the uplink: the named interface, else the one carrying the default route
+/// (IPv4 first, then IPv6). Its addresses decide the VXLAN underlay family: IPv4 when it
+/// has a global IPv4 address, else IPv6.
+pub async fn discover_uplink(nl: &Netlink, named: Option<&str>) -> Result<Uplink, String> {
+    let name = match named {
+        Some(n) => Some(n.to_owned()),
+        None => default_route_interface(nl)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    let Some(name) = name else {
+        warn!(
+            mtu = FALLBACK_MTU,
+            "no default route and no --underlay-interface: assuming an uplink MTU"
+        );
+        return Ok(Uplink {
+            name: None,
+            mtu: FALLBACK_MTU,
+            family: UnderlayFamily::Ipv4,
+        });
+    };
+    let link = nl
+        .link(&name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("--underlay-interface: '{name}' does not exist"))?;
+    let addresses = nl.addresses(link.index).await.map_err(|e| e.to_string())?;
+    let has_v4 = addresses
+        .iter()
+        .any(|a| a.addr().is_ipv4() && !a.addr().is_loopback());
+    let family = if has_v4 || addresses.is_empty() {
+        UnderlayFamily::Ipv4
+    } else {
+        UnderlayFamily::Ipv6
+    };
+    Ok(Uplink {
+        name: Some(name),
+        mtu: link.mtu,
+        family,
+    })
+}
+
+async fn default_route_interface(nl: &Netlink) -> Result<Option<String>, NetlinkError> {
+    for ipv6 in [false, true] {
+        let routes = nl.routes(ipv6).await?;
+        let oif = routes
+            .iter()
+            .find(|r| r.destination.prefix_len() == 0 && r.table == 254)
+            .and_then(|r| r.oif);
+        if let Some(oif) = oif {
+            let links = nl.links().await?;
+            return Ok(links.into_iter().find(|l| l.index == oif).map(|l| l.name));
+        }
+    }
+    Ok(None)
+}
+
+/// Turns the node into a router for its pods. Before IPv6 forwarding goes on, every
+/// interface that accepts router advertisements is moved to accept_ra=2: with forwarding
+/// on, accept_ra=1 stops accepting RAs and the node would lose its RA-learned default
+/// route (a known pain of CNI plugins).
+pub fn enable_forwarding(mode: Mode) -> Result<(), String> {
+    if mode.has_ipv4() {
+        sysctl::set("net.ipv4.ip_forward", "1").map_err(|e| e.to_string())?;
+    }
+    if mode.has_ipv6() {
+        if !sysctl::ipv6_available() {
+            return Err("--mode: IPv6 is served but this kernel has IPv6 disabled".into());
+        }
+        let entries = std::fs::read_dir("/proc/sys/net/ipv6/conf").map_err(|e| e.to_string())?;
+        for entry in entries.flatten() {
+            let ifname = entry.file_name().to_string_lossy().into_owned();
+            if ifname == "all" || ifname == "default" {
+                continue;
+            }
+            let key = sysctl::iface_key("ipv6", &ifname, "accept_ra");
+            if sysctl::get(&key).ok().as_deref() == Some("1") {
+                sysctl::set(&key, "2").map_err(|e| e.to_string())?;
+                info!(interface = %ifname, "accept_ra 1 -> 2 so router advertisements survive forwarding");
+            }
+        }
+        sysctl::set("net/ipv6/conf/all/forwarding", "1").map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

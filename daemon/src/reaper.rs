@@ -1,0 +1,84 @@
+//! Removes host veths in the background. Unregistering a network device waits for an
+//! RCU grace period (measured ~20 ms here), which would dominate DEL; the plugin hands
+//! the removal to this thread and returns. An ADD for the same attachment (same veth
+//! name) waits until the old veth is gone, so names never clash.
+
+use crate::metrics::Metrics;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tracing::warn;
+use weft_netlink::Netlink;
+
+#[derive(Debug, Clone)]
+pub struct Reaper {
+    queue: mpsc::UnboundedSender<String>,
+    pending: Arc<Mutex<HashSet<String>>>,
+    removed: Arc<Notify>,
+}
+
+impl Reaper {
+    /// Starts the removal thread, with its own netlink socket in weftd's namespace.
+    pub fn start(metrics: Metrics) -> std::io::Result<Reaper> {
+        let (queue, mut jobs) = mpsc::unbounded_channel::<String>();
+        let pending = Arc::new(Mutex::new(HashSet::new()));
+        let removed = Arc::new(Notify::new());
+        let reaper = Reaper {
+            queue,
+            pending: pending.clone(),
+            removed: removed.clone(),
+        };
+        std::thread::Builder::new().name("veth-reaper".into()).spawn(move || {
+            let work = async move {
+                let nl = match Netlink::connect() {
+                    Ok(nl) => nl,
+                    Err(e) => return warn!(error = %e, "veth reaper cannot open netlink; veths will leak until GC"),
+                };
+                while let Some(name) = jobs.recv().await {
+                    let result = match nl.delete_link(&name).await {
+                        Ok(true) => "ok",
+                        Ok(false) => "absent",
+                        Err(e) => {
+                            warn!(veth = %name, error = %e, "removing host veth failed");
+                            "error"
+                        }
+                    };
+                    metrics.veth_removals.with_label_values(&[result]).inc();
+                    lock(&pending).remove(&name);
+                    removed.notify_waiters();
+                }
+            };
+            if let Err(e) = weft_netlink::run(work) {
+                warn!(error = %e, "veth reaper runtime failed");
+            }
+        })?;
+        Ok(reaper)
+    }
+
+    /// Queues `name` for removal.
+    pub fn remove(&self, name: String) {
+        lock(&self.pending).insert(name.clone());
+        if self.queue.send(name.clone()).is_err() {
+            lock(&self.pending).remove(&name);
+        }
+    }
+
+    /// Waits until `name` is no longer queued; false on timeout.
+    pub async fn wait_for(&self, name: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.removed.notified();
+            if !lock(&self.pending).contains(name) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,125 @@
+//! weftd's unix socket: who may talk to it, and the line protocol loop.
+
+use crate::service::Service;
+use nix::sys::stat::{umask, Mode as Perm};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, warn};
+use weft_wire::{ErrorKind, Request, Response, MAX_MESSAGE_BYTES};
+
+/// Binds the socket 0600, after checking its directory. Anyone who can write the
+/// directory could swap the socket for their own and receive every pod's requests, so a
+/// directory writable by group or others is refused.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| format!("--socket: '{}' has no directory", path.display()))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("--socket: cannot create {}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("--socket: cannot set mode of {}: {e}", dir.display()))?;
+    }
+    let meta = std::fs::metadata(dir).map_err(|e| format!("--socket: {}: {e}", dir.display()))?;
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "--socket: directory {} is writable by group or others (mode {:o}); use a directory only root can write, such as /run/weft",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(format!(
+            "--socket: directory {} is owned by uid {}, not by weftd's user",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if let Ok(existing) = std::fs::symlink_metadata(path) {
+        if !existing.file_type().is_socket() {
+            return Err(format!(
+                "--socket: '{}' exists and is not a socket",
+                path.display()
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "--socket: another process is serving on '{}'",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("--socket: cannot remove stale '{}': {e}", path.display()))?;
+    }
+    // The socket is born 0600: no window in which others could connect.
+    let previous = umask(Perm::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    umask(previous);
+    let listener =
+        listener.map_err(|e| format!("--socket: cannot bind '{}': {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("--socket: cannot set mode of '{}': {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Accepts connections forever, one task each.
+pub async fn serve(listener: UnixListener, service: Service) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let service = service.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(stream, service).await {
+                        debug!(error = %e, "plugin connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "accept on the plugin socket failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, service: Service) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_MESSAGE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let response = if line.len() > MAX_MESSAGE_BYTES {
+            Some(Response::Error {
+                kind: ErrorKind::BadRequest,
+                message: "request exceeds the size limit".into(),
+                family: None,
+            })
+        } else {
+            match serde_json::from_slice::<Request>(&line) {
+                Ok(request) => service.handle(request).await,
+                Err(e) => Some(Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message: format!("request does not parse: {e}"),
+                    family: None,
+                }),
+            }
+        };
+        if let Some(response) = response {
+            let mut bytes = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+            bytes.push(b'\n');
+            write.write_all(&bytes).await?;
+        }
+        if line.len() > MAX_MESSAGE_BYTES || line.last() != Some(&b'\n') {
+            return Ok(());
+        }
+    }
+}
