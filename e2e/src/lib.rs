@@ -1,1 +1,18 @@
+//! weft's real-part test harness. Everything runs against the real kernel in network
+//! namespaces this harness creates and always removes (guards delete them on drop, also
+//! when a test panics): a "node" namespace runs weftd and the CNI plugin, pod namespaces
+//! receive interfaces. Names carry the process ID and a counter, so tests run in parallel.
+//!
+//! Underlay and host addresses are documentation prefixes (192.0.2.0/24, 2001:db8::/32);
+//! pod addresses come from the overlay configured for the test node.
+#![allow(clippy::unwrap_used)]
 
+mod netns;
+mod node;
+mod plugin;
+mod tools;
+
+pub use netns::{unique_name, Netns};
+pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
+pub use plugin::{run_in, Plugin, PluginOutput};
+pub use tools::{binary, reference_plugins_dir, tools_bin, Tools};

@@ -1,0 +1,365 @@
+//! A namespace node running weftd standalone, with an uplink veth that sets its MTU.
+
+use crate::plugin::{Plugin, PluginOutput};
+use crate::{binary, Netns};
+use serde_json::Value;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The node's own IPv4 address (on its uplink), what pods ping as "the host".
+pub const HOST_V4: &str = "198.51.100.1";
+/// The node's own IPv6 address (on its uplink).
+pub const HOST_V6: &str = "2001:db8:ffff::1";
+
+/// How a test node is set up.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// `--mode`.
+    pub mode: &'static str,
+    /// `--ipv6-prefix`, in whatever text form the test wants to exercise.
+    pub ipv6_prefix: Option<String>,
+    /// `--ipv4-subnet`.
+    pub ipv4_subnet: Option<String>,
+    /// `--cooldown-seconds`.
+    pub cooldown_seconds: u64,
+    /// MTU of the uplink.
+    pub uplink_mtu: u32,
+    /// Give the uplink only an IPv6 address (an IPv6 underlay).
+    pub ipv6_underlay: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            mode: "dual",
+            ipv6_prefix: Some("2001:db8:1000:1::/80".into()),
+            ipv4_subnet: Some("10.255.1.0/24".into()),
+            cooldown_seconds: 30,
+            uplink_mtu: 1500,
+            ipv6_underlay: false,
+        }
+    }
+}
+
+/// A running node. Dropping it kills weftd, removes its files and the namespace (and so
+/// every veth in it, and their pod ends).
+#[derive(Debug)]
+pub struct Node {
+    child: Option<Child>,
+    dir: PathBuf,
+    network_name: String,
+    options: NodeOptions,
+    plugin: Plugin,
+    /// The node's namespace.
+    pub netns: Netns,
+}
+
+impl Node {
+    /// Builds the namespace and starts weftd; panics with weftd's log if it does not come up.
+    pub fn start(options: NodeOptions) -> Node {
+        let netns = Netns::new("n");
+        let mtu = options.uplink_mtu.to_string();
+        netns.ip(&[
+            "link",
+            "add",
+            "name",
+            "uplink",
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "uplink-peer",
+            "mtu",
+            &mtu,
+        ]);
+        if !options.ipv6_underlay {
+            netns.ip(&["addr", "add", &format!("{HOST_V4}/24"), "dev", "uplink"]);
+        }
+        netns.ip(&[
+            "addr",
+            "add",
+            &format!("{HOST_V6}/64"),
+            "dev",
+            "uplink",
+            "nodad",
+        ]);
+        netns.ip(&["link", "set", "uplink", "up"]);
+        netns.ip(&["link", "set", "uplink-peer", "up"]);
+        let dir = std::env::temp_dir().join(format!("weft-e2e-{}", netns.name()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("conf")).unwrap();
+        set_mode(&dir, 0o700);
+        let network_name = format!("weft-{}", netns.name());
+        let plugin = Plugin::new(&netns);
+        let mut node = Node {
+            child: None,
+            dir,
+            network_name,
+            options,
+            plugin,
+            netns,
+        };
+        node.write_conflist("1.1.0", &[]);
+        node.launch();
+        node
+    }
+
+    fn launch(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut args: Vec<String> = vec![
+            "--node-name".into(),
+            self.netns.name().into(),
+            "--mode".into(),
+            self.options.mode.into(),
+            "--state-dir".into(),
+            self.dir.join("state").display().to_string(),
+            "--socket".into(),
+            self.socket().display().to_string(),
+            "--metrics-addr".into(),
+            "[::]:9641".into(),
+            "--underlay-interface".into(),
+            "uplink".into(),
+            "--cooldown-seconds".into(),
+            self.options.cooldown_seconds.to_string(),
+        ];
+        if let Some(p) = &self.options.ipv6_prefix {
+            args.extend(["--ipv6-prefix".into(), p.clone()]);
+        }
+        if let Some(s) = &self.options.ipv4_subnet {
+            args.extend(["--ipv4-subnet".into(), s.clone()]);
+        }
+        let child = Command::new("ip")
+            .args(["netns", "exec", self.netns.name()])
+            .arg(binary("weftd"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.socket().exists() && self.http_get("/readyz").0 == 200 {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("weftd exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("weftd did not become ready:\n{}", self.log());
+    }
+
+    /// weftd's combined output so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("weftd.log")
+    }
+
+    /// weftd's socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("weftd.sock")
+    }
+
+    /// weftd's state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The network name in this node's conflist (unique per node).
+    pub fn network_name(&self) -> &str {
+        &self.network_name
+    }
+
+    /// The directory holding this node's conflist, for `NETCONFPATH`.
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.join("conf")
+    }
+
+    /// The plugin config (one entry of a conflist, flattened as runtimes do).
+    pub fn plugin_config(&self, cni_version: &str) -> Value {
+        serde_json::json!({"cniVersion": cni_version, "name": self.network_name, "type": "weft",
+            "socket": self.socket().display().to_string()})
+    }
+
+    /// Writes `<conf_dir>/weft.conflist`: weft first, then `chained` plugin entries.
+    pub fn write_conflist(&self, cni_version: &str, chained: &[Value]) {
+        let mut plugins = vec![
+            serde_json::json!({"type": "weft", "socket": self.socket().display().to_string()}),
+        ];
+        plugins.extend_from_slice(chained);
+        let list = serde_json::json!({"cniVersion": cni_version, "name": self.network_name, "plugins": plugins});
+        fs::write(
+            self.conf_dir().join("weft.conflist"),
+            serde_json::to_vec_pretty(&list).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Kills weftd with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops weftd with SIGTERM and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts weftd again on the same state.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    /// The plugin, run inside this node as a runtime would.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// ADD `container_id` into `pod` as `eth0` with the 1.1.0 config; the result.
+    pub fn add(&self, container_id: &str, pod: &Netns) -> PluginOutput {
+        self.plugin.call(
+            "ADD",
+            container_id,
+            Some(&pod.path()),
+            "eth0",
+            &self.plugin_config("1.1.0"),
+        )
+    }
+
+    /// DEL.
+    pub fn del(&self, container_id: &str, pod: Option<&Netns>) -> PluginOutput {
+        self.plugin.call(
+            "DEL",
+            container_id,
+            pod.map(|p| p.path()).as_deref(),
+            "eth0",
+            &self.plugin_config("1.1.0"),
+        )
+    }
+
+    /// CHECK with `prev_result`.
+    pub fn check(&self, container_id: &str, pod: &Netns, prev_result: &Value) -> PluginOutput {
+        let mut config = self.plugin_config("1.1.0");
+        config["prevResult"] = prev_result.clone();
+        self.plugin
+            .call("CHECK", container_id, Some(&pod.path()), "eth0", &config)
+    }
+
+    /// An HTTP GET on weftd's metrics listener, from inside the node: (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let ns = weft_netlink::Netns::open(Path::new(&self.netns.path())).unwrap();
+        let path = path.to_owned();
+        std::thread::spawn(move || {
+            let _inside = ns.enter().unwrap();
+            let Ok(mut stream) = std::net::TcpStream::connect("[::1]:9641") else {
+                return (0, String::new());
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            let status = text
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default();
+            (status, body)
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// The value of one metric sample (exact name with labels), if exported.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics");
+        body.lines().find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+
+    /// Host veths of weft in the node.
+    pub fn weft_veths(&self) -> Vec<String> {
+        self.netns
+            .ip(&["-o", "link", "show", "type", "veth"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+            .filter(|n| n.starts_with("weft"))
+            .collect()
+    }
+
+    /// Files in the state directory's `allocations/`.
+    pub fn allocation_records(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.state_dir().join("allocations"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = fs::remove_dir_all(&self.dir);
+        // libcni (cnitool) caches results under the network name.
+        if let Ok(entries) = fs::read_dir("/var/lib/cni/results") {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}-", self.network_name))
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
