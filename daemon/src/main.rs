@@ -91,6 +91,7 @@ async fn run(config: flags::Config) -> Result<(), String> {
     let reaper = reaper::Reaper::start(metrics.clone())
         .map_err(|e| format!("cannot start the veth reaper: {e}"))?;
     let service = service::Service::new(ipam, network, metrics, reaper);
+    service.remove_orphan_veths().await;
 
     let listener = socket::bind(&config.socket)?;
     ready.store(true, Ordering::Release);

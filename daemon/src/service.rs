@@ -145,6 +145,53 @@ impl Service {
         }
     }
 
+    /// After a restart (a kill -9 loses the reaper's queue), removes every weft host
+    /// veth that belongs to no recorded allocation.
+    pub async fn remove_orphan_veths(&self) -> Vec<String> {
+        let keep: HashSet<String> = self
+            .ipam()
+            .allocations()
+            .map(|a| host_veth_name(&a.attachment))
+            .collect();
+        let (orphans, errors) = self.queue_foreign_veths(&keep).await;
+        for e in errors {
+            warn!(error = %e, "looking for orphan host veths");
+        }
+        if !orphans.is_empty() {
+            info!(
+                count = orphans.len(),
+                "removing host veths left by a previous run"
+            );
+        }
+        orphans
+    }
+
+    /// Queues for removal every weft host veth whose name is not in `keep`.
+    async fn queue_foreign_veths(&self, keep: &HashSet<String>) -> (Vec<String>, Vec<String>) {
+        let links = match Netlink::connect() {
+            Ok(nl) => nl.links().await,
+            Err(e) => Err(e),
+        };
+        match links {
+            Ok(links) => {
+                let foreign: Vec<String> = links
+                    .into_iter()
+                    .filter(|l| {
+                        l.kind == "veth"
+                            && l.name.starts_with(HOST_VETH_PREFIX)
+                            && !keep.contains(&l.name)
+                    })
+                    .map(|l| l.name)
+                    .collect();
+                for name in &foreign {
+                    self.reaper.remove(name.clone());
+                }
+                (foreign, Vec::new())
+            }
+            Err(e) => (Vec::new(), vec![format!("listing host veths: {e}")]),
+        }
+    }
+
     /// CNI spec 1.1 GC: release every allocation and remove every weft host veth not
     /// belonging to a valid attachment, continuing past errors and reporting them.
     async fn gc(&self, valid: Vec<Attachment>) -> Response {
@@ -162,24 +209,8 @@ impl Service {
             )
         };
         let keep: HashSet<String> = valid.iter().map(host_veth_name).collect();
-        let mut removed_links = Vec::new();
-        match Netlink::connect() {
-            Ok(nl) => match nl.links().await {
-                Ok(links) => {
-                    for link in links {
-                        if link.kind == "veth"
-                            && link.name.starts_with(HOST_VETH_PREFIX)
-                            && !keep.contains(&link.name)
-                        {
-                            self.reaper.remove(link.name.clone());
-                            removed_links.push(link.name);
-                        }
-                    }
-                }
-                Err(e) => errors.push(format!("listing host veths: {e}")),
-            },
-            Err(e) => errors.push(format!("listing host veths: {e}")),
-        }
+        let (removed_links, listing_errors) = self.queue_foreign_veths(&keep).await;
+        errors.extend(listing_errors);
         for name in &removed_links {
             if !self.reaper.wait_for(name, REMOVAL_WAIT).await {
                 errors.push(format!(

@@ -95,6 +95,42 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// An HTTP/1.1 GET to `addr` (e.g. `[::1]:9641`) from inside the namespace:
+    /// (status, body); status 0 when nothing answers.
+    pub fn http_get(&self, addr: &str, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let ns = weft_netlink::Netns::open(std::path::Path::new(&self.path())).unwrap();
+        let (addr, path) = (addr.to_owned(), path.to_owned());
+        std::thread::spawn(move || {
+            let _inside = ns.enter().unwrap();
+            let Ok(mut stream) = std::net::TcpStream::connect(&addr) else {
+                return (0, String::new());
+            };
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            if stream.write_all(request.as_bytes()).is_err() {
+                return (0, String::new());
+            }
+            let mut text = String::new();
+            let _ = stream.read_to_string(&mut text);
+            let status = text
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let body = text
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default();
+            (status, body)
+        })
+        .join()
+        .unwrap()
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "del", &self.name]);

@@ -4,7 +4,6 @@ use crate::plugin::{Plugin, PluginOutput};
 use crate::{binary, Netns};
 use serde_json::Value;
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -225,6 +224,11 @@ impl Node {
         }
     }
 
+    /// weftd's process ID, for killing it from another thread while plugins run.
+    pub fn weftd_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Stops weftd with SIGTERM and waits.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -278,32 +282,7 @@ impl Node {
 
     /// An HTTP GET on weftd's metrics listener, from inside the node: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        let ns = weft_netlink::Netns::open(Path::new(&self.netns.path())).unwrap();
-        let path = path.to_owned();
-        std::thread::spawn(move || {
-            let _inside = ns.enter().unwrap();
-            let Ok(mut stream) = std::net::TcpStream::connect("[::1]:9641") else {
-                return (0, String::new());
-            };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let request =
-                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-            stream.write_all(request.as_bytes()).unwrap();
-            let mut text = String::new();
-            let _ = stream.read_to_string(&mut text);
-            let status = text
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let body = text
-                .split_once("\r\n\r\n")
-                .map(|(_, b)| b.to_owned())
-                .unwrap_or_default();
-            (status, body)
-        })
-        .join()
-        .unwrap()
+        self.netns.http_get("[::1]:9641", path)
     }
 
     /// The value of one metric sample (exact name with labels), if exported.

@@ -118,7 +118,9 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Installs a route.
+    /// Installs a route, replacing one to the same destination: the destination's
+    /// owner is whoever installs it last (a recycled pod address moves to its new veth
+    /// even if the old veth has not been removed yet).
     pub async fn add_route(&self, spec: &RouteSpec) -> Result<(), NetlinkError> {
         let builder = RouteMessageBuilder::<IpAddr>::new()
             .destination_prefix(spec.destination.addr(), spec.destination.prefix_len())
@@ -152,6 +154,7 @@ impl Netlink {
         self.handle
             .route()
             .add(message)
+            .replace()
             .execute()
             .await
             .map_err(|e| NetlinkError::kernel(format!("add route {}{via}", spec.destination), e))

@@ -1,0 +1,297 @@
+//! weftd's state under pressure: parallel ADDs, kill -9 at arbitrary instants, address
+//! exhaustion and cooldown, and a real Prometheus scraping the metrics.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+use weft_e2e::{Netns, Node, NodeOptions, PluginOutput};
+
+fn addresses(result: &serde_json::Value) -> Vec<String> {
+    result["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ip| ip["address"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A cheap varying number for chaos timing (no RNG dependency; the spread is what matters).
+fn jitter(max: u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    nanos % max.max(1)
+}
+
+/// Runs `f(i)` for i in 0..n on `threads` threads.
+fn parallel<T: Send>(n: usize, threads: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = Mutex::new(0usize);
+    let out = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n_ = next.lock().unwrap();
+                    let i = *n_;
+                    *n_ += 1;
+                    i
+                };
+                if i >= n {
+                    break;
+                }
+                let r = f(i);
+                out.lock().unwrap().push((i, r));
+            });
+        }
+    });
+    let mut out = out.into_inner().unwrap();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+#[test]
+fn parallel_adds_never_share_an_address_and_parallel_dels_free_all() {
+    let node = Node::start(NodeOptions::default());
+    let pods: Vec<Netns> = (0..40).map(|_| Netns::new("p")).collect();
+    let results = parallel(pods.len(), 16, |i| {
+        node.add(&format!("par-{i}"), &pods[i]).expect_ok()
+    });
+    let mut seen = HashSet::new();
+    for r in &results {
+        for a in addresses(r) {
+            assert!(seen.insert(a.clone()), "{a} handed out twice");
+        }
+    }
+    assert_eq!(seen.len(), 80);
+    assert!(pods[0].ping(addresses(&results[39])[0].trim_end_matches("/128")));
+    parallel(pods.len(), 16, |i| {
+        node.del(&format!("par-{i}"), Some(&pods[i])).expect_ok()
+    });
+    assert!(node.allocation_records().is_empty());
+}
+
+#[test]
+fn kill_9_at_any_instant_loses_and_duplicates_nothing() {
+    // A /28 has 14 pod addresses; no cooldown, so "nothing lost" is checkable exactly:
+    // once every pod is gone, all 14 must be allocatable again.
+    let mut node = Node::start(NodeOptions {
+        ipv4_subnet: Some("10.255.1.0/28".into()),
+        cooldown_seconds: 0,
+        ..NodeOptions::default()
+    });
+    let pods: Vec<Netns> = (0..10).map(|_| Netns::new("p")).collect();
+    let mut live: Vec<(usize, Vec<String>)> = Vec::new();
+    for _round in 0..4 {
+        // SIGKILL lands while ADDs are in flight: some finish, some die mid-request,
+        // some find no daemon at all.
+        let pid = node.weftd_pid().unwrap().to_string();
+        let pending: Vec<usize> = (0..pods.len())
+            .filter(|i| !live.iter().any(|(l, _)| l == i))
+            .collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                parallel(pending.len(), 4, |k| {
+                    node.add(&format!("chaos-{}", pending[k]), &pods[pending[k]])
+                })
+            });
+            std::thread::sleep(Duration::from_micros(jitter(15_000)));
+            std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .unwrap();
+        });
+        node.restart();
+        // What the runtime does next: DEL after every failed or unknown ADD, then retry,
+        // with more kills between the calls.
+        live.clear();
+        for (i, pod) in pods.iter().enumerate() {
+            let cid = format!("chaos-{i}");
+            node.del(&cid, Some(pod)).expect_ok();
+            let fresh = node.add(&cid, pod);
+            if fresh.ok() {
+                live.push((i, addresses(&fresh.json())));
+            }
+            if i % 3 == 0 {
+                node.restart();
+            }
+        }
+    }
+    // Every live pod is recorded, with the addresses its result reported, none shared.
+    let records = node.allocation_records();
+    assert_eq!(
+        records.len(),
+        live.len(),
+        "records {records:?} vs live pods {live:?}"
+    );
+    let mut seen = HashSet::new();
+    for (_, addrs) in &live {
+        for a in addrs {
+            assert!(seen.insert(a.clone()), "{a} handed out twice");
+        }
+    }
+    // Nothing lost: after every pod is gone, all 14 IPv4 addresses come back.
+    for (i, pod) in pods.iter().enumerate() {
+        node.del(&format!("chaos-{i}"), Some(pod)).expect_ok();
+    }
+    let fresh: Vec<Netns> = (0..14).map(|_| Netns::new("q")).collect();
+    for (i, pod) in fresh.iter().enumerate() {
+        node.add(&format!("refill-{i}"), pod).expect_ok();
+    }
+    let one_more = Netns::new("q");
+    assert_eq!(node.add("refill-extra", &one_more).error_code(), Some(100));
+}
+
+#[test]
+fn exhaustion_is_a_clear_error_and_cooling_addresses_say_try_again_later() {
+    let node = Node::start(NodeOptions {
+        ipv4_subnet: Some("10.255.7.0/28".into()),
+        ..NodeOptions::default()
+    });
+    let pods: Vec<Netns> = (0..15).map(|_| Netns::new("p")).collect();
+    for (i, pod) in pods.iter().take(14).enumerate() {
+        node.add(&format!("ex-{i}"), pod).expect_ok();
+    }
+    let full = node.add("ex-14", &pods[14]);
+    assert_eq!(full.error_code(), Some(100), "{full:?}");
+    let msg = full.json()["msg"].as_str().unwrap().to_owned();
+    assert!(msg.contains("10.255.7.0/28") && msg.contains("14"), "{msg}");
+    assert!(
+        node.allocation_records().len() == 14,
+        "the failed ADD kept an address"
+    );
+
+    node.del("ex-0", Some(&pods[0])).expect_ok();
+    let cooling = node.add("ex-14", &pods[14]);
+    assert_eq!(cooling.error_code(), Some(11), "{cooling:?}");
+    assert!(cooling.json()["msg"]
+        .as_str()
+        .unwrap()
+        .contains("cooling down"));
+    assert_eq!(
+        node.metric(r#"weft_ipam_requests_total{operation="allocate",result="exhausted"}"#),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_real_prometheus_scrapes_weftd() {
+    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "/usr/bin/prometheus".into());
+    assert!(
+        std::path::Path::new(&prometheus).exists(),
+        "prometheus missing: run e2e/setup.sh"
+    );
+    let node = Node::start(NodeOptions::default());
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("p")).collect();
+    for (i, pod) in pods.iter().enumerate() {
+        node.add(&format!("prom-{i}"), pod).expect_ok();
+    }
+    let dir = std::env::temp_dir().join(format!("weft-prom-{}", node.netns.name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: weftd\n    static_configs:\n      - targets: ['[::1]:9641']\n";
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", node.netns.name(), &prometheus])
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg("--web.listen-address=[::1]:9090")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let query = "/api/v1/query?query=weft_ipam_addresses_in_use%7Bfamily%3D%22ipv6%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    let found = loop {
+        let (status, body) = node.netns.http_get("[::1]:9090", query);
+        if status == 200 && body.contains(r#""value":["#) {
+            break Some(body);
+        }
+        last = body;
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let body = found.unwrap_or_else(|| {
+        panic!("Prometheus never returned the sample; last answer {last}\nlog: {log}")
+    });
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let sample = &value["data"]["result"][0];
+    assert_eq!(sample["metric"]["job"], "weftd");
+    assert_eq!(sample["value"][1], "3", "{body}");
+}
+
+#[test]
+fn promtool_accepts_the_exposition() {
+    let node = Node::start(NodeOptions::default());
+    let pod = Netns::new("p");
+    node.add("lint", &pod).expect_ok();
+    let (_, body) = node.http_get("/metrics");
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian prometheus package) is installed by e2e/setup.sh");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_restarted_weftd_removes_host_veths_no_allocation_owns() {
+    let mut node = Node::start(NodeOptions::default());
+    let pod = Netns::new("p");
+    let result = node.add("owned", &pod).expect_ok();
+    let owned = result["interfaces"][0]["name"].as_str().unwrap().to_owned();
+    // What a kill -9 leaves behind when the background removal queue dies with weftd.
+    node.netns.ip(&[
+        "link",
+        "add",
+        "name",
+        "weft0rphan00001",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "orphan-peer",
+    ]);
+    node.kill9();
+    node.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.weft_veths() != vec![owned.clone()] {
+        assert!(
+            Instant::now() < deadline,
+            "veths now: {:?}",
+            node.weft_veths()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        pod.ping(weft_e2e::HOST_V4),
+        "the owned pod keeps its network"
+    );
+}
