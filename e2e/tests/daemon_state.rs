@@ -1,10 +1,11 @@
 //! weftd's state under pressure: parallel ADDs, kill -9 at arbitrary instants, address
 //! exhaustion and cooldown, and a real Prometheus scraping the metrics.
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
-use weft_e2e::{Netns, Node, NodeOptions, PluginOutput};
+use weft_e2e::{Netns, Node, NodeOptions};
 
 fn addresses(result: &serde_json::Value) -> Vec<String> {
     result["ips"]

@@ -1,5 +1,6 @@
 //! One node, real kernel: what ADD builds, pod-to-pod and pod-to-host reachability over
 //! both families, and the CNI lifecycle (ADD twice, DEL twice, CHECK, GC, STATUS).
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::time::{Duration, Instant};
 use weft_e2e::{Netns, Node, NodeOptions, HOST_V4, HOST_V6};
