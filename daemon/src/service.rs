@@ -74,12 +74,7 @@ impl Service {
                     .observe(seconds);
                 return None;
             }
-            Request::Status => (
-                "status",
-                Response::Network {
-                    network: (*self.network).clone(),
-                },
-            ),
+            Request::Status => ("status", self.status()),
             Request::Allocate { attachment, pod } => {
                 ("allocate", self.allocate(&attachment, pod).await)
             }
@@ -105,6 +100,28 @@ impl Service {
             .with_label_values(&[operation, result])
             .inc();
         Some(response)
+    }
+
+    /// CNI spec 1.1 STATUS: ready only when ADD can be served now, so a node whose
+    /// range is used up stops getting pods instead of failing them one by one.
+    fn status(&self) -> Response {
+        let usage = self.ipam().usage();
+        match usage
+            .iter()
+            .find(|u| (u.in_use + u.cooling) as u128 >= u.capacity)
+        {
+            Some(full) => Response::Error {
+                kind: ErrorKind::Exhausted,
+                message: format!(
+                    "no {} address can be allocated: {} in use and {} cooling down of {}",
+                    full.family, full.in_use, full.cooling, full.capacity
+                ),
+                family: Some(full.family),
+            },
+            None => Response::Network {
+                network: (*self.network).clone(),
+            },
+        }
     }
 
     async fn allocate(&self, attachment: &Attachment, pod: weft_wire::PodRef) -> Response {

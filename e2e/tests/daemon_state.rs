@@ -161,6 +161,18 @@ fn exhaustion_is_a_clear_error_and_cooling_addresses_say_try_again_later() {
         node.allocation_records().len() == 14,
         "the failed ADD kept an address"
     );
+    // STATUS tells the runtime this node cannot take pods now.
+    let status = node
+        .plugin()
+        .call("STATUS", "", None, "", &node.plugin_config("1.1.0"));
+    assert_eq!(status.error_code(), Some(50), "{status:?}");
+    assert!(
+        status.json()["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no ipv4 address can be allocated"),
+        "{status:?}"
+    );
 
     node.del("ex-0", Some(&pods[0])).expect_ok();
     let cooling = node.add("ex-14", &pods[14]);

@@ -356,6 +356,14 @@ fn metrics_count_requests_by_operation_and_result_and_health_endpoints_answer() 
         Some(1.0)
     );
     assert_eq!(node.http_get("/healthz").0, 200);
+    // The default [::]:9641 listens on both families.
+    assert_eq!(node.netns.http_get("127.0.0.1:9641", "/healthz").0, 200);
+    assert_eq!(
+        node.netns
+            .http_get(&format!("[{HOST_V6}]:9641"), "/readyz")
+            .0,
+        200
+    );
     assert_eq!(node.http_get("/readyz").0, 200);
     assert_eq!(node.http_get("/nope").0, 404);
 }
