@@ -6,14 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" -ne 0 ]; then
-	exec sudo -E "$0" "$@"
-fi
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-	# shellcheck disable=SC1091
-	. "$HOME/.cargo/env"
-fi
-eval "$(e2e/setup.sh)" >/dev/null
+. e2e/lib.sh
+weft_prelude "$@"
 cargo build --workspace --bins --quiet
 BIN=$(pwd)/target/debug
 

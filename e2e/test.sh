@@ -6,18 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" -ne 0 ]; then
-	exec sudo -E "$0" "$@"
-fi
-# rustup installs cargo in ~/.cargo/bin; login shells add it, CI's shell may not.
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-	# shellcheck disable=SC1091
-	. "$HOME/.cargo/env"
-fi
-command -v cargo >/dev/null 2>&1 || { echo "test.sh: cargo not found (install Rust with rustup)" >&2; exit 1; }
-
-eval "$(e2e/setup.sh)"
-export WEFT_TOOLS_BIN WEFT_CNI_PLUGINS PROMETHEUS
+. e2e/lib.sh
+weft_prelude "$@"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

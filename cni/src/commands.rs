@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::net::IpAddr;
 use weft_netlink::{run, Netns};
 use weft_wire::{
-    host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC,
+    host_veth_name, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC,
 };
 
 /// What a run produced: the text for stdout on success, and the daemon connection (if
@@ -63,7 +63,8 @@ fn dispatch(
         && !config::version_at_least(&conf.cni_version, "1.1.0")
     {
         return Err(CniError::IncompatibleVersion(format!(
-            "cniVersion: {command:?} needs 1.1.0, the config says '{}'",
+            "cniVersion: {} needs 1.1.0, the config says '{}'",
+            command.as_str().to_uppercase(),
             conf.cni_version
         )));
     }
@@ -131,14 +132,7 @@ fn add(
         CniError::DaemonInternal("weftd answered ADD without an allocation".into())
     })?;
     let host_name = host_veth_name(attachment);
-    let plan = PodPlan {
-        host_name: &host_name,
-        pod_name: &attachment.ifname,
-        pod_mac: pod_mac(attachment),
-        netns,
-        allocation: &allocation,
-        network: &network,
-    };
+    let plan = PodPlan::new(attachment, &host_name, netns, &allocation, &network);
     let wired = run(wiring::setup(&plan))
         .map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}")))
         .and_then(|r| r);
@@ -228,14 +222,7 @@ fn check(
         }
     }
     let host_name = host_veth_name(attachment);
-    let plan = PodPlan {
-        host_name: &host_name,
-        pod_name: &attachment.ifname,
-        pod_mac: pod_mac(attachment),
-        netns,
-        allocation: &allocation,
-        network: &network,
-    };
+    let plan = PodPlan::new(attachment, &host_name, netns, &allocation, &network);
     run(wiring::check(&plan)).map_err(|e| CniError::Io(e.to_string()))?
 }
 

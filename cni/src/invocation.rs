@@ -5,59 +5,29 @@ use crate::error::{CniError, Result};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
+pub use weft_wire::CniOperation as Command;
 use weft_wire::{Attachment, PodRef};
 
 /// Largest stdin accepted. A GC config listing every attachment on a 110-pod node is a
 /// few KiB; anything near this limit is garbage, refused before it is parsed.
 pub const MAX_STDIN_BYTES: u64 = 16 << 20;
 
-/// `CNI_COMMAND`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// ADD.
-    Add,
-    /// DEL.
-    Del,
-    /// CHECK.
-    Check,
-    /// STATUS.
-    Status,
-    /// GC.
-    Gc,
-    /// VERSION.
-    Version,
-}
-
-impl Command {
-    fn parse(s: &str) -> Result<Command> {
-        Ok(match s {
-            "ADD" => Command::Add,
-            "DEL" => Command::Del,
-            "CHECK" => Command::Check,
-            "STATUS" => Command::Status,
-            "GC" => Command::Gc,
-            "VERSION" => Command::Version,
-            other => {
-                return Err(CniError::InvalidEnv(format!(
-                    "CNI_COMMAND: '{}' is not one of ADD, DEL, CHECK, STATUS, GC, VERSION",
-                    other.escape_debug()
-                )))
-            }
-        })
-    }
-
-    /// As a protocol/metric operation.
-    pub fn operation(self) -> weft_wire::CniOperation {
-        use weft_wire::CniOperation as Op;
-        match self {
-            Command::Add => Op::Add,
-            Command::Del => Op::Del,
-            Command::Check => Op::Check,
-            Command::Status => Op::Status,
-            Command::Gc => Op::Gc,
-            Command::Version => Op::Version,
+/// Parses `CNI_COMMAND`. The operations are the wire protocol's, which also label metrics.
+fn parse_command(s: &str) -> Result<Command> {
+    Ok(match s {
+        "ADD" => Command::Add,
+        "DEL" => Command::Del,
+        "CHECK" => Command::Check,
+        "STATUS" => Command::Status,
+        "GC" => Command::Gc,
+        "VERSION" => Command::Version,
+        other => {
+            return Err(CniError::InvalidEnv(format!(
+                "CNI_COMMAND: '{}' is not one of ADD, DEL, CHECK, STATUS, GC, VERSION",
+                other.escape_debug()
+            )))
         }
-    }
+    })
 }
 
 /// A validated call.
@@ -90,7 +60,7 @@ impl Invocation {
     pub fn parse(env: &HashMap<String, String>, stdin: impl Read) -> Result<Invocation> {
         let command_text = var(env, "CNI_COMMAND")
             .ok_or_else(|| CniError::InvalidEnv("CNI_COMMAND is not set".into()))?;
-        let command = Command::parse(&command_text)?;
+        let command = parse_command(&command_text)?;
         let mut buf = Vec::new();
         stdin
             .take(MAX_STDIN_BYTES + 1)

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     };
     if let Some(mut daemon) = outcome.daemon {
         daemon.report(&Request::Report {
-            operation: invocation.command.operation(),
+            operation: invocation.command,
             result: label.to_owned(),
             seconds: started.elapsed().as_secs_f64(),
         });

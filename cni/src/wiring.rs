@@ -11,10 +11,12 @@ use crate::result::pod_routes;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use weft_netlink::{
-    sysctl, Errno, LinkInfo, Netlink, NetlinkError, Netns, RouteSpec, VethSpec, SCOPE_LINK,
-    SCOPE_UNIVERSE,
+    sysctl, Errno, LinkInfo, Netlink, NetlinkError, Netns, RouteInfo, RouteSpec, VethSpec,
+    SCOPE_LINK, SCOPE_UNIVERSE,
 };
-use weft_wire::{Allocation, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
+use weft_wire::{
+    pod_mac, Allocation, Attachment, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC,
+};
 
 /// One pod interface to wire or inspect.
 #[derive(Debug)]
@@ -33,7 +35,25 @@ pub struct PodPlan<'a> {
     pub network: &'a NodeNetwork,
 }
 
-impl PodPlan<'_> {
+impl<'a> PodPlan<'a> {
+    /// The plan for `attachment`: names and MACs derive from it.
+    pub fn new(
+        attachment: &'a Attachment,
+        host_name: &'a str,
+        netns: &'a Netns,
+        allocation: &'a Allocation,
+        network: &'a NodeNetwork,
+    ) -> Self {
+        PodPlan {
+            host_name,
+            pod_name: &attachment.ifname,
+            pod_mac: pod_mac(attachment),
+            netns,
+            allocation,
+            network,
+        }
+    }
+
     fn pod_addresses(&self) -> Vec<IpNet> {
         let a = self.allocation;
         let v6 = a
@@ -193,6 +213,21 @@ pub async fn remove_host_veth(name: &str) -> Result<bool> {
     Ok(Netlink::connect()?.delete_link(name).await?)
 }
 
+/// The routes of the families the allocation has addresses in.
+async fn routes_of_served_families(
+    nl: &Netlink,
+    allocation: &Allocation,
+) -> Result<Vec<RouteInfo>> {
+    let mut routes = Vec::new();
+    if allocation.ipv6.is_some() {
+        routes.extend(nl.routes(true).await?);
+    }
+    if allocation.ipv4.is_some() {
+        routes.extend(nl.routes(false).await?);
+    }
+    Ok(routes)
+}
+
 /// CHECK: verifies that what ADD set up is still there, naming the first drift found.
 pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
     let host = Netlink::connect()?;
@@ -221,20 +256,7 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
             ));
         }
     }
-    let wants_v6 = plan.allocation.ipv6.is_some();
-    let pod_routes_now = [
-        if wants_v6 {
-            pod.routes(true).await?
-        } else {
-            vec![]
-        },
-        if plan.allocation.ipv4.is_some() {
-            pod.routes(false).await?
-        } else {
-            vec![]
-        },
-    ]
-    .concat();
+    let pod_routes_now = routes_of_served_families(&pod, plan.allocation).await?;
     for (destination, gateway, _, _) in pod_routes(plan.allocation, plan.network) {
         let found = pod_routes_now.iter().any(|r| {
             r.destination == destination && r.gateway == gateway && r.oif == Some(pod_link.index)
@@ -247,19 +269,7 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
             ));
         }
     }
-    let host_routes = [
-        if wants_v6 {
-            host.routes(true).await?
-        } else {
-            vec![]
-        },
-        if plan.allocation.ipv4.is_some() {
-            host.routes(false).await?
-        } else {
-            vec![]
-        },
-    ]
-    .concat();
+    let host_routes = routes_of_served_families(&host, plan.allocation).await?;
     for addr in plan.pod_addresses() {
         if !host_routes
             .iter()
