@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::net::IpAddr;
 use weft_netlink::{run, Netns};
 use weft_wire::{
-    host_veth_name, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC,
+    host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC,
 };
 
 /// What a run produced: the text for stdout on success, and the daemon connection (if
@@ -132,7 +132,13 @@ fn add(
         CniError::DaemonInternal("weftd answered ADD without an allocation".into())
     })?;
     let host_name = host_veth_name(attachment);
-    let plan = PodPlan::new(attachment, &host_name, netns, &allocation, &network);
+    // The runtime may ask for the MAC (the `mac` capability wins over CNI_ARGS, as in the
+    // reference tuning plugin); otherwise it derives from the attachment.
+    let mac = conf
+        .runtime_mac
+        .or(invocation.mac)
+        .unwrap_or_else(|| pod_mac(attachment));
+    let plan = PodPlan::new(attachment, mac, &host_name, netns, &allocation, &network);
     let wired = run(wiring::setup(&plan))
         .map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}")))
         .and_then(|r| r);
@@ -222,7 +228,15 @@ fn check(
         }
     }
     let host_name = host_veth_name(attachment);
-    let plan = PodPlan::new(attachment, &host_name, netns, &allocation, &network);
+    // CHECK compares against the MAC the pod interface really has (see wiring::check).
+    let plan = PodPlan::new(
+        attachment,
+        pod_mac(attachment),
+        &host_name,
+        netns,
+        &allocation,
+        &network,
+    );
     run(wiring::check(&plan)).map_err(|e| CniError::Io(e.to_string()))?
 }
 

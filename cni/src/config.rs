@@ -22,6 +22,8 @@ pub struct NetConf {
     pub socket: PathBuf,
     /// `prevResult`, as given (unknown fields must survive).
     pub prev_result: Option<Map<String, Value>>,
+    /// `runtimeConfig.mac` (the `mac` capability): the pod interface's requested MAC.
+    pub runtime_mac: Option<[u8; 6]>,
     /// GC's attachments still in use.
     pub valid_attachments: Vec<Attachment>,
 }
@@ -134,10 +136,27 @@ impl NetConf {
             }
         };
         let valid_attachments = parse_attachments(&obj)?;
+        let runtime_mac = match obj.get("runtimeConfig") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(rc)) => string_field(rc, "mac")
+                .map_err(|e| CniError::Decode(format!("runtimeConfig.{e}")))?
+                .map(|m| {
+                    weft_wire::parse_mac(&m)
+                        .map_err(|e| CniError::InvalidConfig(format!("runtimeConfig.mac: {e}")))
+                })
+                .transpose()?,
+            Some(other) => {
+                return Err(CniError::Decode(format!(
+                    "runtimeConfig: expected an object, got {}",
+                    describe(other)
+                )))
+            }
+        };
         Ok(NetConf {
             cni_version,
             socket,
             prev_result,
+            runtime_mac,
             valid_attachments,
         })
     }

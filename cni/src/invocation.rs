@@ -41,6 +41,8 @@ pub struct Invocation {
     pub netns: Option<PathBuf>,
     /// From `CNI_ARGS`.
     pub pod: PodRef,
+    /// `MAC` from `CNI_ARGS` (CONVENTIONS.md), the pod interface's requested MAC.
+    pub mac: Option<[u8; 6]>,
     /// Raw stdin.
     pub stdin: Vec<u8>,
 }
@@ -76,6 +78,7 @@ impl Invocation {
             attachment: None,
             netns: None,
             pod: PodRef::default(),
+            mac: None,
             stdin: buf,
         };
         if matches!(command, Command::Add | Command::Del | Command::Check) {
@@ -101,16 +104,18 @@ impl Invocation {
                 }
                 invocation.netns = Some(PathBuf::from(netns));
             }
-            invocation.pod = parse_args(var(env, "CNI_ARGS").as_deref().unwrap_or(""))?;
+            (invocation.pod, invocation.mac) =
+                parse_args(var(env, "CNI_ARGS").as_deref().unwrap_or(""))?;
         }
         Ok(invocation)
     }
 }
 
 /// `CNI_ARGS`: `KEY=VALUE` pairs joined by `;` (CONVENTIONS.md). weft reads the
-/// Kubernetes pod identity and ignores other keys, which are informational.
-fn parse_args(args: &str) -> Result<PodRef> {
+/// Kubernetes pod identity and `MAC`, and ignores other keys, which are informational.
+fn parse_args(args: &str) -> Result<(PodRef, Option<[u8; 6]>)> {
     let mut pod = PodRef::default();
+    let mut mac = None;
     for pair in args.split(';').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').ok_or_else(|| {
             CniError::InvalidEnv(format!(
@@ -121,10 +126,16 @@ fn parse_args(args: &str) -> Result<PodRef> {
         match key {
             "K8S_POD_NAMESPACE" => pod.namespace = Some(value.to_owned()),
             "K8S_POD_NAME" => pod.name = Some(value.to_owned()),
+            "MAC" => {
+                mac = Some(
+                    weft_wire::parse_mac(value)
+                        .map_err(|e| CniError::InvalidEnv(format!("CNI_ARGS: MAC {e}")))?,
+                )
+            }
             _ => {}
         }
     }
-    Ok(pod)
+    Ok((pod, mac))
 }
 
 #[cfg(test)]
@@ -198,6 +209,23 @@ mod tests {
             ("CNI_ARGS", "junk")
         ])
         .contains("CNI_ARGS"));
+    }
+
+    #[test]
+    fn cni_args_mac_is_read_and_checked() {
+        let base = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let mut with_mac = base.to_vec();
+        with_mac.push(("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:07"));
+        let inv = Invocation::parse(&env(&with_mac), &b"{}"[..]).unwrap();
+        assert_eq!(inv.mac, Some([2, 0, 0, 0, 0, 7]));
+        let mut bad = base.to_vec();
+        bad.push(("CNI_ARGS", "MAC=01:00:5e:00:00:01"));
+        assert!(err(&bad).contains("CNI_ARGS: MAC"));
     }
 
     #[test]

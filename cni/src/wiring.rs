@@ -7,16 +7,14 @@
 //! packet in either direction leaves at once.
 
 use crate::error::{CniError, Result};
-use crate::result::pod_routes;
+use crate::result::{mac_text, pod_routes};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use weft_netlink::{
     sysctl, Errno, LinkInfo, Netlink, NetlinkError, Netns, RouteInfo, RouteSpec, VethSpec,
     SCOPE_LINK, SCOPE_UNIVERSE,
 };
-use weft_wire::{
-    pod_mac, Allocation, Attachment, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC,
-};
+use weft_wire::{Allocation, Attachment, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
 
 /// One pod interface to wire or inspect.
 #[derive(Debug)]
@@ -36,9 +34,10 @@ pub struct PodPlan<'a> {
 }
 
 impl<'a> PodPlan<'a> {
-    /// The plan for `attachment`: names and MACs derive from it.
+    /// The plan for `attachment` with the pod interface's MAC.
     pub fn new(
         attachment: &'a Attachment,
+        pod_mac: [u8; 6],
         host_name: &'a str,
         netns: &'a Netns,
         allocation: &'a Allocation,
@@ -47,7 +46,7 @@ impl<'a> PodPlan<'a> {
         PodPlan {
             host_name,
             pod_name: &attachment.ifname,
-            pod_mac: pod_mac(attachment),
+            pod_mac,
             netns,
             allocation,
             network,
@@ -246,6 +245,25 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
             "pod interface {} has MTU {}, expected {}",
             plan.pod_name, pod_link.mtu, plan.network.mtu.link
         ));
+    }
+    // The host pins each pod address to the pod's MAC. A plugin chained after weft that
+    // changes the MAC (tuning `mac`) breaks that silently; name it. A MAC is requested
+    // from weft itself through the `mac` capability or CNI_ARGS MAC.
+    let pinned = host.neighbours(host_link.index).await?;
+    for addr in plan.pod_addresses() {
+        match pinned.iter().find(|n| n.ip == addr.addr() && n.permanent) {
+            None => return drift(format!("host neighbour entry for {} is missing", addr.addr())),
+            Some(n) if n.mac != pod_link.mac => {
+                return drift(format!(
+                    "pod interface {} has MAC {}, but the host pins {} to {}: a plugin after weft changed the MAC (ask weft for a MAC with the mac capability or CNI_ARGS MAC instead)",
+                    plan.pod_name,
+                    mac_text(&pod_link.mac),
+                    addr.addr(),
+                    mac_text(&n.mac)
+                ))
+            }
+            Some(_) => {}
+        }
     }
     let present = pod.addresses(pod_link.index).await?;
     for addr in plan.pod_addresses() {

@@ -125,6 +125,34 @@ pub fn pod_mac(attachment: &Attachment) -> [u8; 6] {
     [0x0a, hash[0], hash[1], hash[2], hash[3], hash[4]]
 }
 
+/// Parses a MAC the runtime asked for (`mac` capability or `CNI_ARGS MAC=`): six
+/// colon- or dash-separated hex bytes, unicast and not all zero, since it becomes an
+/// interface address.
+pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    let parts: Vec<&str> = text.split([':', '-']).collect();
+    let bytes: Option<Vec<u8>> = match parts.len() {
+        6 => parts
+            .iter()
+            .map(|p| {
+                (p.len() == 2)
+                    .then(|| u8::from_str_radix(p, 16).ok())
+                    .flatten()
+            })
+            .collect(),
+        _ => None,
+    };
+    let mac: [u8; 6] = bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
+        format!(
+            "'{}' is not a MAC address (expected six hex bytes like 02:42:ac:11:00:02)",
+            truncate(text)
+        )
+    })?;
+    if mac[0] & 1 == 1 || mac == [0; 6] {
+        return Err(format!("'{text}' is not a unicast MAC address"));
+    }
+    Ok(mac)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +217,29 @@ mod tests {
             host_veth_name(&Attachment::new("c1", "eth0").unwrap()),
             "weftf53f02b3bfe"
         );
+    }
+
+    #[test]
+    fn requested_macs_parse_and_must_be_unicast() {
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:02"),
+            Ok([0x02, 0x42, 0xac, 0x11, 0, 2])
+        );
+        assert_eq!(
+            parse_mac("02-42-ac-11-00-02"),
+            Ok([0x02, 0x42, 0xac, 0x11, 0, 2])
+        );
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "zz:42:ac:11:00:02",
+            "2:42:ac:11:00:02",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
