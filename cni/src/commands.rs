@@ -1,7 +1,7 @@
 //! The six CNI operations.
 
 use crate::config::{self, NetConf, LATEST, SUPPORTED_VERSIONS};
-use crate::daemon::{unexpected, Daemon};
+use crate::daemon::Daemon;
 use crate::error::{CniError, Result};
 use crate::invocation::{Command, Invocation};
 use crate::result::{self, Wired};
@@ -78,6 +78,11 @@ fn dispatch(
         }
         (Command::Del, Some(attachment), _) => del(daemon, conf, attachment).map(|_| None),
         (Command::Check, Some(attachment), Some(netns)) => {
+            if conf.prev_result.is_none() {
+                return Err(CniError::InvalidConfig(
+                    "prevResult: required for CHECK".into(),
+                ));
+            }
             let netns = open_netns(netns)?;
             let d = daemon.insert(Daemon::connect(&conf.socket)?);
             check(d, conf, attachment, &netns).map(|_| None)
@@ -86,7 +91,7 @@ fn dispatch(
             let d = daemon.insert(Daemon::connect(&conf.socket)?);
             match d.call(&Request::Status) {
                 Ok(Response::Network { .. }) => Ok(None),
-                Ok(other) => Err(unexpected(&other)),
+                Ok(other) => Err(d.unexpected(&other)),
                 Err(e) => Err(CniError::DaemonUnavailable(format!(
                     "weftd cannot serve ADD: {e}"
                 ))),
@@ -102,17 +107,28 @@ fn dispatch(
     }
 }
 
+/// Opens the pod's namespace and proves it is one: a regular file, a directory or a mount
+/// namespace open just as well and would fail only deep in ADD, after weftd allocated.
+/// setns(2) accepts only a network namespace; entering and leaving costs microseconds.
 fn open_netns(path: &std::path::Path) -> Result<Netns> {
-    Netns::open(path).map_err(|e| CniError::UnknownContainer(format!("CNI_NETNS: {e}")))
+    let netns =
+        Netns::open(path).map_err(|e| CniError::UnknownContainer(format!("CNI_NETNS: {e}")))?;
+    netns.enter().map(drop).map_err(|e| {
+        CniError::UnknownContainer(format!(
+            "CNI_NETNS: '{}' is not a network namespace: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(netns)
 }
 
-fn allocation_of(response: Response) -> Result<(Option<Allocation>, NodeNetwork)> {
+fn allocation_of(daemon: &Daemon, response: Response) -> Result<(Option<Allocation>, NodeNetwork)> {
     match response {
         Response::Allocation {
             allocation,
             network,
         } => Ok((allocation, network)),
-        other => Err(unexpected(&other)),
+        other => Err(daemon.unexpected(&other)),
     }
 }
 
@@ -127,7 +143,8 @@ fn add(
         attachment: attachment.clone(),
         pod: invocation.pod.clone(),
     };
-    let (allocation, network) = allocation_of(daemon.call(&request)?)?;
+    let response = daemon.call(&request)?;
+    let (allocation, network) = allocation_of(daemon, response)?;
     let allocation = allocation.ok_or_else(|| {
         CniError::DaemonInternal("weftd answered ADD without an allocation".into())
     })?;
@@ -172,12 +189,15 @@ fn add(
 /// the runtime retries and the addresses are not leaked.
 fn del(daemon: &mut Option<Daemon>, conf: &NetConf, attachment: &Attachment) -> Result<()> {
     match Daemon::connect(&conf.socket) {
-        Ok(d) => match daemon.insert(d).call(&Request::Release {
-            attachment: attachment.clone(),
-        })? {
-            Response::Released { .. } => Ok(()),
-            other => Err(unexpected(&other)),
-        },
+        Ok(d) => {
+            let d = daemon.insert(d);
+            match d.call(&Request::Release {
+                attachment: attachment.clone(),
+            })? {
+                Response::Released { .. } => Ok(()),
+                other => Err(d.unexpected(&other)),
+            }
+        }
         Err(unavailable) => {
             let removed = run(wiring::remove_host_veth(&host_veth_name(attachment)))
                 .map_err(|e| CniError::Io(e.to_string()))
@@ -202,9 +222,10 @@ fn check(
         .prev_result
         .as_ref()
         .ok_or_else(|| CniError::InvalidConfig("prevResult: required for CHECK".into()))?;
-    let (allocation, network) = allocation_of(daemon.call(&Request::Lookup {
+    let response = daemon.call(&Request::Lookup {
         attachment: attachment.clone(),
-    })?)?;
+    })?;
+    let (allocation, network) = allocation_of(daemon, response)?;
     let allocation = allocation
         .ok_or_else(|| CniError::Drift(format!("weftd holds no addresses for {attachment}")))?;
     let listed: Vec<IpAddr> = prev
@@ -256,6 +277,6 @@ fn gc(daemon: &mut Daemon, conf: &NetConf) -> Result<()> {
             errors.len(),
             errors.join("; ")
         ))),
-        other => Err(unexpected(&other)),
+        other => Err(daemon.unexpected(&other)),
     }
 }

@@ -67,15 +67,17 @@ impl Daemon {
         }
     }
 
+    /// An answer of the wrong shape for the request.
+    pub fn unexpected(&self, response: &Response) -> CniError {
+        let text = serde_json::to_string(response).unwrap_or_else(|_| format!("{response:?}"));
+        CniError::DaemonUnavailable(format!(
+            "weftd at {} answered with an unexpected message: {text}",
+            self.socket
+        ))
+    }
+
     /// Reports the outcome of this run for metrics, without waiting for anything.
     pub fn report(&mut self, request: &Request) {
         let _ = write_message(self.reader.get_mut(), request);
     }
-}
-
-/// An answer of the wrong shape.
-pub fn unexpected(response: &Response) -> CniError {
-    CniError::DaemonUnavailable(format!(
-        "weftd answered with an unexpected message: {response:?}"
-    ))
 }

@@ -151,6 +151,34 @@ mod tests {
     }
 
     #[test]
+    fn every_label_is_one_weftd_accepts() {
+        let all = [
+            CniError::IncompatibleVersion(String::new()),
+            CniError::UnknownContainer(String::new()),
+            CniError::InvalidEnv(String::new()),
+            CniError::Io(String::new()),
+            CniError::Decode(String::new()),
+            CniError::InvalidConfig(String::new()),
+            CniError::TryAgainLater(String::new()),
+            CniError::DaemonUnavailable(String::new()),
+            CniError::Exhausted(String::new()),
+            CniError::AlreadyAllocated(String::new()),
+            CniError::InterfaceExists(String::new()),
+            CniError::Drift(String::new()),
+            CniError::GcIncomplete(String::new()),
+            CniError::DaemonInternal(String::new()),
+        ];
+        for e in all {
+            assert!(
+                weft_wire::CNI_RESULT_LABELS.contains(&e.label()),
+                "{}",
+                e.label()
+            );
+        }
+        assert!(weft_wire::CNI_RESULT_LABELS.contains(&"netlink"));
+    }
+
+    #[test]
     fn error_json_has_the_spec_fields() {
         let json =
             CniError::InvalidConfig("socket: 'x' is not absolute".into()).to_json("1.1.0", None);

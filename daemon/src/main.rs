@@ -27,6 +27,7 @@ use weft_wire::{pod_mtus, NodeNetwork};
 fn main() -> ExitCode {
     let flags = flags::Flags::parse();
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(flags.log_level)
         .with_writer(std::io::stderr)
         .init();
@@ -50,11 +51,20 @@ fn main() -> ExitCode {
 
 fn fatal(message: &str) -> ExitCode {
     error!("{message}");
-    eprintln!("weftd: {message}");
     ExitCode::from(2)
 }
 
+/// Claims the socket before anything else: a weftd refused because another one serves
+/// (or because the socket directory is unsafe) must not touch sysctls, the state
+/// directory or, worst, sweep the other weftd's live host veths as orphans.
 async fn run(config: flags::Config) -> Result<(), String> {
+    let listener = socket::bind(&config.socket)?;
+    let outcome = serve(&config, listener).await;
+    let _ = std::fs::remove_file(&config.socket);
+    outcome
+}
+
+async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Result<(), String> {
     let nl = weft_netlink::Netlink::connect().map_err(|e| e.to_string())?;
     let uplink = node::discover_uplink(&nl, config.underlay_interface.as_deref()).await?;
     let mtu = pod_mtus(uplink.mtu, uplink.family, config.mode)
@@ -93,7 +103,6 @@ async fn run(config: flags::Config) -> Result<(), String> {
     let service = service::Service::new(ipam, network, metrics, reaper);
     service.remove_orphan_veths().await;
 
-    let listener = socket::bind(&config.socket)?;
     ready.store(true, Ordering::Release);
     info!(socket = %config.socket.display(), "serving the CNI plugin");
 
@@ -104,6 +113,5 @@ async fn run(config: flags::Config) -> Result<(), String> {
         _ = term.recv() => info!("SIGTERM: stopping"),
         _ = int.recv() => info!("SIGINT: stopping"),
     }
-    let _ = std::fs::remove_file(&config.socket);
     Ok(())
 }

@@ -9,7 +9,8 @@ use tracing::{info, warn};
 use weft_ipam::{Ipam, IpamError};
 use weft_netlink::Netlink;
 use weft_wire::{
-    host_veth_name, Attachment, ErrorKind, NodeNetwork, Request, Response, HOST_VETH_PREFIX,
+    host_veth_name, Attachment, ErrorKind, NodeNetwork, Request, Response, CNI_RESULT_LABELS,
+    HOST_VETH_PREFIX,
 };
 
 /// How long an ADD waits for the previous veth of the same attachment to go.
@@ -64,9 +65,13 @@ impl Service {
                 result,
                 seconds,
             } => {
+                let result = match CNI_RESULT_LABELS.contains(&result.as_str()) {
+                    true => result.as_str(),
+                    false => "unknown",
+                };
                 self.metrics
                     .cni_requests
-                    .with_label_values(&[operation.as_str(), &result])
+                    .with_label_values(&[operation.as_str(), result])
                     .inc();
                 self.metrics
                     .cni_duration

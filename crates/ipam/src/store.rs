@@ -158,7 +158,10 @@ impl Store {
         let mut file = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
         file.write_all(bytes).map_err(io_err("write", &tmp))?;
         drop(file);
-        fs::rename(&tmp, target).map_err(io_err("rename into", target))
+        fs::rename(&tmp, target).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io_err("rename into", target)(e)
+        })
     }
 
     /// Records an allocation. Returns once the record is in place.

@@ -18,5 +18,5 @@ pub use names::{
 };
 pub use proto::{
     read_message, write_message, Allocation, CniOperation, ErrorKind, NodeNetwork, PodRef, Request,
-    Response, GATEWAY_V4, GATEWAY_V6, MAX_MESSAGE_BYTES,
+    Response, CNI_RESULT_LABELS, GATEWAY_V4, GATEWAY_V6, MAX_MESSAGE_BYTES,
 };

@@ -55,7 +55,7 @@ impl FromStr for Mode {
             "dual" => Ok(Mode::Dual),
             "ipv6" => Ok(Mode::Ipv6),
             "ipv4" => Ok(Mode::Ipv4),
-            other => Err(format!("'{other}' is not a mode: use dual, ipv6 or ipv4")),
+            _ => Err(format!("'{s}' is not a mode: use dual, ipv6 or ipv4")),
         }
     }
 }

@@ -21,12 +21,28 @@ const MAX_IFNAME: usize = 15;
 
 /// One pod interface: the unit of allocation (CNI spec: one per container ID and ifname).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "RawAttachment")]
 pub struct Attachment {
     /// `CNI_CONTAINERID`.
     pub container_id: String,
     /// `CNI_IFNAME`.
     pub ifname: String,
+}
+
+/// An attachment as it arrives on weftd's socket or from its state directory, before
+/// validation: `../../x` would otherwise name a file outside the state directory.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAttachment {
+    container_id: String,
+    ifname: String,
+}
+
+impl TryFrom<RawAttachment> for Attachment {
+    type Error = AttachmentError;
+    fn try_from(raw: RawAttachment) -> Result<Self, Self::Error> {
+        Attachment::new(&raw.container_id, &raw.ifname)
+    }
 }
 
 /// Why a container ID or interface name was refused.
@@ -194,6 +210,17 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn deserialising_validates() {
+        let bad = r#"{"containerId":"../../escaped","ifname":"eth0"}"#;
+        assert!(serde_json::from_str::<Attachment>(bad).is_err());
+        let good = r#"{"containerId":"ok","ifname":"eth0"}"#;
+        assert_eq!(
+            serde_json::from_str::<Attachment>(good).unwrap(),
+            Attachment::new("ok", "eth0").unwrap()
+        );
     }
 
     #[test]

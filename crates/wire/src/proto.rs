@@ -68,6 +68,27 @@ pub struct Allocation {
     pub allocated_at_ms: u64,
 }
 
+/// Every `result` a plugin may report: `ok` and the plugin's error labels. weftd maps
+/// anything else to `unknown`, so a client cannot grow the metric's label set.
+pub const CNI_RESULT_LABELS: &[&str] = &[
+    "ok",
+    "incompatible_version",
+    "unknown_container",
+    "invalid_env",
+    "io",
+    "decode",
+    "invalid_config",
+    "try_again_later",
+    "daemon_unavailable",
+    "exhausted",
+    "already_allocated",
+    "interface_exists",
+    "netlink",
+    "drift",
+    "gc_incomplete",
+    "daemon_internal",
+];
+
 /// CNI operations, as metric labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
