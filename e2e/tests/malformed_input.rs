@@ -10,8 +10,9 @@
 //! huge inputs, the socket to weftd (50, 11) with fake daemons served from this process,
 //! weftd's flags and socket safety, and garbage written to weftd's own socket.
 //!
-//! Tests named `known_bug_*` are ignored: each pins down a weft bug found by this suite
-//! (see its ignore reason) and is meant to pass once the bug is fixed.
+//! Several tests pin down bugs this suite found (a refused second weftd sweeping live
+//! veths, unvalidated attachments on the socket, a CNI_NETNS that is not a network
+//! namespace, CHECK's error order); they stay as regressions.
 // Helpers panic on harness failures like the tests do (as in the harness crate itself).
 #![allow(clippy::unwrap_used)]
 
@@ -803,7 +804,7 @@ fn a_netns_path_that_is_not_a_network_namespace_is_refused_without_leaking() {
     let keeper = node.add("keeper", &keeper_pod).expect_ok();
     let good = node.plugin_config("1.1.0").to_string().into_bytes();
     // Paths that exist and open, but are a regular file, a directory and a namespace of
-    // another kind. (weft currently answers 103 here, see known_bug_* below.)
+    // another kind: setns(2) refuses them before weftd allocates anything.
     for (i, path) in ["/etc/hostname", "/tmp", "/proc/1/ns/mnt"]
         .iter()
         .enumerate()
