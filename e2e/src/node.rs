@@ -89,7 +89,7 @@ impl Node {
         ]);
         netns.ip(&["link", "set", "uplink", "up"]);
         netns.ip(&["link", "set", "uplink-peer", "up"]);
-        let dir = std::env::temp_dir().join(format!("weft-e2e-{}", netns.name()));
+        let dir = state_base().join(format!("weft-e2e-{}", netns.name()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("conf")).unwrap();
         set_mode(&dir, 0o700);
@@ -317,6 +317,17 @@ impl Node {
             .unwrap_or_default();
         names.sort();
         names
+    }
+}
+
+/// Where nodes keep weftd's socket and state: tmpfs, as on a real node (/run), so tests
+/// and benchmarks pay what production pays. /run is not tmpfs on every test machine;
+/// /dev/shm is; `TMPDIR` overrides.
+fn state_base() -> PathBuf {
+    if std::env::var_os("TMPDIR").is_none() && Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
     }
 }
 

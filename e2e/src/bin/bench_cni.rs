@@ -11,6 +11,8 @@
 //! 16 calls in flight ("parallel"). Samples of all rounds are pooled; the table shows
 //! median and p99 (nearest rank) per call, the ratio weft/bridge and the issue's targets:
 //! weft's median ADD and DEL at most 1/8 of bridge's, weft's p99 ADD at most 10 ms.
+//! weft's DEL returns before its host veth is gone (weftd removes it in the background);
+//! every set waits for that removal, untimed, and the report shows how long it took.
 //!
 //! Plugins: weft (weftd in a node namespace with `NodeOptions::default()`, except a 0 s
 //! address cooldown: every round reuses ~110 addresses of the /24, and a 30 s cooldown
@@ -23,11 +25,14 @@
 //! Run it with release builds (the script builds them and passes arguments through):
 //!
 //! ```text
-//! e2e/bench-cni.sh [--pods 110] [--parallel 16] [--rounds 4] [--warmup 8]
+//! e2e/bench-cni.sh [--pods 110] [--parallel 16] [--rounds 6] [--warmup 8]
 //!                  [--no-go-bridge] [--out PATH]
 //! ```
 //!
-//! Needs root (namespaces), like the e2e tests.
+//! Needs root (namespaces), like the e2e tests. weftd's state directory and host-local's
+//! dataDir are created under TMPDIR; bench-cni.sh points it at tmpfs (/dev/shm) unless set,
+//! since weftd's default state dir (/run/weft/state) is on tmpfs on real nodes.
+//! The report also shows each plugin's process floor: the median of VERSION calls.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
@@ -44,10 +49,12 @@ use weft_e2e::{binary, reference_plugins_dir, unique_name, Netns, Node, NodeOpti
 /// The issue's targets.
 const TARGET_MEDIAN_FRACTION: f64 = 1.0 / 8.0;
 const TARGET_WEFT_P99_ADD: Duration = Duration::from_millis(10);
+/// VERSION calls per plugin for the process floor.
+const FLOOR_CALLS: usize = 50;
 
 fn main() {
     let args = Args::parse();
-    let facts = machine_facts(&args);
+    let mut facts = machine_facts(&args);
     eprintln!("bench_cni: setting up ({} pods per set)", args.pods);
     let mut subjects = vec![Subject::weft(args.pods), Subject::debian_bridge(args.pods)];
     if args.go_bridge {
@@ -62,6 +69,7 @@ fn main() {
     ];
     for subject in &subjects {
         subject.warm_up(args.warmup);
+        facts.push(subject.process_floor());
     }
     let samples = run_rounds(&subjects, &scenarios, args.rounds);
     let report = render(&facts, &subjects, &scenarios, &samples);
@@ -89,7 +97,7 @@ impl Args {
         let mut args = Args {
             pods: 110,
             parallel: 16,
-            rounds: 4,
+            rounds: 6,
             warmup: 8,
             go_bridge: true,
             out: None,
@@ -327,6 +335,20 @@ impl Subject {
         (elapsed, stdout)
     }
 
+    /// What being a process costs this plugin: the median of VERSION calls, which start,
+    /// parse the config, answer and exit, touching no network state.
+    fn process_floor(&self) -> String {
+        let mut times: Vec<Duration> = (0..FLOOR_CALLS)
+            .map(|_| self.call("VERSION", "floor", &self.pods[0]).0)
+            .collect();
+        times.sort();
+        format!(
+            "{} process floor (VERSION, median of {FLOOR_CALLS}): {}",
+            self.label,
+            ms(times[times.len() / 2])
+        )
+    }
+
     /// Untimed ADD + DEL of a few pods: binaries in the page cache, the bridge and its
     /// gateway addresses created, weftd's first requests served. Also checks that every
     /// plugin really wires both families.
@@ -343,18 +365,19 @@ impl Subject {
         self.settle();
     }
 
-    /// Waits until nothing of the last DELs is still being torn down. weftd removes host
-    /// veths in the background after DEL returns; the next set (of any plugin) must not
-    /// compete with that work. bridge's DEL is synchronous.
-    fn settle(&self) {
+    /// Waits until nothing of the last DELs is still being torn down; returns how long
+    /// that took. weftd removes host veths in the background after DEL returns; the next
+    /// set (of any plugin) must not compete with that work. bridge's DEL is synchronous.
+    fn settle(&self) -> Duration {
+        let started = Instant::now();
         let Site::Weft(node) = &self.site else {
-            return;
+            return Duration::ZERO;
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = started + Duration::from_secs(60);
         loop {
             let left = node.weft_veths();
             if left.is_empty() {
-                return;
+                return started.elapsed();
             }
             assert!(
                 Instant::now() < deadline,
@@ -415,16 +438,18 @@ impl Scenario {
     }
 }
 
-/// (scenario index, subject index, "ADD"/"DEL") -> call latencies.
+/// (scenario index, subject index, "ADD"/"DEL") -> call latencies; with [`SETTLE`]: how
+/// long each set's background teardown went on after its last DEL returned.
 type Samples = BTreeMap<(usize, usize, &'static str), Vec<Duration>>;
+const SETTLE: &str = "settle";
 
 /// Fairness: within a round, each scenario runs one complete set per plugin, back to
 /// back, and the order of the plugins rotates every round (weft first, then bridge first,
 /// ...). Whole sets keep each plugin's 110-pod node state realistic (no other plugin's
 /// calls in between), while rotation spreads slow drifts of the machine (thermal, page
 /// cache, background work) evenly over the plugins. Between sets everything has settled
-/// (weft's background veth removal), so no set pays for another. With the default of 4
-/// rounds and 2 or 3 plugins... each plugin leads at least once.
+/// (weft's background veth removal), so no set pays for another. The default of 6 rounds
+/// is a multiple of 2 and 3 plugins: each plugin goes first equally often.
 fn run_rounds(subjects: &[Subject], scenarios: &[Scenario], rounds: usize) -> Samples {
     let mut samples = Samples::new();
     for round in 0..rounds {
@@ -438,9 +463,10 @@ fn run_rounds(subjects: &[Subject], scenarios: &[Scenario], rounds: usize) -> Sa
                     scenario.name,
                     subject.label
                 );
-                let (add, del) = run_set(subject, scenario, round);
+                let (add, del, settle) = run_set(subject, scenario, round);
                 samples.entry((si, pi, "ADD")).or_default().extend(add);
                 samples.entry((si, pi, "DEL")).or_default().extend(del);
+                samples.entry((si, pi, SETTLE)).or_default().push(settle);
             }
         }
     }
@@ -448,14 +474,19 @@ fn run_rounds(subjects: &[Subject], scenarios: &[Scenario], rounds: usize) -> Sa
 }
 
 /// ADD every pod, then DEL every pod, `scenario.parallel` calls in flight; then settle.
-fn run_set(subject: &Subject, scenario: &Scenario, round: usize) -> (Vec<Duration>, Vec<Duration>) {
+/// Returns the ADD and DEL latencies and the settle time.
+fn run_set(
+    subject: &Subject,
+    scenario: &Scenario,
+    round: usize,
+) -> (Vec<Duration>, Vec<Duration>, Duration) {
     let ids: Vec<String> = (0..subject.pods.len())
         .map(|i| format!("bench-{}-r{round}-p{i}", scenario.name))
         .collect();
     let add = timed_calls(subject, "ADD", &ids, scenario.parallel);
     let del = timed_calls(subject, "DEL", &ids, scenario.parallel);
-    subject.settle();
-    (add, del)
+    let settle = subject.settle();
+    (add, del, settle)
 }
 
 /// `command` for pod i with container ID ids[i], for every i, from `parallel` workers
@@ -482,6 +513,7 @@ fn timed_calls(subject: &Subject, command: &str, ids: &[String], parallel: usize
 
 #[derive(Debug, Clone, Copy)]
 struct Stats {
+    mean: Duration,
     median: Duration,
     p99: Duration,
     n: usize,
@@ -500,6 +532,7 @@ impl Stats {
         // Nearest rank: the smallest sample with at least 99 % of samples at or below it.
         let rank = (n * 99).div_ceil(100).max(1);
         Stats {
+            mean: sorted.iter().sum::<Duration>() / n as u32,
             median,
             p99: sorted[rank - 1],
             n,
@@ -534,11 +567,35 @@ fn machine_facts(args: &Args) -> Vec<String> {
         format!("kernel: {kernel}"),
         format!("load average at start: {}", read_trimmed("/proc/loadavg")),
         format!("weft build profile: {profile}"),
+        temp_dir_fact(),
         format!(
             "pods per set: {}; parallel: {}; rounds: {}; warm-up pods: {} (untimed)",
             args.pods, args.parallel, args.rounds, args.warmup
         ),
     ]
+}
+
+/// weftd's state (in the harness node's directory) and host-local's dataDir live under
+/// TMPDIR; on a disk file system every allocation record costs weftd file-system work that
+/// its default state dir (/run/weft/state, tmpfs on real nodes) does not.
+fn temp_dir_fact() -> String {
+    let dir = std::env::temp_dir();
+    let fs = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(&dir)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if fs != "tmpfs" {
+        eprintln!(
+            "bench_cni: {} is on {fs}, not tmpfs: weftd's state costs disk work",
+            dir.display()
+        );
+    }
+    format!(
+        "weftd state dir and host-local dataDir under {} ({fs})",
+        dir.display()
+    )
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -612,6 +669,35 @@ fn render(
                 ratio(wd.p99, bd.p99)
             )
             .unwrap();
+        }
+    }
+    writeln!(out, "\nNotes:\n").unwrap();
+    for (si, scenario) in scenarios.iter().enumerate() {
+        for (pi, subject) in subjects.iter().enumerate() {
+            let (add, del) = (stats(si, pi, "ADD"), stats(si, pi, "DEL"));
+            writeln!(
+                out,
+                "- {} (x{}) {}: mean ADD {}, mean DEL {}",
+                scenario.name,
+                scenario.parallel,
+                subject.label,
+                ms(add.mean),
+                ms(del.mean)
+            )
+            .unwrap();
+            if matches!(subject.site, Site::Weft(_)) {
+                writeln!(
+                    out,
+                    "- {} (x{}) weft: host veths gone {} (median of {} sets) after the \
+                     last DEL returned; weftd removes them in the background, untimed \
+                     (bridge's DEL deletes its veth before returning)",
+                    scenario.name,
+                    scenario.parallel,
+                    ms(stats(si, pi, SETTLE).median),
+                    stats(si, pi, SETTLE).n
+                )
+                .unwrap();
+            }
         }
     }
     writeln!(out, "\nTargets (weft against {}):\n", subjects[1].label).unwrap();
