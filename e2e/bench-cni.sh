@@ -15,6 +15,11 @@ cd "$(dirname "$0")/.."
 weft_prelude "$@"
 
 cargo build --release --workspace
+# The plugin ships statically linked: a process on the hot path of every pod start
+# that skips the dynamic loader starts ~0.25 ms sooner. RUSTFLAGS with an explicit
+# --target applies to the plugin only, not to build scripts and proc macros.
+RUSTFLAGS="-C target-feature=+crt-static" \
+	cargo build --release -p weft-cni --target x86_64-unknown-linux-gnu
 
 # weftd's state dir defaults to /run/weft/state, tmpfs on real nodes; the harness puts
 # it (and host-local's dataDir) under TMPDIR, so keep that on tmpfs too unless the
@@ -25,4 +30,5 @@ if [ -z "${TMPDIR:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; 
 fi
 
 target=${CARGO_TARGET_DIR:-target}
+export WEFT_PLUGIN=$target/x86_64-unknown-linux-gnu/release/weft
 WEFT_PROFILE=release exec "$target/release/bench_cni" "$@"

@@ -5,7 +5,7 @@ use crate::daemon::Daemon;
 use crate::error::{CniError, Result};
 use crate::invocation::{Command, Invocation};
 use crate::result::{self, Wired};
-use crate::wiring::{self, PodPlan};
+use crate::wiring::{self, Pair, PairError, PodPlan, Sockets};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use weft_netlink::{run, Netns};
@@ -132,6 +132,9 @@ fn allocation_of(daemon: &Daemon, response: Response) -> Result<(Option<Allocati
     }
 }
 
+/// ADD. weftd allocates and persists while the plugin creates the veth pair and writes
+/// the sysctls: the pair needs neither the addresses nor the MTU (the MTU is set with the
+/// link-up request), so the round trip to weftd costs nothing on the critical path.
 fn add(
     daemon: &mut Daemon,
     invocation: &Invocation,
@@ -139,14 +142,9 @@ fn add(
     attachment: &Attachment,
     netns: &Netns,
 ) -> Result<String> {
-    let request = Request::Allocate {
+    daemon.send(&Request::Allocate {
         attachment: attachment.clone(),
         pod: invocation.pod.clone(),
-    };
-    let response = daemon.call(&request)?;
-    let (allocation, network) = allocation_of(daemon, response)?;
-    let allocation = allocation.ok_or_else(|| {
-        CniError::DaemonInternal("weftd answered ADD without an allocation".into())
     })?;
     let host_name = host_veth_name(attachment);
     // The runtime may ask for the MAC (the `mac` capability wins over CNI_ARGS, as in the
@@ -155,32 +153,74 @@ fn add(
         .runtime_mac
         .or(invocation.mac)
         .unwrap_or_else(|| pod_mac(attachment));
-    let plan = PodPlan::new(attachment, mac, &host_name, netns, &allocation, &network);
-    let wired = run(wiring::setup(&plan))
-        .map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}")))
-        .and_then(|r| r);
-    if let Err(error) = wired {
-        // A failed ADD leaves nothing behind (CNI spec: the runtime will also DEL).
-        let exists = matches!(error, CniError::InterfaceExists(_));
-        if !exists {
-            let _ = run(wiring::remove_host_veth(&host_name));
+    let pair = Pair {
+        host_name: &host_name,
+        pod_name: &attachment.ifname,
+        pod_mac: mac,
+        netns,
+    };
+    let wired = run(async {
+        let sockets = Sockets::open(netns)?;
+        let created = wiring::create_pair(&sockets, &pair).await;
+        let answer = daemon.receive().and_then(|r| allocation_of(daemon, r));
+        let (allocation, network) = match (answer, created) {
+            (Ok(answer), Ok(())) => answer,
+            // weftd's refusal says more than the clash it explains (ADD twice: the live
+            // attachment's veth); remove only a pair this run created.
+            (Err(refused), created) => {
+                if created.is_ok() {
+                    let _ = sockets.remove_pair(&host_name).await;
+                }
+                return Err(refused);
+            }
+            // The previous veth of this attachment was still being removed; weftd waited
+            // for it before answering, so the name is free now.
+            (Ok(answer), Err(PairError::HostNameTaken(_))) => {
+                match wiring::create_pair(&sockets, &pair).await {
+                    Ok(()) => answer,
+                    Err(e) => return Err(release_after(daemon, attachment, e.into())),
+                }
+            }
+            (Ok(_), Err(PairError::Other(e))) => return Err(release_after(daemon, attachment, e)),
+        };
+        let allocation = match allocation {
+            Some(a) => a,
+            None => {
+                let _ = sockets.remove_pair(&host_name).await;
+                return Err(CniError::DaemonInternal(
+                    "weftd answered ADD without an allocation".into(),
+                ));
+            }
+        };
+        let plan = PodPlan::new(attachment, mac, &host_name, netns, &allocation, &network);
+        if let Err(e) = wiring::configure(&sockets, &plan).await {
+            // A failed ADD leaves nothing behind (CNI spec: the runtime will also DEL).
+            let _ = sockets.remove_pair(&host_name).await;
+            return Err(release_after(daemon, attachment, e));
         }
-        let _ = daemon.call(&Request::Release {
-            attachment: attachment.clone(),
-        });
-        return Err(error);
-    }
+        Ok((allocation, network))
+    })
+    .map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}")))??;
+    let (allocation, network) = wired;
     let sandbox = netns.path().display().to_string();
     let wired = Wired {
         host_name: &host_name,
         host_mac: HOST_VETH_MAC,
         pod_name: &attachment.ifname,
-        pod_mac: plan.pod_mac,
+        pod_mac: mac,
         sandbox: &sandbox,
         allocation: &allocation,
         network: &network,
     };
     Ok(result::build(&wired, &conf.cni_version, conf.prev_result.as_ref()).to_string())
+}
+
+/// Gives an ADD's addresses back after a failure, returning the failure.
+fn release_after(daemon: &mut Daemon, attachment: &Attachment, error: CniError) -> CniError {
+    let _ = daemon.call(&Request::Release {
+        attachment: attachment.clone(),
+    });
+    error
 }
 
 /// DEL releases the addresses; weftd removes the veth in the background, because the

@@ -37,24 +37,25 @@ impl Daemon {
 
     /// Sends `request` and waits for the answer, turning daemon refusals into errors.
     pub fn call(&mut self, request: &Request) -> Result<Response> {
-        let socket = &self.socket;
-        let lost = |e: std::io::Error| match e.kind() {
-            IoKind::WouldBlock | IoKind::TimedOut => CniError::TryAgainLater(format!(
-                "weftd at {socket} did not answer within {ANSWER_TIMEOUT:?}"
-            )),
-            _ => CniError::DaemonUnavailable(format!(
-                "weftd at {socket} did not answer like weftd: {e}"
-            )),
-        };
-        write_message(self.reader.get_mut(), request).map_err(lost)?;
-        let response: Response =
-            read_message(&mut self.reader)
-                .map_err(lost)?
-                .ok_or_else(|| {
-                    CniError::DaemonUnavailable(format!(
-                        "weftd at {socket} closed the connection without answering"
-                    ))
-                })?;
+        self.send(request)?;
+        self.receive()
+    }
+
+    /// Sends `request` without waiting, so the caller can work while weftd does.
+    pub fn send(&mut self, request: &Request) -> Result<()> {
+        write_message(self.reader.get_mut(), request).map_err(|e| self.lost(e))
+    }
+
+    /// Waits for the answer to the last request sent.
+    pub fn receive(&mut self) -> Result<Response> {
+        let response: Option<Response> =
+            read_message(&mut self.reader).map_err(|e| self.lost(e))?;
+        let response = response.ok_or_else(|| {
+            CniError::DaemonUnavailable(format!(
+                "weftd at {} closed the connection without answering",
+                self.socket
+            ))
+        })?;
         match response {
             Response::Error { kind, message, .. } => Err(match kind {
                 ErrorKind::Exhausted => CniError::Exhausted(message),
@@ -64,6 +65,19 @@ impl Daemon {
                 ErrorKind::Internal => CniError::DaemonInternal(message),
             }),
             other => Ok(other),
+        }
+    }
+
+    fn lost(&self, e: std::io::Error) -> CniError {
+        match e.kind() {
+            IoKind::WouldBlock | IoKind::TimedOut => CniError::TryAgainLater(format!(
+                "weftd at {} did not answer within {ANSWER_TIMEOUT:?}",
+                self.socket
+            )),
+            _ => CniError::DaemonUnavailable(format!(
+                "weftd at {} did not answer like weftd: {e}",
+                self.socket
+            )),
         }
     }
 

@@ -4,8 +4,9 @@
 //! Results are built as JSON values rather than fixed structs so that fields weft does
 //! not know, in a `prevResult` from another plugin, pass through untouched.
 
+use ipnet::IpNet;
 use serde_json::{json, Map, Value};
-use weft_netlink::SCOPE_LINK;
+use std::net::IpAddr;
 use weft_wire::{Allocation, NodeNetwork, GATEWAY_V4, GATEWAY_V6};
 
 /// What ADD built, to be reported.
@@ -35,31 +36,36 @@ pub fn mac_text(mac: &[u8]) -> String {
         .join(":")
 }
 
-/// The routes weft installs in the pod, as (destination, gateway, mtu, link scope).
-pub fn pod_routes(
-    allocation: &Allocation,
-    network: &NodeNetwork,
-) -> Vec<(ipnet::IpNet, Option<std::net::IpAddr>, Option<u32>, bool)> {
+/// A route weft installs in the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRoute {
+    /// Destination.
+    pub destination: IpNet,
+    /// The link-local gateway.
+    pub gateway: IpAddr,
+    /// Route MTU, when the family's MTU differs from the link's.
+    pub mtu: Option<u32>,
+    /// The gateway is on the link without a covering address (IPv4's 169.254.1.1 for a
+    /// /32 pod); IPv6 link-local gateways need no flag.
+    pub onlink: bool,
+}
+
+/// The pod's default routes: one per family, via the link-local gateways.
+pub fn pod_routes(allocation: &Allocation, network: &NodeNetwork) -> Vec<PodRoute> {
     let route_mtu = |family_mtu: Option<u32>| family_mtu.filter(|m| *m != network.mtu.link);
-    let mut routes = Vec::new();
-    if allocation.ipv6.is_some() {
-        routes.push((
-            "::/0".parse().expect("literal"),
-            Some(GATEWAY_V6.into()),
-            route_mtu(network.mtu.ipv6),
-            false,
-        ));
-    }
-    if allocation.ipv4.is_some() {
-        routes.push((ipnet::Ipv4Net::from(GATEWAY_V4).into(), None, None, true));
-        routes.push((
-            "0.0.0.0/0".parse().expect("literal"),
-            Some(GATEWAY_V4.into()),
-            route_mtu(network.mtu.ipv4),
-            false,
-        ));
-    }
-    routes
+    let v6 = allocation.ipv6.map(|_| PodRoute {
+        destination: IpNet::V6(Default::default()),
+        gateway: GATEWAY_V6.into(),
+        mtu: route_mtu(network.mtu.ipv6),
+        onlink: false,
+    });
+    let v4 = allocation.ipv4.map(|_| PodRoute {
+        destination: IpNet::V4(Default::default()),
+        gateway: GATEWAY_V4.into(),
+        mtu: route_mtu(network.mtu.ipv4),
+        onlink: true,
+    });
+    v6.into_iter().chain(v4).collect()
 }
 
 /// Builds the result for `cni_version`, appended to `prev` when chained.
@@ -104,20 +110,13 @@ pub fn build(wired: &Wired<'_>, cni_version: &str, prev: Option<&Map<String, Val
     }
 
     let routes = array(&mut result, "routes");
-    for (dst, gw, mtu, link_scope) in pod_routes(a, wired.network) {
-        let mut route = json!({"dst": dst.to_string()});
-        if let Some(gw) = gw {
-            route["gw"] = json!(gw.to_string());
+    for route in pod_routes(a, wired.network) {
+        let mut entry =
+            json!({"dst": route.destination.to_string(), "gw": route.gateway.to_string()});
+        if let (true, Some(mtu)) = (with_1_1, route.mtu) {
+            entry["mtu"] = json!(mtu);
         }
-        if with_1_1 {
-            if let Some(mtu) = mtu {
-                route["mtu"] = json!(mtu);
-            }
-            if link_scope {
-                route["scope"] = json!(SCOPE_LINK);
-            }
-        }
-        routes.push(route);
+        routes.push(entry);
     }
     result.insert("cniVersion".into(), json!(cni_version));
     Value::Object(result)
@@ -184,11 +183,11 @@ mod tests {
         assert_eq!(r["ips"][1]["interface"], 1);
         let routes = r["routes"].as_array().unwrap();
         assert_eq!(routes[0], json!({"dst": "::/0", "gw": "fe80::1"}));
-        assert_eq!(routes[1], json!({"dst": "169.254.1.1/32", "scope": 253}));
         assert_eq!(
-            routes[2],
+            routes[1],
             json!({"dst": "0.0.0.0/0", "gw": "169.254.1.1", "mtu": 1450})
         );
+        assert_eq!(routes.len(), 2);
     }
 
     #[test]
@@ -196,7 +195,7 @@ mod tests {
         let (a, n) = fixture();
         let r = build(&wired(&a, &n), "1.0.0", None);
         assert!(r["interfaces"][1].get("mtu").is_none());
-        assert!(r["routes"][2].get("mtu").is_none());
+        assert!(r["routes"][1].get("mtu").is_none());
         assert!(r["ips"][0].get("version").is_none());
         let r = build(&wired(&a, &n), "0.4.0", None);
         assert_eq!(r["ips"][0]["version"], "6");

@@ -9,7 +9,9 @@
 use crate::error::{CniError, Result};
 use crate::result::{mac_text, pod_routes};
 use ipnet::IpNet;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use weft_netlink::{
     sysctl, Errno, LinkInfo, Netlink, NetlinkError, Netns, RouteInfo, RouteSpec, VethSpec,
     SCOPE_LINK, SCOPE_UNIVERSE,
@@ -98,7 +100,12 @@ fn write_sysctls(keys: &[(String, &str)]) -> Result<()> {
         .iter()
         .filter(|(k, _)| v6 || !k.starts_with("net/ipv6"))
     {
-        sysctl::set(key, value)?;
+        // `forwarding` is usually inherited already and its write spins on RTNL.
+        if key.ends_with("/forwarding") {
+            sysctl::ensure(key, value)?;
+        } else {
+            sysctl::set(key, value)?;
+        }
     }
     Ok(())
 }
@@ -109,100 +116,166 @@ async fn must_find(nl: &Netlink, name: &str, side: &str) -> Result<LinkInfo> {
         .ok_or_else(|| CniError::Drift(format!("{side} interface {name} is missing")))
 }
 
-/// Creates and configures everything. On error the caller tears down.
-pub async fn setup(plan: &PodPlan<'_>) -> Result<()> {
-    let host = Netlink::connect()?;
-    let veth = VethSpec {
-        host_name: plan.host_name,
-        host_mac: HOST_VETH_MAC,
-        pod_name: plan.pod_name,
-        pod_mac: plan.pod_mac,
-        pod_netns: plan.netns,
-        mtu: plan.network.mtu.link,
-    };
-    if let Err(e) = host.create_veth(&veth).await {
-        return Err(explain_exists(e, &host, plan).await);
+/// The veth pair of one attachment, known before its addresses are.
+#[derive(Debug)]
+pub struct Pair<'a> {
+    /// Host veth name.
+    pub host_name: &'a str,
+    /// Pod interface name.
+    pub pod_name: &'a str,
+    /// Pod interface MAC.
+    pub pod_mac: [u8; 6],
+    /// The pod's namespace.
+    pub netns: &'a Netns,
+}
+
+/// Netlink sockets in the node's namespace and in the pod's.
+#[derive(Debug)]
+pub struct Sockets {
+    host: Netlink,
+    pod: Netlink,
+}
+
+impl Sockets {
+    /// Opens both. Must run inside [`weft_netlink::run`].
+    pub fn open(pod_netns: &Netns) -> Result<Sockets> {
+        Ok(Sockets {
+            host: Netlink::connect()?,
+            pod: Netlink::connect_in(pod_netns)?,
+        })
     }
-    let pod = {
-        let _inside = plan.netns.enter()?;
-        write_sysctls(&pod_sysctls(plan.pod_name))?;
-        Netlink::connect()?
+}
+
+impl Sockets {
+    /// Removes the host veth (the pod end goes with it), synchronously: only failure
+    /// paths use this; DEL leaves the removal to weftd.
+    pub async fn remove_pair(&self, host_name: &str) -> Result<bool> {
+        Ok(self.host.delete_link(host_name).await?)
+    }
+}
+
+/// Why the pair could not be created.
+#[derive(Debug)]
+pub enum PairError {
+    /// The host veth name is taken: a previous veth of the same attachment not yet
+    /// removed, or the veth of a live attachment (ADD twice).
+    HostNameTaken(CniError),
+    /// Anything else; nothing was left behind.
+    Other(CniError),
+}
+
+impl From<PairError> for CniError {
+    fn from(e: PairError) -> CniError {
+        match e {
+            PairError::HostNameTaken(e) | PairError::Other(e) => e,
+        }
+    }
+}
+
+/// Creates the pair and writes the sysctls that must precede link-up. Needs nothing
+/// from weftd, so ADD runs it while weftd allocates. All or nothing: if a sysctl
+/// write fails the pair is removed again.
+pub async fn create_pair(sockets: &Sockets, pair: &Pair<'_>) -> Result<(), PairError> {
+    let veth = VethSpec {
+        host_name: pair.host_name,
+        host_mac: HOST_VETH_MAC,
+        pod_name: pair.pod_name,
+        pod_mac: pair.pod_mac,
+        pod_netns: pair.netns,
     };
-    write_sysctls(&host_sysctls(plan.host_name))?;
-    let (host_link, pod_link) = futures::try_join!(
-        must_find(&host, plan.host_name, "host"),
-        must_find(&pod, plan.pod_name, "pod")
-    )?;
-    futures::try_join!(
-        wire_host(&host, &host_link, plan),
-        wire_pod(&pod, &pod_link, plan)
-    )?;
+    if let Err(e) = sockets.host.create_veth(&veth).await {
+        if e.errno() != Some(Errno::Exists) {
+            return Err(PairError::Other(e.into()));
+        }
+        return Err(match sockets.host.link(pair.host_name).await {
+            Ok(Some(_)) => PairError::HostNameTaken(CniError::InterfaceExists(format!(
+                "host interface {} already exists: another ADD for this container and interface is in progress or was not cleaned up",
+                pair.host_name
+            ))),
+            _ => PairError::Other(CniError::InterfaceExists(format!(
+                "interface {} already exists in network namespace {}",
+                pair.pod_name,
+                pair.netns.path().display()
+            ))),
+        });
+    }
+    let written = pair
+        .netns
+        .enter()
+        .map_err(CniError::from)
+        .and_then(|_inside| write_sysctls(&pod_sysctls(pair.pod_name)))
+        .and_then(|_| write_sysctls(&host_sysctls(pair.host_name)));
+    if let Err(e) = written {
+        let _ = sockets.host.delete_link(pair.host_name).await;
+        return Err(PairError::Other(e));
+    }
     Ok(())
 }
 
-async fn explain_exists(error: NetlinkError, host: &Netlink, plan: &PodPlan<'_>) -> CniError {
-    if error.errno() != Some(Errno::Exists) {
-        return error.into();
-    }
-    match host.link(plan.host_name).await {
-        Ok(Some(_)) => CniError::InterfaceExists(format!(
-            "host interface {} already exists: another ADD for this container and interface is in progress or was not cleaned up",
-            plan.host_name
-        )),
-        _ => CniError::InterfaceExists(format!(
-            "interface {} already exists in network namespace {}",
-            plan.pod_name,
-            plan.netns.path().display()
-        )),
-    }
-}
+/// One netlink request in flight.
+type Request<'a> = Pin<Box<dyn Future<Output = Result<(), NetlinkError>> + 'a>>;
 
-async fn wire_host(nl: &Netlink, link: &LinkInfo, plan: &PodPlan<'_>) -> Result<()> {
-    nl.set_up(link.index, &link.name).await?;
+/// Everything after the pair exists: MTU and link-up, addresses, permanent neighbours,
+/// routes. The requests of each side go out back to back and are answered in order
+/// (one socket per namespace, the kernel handles each in turn), so their order still
+/// holds (a link is up before routes use it) without a round trip per request.
+pub async fn configure(sockets: &Sockets, plan: &PodPlan<'_>) -> Result<()> {
+    let (host, pod) = (&sockets.host, &sockets.pod);
+    let (host_link, pod_link) = futures::try_join!(
+        must_find(host, plan.host_name, "host"),
+        must_find(pod, plan.pod_name, "pod")
+    )?;
+    let mtu = Some(plan.network.mtu.link);
+    let mut requests: Vec<Request<'_>> = Vec::new();
+    requests.push(Box::pin(host.bring_up(
+        host_link.index,
+        plan.host_name,
+        mtu,
+    )));
     for addr in plan.pod_addresses() {
-        nl.add_permanent_neighbour(link.index, addr.addr(), plan.pod_mac)
-            .await?;
+        requests.push(Box::pin(host.add_permanent_neighbour(
+            host_link.index,
+            addr.addr(),
+            plan.pod_mac,
+        )));
         let scope = if addr.addr().is_ipv4() {
             SCOPE_LINK
         } else {
             SCOPE_UNIVERSE
         };
-        nl.add_route(&RouteSpec {
+        let route = RouteSpec {
             destination: addr,
             gateway: None,
-            oif: link.index,
+            oif: host_link.index,
             mtu: None,
             scope,
-        })
-        .await?;
-    }
-    Ok(())
-}
-
-async fn wire_pod(nl: &Netlink, link: &LinkInfo, plan: &PodPlan<'_>) -> Result<()> {
-    for addr in plan.pod_addresses() {
-        nl.add_address(link.index, addr, true).await?;
-    }
-    nl.set_up(link.index, &link.name).await?;
-    for gw in plan.gateways() {
-        nl.add_permanent_neighbour(link.index, gw, HOST_VETH_MAC)
-            .await?;
-    }
-    for (destination, gateway, mtu, link_scope) in pod_routes(plan.allocation, plan.network) {
-        let scope = if link_scope {
-            SCOPE_LINK
-        } else {
-            SCOPE_UNIVERSE
+            onlink: false,
         };
-        nl.add_route(&RouteSpec {
-            destination,
-            gateway,
-            oif: link.index,
-            mtu,
-            scope,
-        })
-        .await?;
+        requests.push(Box::pin(async move { host.add_route(&route).await }));
     }
+    for addr in plan.pod_addresses() {
+        requests.push(Box::pin(pod.add_address(pod_link.index, addr, true)));
+    }
+    requests.push(Box::pin(pod.bring_up(pod_link.index, plan.pod_name, mtu)));
+    for gw in plan.gateways() {
+        requests.push(Box::pin(pod.add_permanent_neighbour(
+            pod_link.index,
+            gw,
+            HOST_VETH_MAC,
+        )));
+    }
+    for r in pod_routes(plan.allocation, plan.network) {
+        let route = RouteSpec {
+            destination: r.destination,
+            gateway: Some(r.gateway),
+            oif: pod_link.index,
+            mtu: r.mtu,
+            scope: SCOPE_UNIVERSE,
+            onlink: r.onlink,
+        };
+        requests.push(Box::pin(async move { pod.add_route(&route).await }));
+    }
+    futures::future::try_join_all(requests).await?;
     Ok(())
 }
 
@@ -275,15 +348,16 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
         }
     }
     let pod_routes_now = routes_of_served_families(&pod, plan.allocation).await?;
-    for (destination, gateway, _, _) in pod_routes(plan.allocation, plan.network) {
+    for route in pod_routes(plan.allocation, plan.network) {
         let found = pod_routes_now.iter().any(|r| {
-            r.destination == destination && r.gateway == gateway && r.oif == Some(pod_link.index)
+            r.destination == route.destination
+                && r.gateway == Some(route.gateway)
+                && r.oif == Some(pod_link.index)
         });
         if !found {
-            let via = gateway.map(|g| format!(" via {g}")).unwrap_or_default();
             return drift(format!(
-                "route {destination}{via} dev {} is missing in the pod",
-                plan.pod_name
+                "route {} via {} dev {} is missing in the pod",
+                route.destination, route.gateway, plan.pod_name
             ));
         }
     }

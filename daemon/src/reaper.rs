@@ -1,6 +1,7 @@
 //! Removes host veths in the background. Unregistering a network device waits for an
 //! RCU grace period (measured ~20 ms here), which would dominate DEL; the plugin hands
-//! the removal to this thread and returns. An ADD for the same attachment (same veth
+//! the removal to this thread and returns. Removals queued while one is under way go
+//! together in the next batch, which pays the grace period once. An ADD for the same attachment (same veth
 //! name) waits until the old veth is gone, so names never clash.
 
 use crate::metrics::Metrics;
@@ -10,6 +11,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tracing::warn;
 use weft_netlink::Netlink;
+
+/// Most veths removed in one kernel operation.
+const MAX_BATCH: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct Reaper {
@@ -35,17 +39,32 @@ impl Reaper {
                     Ok(nl) => nl,
                     Err(e) => return warn!(error = %e, "veth reaper cannot open netlink; veths will leak until GC"),
                 };
-                while let Some(name) = jobs.recv().await {
-                    let result = match nl.delete_link(&name).await {
-                        Ok(true) => "ok",
-                        Ok(false) => "absent",
-                        Err(e) => {
-                            warn!(veth = %name, error = %e, "removing host veth failed");
-                            "error"
+                while let Some(first) = jobs.recv().await {
+                    // Everything queued meanwhile goes in the same batch: one RCU
+                    // grace period for all of them.
+                    let mut batch = vec![first];
+                    while let Ok(more) = jobs.try_recv() {
+                        batch.push(more);
+                        if batch.len() >= MAX_BATCH {
+                            break;
                         }
-                    };
-                    metrics.veth_removals.with_label_values(&[result]).inc();
-                    lock(&pending).remove(&name);
+                    }
+                    match nl.delete_links(&batch).await {
+                        Ok(removed) => {
+                            let counter = &metrics.veth_removals;
+                            counter.with_label_values(&["ok"]).inc_by(removed.len() as u64);
+                            counter.with_label_values(&["absent"]).inc_by((batch.len() - removed.len()) as u64);
+                        }
+                        Err(e) => {
+                            warn!(veths = ?batch, error = %e, "removing host veths failed");
+                            metrics.veth_removals.with_label_values(&["error"]).inc_by(batch.len() as u64);
+                        }
+                    }
+                    let mut pending = lock(&pending);
+                    for name in &batch {
+                        pending.remove(name);
+                    }
+                    drop(pending);
                     removed.notify_waiters();
                 }
             };

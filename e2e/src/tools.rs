@@ -10,8 +10,12 @@ fn target_dir() -> PathBuf {
 }
 
 /// A weft binary (`weft`, `weftd`) built by `cargo build --workspace`; release when
-/// `WEFT_PROFILE=release`.
+/// `WEFT_PROFILE=release`. `WEFT_PLUGIN` names another plugin binary (the statically
+/// linked release build the benchmark uses).
 pub fn binary(name: &str) -> PathBuf {
+    if let (Some(plugin), "weft") = (std::env::var_os("WEFT_PLUGIN"), name) {
+        return PathBuf::from(plugin).canonicalize().unwrap();
+    }
     let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
     let path = target_dir().join(profile).join(name);
     assert!(

@@ -302,7 +302,7 @@ fn mtu_follows_the_uplink_and_the_underlay_family() {
     let r = jumbo.add("jumbo", &pod).expect_ok();
     assert_eq!(r["interfaces"][1]["mtu"], 9000);
     assert_eq!(
-        r["routes"][2]["mtu"], 8950,
+        r["routes"][1]["mtu"], 8950,
         "IPv4 over VXLAN over IPv4 costs 50 bytes"
     );
     // Largest unfragmented payloads: IPv6 9000-40-8, IPv4 (route MTU 8950)-20-8.
@@ -316,7 +316,7 @@ fn mtu_follows_the_uplink_and_the_underlay_family() {
     let pod = Netns::new("p");
     let r = v6_underlay.add("under6", &pod).expect_ok();
     assert_eq!(
-        r["routes"][2]["mtu"], 1430,
+        r["routes"][1]["mtu"], 1430,
         "IPv4 over VXLAN over IPv6 costs 70 bytes"
     );
 }
@@ -366,4 +366,25 @@ fn metrics_count_requests_by_operation_and_result_and_health_endpoints_answer() 
     );
     assert_eq!(node.http_get("/readyz").0, 200);
     assert_eq!(node.http_get("/nope").0, 404);
+}
+
+#[test]
+fn re_add_right_after_del_waits_for_the_old_veth_instead_of_clashing() {
+    let node = Node::start(NodeOptions::default());
+    let mut names = std::collections::HashSet::new();
+    for round in 0..5 {
+        let pod = Netns::new("p");
+        let r = node.add("again", &pod).expect_ok();
+        assert!(pod.ping(HOST_V6), "round {round}");
+        names.insert(r["interfaces"][0]["name"].as_str().unwrap().to_owned());
+        assert_eq!(
+            names.len(),
+            1,
+            "the host veth name is derived, so every round reuses it"
+        );
+        // DEL returns before weftd has removed the veth; the next ADD of the same
+        // attachment reuses the name and must not fail on it.
+        node.del("again", Some(&pod)).expect_ok();
+    }
+    wait_until("the last veth to go", || node.weft_veths().is_empty());
 }

@@ -45,8 +45,6 @@ pub struct VethSpec<'a> {
     pub pod_mac: [u8; 6],
     /// The pod's namespace.
     pub pod_netns: &'a Netns,
-    /// MTU of both ends.
-    pub mtu: u32,
 }
 
 impl Netlink {
@@ -64,17 +62,17 @@ impl Netlink {
         Netlink::connect()
     }
 
-    /// Creates the veth pair described by `spec`, both ends down.
+    /// Creates the veth pair described by `spec`, both ends down with the kernel's
+    /// default MTU ([`Netlink::bring_up`] sets the MTU with the same request that raises
+    /// the link, so the pair can be created before the MTU is known).
     pub async fn create_veth(&self, spec: &VethSpec<'_>) -> Result<(), NetlinkError> {
         let peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(spec.pod_name.to_owned())
-            .mtu(spec.mtu)
             .address(spec.pod_mac.to_vec())
             .setns_by_fd(spec.pod_netns.file().as_raw_fd())
             .build();
         let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(spec.host_name.to_owned())
-            .mtu(spec.mtu)
             .address(spec.host_mac.to_vec())
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .build();
@@ -125,14 +123,24 @@ impl Netlink {
         Ok(messages.into_iter().map(link_info).collect())
     }
 
-    /// Sets a link administratively up.
-    pub async fn set_up(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
+    /// Sets a link administratively up, and its MTU in the same request when given.
+    pub async fn bring_up(
+        &self,
+        index: u32,
+        name: &str,
+        mtu: Option<u32>,
+    ) -> Result<(), NetlinkError> {
+        let builder = LinkUnspec::new_with_index(index).up();
+        let builder = match mtu {
+            Some(mtu) => builder.mtu(mtu),
+            None => builder,
+        };
         self.handle
             .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
+            .set(builder.build())
             .execute()
             .await
-            .map_err(|e| NetlinkError::kernel(format!("set link {name} up"), e))
+            .map_err(|e| NetlinkError::kernel(format!("set link {name} up (mtu {mtu:?})"), e))
     }
 
     /// Deletes the link called `name`. `Ok(false)` when there was none.
@@ -146,6 +154,59 @@ impl Netlink {
                 let e = NetlinkError::kernel(format!("delete link {name}"), e);
                 match e.errno() {
                     Some(Errno::NotFound) => Ok(false),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// The link group weft parks doomed veths in ("weft" in ASCII): nothing else uses it,
+/// so deleting the group deletes exactly what was parked there.
+const DOOMED_GROUP: u32 = 0x7765_6674;
+
+impl Netlink {
+    /// Deletes the named links in one kernel operation: each is moved to a private link
+    /// group, then the group is deleted (RTM_DELLINK by IFLA_GROUP), so the kernel
+    /// unregisters them together and waits for one RCU grace period instead of one
+    /// per link. Returns the names that existed.
+    pub async fn delete_links(&self, names: &[String]) -> Result<Vec<String>, NetlinkError> {
+        let mut parked = Vec::new();
+        for name in names {
+            let Some(link) = self.link(name).await? else {
+                continue;
+            };
+            let moved = self
+                .handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(link.index)
+                        .link_group(DOOMED_GROUP)
+                        .build(),
+                )
+                .execute()
+                .await;
+            match moved {
+                Ok(()) => parked.push(name.clone()),
+                Err(e) => {
+                    let e = NetlinkError::kernel(format!("park link {name} for removal"), e);
+                    if e.errno() != Some(Errno::NotFound) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if parked.is_empty() {
+            return Ok(parked);
+        }
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::Group(DOOMED_GROUP));
+        match self.handle.link().del_with_message(message).execute().await {
+            Ok(()) => Ok(parked),
+            Err(e) => {
+                let e = NetlinkError::kernel(format!("delete links {}", parked.join(", ")), e);
+                match e.errno() {
+                    Some(Errno::NotFound) => Ok(parked),
                     _ => Err(e),
                 }
             }

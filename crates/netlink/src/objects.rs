@@ -28,6 +28,9 @@ pub struct RouteSpec {
     pub mtu: Option<u32>,
     /// Scope ([`SCOPE_LINK`] or [`SCOPE_UNIVERSE`]).
     pub scope: u8,
+    /// The gateway is on the link even though no address of the link covers it
+    /// (RTNH_F_ONLINK), as for a link-local gateway of a /32 pod.
+    pub onlink: bool,
 }
 
 /// A route as the kernel reports it.
@@ -140,6 +143,11 @@ impl Netlink {
                 )
             })?,
             None => builder,
+        };
+        let builder = if spec.onlink {
+            builder.onlink()
+        } else {
+            builder
         };
         let mut message = builder.build();
         if let Some(mtu) = spec.mtu {

@@ -20,6 +20,16 @@ pub fn set(key: &str, value: &str) -> Result<(), NetlinkError> {
         .map_err(|e| NetlinkError::io(format!("set {} to {value}", p.display()), e))
 }
 
+/// Sets `key` only if it holds another value. Some settings (`forwarding`) take the
+/// kernel's RTNL lock with a trylock-and-restart loop, which spins while other pods are
+/// being wired; an interface that inherited the right value needs no write at all.
+pub fn ensure(key: &str, value: &str) -> Result<(), NetlinkError> {
+    match get(key) {
+        Ok(current) if current == value => Ok(()),
+        _ => set(key, value),
+    }
+}
+
 /// Reads `key`, trimmed.
 pub fn get(key: &str) -> Result<String, NetlinkError> {
     let p = if key.contains('/') {
