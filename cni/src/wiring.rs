@@ -95,6 +95,7 @@ fn host_sysctls(ifname: &str) -> Vec<(String, &'static str)> {
 }
 
 fn write_sysctls(keys: &[(String, &str)]) -> Result<()> {
+    // A kernel (or namespace) without IPv6 has no IPv6 keys; IPv4-only mode still works.
     let v6 = sysctl::ipv6_available();
     for (key, value) in keys
         .iter()
@@ -254,7 +255,7 @@ pub async fn configure(sockets: &Sockets, plan: &PodPlan<'_>) -> Result<()> {
         requests.push(Box::pin(async move { host.add_route(&route).await }));
     }
     for addr in plan.pod_addresses() {
-        requests.push(Box::pin(pod.add_address(pod_link.index, addr, true)));
+        requests.push(Box::pin(pod.add_host_address(pod_link.index, addr)));
     }
     requests.push(Box::pin(pod.bring_up(pod_link.index, plan.pod_name, mtu)));
     for gw in plan.gateways() {

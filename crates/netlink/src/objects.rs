@@ -70,25 +70,22 @@ fn route_to(addr: &RouteAddress) -> Option<IpAddr> {
 }
 
 impl Netlink {
-    /// Adds `address` to a link. `nodad` skips duplicate address detection for it
-    /// (IFA_F_NODAD): weft's addresses are unique by construction, and a tentative address
-    /// would leave the pod without IPv6 for a second or more (RFC 4862 section 5.4).
-    pub async fn add_address(
-        &self,
-        index: u32,
-        address: IpNet,
-        nodad: bool,
-    ) -> Result<(), NetlinkError> {
+    /// Adds a pod's host address (/128 or /32) to a link. It skips duplicate address
+    /// detection (IFA_F_NODAD): weft's addresses are unique by construction, and a
+    /// tentative address would leave the pod without IPv6 for a second or more (RFC 4862
+    /// section 5.4). It also adds no prefix route (IFA_F_NOPREFIXROUTE): a host
+    /// address's prefix is the address itself, which the local table already routes.
+    pub async fn add_host_address(&self, index: u32, address: IpNet) -> Result<(), NetlinkError> {
         let mut request = self
             .handle
             .address()
             .add(index, address.addr(), address.prefix_len());
-        if nodad {
+        if address.addr().is_ipv6() {
             let message = request.message_mut();
             message.header.flags |= AddressHeaderFlags::Nodad;
-            message
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            message.attributes.push(AddressAttribute::Flags(
+                AddressFlags::Nodad | AddressFlags::Noprefixroute,
+            ));
         }
         request
             .execute()

@@ -4,20 +4,25 @@
 use crate::NetlinkError;
 use std::path::PathBuf;
 
+/// Dotted keys become paths; slashed keys are taken as they are (interface names may
+/// contain dots).
 fn path(key: &str) -> PathBuf {
-    PathBuf::from("/proc/sys").join(key.replace('.', "/"))
+    match key.contains('/') {
+        true => PathBuf::from("/proc/sys").join(key),
+        false => PathBuf::from("/proc/sys").join(key.replace('.', "/")),
+    }
 }
 
 /// Sets `key` (dotted or slashed, e.g. `net.ipv6.conf.eth0.accept_dad`) to `value`.
 /// Interface names may contain dots, so pass such keys with slashes.
 pub fn set(key: &str, value: &str) -> Result<(), NetlinkError> {
-    let p = if key.contains('/') {
-        PathBuf::from("/proc/sys").join(key)
-    } else {
-        path(key)
-    };
-    std::fs::write(&p, value)
-        .map_err(|e| NetlinkError::io(format!("set {} to {value}", p.display()), e))
+    let p = path(key);
+    // Write-only open: /proc/sys entries exist already, creating or truncating is moot.
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()));
+    written.map_err(|e| NetlinkError::io(format!("set {} to {value}", p.display()), e))
 }
 
 /// Sets `key` only if it holds another value. Some settings (`forwarding`) take the
@@ -32,11 +37,7 @@ pub fn ensure(key: &str, value: &str) -> Result<(), NetlinkError> {
 
 /// Reads `key`, trimmed.
 pub fn get(key: &str) -> Result<String, NetlinkError> {
-    let p = if key.contains('/') {
-        PathBuf::from("/proc/sys").join(key)
-    } else {
-        path(key)
-    };
+    let p = path(key);
     std::fs::read_to_string(&p)
         .map(|s| s.trim().to_owned())
         .map_err(|e| NetlinkError::io(format!("read {}", p.display()), e))
