@@ -8,7 +8,7 @@ use crate::result::{self, Wired};
 use crate::wiring::{self, Pair, PairError, PodPlan, Sockets};
 use serde_json::{json, Value};
 use std::net::IpAddr;
-use weft_netlink::{run, Netns};
+use weft_netlink::Netns;
 use weft_wire::{
     host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC,
 };
@@ -159,9 +159,9 @@ fn add(
         pod_mac: mac,
         netns,
     };
-    let wired = run(async {
-        let sockets = Sockets::open(netns)?;
-        let created = wiring::create_pair(&sockets, &pair).await;
+    let wired = (|| -> Result<(Allocation, NodeNetwork)> {
+        let mut sockets = Sockets::open(netns)?;
+        let created = wiring::create_pair(&mut sockets, &pair);
         let answer = daemon.receive().and_then(|r| allocation_of(daemon, r));
         let (allocation, network) = match (answer, created) {
             (Ok(answer), Ok(())) => answer,
@@ -169,14 +169,14 @@ fn add(
             // attachment's veth); remove only a pair this run created.
             (Err(refused), created) => {
                 if created.is_ok() {
-                    let _ = sockets.remove_pair(&host_name).await;
+                    let _ = sockets.remove_pair(&host_name);
                 }
                 return Err(refused);
             }
             // The previous veth of this attachment was still being removed; weftd waited
             // for it before answering, so the name is free now.
             (Ok(answer), Err(PairError::HostNameTaken(_))) => {
-                match wiring::create_pair(&sockets, &pair).await {
+                match wiring::create_pair(&mut sockets, &pair) {
                     Ok(()) => answer,
                     Err(e) => return Err(release_after(daemon, attachment, e.into())),
                 }
@@ -186,21 +186,20 @@ fn add(
         let allocation = match allocation {
             Some(a) => a,
             None => {
-                let _ = sockets.remove_pair(&host_name).await;
+                let _ = sockets.remove_pair(&host_name);
                 return Err(CniError::DaemonInternal(
                     "weftd answered ADD without an allocation".into(),
                 ));
             }
         };
         let plan = PodPlan::new(attachment, mac, &host_name, netns, &allocation, &network);
-        if let Err(e) = wiring::configure(&sockets, &plan).await {
+        if let Err(e) = wiring::configure(&mut sockets, &plan) {
             // A failed ADD leaves nothing behind (CNI spec: the runtime will also DEL).
-            let _ = sockets.remove_pair(&host_name).await;
+            let _ = sockets.remove_pair(&host_name);
             return Err(release_after(daemon, attachment, e));
         }
         Ok((allocation, network))
-    })
-    .map_err(|e| CniError::Io(format!("starting the netlink runtime: {e}")))??;
+    })()?;
     let (allocation, network) = wired;
     let sandbox = netns.path().display().to_string();
     let wired = Wired {
@@ -239,9 +238,7 @@ fn del(daemon: &mut Option<Daemon>, conf: &NetConf, attachment: &Attachment) -> 
             }
         }
         Err(unavailable) => {
-            let removed = run(wiring::remove_host_veth(&host_veth_name(attachment)))
-                .map_err(|e| CniError::Io(e.to_string()))
-                .and_then(|r| r);
+            let removed = wiring::remove_host_veth(&host_veth_name(attachment));
             match removed {
                 Ok(_) => Err(unavailable),
                 Err(e) => Err(CniError::DaemonUnavailable(format!(
@@ -298,7 +295,7 @@ fn check(
         &allocation,
         &network,
     );
-    run(wiring::check(&plan)).map_err(|e| CniError::Io(e.to_string()))?
+    wiring::check(&plan)
 }
 
 fn gc(daemon: &mut Daemon, conf: &NetConf) -> Result<()> {

@@ -9,12 +9,10 @@
 use crate::error::{CniError, Result};
 use crate::result::{mac_text, pod_routes};
 use ipnet::IpNet;
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use weft_netlink::{
-    sysctl, Errno, LinkInfo, Netlink, NetlinkError, Netns, RouteInfo, RouteSpec, VethSpec,
-    SCOPE_LINK, SCOPE_UNIVERSE,
+    messages, sysctl, Errno, LinkInfo, Netlink, Netns, RouteInfo, RouteSpec, VethSpec, SCOPE_LINK,
+    SCOPE_UNIVERSE,
 };
 use weft_wire::{Allocation, Attachment, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
 
@@ -111,9 +109,8 @@ fn write_sysctls(keys: &[(String, &str)]) -> Result<()> {
     Ok(())
 }
 
-async fn must_find(nl: &Netlink, name: &str, side: &str) -> Result<LinkInfo> {
-    nl.link(name)
-        .await?
+fn must_find(nl: &mut Netlink, name: &str, side: &str) -> Result<LinkInfo> {
+    nl.link(name)?
         .ok_or_else(|| CniError::Drift(format!("{side} interface {name} is missing")))
 }
 
@@ -138,7 +135,7 @@ pub struct Sockets {
 }
 
 impl Sockets {
-    /// Opens both. Must run inside [`weft_netlink::run`].
+    /// Opens both.
     pub fn open(pod_netns: &Netns) -> Result<Sockets> {
         Ok(Sockets {
             host: Netlink::connect()?,
@@ -150,8 +147,8 @@ impl Sockets {
 impl Sockets {
     /// Removes the host veth (the pod end goes with it), synchronously: only failure
     /// paths use this; DEL leaves the removal to weftd.
-    pub async fn remove_pair(&self, host_name: &str) -> Result<bool> {
-        Ok(self.host.delete_link(host_name).await?)
+    pub fn remove_pair(&mut self, host_name: &str) -> Result<bool> {
+        Ok(self.host.delete_link(host_name)?)
     }
 }
 
@@ -176,7 +173,7 @@ impl From<PairError> for CniError {
 /// Creates the pair and writes the sysctls that must precede link-up. Needs nothing
 /// from weftd, so ADD runs it while weftd allocates. All or nothing: if a sysctl
 /// write fails the pair is removed again.
-pub async fn create_pair(sockets: &Sockets, pair: &Pair<'_>) -> Result<(), PairError> {
+pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<(), PairError> {
     let veth = VethSpec {
         host_name: pair.host_name,
         host_mac: HOST_VETH_MAC,
@@ -184,11 +181,11 @@ pub async fn create_pair(sockets: &Sockets, pair: &Pair<'_>) -> Result<(), PairE
         pod_mac: pair.pod_mac,
         pod_netns: pair.netns,
     };
-    if let Err(e) = sockets.host.create_veth(&veth).await {
+    if let Err(e) = sockets.host.create_veth(&veth) {
         if e.errno() != Some(Errno::Exists) {
             return Err(PairError::Other(e.into()));
         }
-        return Err(match sockets.host.link(pair.host_name).await {
+        return Err(match sockets.host.link(pair.host_name) {
             Ok(Some(_)) => PairError::HostNameTaken(CniError::InterfaceExists(format!(
                 "host interface {} already exists: another ADD for this container and interface is in progress or was not cleaned up",
                 pair.host_name
@@ -207,38 +204,26 @@ pub async fn create_pair(sockets: &Sockets, pair: &Pair<'_>) -> Result<(), PairE
         .and_then(|_inside| write_sysctls(&pod_sysctls(pair.pod_name)))
         .and_then(|_| write_sysctls(&host_sysctls(pair.host_name)));
     if let Err(e) = written {
-        let _ = sockets.host.delete_link(pair.host_name).await;
+        let _ = sockets.host.delete_link(pair.host_name);
         return Err(PairError::Other(e));
     }
     Ok(())
 }
 
-/// One netlink request in flight.
-type Request<'a> = Pin<Box<dyn Future<Output = Result<(), NetlinkError>> + 'a>>;
-
 /// Everything after the pair exists: MTU and link-up, addresses, permanent neighbours,
-/// routes. The requests of each side go out back to back and are answered in order
-/// (one socket per namespace, the kernel handles each in turn), so their order still
-/// holds (a link is up before routes use it) without a round trip per request.
-pub async fn configure(sockets: &Sockets, plan: &PodPlan<'_>) -> Result<()> {
-    let (host, pod) = (&sockets.host, &sockets.pod);
-    let (host_link, pod_link) = futures::try_join!(
-        must_find(host, plan.host_name, "host"),
-        must_find(pod, plan.pod_name, "pod")
-    )?;
+/// routes. Each namespace's requests go to the kernel as one batch, handled in order
+/// (a link is up before a route uses it) in one system call.
+pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
+    let host_link = must_find(&mut sockets.host, plan.host_name, "host")?;
+    let pod_link = must_find(&mut sockets.pod, plan.pod_name, "pod")?;
     let mtu = Some(plan.network.mtu.link);
-    let mut requests: Vec<Request<'_>> = Vec::new();
-    requests.push(Box::pin(host.bring_up(
-        host_link.index,
-        plan.host_name,
-        mtu,
-    )));
+    let mut host = vec![messages::bring_up(host_link.index, plan.host_name, mtu)];
     for addr in plan.pod_addresses() {
-        requests.push(Box::pin(host.add_permanent_neighbour(
+        host.push(messages::permanent_neighbour(
             host_link.index,
             addr.addr(),
             plan.pod_mac,
-        )));
+        ));
         let scope = if addr.addr().is_ipv4() {
             SCOPE_LINK
         } else {
@@ -252,18 +237,20 @@ pub async fn configure(sockets: &Sockets, plan: &PodPlan<'_>) -> Result<()> {
             scope,
             onlink: false,
         };
-        requests.push(Box::pin(async move { host.add_route(&route).await }));
+        host.push(messages::route(&route)?);
     }
-    for addr in plan.pod_addresses() {
-        requests.push(Box::pin(pod.add_host_address(pod_link.index, addr)));
-    }
-    requests.push(Box::pin(pod.bring_up(pod_link.index, plan.pod_name, mtu)));
+    let mut pod: Vec<_> = plan
+        .pod_addresses()
+        .into_iter()
+        .map(|a| messages::host_address(pod_link.index, a))
+        .collect();
+    pod.push(messages::bring_up(pod_link.index, plan.pod_name, mtu));
     for gw in plan.gateways() {
-        requests.push(Box::pin(pod.add_permanent_neighbour(
+        pod.push(messages::permanent_neighbour(
             pod_link.index,
             gw,
             HOST_VETH_MAC,
-        )));
+        ));
     }
     for r in pod_routes(plan.allocation, plan.network) {
         let route = RouteSpec {
@@ -274,39 +261,37 @@ pub async fn configure(sockets: &Sockets, plan: &PodPlan<'_>) -> Result<()> {
             scope: SCOPE_UNIVERSE,
             onlink: r.onlink,
         };
-        requests.push(Box::pin(async move { pod.add_route(&route).await }));
+        pod.push(messages::route(&route)?);
     }
-    futures::future::try_join_all(requests).await?;
+    sockets.host.execute(&host)?;
+    sockets.pod.execute(&pod)?;
     Ok(())
 }
 
 /// Removes the host veth now (its pod end goes with it). Used when ADD fails half way
 /// and when weftd is not there to do it in the background.
-pub async fn remove_host_veth(name: &str) -> Result<bool> {
-    Ok(Netlink::connect()?.delete_link(name).await?)
+pub fn remove_host_veth(name: &str) -> Result<bool> {
+    Ok(Netlink::connect()?.delete_link(name)?)
 }
 
 /// The routes of the families the allocation has addresses in.
-async fn routes_of_served_families(
-    nl: &Netlink,
-    allocation: &Allocation,
-) -> Result<Vec<RouteInfo>> {
+fn routes_of_served_families(nl: &mut Netlink, allocation: &Allocation) -> Result<Vec<RouteInfo>> {
     let mut routes = Vec::new();
     if allocation.ipv6.is_some() {
-        routes.extend(nl.routes(true).await?);
+        routes.extend(nl.routes(true)?);
     }
     if allocation.ipv4.is_some() {
-        routes.extend(nl.routes(false).await?);
+        routes.extend(nl.routes(false)?);
     }
     Ok(routes)
 }
 
 /// CHECK: verifies that what ADD set up is still there, naming the first drift found.
-pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
-    let host = Netlink::connect()?;
-    let pod = Netlink::connect_in(plan.netns)?;
-    let pod_link = must_find(&pod, plan.pod_name, "pod").await?;
-    let host_link = must_find(&host, plan.host_name, "host").await?;
+pub fn check(plan: &PodPlan<'_>) -> Result<()> {
+    let mut host = Netlink::connect()?;
+    let mut pod = Netlink::connect_in(plan.netns)?;
+    let pod_link = must_find(&mut pod, plan.pod_name, "pod")?;
+    let host_link = must_find(&mut host, plan.host_name, "host")?;
     let drift = |what: String| Err(CniError::Drift(what));
     if !pod_link.up {
         return drift(format!("pod interface {} is down", plan.pod_name));
@@ -323,7 +308,7 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
     // The host pins each pod address to the pod's MAC. A plugin chained after weft that
     // changes the MAC (tuning `mac`) breaks that silently; name it. A MAC is requested
     // from weft itself through the `mac` capability or CNI_ARGS MAC.
-    let pinned = host.neighbours(host_link.index).await?;
+    let pinned = host.neighbours(host_link.index)?;
     for addr in plan.pod_addresses() {
         match pinned.iter().find(|n| n.ip == addr.addr() && n.permanent) {
             None => return drift(format!("host neighbour entry for {} is missing", addr.addr())),
@@ -339,7 +324,7 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
             Some(_) => {}
         }
     }
-    let present = pod.addresses(pod_link.index).await?;
+    let present = pod.addresses(pod_link.index)?;
     for addr in plan.pod_addresses() {
         if !present.contains(&addr) {
             return drift(format!(
@@ -348,7 +333,7 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
             ));
         }
     }
-    let pod_routes_now = routes_of_served_families(&pod, plan.allocation).await?;
+    let pod_routes_now = routes_of_served_families(&mut pod, plan.allocation)?;
     for route in pod_routes(plan.allocation, plan.network) {
         let found = pod_routes_now.iter().any(|r| {
             r.destination == route.destination
@@ -362,7 +347,7 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
             ));
         }
     }
-    let host_routes = routes_of_served_families(&host, plan.allocation).await?;
+    let host_routes = routes_of_served_families(&mut host, plan.allocation)?;
     for addr in plan.pod_addresses() {
         if !host_routes
             .iter()
@@ -374,7 +359,7 @@ pub async fn check(plan: &PodPlan<'_>) -> Result<()> {
             ));
         }
     }
-    let neighbours = pod.neighbours(pod_link.index).await?;
+    let neighbours = pod.neighbours(pod_link.index)?;
     for gw in plan.gateways() {
         if !neighbours
             .iter()

@@ -65,8 +65,8 @@ async fn run(config: flags::Config) -> Result<(), String> {
 }
 
 async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Result<(), String> {
-    let nl = weft_netlink::Netlink::connect().map_err(|e| e.to_string())?;
-    let uplink = node::discover_uplink(&nl, config.underlay_interface.as_deref()).await?;
+    let mut nl = weft_netlink::Netlink::connect().map_err(|e| e.to_string())?;
+    let uplink = node::discover_uplink(&mut nl, config.underlay_interface.as_deref())?;
     let mtu = pod_mtus(uplink.mtu, uplink.family, config.mode)
         .map_err(|e| format!("uplink {:?}: {e}", uplink.name))?;
     node::enable_forwarding(config.mode)?;
@@ -101,7 +101,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let reaper = reaper::Reaper::start(metrics.clone())
         .map_err(|e| format!("cannot start the veth reaper: {e}"))?;
     let service = service::Service::new(ipam, network, metrics, reaper);
-    service.remove_orphan_veths().await;
+    service.remove_orphan_veths();
 
     ready.store(true, Ordering::Release);
     info!(socket = %config.socket.display(), "serving the CNI plugin");

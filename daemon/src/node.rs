@@ -18,12 +18,10 @@ pub struct Uplink {
 /// Finds the uplink: the named interface, else the one carrying the default route
 /// (IPv4 first, then IPv6). Its addresses decide the VXLAN underlay family: IPv4 when it
 /// has a global IPv4 address, else IPv6.
-pub async fn discover_uplink(nl: &Netlink, named: Option<&str>) -> Result<Uplink, String> {
+pub fn discover_uplink(nl: &mut Netlink, named: Option<&str>) -> Result<Uplink, String> {
     let name = match named {
         Some(n) => Some(n.to_owned()),
-        None => default_route_interface(nl)
-            .await
-            .map_err(|e| e.to_string())?,
+        None => default_route_interface(nl).map_err(|e| e.to_string())?,
     };
     let Some(name) = name else {
         warn!(
@@ -38,10 +36,9 @@ pub async fn discover_uplink(nl: &Netlink, named: Option<&str>) -> Result<Uplink
     };
     let link = nl
         .link(&name)
-        .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("--underlay-interface: '{name}' does not exist"))?;
-    let addresses = nl.addresses(link.index).await.map_err(|e| e.to_string())?;
+    let addresses = nl.addresses(link.index).map_err(|e| e.to_string())?;
     let has_v4 = addresses
         .iter()
         .any(|a| a.addr().is_ipv4() && !a.addr().is_loopback());
@@ -57,15 +54,15 @@ pub async fn discover_uplink(nl: &Netlink, named: Option<&str>) -> Result<Uplink
     })
 }
 
-async fn default_route_interface(nl: &Netlink) -> Result<Option<String>, NetlinkError> {
+fn default_route_interface(nl: &mut Netlink) -> Result<Option<String>, NetlinkError> {
     for ipv6 in [false, true] {
-        let routes = nl.routes(ipv6).await?;
+        let routes = nl.routes(ipv6)?;
         let oif = routes
             .iter()
             .find(|r| r.destination.prefix_len() == 0 && r.table == 254)
             .and_then(|r| r.oif);
         if let Some(oif) = oif {
-            let links = nl.links().await?;
+            let links = nl.links()?;
             return Ok(links.into_iter().find(|l| l.index == oif).map(|l| l.name));
         }
     }

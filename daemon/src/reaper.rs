@@ -6,9 +6,10 @@
 
 use crate::metrics::Metrics;
 use std::collections::HashSet;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tracing::warn;
 use weft_netlink::Netlink;
 
@@ -17,7 +18,7 @@ const MAX_BATCH: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct Reaper {
-    queue: mpsc::UnboundedSender<String>,
+    queue: mpsc::Sender<String>,
     pending: Arc<Mutex<HashSet<String>>>,
     removed: Arc<Notify>,
 }
@@ -25,7 +26,7 @@ pub struct Reaper {
 impl Reaper {
     /// Starts the removal thread, with its own netlink socket in weftd's namespace.
     pub fn start(metrics: Metrics) -> std::io::Result<Reaper> {
-        let (queue, mut jobs) = mpsc::unbounded_channel::<String>();
+        let (queue, jobs) = mpsc::channel::<String>();
         let pending = Arc::new(Mutex::new(HashSet::new()));
         let removed = Arc::new(Notify::new());
         let reaper = Reaper {
@@ -33,15 +34,13 @@ impl Reaper {
             pending: pending.clone(),
             removed: removed.clone(),
         };
-        std::thread::Builder::new().name("veth-reaper".into()).spawn(move || {
-            let work = async move {
-                let nl = match Netlink::connect() {
-                    Ok(nl) => nl,
-                    Err(e) => return warn!(error = %e, "veth reaper cannot open netlink; veths will leak until GC"),
-                };
-                while let Some(first) = jobs.recv().await {
-                    // Everything queued meanwhile goes in the same batch: one RCU
-                    // grace period for all of them.
+        let mut nl = Netlink::connect().map_err(std::io::Error::other)?;
+        std::thread::Builder::new()
+            .name("veth-reaper".into())
+            .spawn(move || {
+                while let Ok(first) = jobs.recv() {
+                    // Everything queued meanwhile goes in the same batch: one RCU grace
+                    // period for all of them.
                     let mut batch = vec![first];
                     while let Ok(more) = jobs.try_recv() {
                         batch.push(more);
@@ -49,15 +48,19 @@ impl Reaper {
                             break;
                         }
                     }
-                    match nl.delete_links(&batch).await {
-                        Ok(removed) => {
-                            let counter = &metrics.veth_removals;
-                            counter.with_label_values(&["ok"]).inc_by(removed.len() as u64);
-                            counter.with_label_values(&["absent"]).inc_by((batch.len() - removed.len()) as u64);
+                    let counter = &metrics.veth_removals;
+                    match nl.delete_links(&batch) {
+                        Ok(gone) => {
+                            counter.with_label_values(&["ok"]).inc_by(gone.len() as u64);
+                            counter
+                                .with_label_values(&["absent"])
+                                .inc_by((batch.len() - gone.len()) as u64);
                         }
                         Err(e) => {
                             warn!(veths = ?batch, error = %e, "removing host veths failed");
-                            metrics.veth_removals.with_label_values(&["error"]).inc_by(batch.len() as u64);
+                            counter
+                                .with_label_values(&["error"])
+                                .inc_by(batch.len() as u64);
                         }
                     }
                     let mut pending = lock(&pending);
@@ -67,11 +70,7 @@ impl Reaper {
                     drop(pending);
                     removed.notify_waiters();
                 }
-            };
-            if let Err(e) = weft_netlink::run(work) {
-                warn!(error = %e, "veth reaper runtime failed");
-            }
-        })?;
+            })?;
         Ok(reaper)
     }
 

@@ -169,13 +169,13 @@ impl Service {
 
     /// After a restart (a kill -9 loses the reaper's queue), removes every weft host
     /// veth that belongs to no recorded allocation.
-    pub async fn remove_orphan_veths(&self) -> Vec<String> {
+    pub fn remove_orphan_veths(&self) -> Vec<String> {
         let keep: HashSet<String> = self
             .ipam()
             .allocations()
             .map(|a| host_veth_name(&a.attachment))
             .collect();
-        let (orphans, errors) = self.queue_foreign_veths(&keep).await;
+        let (orphans, errors) = self.queue_foreign_veths(&keep);
         for e in errors {
             warn!(error = %e, "looking for orphan host veths");
         }
@@ -189,11 +189,10 @@ impl Service {
     }
 
     /// Queues for removal every weft host veth whose name is not in `keep`.
-    async fn queue_foreign_veths(&self, keep: &HashSet<String>) -> (Vec<String>, Vec<String>) {
-        let links = match Netlink::connect() {
-            Ok(nl) => nl.links().await,
-            Err(e) => Err(e),
-        };
+    fn queue_foreign_veths(&self, keep: &HashSet<String>) -> (Vec<String>, Vec<String>) {
+        // A dump of a few hundred links takes well under a millisecond; GC and
+        // start-up are the only callers.
+        let links = Netlink::connect().and_then(|mut nl| nl.links());
         match links {
             Ok(links) => {
                 let foreign: Vec<String> = links
@@ -231,7 +230,7 @@ impl Service {
             )
         };
         let keep: HashSet<String> = valid.iter().map(host_veth_name).collect();
-        let (removed_links, listing_errors) = self.queue_foreign_veths(&keep).await;
+        let (removed_links, listing_errors) = self.queue_foreign_veths(&keep);
         errors.extend(listing_errors);
         for name in &removed_links {
             if !self.reaper.wait_for(name, REMOVAL_WAIT).await {

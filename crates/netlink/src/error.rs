@@ -1,7 +1,5 @@
 //! Netlink failures, carrying what was attempted.
 
-use rtnetlink::Error as RtError;
-
 /// The errno values weft decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Errno {
@@ -43,19 +41,11 @@ const ENOENT: i32 = 2;
 const ESRCH: i32 = 3;
 
 impl NetlinkError {
-    pub(crate) fn kernel(operation: impl Into<String>, error: RtError) -> Self {
-        let errno = match &error {
-            RtError::NetlinkError(msg) => msg.code.map(|c| -c.get()),
-            _ => None,
-        };
-        let message = match errno {
-            Some(n) => std::io::Error::from_raw_os_error(n).to_string(),
-            None => error.to_string(),
-        };
+    pub(crate) fn from_errno(operation: impl Into<String>, errno: i32) -> Self {
         NetlinkError::Kernel {
             operation: operation.into(),
-            message,
-            errno,
+            message: std::io::Error::from_raw_os_error(errno).to_string(),
+            errno: Some(errno),
         }
     }
 

@@ -1,30 +1,21 @@
-//! The one place weft talks to the kernel's network stack: rtnetlink requests, network
-//! namespace switches and per-interface sysctls. Every other crate calls these.
+//! The one place weft talks to the kernel's network stack: rtnetlink requests (built in
+//! [`messages`], sent by [`Netlink`]), network namespace switches and per-interface
+//! sysctls. Every other crate calls these.
 //!
 //! A [`Netlink`] is one rtnetlink socket, bound for life to the namespace it was opened
-//! in (like netavark, weft opens one per namespace and then works on both from the same
-//! thread). Requests are async because rtnetlink is; [`run`] drives them on a
-//! current-thread runtime, which is all the short-lived CNI plugin needs.
+//! in (like netavark, weft opens one per namespace and works on both from one thread).
+//! It is synchronous and sends batches of requests in one system call.
 #![warn(missing_docs)]
 
 mod error;
-mod links;
+pub mod messages;
 mod netns;
-mod objects;
+mod socket;
 pub mod sysctl;
 
 pub use error::{Errno, NetlinkError};
-pub use links::{LinkInfo, Netlink, VethSpec};
+pub use messages::{
+    LinkInfo, NeighbourInfo, Request, RouteInfo, RouteSpec, VethSpec, SCOPE_LINK, SCOPE_UNIVERSE,
+};
 pub use netns::{Netns, NetnsGuard};
-pub use objects::{NeighbourInfo, RouteInfo, RouteSpec, SCOPE_LINK, SCOPE_UNIVERSE};
-
-use std::future::Future;
-
-/// Runs `future` to completion on a fresh current-thread runtime. Cheap to build (no
-/// thread pool), so the CNI plugin pays microseconds for it.
-pub fn run<F: Future>(future: F) -> std::io::Result<F::Output> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    Ok(runtime.block_on(future))
-}
+pub use socket::Netlink;

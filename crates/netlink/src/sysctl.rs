@@ -49,7 +49,8 @@ pub fn iface_key(family: &str, ifname: &str, setting: &str) -> String {
     format!("net/{family}/conf/{ifname}/{setting}")
 }
 
-/// Whether the namespace has IPv6 at all.
+/// Whether the kernel has IPv6 at all (a kernel-wide fact, so checked once).
 pub fn ipv6_available() -> bool {
-    std::path::Path::new("/proc/sys/net/ipv6").exists()
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| std::path::Path::new("/proc/sys/net/ipv6").exists())
 }

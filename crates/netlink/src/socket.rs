@@ -1,0 +1,301 @@
+//! The rtnetlink socket: synchronous and batched. A batch of requests goes to the
+//! kernel in one sendmsg(2), which handles the messages in order and acknowledges each;
+//! so a pod's dozen requests cost one system call and no round trip apiece, and their
+//! order still holds (a link is up before a route uses it). No async runtime: the CNI
+//! plugin is a short-lived process on the hot path of every pod start.
+
+use crate::messages::{self, LinkInfo, NeighbourInfo, Request, RouteInfo, RouteSpec, VethSpec};
+use crate::{Errno, NetlinkError, Netns};
+use ipnet::IpNet;
+use rtnetlink::packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Largest batch sent in one sendmsg; larger batches go in several.
+const MAX_SEND_BYTES: usize = 32 * 1024;
+/// Receive buffer per recv(2): the kernel sends dumps in chunks of about a page.
+const RECV_BYTES: usize = 64 * 1024;
+
+/// One rtnetlink socket, bound for life to the namespace it was opened in.
+#[derive(Debug)]
+pub struct Netlink {
+    socket: Socket,
+    sequence: u32,
+    receive: Vec<u8>,
+}
+
+impl Netlink {
+    /// Opens a socket in the calling thread's current namespace.
+    pub fn connect() -> Result<Netlink, NetlinkError> {
+        let io = |e| NetlinkError::io("open rtnetlink socket", e);
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(io)?;
+        socket.bind_auto().map_err(io)?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(io)?;
+        // Acks carry only the header of the request they answer.
+        socket.set_cap_ack(true).map_err(io)?;
+        Ok(Netlink {
+            socket,
+            sequence: 0,
+            receive: Vec::with_capacity(RECV_BYTES),
+        })
+    }
+
+    /// Opens a socket bound to `netns`, leaving the thread where it was.
+    pub fn connect_in(netns: &Netns) -> Result<Netlink, NetlinkError> {
+        let _inside = netns.enter()?;
+        Netlink::connect()
+    }
+
+    fn encode(&mut self, request: &Request, out: &mut Vec<u8>) -> u32 {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = request.flags;
+        header.sequence_number = self.sequence;
+        let mut message = NetlinkMessage::new(
+            header,
+            NetlinkPayload::InnerMessage(request.message.clone()),
+        );
+        message.finalize();
+        let start = out.len();
+        out.resize(start + message.buffer_len(), 0);
+        message.serialize(&mut out[start..]);
+        self.sequence
+    }
+
+    /// Reads answers until `done` says the exchange is over.
+    fn read(
+        &mut self,
+        mut on_message: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> bool,
+    ) -> Result<(), NetlinkError> {
+        loop {
+            self.receive.clear();
+            self.receive.reserve(RECV_BYTES);
+            let n = self
+                .socket
+                .recv(&mut self.receive, 0)
+                .map_err(|e| NetlinkError::io("read rtnetlink answers", e))?;
+            let mut offset = 0;
+            while offset < n {
+                let message =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.receive[offset..n])
+                        .map_err(|e| {
+                            NetlinkError::io(
+                                "decode rtnetlink answer",
+                                std::io::Error::other(e.to_string()),
+                            )
+                        })?;
+                let length = message.header.length as usize;
+                if length == 0 {
+                    return Err(NetlinkError::io(
+                        "decode rtnetlink answer",
+                        std::io::Error::other("zero-length message"),
+                    ));
+                }
+                offset += length.next_multiple_of(4);
+                if on_message(message) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Sends `requests` in as few system calls as fit and waits for every ack. The
+    /// kernel carries on after a failed request; the first failure, in request order, is
+    /// returned.
+    pub fn execute(&mut self, requests: &[Request]) -> Result<(), NetlinkError> {
+        let mut first_error: Option<(usize, NetlinkError)> = None;
+        let mut start = 0;
+        while start < requests.len() {
+            let mut buffer = Vec::new();
+            let mut waiting: HashMap<u32, usize> = HashMap::new();
+            let mut end = start;
+            while end < requests.len() && (end == start || buffer.len() < MAX_SEND_BYTES) {
+                let sequence = self.encode(&requests[end], &mut buffer);
+                waiting.insert(sequence, end);
+                end += 1;
+            }
+            self.socket
+                .send(&buffer, 0)
+                .map_err(|e| NetlinkError::io(requests[start].what.clone(), e))?;
+            self.read(|message| {
+                if let NetlinkPayload::Error(error) = &message.payload {
+                    if let Some(index) = waiting.remove(&message.header.sequence_number) {
+                        if let Some(code) = error.code {
+                            let failed =
+                                NetlinkError::from_errno(requests[index].what.clone(), -code.get());
+                            if first_error.as_ref().is_none_or(|(i, _)| index < *i) {
+                                first_error = Some((index, failed));
+                            }
+                        }
+                    }
+                }
+                waiting.is_empty()
+            })?;
+            start = end;
+        }
+        match first_error {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one request and waits for its ack.
+    pub fn execute_one(&mut self, request: Request) -> Result<(), NetlinkError> {
+        self.execute(std::slice::from_ref(&request))
+    }
+
+    /// A dump request (NLM_F_DUMP): every message until NLMSG_DONE. A plain get is
+    /// answered by exactly one message (or an error) and no NLMSG_DONE.
+    fn dump(&mut self, request: Request) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        let single = request.flags & rtnetlink::packet_core::NLM_F_DUMP != rtnetlink::packet_core::NLM_F_DUMP;
+        let mut buffer = Vec::new();
+        let sequence = self.encode(&request, &mut buffer);
+        self.socket
+            .send(&buffer, 0)
+            .map_err(|e| NetlinkError::io(request.what.clone(), e))?;
+        let mut out = Vec::new();
+        let mut failure = None;
+        self.read(|message| {
+            if message.header.sequence_number != sequence {
+                return false;
+            }
+            match message.payload {
+                NetlinkPayload::InnerMessage(inner) => {
+                    out.push(inner);
+                    single
+                }
+                NetlinkPayload::Error(e) => {
+                    failure = e
+                        .code
+                        .map(|c| NetlinkError::from_errno(request.what.clone(), -c.get()));
+                    true
+                }
+                NetlinkPayload::Done(_) => true,
+                _ => false,
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Creates a veth pair (see [`messages::create_veth`]).
+    pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<(), NetlinkError> {
+        self.execute_one(messages::create_veth(spec))
+    }
+
+    /// The link called `name`, if there is one.
+    pub fn link(&mut self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
+        match self.dump(messages::get_link(name)) {
+            Ok(messages) => Ok(messages.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(messages::link_info(link)),
+                _ => None,
+            })),
+            Err(e) if e.errno() == Some(Errno::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every link in the namespace.
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        Ok(self
+            .dump(messages::dump_links())?
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(messages::link_info(link)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The addresses on a link.
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
+        Ok(self
+            .dump(messages::dump_addresses())?
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewAddress(a) => messages::address_of(a),
+                _ => None,
+            })
+            .filter(|(i, _)| *i == index)
+            .map(|(_, net)| net)
+            .collect())
+    }
+
+    /// The routes of one family.
+    pub fn routes(&mut self, ipv6: bool) -> Result<Vec<RouteInfo>, NetlinkError> {
+        Ok(self
+            .dump(messages::dump_routes(ipv6))?
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => messages::route_info(r),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Neighbour entries of one link (both families).
+    pub fn neighbours(&mut self, index: u32) -> Result<Vec<NeighbourInfo>, NetlinkError> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            for m in self.dump(messages::dump_neighbours(family))? {
+                if let RouteNetlinkMessage::NewNeighbour(n) = m {
+                    out.extend(
+                        messages::neighbour_info(&n)
+                            .filter(|(i, _)| *i == index)
+                            .map(|(_, n)| n),
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds a route (see [`messages::route`]).
+    pub fn add_route(&mut self, spec: &RouteSpec) -> Result<(), NetlinkError> {
+        self.execute_one(messages::route(spec)?)
+    }
+
+    /// Adds a permanent neighbour entry.
+    pub fn add_permanent_neighbour(
+        &mut self,
+        index: u32,
+        ip: IpAddr,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
+        self.execute_one(messages::permanent_neighbour(index, ip, mac))
+    }
+
+    /// Deletes the link called `name`. `Ok(false)` when there was none.
+    pub fn delete_link(&mut self, name: &str) -> Result<bool, NetlinkError> {
+        Ok(!self.delete_links(&[name.to_owned()])?.is_empty())
+    }
+
+    /// Deletes the named links in one kernel operation: each is moved to a private link
+    /// group, then the group is deleted, so the kernel unregisters them together and
+    /// waits for one RCU grace period instead of one per link. Returns the names that
+    /// existed.
+    pub fn delete_links(&mut self, names: &[String]) -> Result<Vec<String>, NetlinkError> {
+        let mut parked = Vec::new();
+        for name in names {
+            let Some(link) = self.link(name)? else {
+                continue;
+            };
+            match self.execute_one(messages::park_for_removal(link.index, name)) {
+                Ok(()) => parked.push(name.clone()),
+                Err(e) if e.errno() == Some(Errno::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if parked.is_empty() {
+            return Ok(parked);
+        }
+        match self.execute_one(messages::delete_doomed(&parked)) {
+            Err(e) if e.errno() != Some(Errno::NotFound) => Err(e),
+            _ => Ok(parked),
+        }
+    }
+}
