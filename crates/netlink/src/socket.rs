@@ -149,7 +149,8 @@ impl Netlink {
     /// A dump request (NLM_F_DUMP): every message until NLMSG_DONE. A plain get is
     /// answered by exactly one message (or an error) and no NLMSG_DONE.
     fn dump(&mut self, request: Request) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        let single = request.flags & rtnetlink::packet_core::NLM_F_DUMP != rtnetlink::packet_core::NLM_F_DUMP;
+        let single = request.flags & rtnetlink::packet_core::NLM_F_DUMP
+            != rtnetlink::packet_core::NLM_F_DUMP;
         let mut buffer = Vec::new();
         let sequence = self.encode(&request, &mut buffer);
         self.socket
