@@ -192,7 +192,11 @@ fn add(
                 ));
             }
         };
-        let plan = PodPlan::new(attachment, mac, &host_name, netns, &allocation, &network);
+        let plan = PodPlan {
+            pair: &pair,
+            allocation: &allocation,
+            network: &network,
+        };
         if let Err(e) = wiring::configure(&mut sockets, &plan) {
             // A failed ADD leaves nothing behind (CNI spec: the runtime will also DEL).
             let _ = sockets.remove_pair(&host_name);
@@ -287,14 +291,17 @@ fn check(
     }
     let host_name = host_veth_name(attachment);
     // CHECK compares against the MAC the pod interface really has (see wiring::check).
-    let plan = PodPlan::new(
-        attachment,
-        pod_mac(attachment),
-        &host_name,
+    let pair = Pair {
+        host_name: &host_name,
+        pod_name: &attachment.ifname,
+        pod_mac: pod_mac(attachment),
         netns,
-        &allocation,
-        &network,
-    );
+    };
+    let plan = PodPlan {
+        pair: &pair,
+        allocation: &allocation,
+        network: &network,
+    };
     wiring::check(&plan)
 }
 

@@ -14,19 +14,13 @@ use weft_netlink::{
     messages, sysctl, Errno, LinkInfo, Netlink, Netns, RouteInfo, RouteSpec, VethSpec, SCOPE_LINK,
     SCOPE_UNIVERSE,
 };
-use weft_wire::{Allocation, Attachment, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
+use weft_wire::{Allocation, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
 
 /// One pod interface to wire or inspect.
 #[derive(Debug)]
 pub struct PodPlan<'a> {
-    /// Host veth name.
-    pub host_name: &'a str,
-    /// Pod interface name.
-    pub pod_name: &'a str,
-    /// Pod interface MAC.
-    pub pod_mac: [u8; 6],
-    /// The pod's namespace.
-    pub netns: &'a Netns,
+    /// The veth pair.
+    pub pair: &'a Pair<'a>,
     /// Its addresses.
     pub allocation: &'a Allocation,
     /// The node's network.
@@ -34,25 +28,6 @@ pub struct PodPlan<'a> {
 }
 
 impl<'a> PodPlan<'a> {
-    /// The plan for `attachment` with the pod interface's MAC.
-    pub fn new(
-        attachment: &'a Attachment,
-        pod_mac: [u8; 6],
-        host_name: &'a str,
-        netns: &'a Netns,
-        allocation: &'a Allocation,
-        network: &'a NodeNetwork,
-    ) -> Self {
-        PodPlan {
-            host_name,
-            pod_name: &attachment.ifname,
-            pod_mac,
-            netns,
-            allocation,
-            network,
-        }
-    }
-
     fn pod_addresses(&self) -> Vec<IpNet> {
         let a = self.allocation;
         let v6 = a
@@ -142,9 +117,7 @@ impl Sockets {
             pod: Netlink::connect_in(pod_netns)?,
         })
     }
-}
 
-impl Sockets {
     /// Removes the host veth (the pod end goes with it), synchronously: only failure
     /// paths use this; DEL leaves the removal to weftd.
     pub fn remove_pair(&mut self, host_name: &str) -> Result<bool> {
@@ -214,15 +187,19 @@ pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<(), PairErr
 /// routes. Each namespace's requests go to the kernel as one batch, handled in order
 /// (a link is up before a route uses it) in one system call.
 pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
-    let host_link = must_find(&mut sockets.host, plan.host_name, "host")?;
-    let pod_link = must_find(&mut sockets.pod, plan.pod_name, "pod")?;
+    let host_link = must_find(&mut sockets.host, plan.pair.host_name, "host")?;
+    let pod_link = must_find(&mut sockets.pod, plan.pair.pod_name, "pod")?;
     let mtu = Some(plan.network.mtu.link);
-    let mut host = vec![messages::bring_up(host_link.index, plan.host_name, mtu)];
+    let mut host = vec![messages::bring_up(
+        host_link.index,
+        plan.pair.host_name,
+        mtu,
+    )];
     for addr in plan.pod_addresses() {
         host.push(messages::permanent_neighbour(
             host_link.index,
             addr.addr(),
-            plan.pod_mac,
+            plan.pair.pod_mac,
         ));
         let scope = if addr.addr().is_ipv4() {
             SCOPE_LINK
@@ -244,7 +221,7 @@ pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
         .into_iter()
         .map(|a| messages::host_address(pod_link.index, a))
         .collect();
-    pod.push(messages::bring_up(pod_link.index, plan.pod_name, mtu));
+    pod.push(messages::bring_up(pod_link.index, plan.pair.pod_name, mtu));
     for gw in plan.gateways() {
         pod.push(messages::permanent_neighbour(
             pod_link.index,
@@ -289,20 +266,20 @@ fn routes_of_served_families(nl: &mut Netlink, allocation: &Allocation) -> Resul
 /// CHECK: verifies that what ADD set up is still there, naming the first drift found.
 pub fn check(plan: &PodPlan<'_>) -> Result<()> {
     let mut host = Netlink::connect()?;
-    let mut pod = Netlink::connect_in(plan.netns)?;
-    let pod_link = must_find(&mut pod, plan.pod_name, "pod")?;
-    let host_link = must_find(&mut host, plan.host_name, "host")?;
+    let mut pod = Netlink::connect_in(plan.pair.netns)?;
+    let pod_link = must_find(&mut pod, plan.pair.pod_name, "pod")?;
+    let host_link = must_find(&mut host, plan.pair.host_name, "host")?;
     let drift = |what: String| Err(CniError::Drift(what));
     if !pod_link.up {
-        return drift(format!("pod interface {} is down", plan.pod_name));
+        return drift(format!("pod interface {} is down", plan.pair.pod_name));
     }
     if !host_link.up {
-        return drift(format!("host interface {} is down", plan.host_name));
+        return drift(format!("host interface {} is down", plan.pair.host_name));
     }
     if pod_link.mtu != plan.network.mtu.link {
         return drift(format!(
             "pod interface {} has MTU {}, expected {}",
-            plan.pod_name, pod_link.mtu, plan.network.mtu.link
+            plan.pair.pod_name, pod_link.mtu, plan.network.mtu.link
         ));
     }
     // The host pins each pod address to the pod's MAC. A plugin chained after weft that
@@ -315,7 +292,7 @@ pub fn check(plan: &PodPlan<'_>) -> Result<()> {
             Some(n) if n.mac != pod_link.mac => {
                 return drift(format!(
                     "pod interface {} has MAC {}, but the host pins {} to {}: a plugin after weft changed the MAC (ask weft for a MAC with the mac capability or CNI_ARGS MAC instead)",
-                    plan.pod_name,
+                    plan.pair.pod_name,
                     mac_text(&pod_link.mac),
                     addr.addr(),
                     mac_text(&n.mac)
@@ -329,7 +306,7 @@ pub fn check(plan: &PodPlan<'_>) -> Result<()> {
         if !present.contains(&addr) {
             return drift(format!(
                 "address {addr} is missing from pod interface {}",
-                plan.pod_name
+                plan.pair.pod_name
             ));
         }
     }
@@ -343,7 +320,7 @@ pub fn check(plan: &PodPlan<'_>) -> Result<()> {
         if !found {
             return drift(format!(
                 "route {} via {} dev {} is missing in the pod",
-                route.destination, route.gateway, plan.pod_name
+                route.destination, route.gateway, plan.pair.pod_name
             ));
         }
     }
@@ -355,7 +332,7 @@ pub fn check(plan: &PodPlan<'_>) -> Result<()> {
         {
             return drift(format!(
                 "host route {addr} dev {} is missing",
-                plan.host_name
+                plan.pair.host_name
             ));
         }
     }
