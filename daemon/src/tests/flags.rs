@@ -1,0 +1,105 @@
+use super::*;
+
+fn parse(args: &[&str]) -> Result<Config, String> {
+    let mut argv = vec!["weftd", "--node-name", "n1"];
+    argv.extend_from_slice(args);
+    Flags::try_parse_from(argv)
+        .map_err(|e| e.to_string())?
+        .validate()
+}
+
+#[test]
+fn dual_stack_needs_both_ranges() {
+    let c = parse(&[
+        "--ipv6-prefix",
+        "2001:0db8:1000:0001::/80",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+    ])
+    .unwrap();
+    assert_eq!(c.ipv6_prefix.unwrap().to_string(), "2001:db8:1000:1::/80");
+    assert!(parse(&["--ipv4-subnet", "10.255.1.0/24"])
+        .unwrap_err()
+        .contains("--ipv6-prefix: required"));
+    assert!(parse(&["--ipv6-prefix", "2001:db8::/80"])
+        .unwrap_err()
+        .contains("--ipv4-subnet: required"));
+}
+
+#[test]
+fn single_family_modes_drop_the_other_range() {
+    let c = parse(&["--mode", "ipv6", "--ipv6-prefix", "2001:db8::/80"]).unwrap();
+    assert!(c.ipv4_subnet.is_none());
+    let c = parse(&[
+        "--mode",
+        "ipv4",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+        "--ipv6-prefix",
+        "2001:db8::/80",
+    ])
+    .unwrap();
+    assert!(c.ipv6_prefix.is_none());
+}
+
+#[test]
+fn bad_values_name_the_flag_and_value() {
+    let e = parse(&[
+        "--ipv6-prefix",
+        "2001:db8::/40",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+    ])
+    .unwrap_err();
+    assert!(
+        e.contains("--ipv6-prefix") && e.contains("2001:db8::/40") && e.contains("/64 to /120"),
+        "{e}"
+    );
+    let e = parse(&[
+        "--ipv6-prefix",
+        "2001:db8::/80",
+        "--ipv4-subnet",
+        "10.255.1.0/30",
+    ])
+    .unwrap_err();
+    assert!(e.contains("10.255.1.0/30"), "{e}");
+    let e = parse(&["--mode", "v6"]).unwrap_err();
+    assert!(e.contains("'v6'"), "{e}");
+    let e = parse(&[
+        "--mode",
+        "ipv4",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+        "--metrics-addr",
+        "2001:db8::1:9641",
+    ])
+    .unwrap_err();
+    assert!(e.contains("[IPV6]:PORT"), "{e}");
+    let e = parse(&[
+        "--mode",
+        "ipv4",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+        "--socket",
+        "rel.sock",
+    ])
+    .unwrap_err();
+    assert!(e.contains("--socket"), "{e}");
+}
+
+#[test]
+fn metrics_address_takes_bracketed_ipv6() {
+    let c = parse(&[
+        "--mode",
+        "ipv4",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+        "--metrics-addr",
+        "[2001:db8::1]:9641",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.metrics_addrs,
+        vec!["[2001:db8::1]:9641".parse::<SocketAddr>().unwrap()]
+    );
+}
