@@ -9,9 +9,7 @@ use crate::wiring::{self, Pair, PairError, PodPlan, Sockets};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use weft_netlink::Netns;
-use weft_wire::{
-    host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response, HOST_VETH_MAC,
-};
+use weft_wire::{host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response};
 
 /// What a run produced: the text for stdout on success, and the daemon connection (if
 /// one was made) for the metrics report.
@@ -27,26 +25,38 @@ pub struct Outcome {
 
 /// Runs the invocation.
 pub fn execute(invocation: &Invocation) -> Outcome {
-    let peeked = config::peek_version(&invocation.stdin)
-        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()));
-    let mut outcome = Outcome {
-        cni_version: peeked.unwrap_or_else(|| LATEST.to_owned()),
-        result: Ok(None),
-        daemon: None,
+    // The config is parsed once; only VERSION and a config that does not parse need the
+    // lenient peek at its cniVersion.
+    let peeked_version = || {
+        let peeked = config::peek_version(&invocation.stdin)
+            .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()));
+        peeked.unwrap_or_else(|| LATEST.to_owned())
     };
     if invocation.command == Command::Version {
-        outcome.result = Ok(Some(version_reply(&outcome.cni_version)));
-        return outcome;
+        let cni_version = peeked_version();
+        let result = Ok(Some(version_reply(&cni_version)));
+        return Outcome {
+            cni_version,
+            result,
+            daemon: None,
+        };
     }
-    let conf = match NetConf::parse(&invocation.stdin) {
-        Ok(conf) => conf,
-        Err(e) => {
-            outcome.result = Err(e);
-            return outcome;
+    match NetConf::parse(&invocation.stdin) {
+        Ok(conf) => {
+            let mut daemon = None;
+            let result = dispatch(invocation, &conf, &mut daemon);
+            Outcome {
+                cni_version: conf.cni_version,
+                result,
+                daemon,
+            }
         }
-    };
-    outcome.result = dispatch(invocation, &conf, &mut outcome.daemon);
-    outcome
+        Err(e) => Outcome {
+            cni_version: peeked_version(),
+            result: Err(e),
+            daemon: None,
+        },
+    }
 }
 
 fn version_reply(cni_version: &str) -> String {
@@ -78,14 +88,14 @@ fn dispatch(
         }
         (Command::Del, Some(attachment), _) => del(daemon, conf, attachment).map(|_| None),
         (Command::Check, Some(attachment), Some(netns)) => {
-            if conf.prev_result.is_none() {
-                return Err(CniError::InvalidConfig(
-                    "prevResult: required for CHECK".into(),
-                ));
-            }
+            // Checked before weftd is contacted, so the config error wins (code 7).
+            let prev = conf
+                .prev_result
+                .as_ref()
+                .ok_or_else(|| CniError::InvalidConfig("prevResult: required for CHECK".into()))?;
             let netns = open_netns(netns)?;
             let d = daemon.insert(Daemon::connect(&conf.socket)?);
-            check(d, conf, attachment, &netns).map(|_| None)
+            check(d, prev, attachment, &netns).map(|_| None)
         }
         (Command::Status, _, _) => {
             let d = daemon.insert(Daemon::connect(&conf.socket)?);
@@ -208,7 +218,6 @@ fn add(
     let sandbox = netns.path().display().to_string();
     let wired = Wired {
         host_name: &host_name,
-        host_mac: HOST_VETH_MAC,
         pod_name: &attachment.ifname,
         pod_mac: mac,
         sandbox: &sandbox,
@@ -255,14 +264,10 @@ fn del(daemon: &mut Option<Daemon>, conf: &NetConf, attachment: &Attachment) -> 
 
 fn check(
     daemon: &mut Daemon,
-    conf: &NetConf,
+    prev: &serde_json::Map<String, Value>,
     attachment: &Attachment,
     netns: &Netns,
 ) -> Result<()> {
-    let prev = conf
-        .prev_result
-        .as_ref()
-        .ok_or_else(|| CniError::InvalidConfig("prevResult: required for CHECK".into()))?;
     let response = daemon.call(&Request::Lookup {
         attachment: attachment.clone(),
     })?;

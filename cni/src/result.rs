@@ -7,15 +7,13 @@
 use ipnet::IpNet;
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
-use weft_wire::{Allocation, NodeNetwork, GATEWAY_V4, GATEWAY_V6};
+use weft_wire::{Allocation, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
 
 /// What ADD built, to be reported.
 #[derive(Debug)]
 pub struct Wired<'a> {
-    /// Host veth name.
+    /// Host veth name (its MAC is always [`HOST_VETH_MAC`]).
     pub host_name: &'a str,
-    /// Host veth MAC.
-    pub host_mac: [u8; 6],
     /// Pod interface name.
     pub pod_name: &'a str,
     /// Pod interface MAC.
@@ -75,7 +73,7 @@ pub fn build(wired: &Wired<'_>, cni_version: &str, prev: Option<&Map<String, Val
     let with_ip_version = !crate::config::version_at_least(cni_version, "1.0.0");
 
     let interfaces = array(&mut result, "interfaces");
-    let mut host = json!({"name": wired.host_name, "mac": mac_text(&wired.host_mac)});
+    let mut host = json!({"name": wired.host_name, "mac": mac_text(&HOST_VETH_MAC)});
     let mut pod =
         json!({"name": wired.pod_name, "mac": mac_text(&wired.pod_mac), "sandbox": wired.sandbox});
     if with_1_1 {

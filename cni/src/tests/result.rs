@@ -26,7 +26,6 @@ fn fixture() -> (Allocation, NodeNetwork) {
 fn wired<'a>(a: &'a Allocation, n: &'a NodeNetwork) -> Wired<'a> {
     Wired {
         host_name: "weft0",
-        host_mac: [0xee; 6],
         pod_name: "eth0",
         pod_mac: [0x0a, 1, 2, 3, 4, 5],
         sandbox: "/run/netns/p",
