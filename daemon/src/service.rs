@@ -51,6 +51,14 @@ impl Service {
         }
     }
 
+    /// Changes the IPAM and refreshes the usage gauges, under one lock.
+    fn mutate<T>(&self, change: impl FnOnce(&mut Ipam) -> T) -> T {
+        let mut ipam = self.ipam();
+        let out = change(&mut ipam);
+        self.metrics.set_usage(&ipam.usage());
+        out
+    }
+
     fn ipam(&self) -> MutexGuard<'_, Ipam> {
         self.ipam
             .lock()
@@ -137,10 +145,7 @@ impl Service {
                 format!("the previous host veth {veth} of {attachment} is still being removed"),
             );
         }
-        let mut ipam = self.ipam();
-        let result = ipam.allocate(attachment, pod);
-        self.metrics.set_usage(&ipam.usage());
-        drop(ipam);
+        let result = self.mutate(|ipam| ipam.allocate(attachment, pod));
         match result {
             Ok(allocation) => Response::Allocation {
                 allocation: Some(allocation),
@@ -154,10 +159,7 @@ impl Service {
     }
 
     fn release(&self, attachment: &Attachment) -> Response {
-        let mut ipam = self.ipam();
-        let result = ipam.release(attachment);
-        self.metrics.set_usage(&ipam.usage());
-        drop(ipam);
+        let result = self.mutate(|ipam| ipam.release(attachment));
         match result {
             Ok(allocation) => {
                 self.reaper.remove(host_veth_name(attachment));
@@ -217,18 +219,8 @@ impl Service {
     /// belonging to a valid attachment, continuing past errors and reporting them.
     async fn gc(&self, valid: Vec<Attachment>) -> Response {
         let valid: HashSet<Attachment> = valid.into_iter().collect();
-        let (released, mut errors) = {
-            let mut ipam = self.ipam();
-            let (released, errors) = ipam.gc(&valid);
-            self.metrics.set_usage(&ipam.usage());
-            (
-                released,
-                errors
-                    .into_iter()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let (released, errors) = self.mutate(|ipam| ipam.gc(&valid));
+        let mut errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let keep: HashSet<String> = valid.iter().map(host_veth_name).collect();
         let (removed_links, listing_errors) = self.queue_foreign_veths(&keep);
         errors.extend(listing_errors);
