@@ -213,6 +213,8 @@ pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
             mtu: None,
             scope,
             onlink: false,
+            protocol: 0,
+            source: None,
         };
         host.push(messages::route(&route)?);
     }
@@ -237,6 +239,8 @@ pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
             mtu: r.mtu,
             scope: SCOPE_UNIVERSE,
             onlink: r.onlink,
+            protocol: 0,
+            source: None,
         };
         pod.push(messages::route(&route)?);
     }

@@ -48,9 +48,38 @@ pub struct Flags {
     /// Seconds a released address rests before reuse (AWS VPC CNI uses 30).
     #[arg(long, default_value_t = 30)]
     pub cooldown_seconds: u64,
+    /// The other nodes: a JSON array of {name, underlayIPv4, underlayIPv6, ipv6Prefix,
+    /// ipv4Subnet, vtepMAC}, re-read when it changes and on SIGHUP.
+    #[arg(long)]
+    pub peers: Option<PathBuf>,
+    /// How peers' IPv6 prefixes are reached: `fabric` (the network routes each node's
+    /// prefix to it; weftd adds no routes) or `direct` (nodes share a link; weftd routes
+    /// each peer's prefix via its underlay IPv6 address).
+    #[arg(long, default_value = "fabric")]
+    pub ipv6_routing: Ipv6Routing,
+    /// VXLAN network identifier of the IPv4 overlay.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
+    pub vxlan_vni: u32,
+    /// UDP port of the IPv4 overlay's VXLAN (IANA's is 4789).
+    #[arg(long, default_value_t = 4789, value_parser = clap::value_parser!(u16).range(1..))]
+    pub vxlan_port: u16,
+    /// Seconds between full re-convergences of the datapath, which repair drift (an
+    /// entry someone deleted); peer changes are applied at once, incrementally.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub resync_seconds: u64,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
+}
+
+/// How peers' IPv6 prefixes are reached (`--ipv6-routing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ipv6Routing {
+    /// The network routes each node's prefix to the node (AWS VPC prefix delegation,
+    /// BOSH): weftd adds no peer routes.
+    Fabric,
+    /// Nodes share a link: weftd routes each peer's prefix via its underlay address.
+    Direct,
 }
 
 /// One listen flag may resolve to several addresses (a name with both families).
@@ -69,6 +98,11 @@ pub struct Config {
     pub metrics_addrs: Vec<SocketAddr>,
     pub underlay_interface: Option<String>,
     pub cooldown: Duration,
+    pub peers: Option<PathBuf>,
+    pub ipv6_routing: Ipv6Routing,
+    pub vxlan_vni: u32,
+    pub vxlan_port: u16,
+    pub resync: Duration,
 }
 
 impl Flags {
@@ -87,7 +121,11 @@ impl Flags {
             (true, s) => s,
             (false, _) => None,
         };
-        for (flag, path) in [("--state-dir", &self.state_dir), ("--socket", &self.socket)] {
+        let mut paths = vec![("--state-dir", &self.state_dir), ("--socket", &self.socket)];
+        if let Some(p) = &self.peers {
+            paths.push(("--peers", p));
+        }
+        for (flag, path) in paths {
             if !path.is_absolute() {
                 return Err(format!(
                     "{flag}: '{}' is not an absolute path",
@@ -105,6 +143,11 @@ impl Flags {
             metrics_addrs: self.metrics_addr.0,
             underlay_interface: self.underlay_interface,
             cooldown: Duration::from_secs(self.cooldown_seconds),
+            peers: self.peers,
+            ipv6_routing: self.ipv6_routing,
+            vxlan_vni: self.vxlan_vni,
+            vxlan_port: self.vxlan_port,
+            resync: Duration::from_secs(self.resync_seconds),
         })
     }
 }

@@ -3,14 +3,19 @@
 //! The story: parse and validate the flags ([`flags`]); find the uplink and make the
 //! node a router ([`node`]); open the IPAM store and rebuild the pools (weft-ipam); start
 //! the background veth remover ([`reaper`]) and the metrics endpoint ([`http`],
-//! [`metrics`]); then serve the CNI plugin on the unix socket ([`socket`], [`service`])
-//! until SIGTERM or SIGINT.
+//! [`metrics`]); bring up the node's overlay and converge it to its peers
+//! ([`datapath`], fed by [`peers_file`], NAT in [`nftables`]); then serve the CNI plugin
+//! on the unix socket ([`socket`], [`service`]) until SIGTERM or SIGINT. Exiting leaves
+//! the datapath in place: pods keep their connectivity while weftd restarts.
 #![forbid(unsafe_code)]
 
+mod datapath;
 mod flags;
 mod http;
 mod metrics;
+mod nftables;
 mod node;
+mod peers_file;
 mod reaper;
 mod service;
 mod socket;
@@ -100,18 +105,64 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         outside_range = ?report.outside_range, dropped_after_reboot = report.dropped_after_reboot, "IPAM state loaded");
     let reaper = reaper::Reaper::start(metrics.clone())
         .map_err(|e| format!("cannot start the veth reaper: {e}"))?;
-    let service = service::Service::new(ipam, network, metrics, reaper);
+    let service = service::Service::new(ipam, network, metrics.clone(), reaper);
     service.remove_orphan_veths();
+
+    let datapath = datapath::Datapath::start(
+        datapath::Setup {
+            node_name: config.node_name.clone(),
+            mode: config.mode,
+            ipv6_prefix: config.ipv6_prefix,
+            ipv4_subnet: config.ipv4_subnet,
+            uplink,
+            ipv6_routing: config.ipv6_routing,
+            vxlan_vni: config.vxlan_vni,
+            vxlan_port: config.vxlan_port,
+            vxlan_mtu: mtu.ipv4,
+            resync: config.resync,
+        },
+        metrics,
+    )?;
+    let reload = start_peer_source(config, datapath)?;
 
     ready.store(true, Ordering::Release);
     info!(socket = %config.socket.display(), "serving the CNI plugin");
 
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = socket::serve(listener, service) => {}
-        _ = term.recv() => info!("SIGTERM: stopping"),
-        _ = int.recv() => info!("SIGINT: stopping"),
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let serving = socket::serve(listener, service);
+    tokio::pin!(serving);
+    loop {
+        tokio::select! {
+            _ = &mut serving => return Ok(()),
+            _ = term.recv() => { info!("SIGTERM: stopping"); return Ok(()) }
+            _ = int.recv() => { info!("SIGINT: stopping"); return Ok(()) }
+            _ = hup.recv() => {
+                info!("SIGHUP: re-reading the peers");
+                if let Some(reload) = &reload {
+                    let _ = reload.send(());
+                }
+            }
+        }
     }
-    Ok(())
+}
+
+/// Starts the peer source: the `--peers` file, watched on its own thread. Without
+/// `--peers` the node has no peers, which is said once, right away. Returns the sender
+/// that forces a re-read.
+fn start_peer_source(
+    config: &flags::Config,
+    datapath: datapath::Datapath,
+) -> Result<Option<std::sync::mpsc::Sender<()>>, String> {
+    let Some(path) = config.peers.clone() else {
+        datapath.set_peers(Vec::new());
+        return Ok(None);
+    };
+    let (reload, reloads) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("peers-file".into())
+        .spawn(move || peers_file::watch(path, reloads, |peers| datapath.set_peers(peers)))
+        .map_err(|e| format!("cannot start the peers-file watcher: {e}"))?;
+    Ok(Some(reload))
 }

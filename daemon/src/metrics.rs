@@ -10,9 +10,15 @@
 //! | `weft_ipam_addresses_capacity` | gauge | `family`: usable addresses of the node's range |
 //! | `weft_host_veth_removals_total` | counter | `result` (ok, absent, error) |
 //! | `weft_node_info` | gauge (1) | `node`, `mode` |
+//! | `weft_peers_known` | gauge | valid peers in the source, this node excluded |
+//! | `weft_peers_programmed` | gauge | peers whose kernel state is all in place |
+//! | `weft_convergence_duration_seconds` | histogram | `kind` (full, incremental) |
+//! | `weft_convergence_errors_total` | counter | entries or steps that failed to converge |
+//! | `weft_routes_installed` | gauge | `family`: peer routes weftd has in place |
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use weft_ipam::FamilyUsage;
 
@@ -32,6 +38,40 @@ pub struct Metrics {
     cooling: IntGaugeVec,
     capacity: IntGaugeVec,
     pub veth_removals: IntCounterVec,
+    peers_known: IntGauge,
+    peers_programmed: IntGauge,
+    pub convergence_duration: HistogramVec,
+    pub convergence_errors: IntCounter,
+    routes_installed: IntGaugeVec,
+}
+
+/// Buckets for a convergence pass: an incremental change takes well under a
+/// millisecond, a full pass over thousands of peers up to seconds.
+const CONVERGENCE_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    let metric = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn single<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> Result<T, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
 }
 
 fn counter(
@@ -59,15 +99,13 @@ fn gauge(
 impl Metrics {
     pub fn new(node: &str, mode: weft_wire::Mode) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let cni_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "weft_cni_request_duration_seconds",
-                "Wall time of CNI plugin runs.",
-            )
-            .buckets(DURATION_BUCKETS.to_vec()),
+        let cni_duration = histogram(
+            &registry,
+            "weft_cni_request_duration_seconds",
+            "Wall time of CNI plugin runs.",
+            DURATION_BUCKETS,
             &["operation"],
         )?;
-        registry.register(Box::new(cni_duration.clone()))?;
         let info = gauge(
             &registry,
             "weft_node_info",
@@ -113,6 +151,40 @@ impl Metrics {
                 "Host veths removed in the background.",
                 &["result"],
             )?,
+            peers_known: single(
+                &registry,
+                IntGauge::new(
+                    "weft_peers_known",
+                    "Valid peers in the peer source, this node excluded.",
+                )?,
+            )?,
+            peers_programmed: single(
+                &registry,
+                IntGauge::new(
+                    "weft_peers_programmed",
+                    "Peers whose routes, neighbour and FDB entries are all in place.",
+                )?,
+            )?,
+            convergence_duration: histogram(
+                &registry,
+                "weft_convergence_duration_seconds",
+                "Wall time of datapath convergence passes.",
+                CONVERGENCE_BUCKETS,
+                &["kind"],
+            )?,
+            convergence_errors: single(
+                &registry,
+                IntCounter::new(
+                    "weft_convergence_errors_total",
+                    "Datapath entries or steps that failed to converge.",
+                )?,
+            )?,
+            routes_installed: gauge(
+                &registry,
+                "weft_routes_installed",
+                "Peer routes weftd has in place.",
+                &["family"],
+            )?,
             registry,
         })
     }
@@ -128,6 +200,25 @@ impl Metrics {
                 .with_label_values(&family)
                 .set(i64::try_from(u.capacity).unwrap_or(i64::MAX));
         }
+    }
+
+    /// The datapath's state after a convergence pass.
+    pub fn set_datapath(
+        &self,
+        known: usize,
+        programmed: usize,
+        ipv4_routes: usize,
+        ipv6_routes: usize,
+    ) {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.peers_known.set(as_i64(known));
+        self.peers_programmed.set(as_i64(programmed));
+        self.routes_installed
+            .with_label_values(&["ipv4"])
+            .set(as_i64(ipv4_routes));
+        self.routes_installed
+            .with_label_values(&["ipv6"])
+            .set(as_i64(ipv6_routes));
     }
 
     /// The text exposition format.

@@ -1,5 +1,6 @@
 //! The node itself: its uplink (for the MTU) and the kernel switches a router needs.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tracing::{info, warn};
 use weft_netlink::{sysctl, Netlink, NetlinkError};
 use weft_wire::{Mode, UnderlayFamily};
@@ -11,13 +12,28 @@ const FALLBACK_MTU: u32 = 1500;
 #[derive(Debug, Clone)]
 pub struct Uplink {
     pub name: Option<String>,
+    pub index: Option<u32>,
     pub mtu: u32,
     pub family: UnderlayFamily,
+    /// The uplink's first global IPv4 address: the VXLAN source on an IPv4 underlay.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Its first global IPv6 address: the VXLAN source on an IPv6 underlay.
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl Uplink {
+    /// The VXLAN source address: the uplink's address of the underlay family.
+    pub fn vtep_address(&self) -> Option<IpAddr> {
+        match self.family {
+            UnderlayFamily::Ipv4 => self.ipv4.map(IpAddr::V4),
+            UnderlayFamily::Ipv6 => self.ipv6.map(IpAddr::V6),
+        }
+    }
 }
 
 /// Finds the uplink: the named interface, else the one carrying the default route
 /// (IPv4 first, then IPv6). Its addresses decide the VXLAN underlay family: IPv4 when it
-/// has a global IPv4 address, else IPv6.
+/// has a global IPv4 address, else IPv6 when it has a global IPv6 address.
 pub fn discover_uplink(nl: &mut Netlink, named: Option<&str>) -> Result<Uplink, String> {
     let name = match named {
         Some(n) => Some(n.to_owned()),
@@ -30,8 +46,11 @@ pub fn discover_uplink(nl: &mut Netlink, named: Option<&str>) -> Result<Uplink, 
         );
         return Ok(Uplink {
             name: None,
+            index: None,
             mtu: FALLBACK_MTU,
             family: UnderlayFamily::Ipv4,
+            ipv4: None,
+            ipv6: None,
         });
     };
     let link = nl
@@ -39,18 +58,26 @@ pub fn discover_uplink(nl: &mut Netlink, named: Option<&str>) -> Result<Uplink, 
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("--underlay-interface: '{name}' does not exist"))?;
     let addresses = nl.addresses(link.index).map_err(|e| e.to_string())?;
-    let has_v4 = addresses
-        .iter()
-        .any(|a| a.addr().is_ipv4() && !a.addr().is_loopback());
-    let family = if has_v4 || addresses.is_empty() {
+    let ipv4 = addresses.iter().find_map(|a| match a.addr() {
+        IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => Some(v4),
+        _ => None,
+    });
+    let ipv6 = addresses.iter().find_map(|a| match a.addr() {
+        IpAddr::V6(v6) if !v6.is_loopback() && !v6.is_unicast_link_local() => Some(v6),
+        _ => None,
+    });
+    let family = if ipv4.is_some() || ipv6.is_none() {
         UnderlayFamily::Ipv4
     } else {
         UnderlayFamily::Ipv6
     };
     Ok(Uplink {
         name: Some(name),
+        index: Some(link.index),
         mtu: link.mtu,
         family,
+        ipv4,
+        ipv6,
     })
 }
 

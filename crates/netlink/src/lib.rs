@@ -10,6 +10,7 @@
 mod error;
 pub mod messages;
 mod netns;
+pub mod overlay;
 mod socket;
 pub mod sysctl;
 
@@ -18,4 +19,5 @@ pub use messages::{
     LinkInfo, NeighbourInfo, Request, RouteInfo, RouteSpec, VethSpec, SCOPE_LINK, SCOPE_UNIVERSE,
 };
 pub use netns::{Netns, NetnsGuard};
+pub use overlay::{FdbInfo, VxlanInfo, VxlanSpec};
 pub use socket::Netlink;

@@ -16,7 +16,7 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -39,9 +39,9 @@ pub struct Request {
     pub(crate) what: String,
 }
 
-const CREATE_EXCL: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
-const CREATE_REPLACE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
+pub(crate) const CREATE_EXCL: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+pub(crate) const CREATE_REPLACE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+pub(crate) const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
 pub(crate) const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
 pub(crate) const GET: u16 = NLM_F_REQUEST;
 
@@ -77,6 +77,11 @@ pub struct RouteSpec {
     /// The gateway is on the link even though no address of the link covers it
     /// (RTNH_F_ONLINK), as for a link-local gateway of a /32 pod.
     pub onlink: bool,
+    /// Routing protocol (rtm_protocol) the route is tagged with; 0 lets the kernel pick
+    /// (boot). weftd tags its peer routes so it can find exactly its own.
+    pub protocol: u8,
+    /// Preferred source address for traffic the node itself sends along the route.
+    pub source: Option<IpAddr>,
 }
 
 /// What weft needs to know of a link.
@@ -94,6 +99,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// `veth`, `bridge`, `vxlan`...; empty for kinds without link info (loopback).
     pub kind: String,
+    /// The tunnel parameters, when the link is a VXLAN device.
+    pub vxlan: Option<crate::VxlanInfo>,
 }
 
 /// A route as the kernel reports it.
@@ -111,6 +118,10 @@ pub struct RouteInfo {
     pub scope: u8,
     /// Routing table.
     pub table: u32,
+    /// Routing protocol (rtm_protocol).
+    pub protocol: u8,
+    /// Preferred source address.
+    pub source: Option<IpAddr>,
 }
 
 /// A neighbour entry as the kernel reports it.
@@ -272,7 +283,20 @@ pub fn route(spec: &RouteSpec) -> Result<Request, NetlinkError> {
     } else {
         builder
     };
+    let builder = if spec.protocol != 0 {
+        builder.protocol(RouteProtocol::from(spec.protocol))
+    } else {
+        builder
+    };
     let mut message = builder.build();
+    if let Some(source) = spec.source {
+        message
+            .attributes
+            .push(RouteAttribute::PrefSource(match source {
+                IpAddr::V4(a) => RouteAddress::Inet(a),
+                IpAddr::V6(a) => RouteAddress::Inet6(a),
+            }));
+    }
     if let Some(mtu) = spec.mtu {
         message
             .attributes
@@ -349,6 +373,7 @@ pub(crate) fn link_info(message: LinkMessage) -> LinkInfo {
         mtu: 0,
         up: message.header.flags.contains(LinkFlags::Up),
         kind: String::new(),
+        vxlan: None,
     };
     for attribute in message.attributes {
         match attribute {
@@ -356,6 +381,7 @@ pub(crate) fn link_info(message: LinkMessage) -> LinkInfo {
             LinkAttribute::Address(mac) => info.mac = mac,
             LinkAttribute::Mtu(mtu) => info.mtu = mtu,
             LinkAttribute::LinkInfo(infos) => {
+                info.vxlan = crate::overlay::vxlan_info(&infos);
                 for i in infos {
                     if let RtLinkInfo::Kind(kind) = i {
                         info.kind = kind.to_string();
@@ -399,6 +425,8 @@ pub(crate) fn route_info(message: &RouteMessage) -> Option<RouteInfo> {
         mtu: None,
         scope: u8::from(message.header.scope),
         table: u32::from(message.header.table),
+        protocol: u8::from(message.header.protocol),
+        source: None,
     };
     for a in &message.attributes {
         match a {
@@ -406,6 +434,7 @@ pub(crate) fn route_info(message: &RouteMessage) -> Option<RouteInfo> {
                 info.destination = IpNet::new(route_address(d)?, len).ok()?
             }
             RouteAttribute::Gateway(g) => info.gateway = route_address(g),
+            RouteAttribute::PrefSource(s) => info.source = route_address(s),
             RouteAttribute::Oif(i) => info.oif = Some(*i),
             RouteAttribute::Table(t) => info.table = *t,
             RouteAttribute::Metrics(metrics) => {

@@ -105,7 +105,20 @@ impl Netlink {
     /// kernel carries on after a failed request; the first failure, in request order, is
     /// returned.
     pub fn execute(&mut self, requests: &[Request]) -> Result<(), NetlinkError> {
-        let mut first_error: Option<(usize, NetlinkError)> = None;
+        match self.execute_all(requests)?.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Netlink::execute`], but reports every failed request (its index in
+    /// `requests` and the error, in request order), so a caller converging many objects
+    /// can tell exactly which ones are not in place. `Err` only when the socket fails.
+    pub fn execute_all(
+        &mut self,
+        requests: &[Request],
+    ) -> Result<Vec<(usize, NetlinkError)>, NetlinkError> {
+        let mut failures: Vec<(usize, NetlinkError)> = Vec::new();
         let mut start = 0;
         while start < requests.len() {
             let mut buffer = Vec::new();
@@ -123,11 +136,10 @@ impl Netlink {
                 if let NetlinkPayload::Error(error) = &message.payload {
                     if let Some(index) = waiting.remove(&message.header.sequence_number) {
                         if let Some(code) = error.code {
-                            let failed =
-                                NetlinkError::from_errno(requests[index].what.clone(), -code.get());
-                            if first_error.as_ref().is_none_or(|(i, _)| index < *i) {
-                                first_error = Some((index, failed));
-                            }
+                            failures.push((
+                                index,
+                                NetlinkError::from_errno(requests[index].what.clone(), -code.get()),
+                            ));
                         }
                     }
                 }
@@ -135,10 +147,8 @@ impl Netlink {
             })?;
             start = end;
         }
-        match first_error {
-            Some((_, e)) => Err(e),
-            None => Ok(()),
-        }
+        failures.sort_by_key(|(index, _)| *index);
+        Ok(failures)
     }
 
     /// Sends one request and waits for its ack.
@@ -148,7 +158,10 @@ impl Netlink {
 
     /// A dump request (NLM_F_DUMP): every message until NLMSG_DONE. A plain get is
     /// answered by exactly one message (or an error) and no NLMSG_DONE.
-    fn dump(&mut self, request: Request) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+    pub(crate) fn dump(
+        &mut self,
+        request: Request,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         let single = request.flags & rtnetlink::packet_core::NLM_F_DUMP
             != rtnetlink::packet_core::NLM_F_DUMP;
         let mut buffer = Vec::new();

@@ -7,6 +7,7 @@ mod addr;
 mod mode;
 mod mtu;
 mod names;
+mod peers;
 mod proto;
 
 pub use addr::{parse_bind_addr, parse_ip, parse_ipv4_subnet, parse_ipv6_prefix, AddrError};
@@ -15,6 +16,9 @@ pub use mtu::{pod_mtus, PodMtus, UnderlayFamily, VXLAN_OVER_IPV4, VXLAN_OVER_IPV
 pub use names::{
     host_veth_name, parse_mac, pod_mac, Attachment, AttachmentError, HOST_VETH_MAC,
     HOST_VETH_PREFIX,
+};
+pub use peers::{
+    parse_peers, vtep_mac, Peer, PeerEntry, PeerError, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS,
 };
 pub use proto::{
     read_message, write_message, Allocation, CniOperation, ErrorKind, NodeNetwork, PodRef, Request,
