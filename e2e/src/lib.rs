@@ -3,6 +3,9 @@
 //! when a test panics): a "node" namespace runs weftd and the CNI plugin, pod namespaces
 //! receive interfaces. Names carry the process ID and a counter, so tests run in parallel.
 //!
+//! `Topology` builds several nodes on a routed underlay with an external host, for the
+//! multi-node datapath.
+//!
 //! Underlay and host addresses are documentation prefixes (192.0.2.0/24, 2001:db8::/32);
 //! pod addresses come from the overlay configured for the test node.
 #![allow(clippy::unwrap_used)]
@@ -11,8 +14,14 @@ mod netns;
 mod node;
 mod plugin;
 mod tools;
+mod topology;
+mod traffic;
 
 pub use netns::{unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
 pub use tools::{binary, reference_plugins_dir, tools_bin, Tools};
+pub use topology::{Pod, Topology, TopologyOptions, Underlay, EXTERNAL_V4, EXTERNAL_V6};
+pub use traffic::{
+    iperf3_client, iperf3_remote_host, iperf3_server, wait_until, Background, PingOutcome,
+};

@@ -1,4 +1,6 @@
-//! A namespace node running weftd standalone, with an uplink veth that sets its MTU.
+//! A namespace node running weftd standalone. `Node::start` gives it a stub uplink veth
+//! that only sets the MTU and the underlay family; `Node::start_in` takes a namespace
+//! whose uplink someone else (the multi-node topology) has already wired to a network.
 
 use crate::plugin::{Plugin, PluginOutput};
 use crate::{binary, Netns};
@@ -28,6 +30,10 @@ pub struct NodeOptions {
     pub uplink_mtu: u32,
     /// Give the uplink only an IPv6 address (an IPv6 underlay).
     pub ipv6_underlay: bool,
+    /// `--node-name`; `None` uses the namespace's name.
+    pub node_name: Option<String>,
+    /// More weftd arguments, after the standard ones (`--peers FILE`, ...).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for NodeOptions {
@@ -39,6 +45,8 @@ impl Default for NodeOptions {
             cooldown_seconds: 30,
             uplink_mtu: 1500,
             ipv6_underlay: false,
+            node_name: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -50,14 +58,16 @@ pub struct Node {
     child: Option<Child>,
     dir: PathBuf,
     network_name: String,
-    options: NodeOptions,
+    // Boxed: a Node sits beside small variants in callers' enums (the CNI benchmark's).
+    options: Box<NodeOptions>,
     plugin: Plugin,
     /// The node's namespace.
     pub netns: Netns,
 }
 
 impl Node {
-    /// Builds the namespace and starts weftd; panics with weftd's log if it does not come up.
+    /// Builds the namespace with a stub uplink (`uplink_mtu`, `ipv6_underlay`) and starts
+    /// weftd; panics with weftd's log if it does not come up.
     pub fn start(options: NodeOptions) -> Node {
         let netns = Netns::new("n");
         let mtu = options.uplink_mtu.to_string();
@@ -89,6 +99,13 @@ impl Node {
         ]);
         netns.ip(&["link", "set", "uplink", "up"]);
         netns.ip(&["link", "set", "uplink-peer", "up"]);
+        Node::start_in(netns, options)
+    }
+
+    /// Starts weftd in `netns`, whose interface `uplink` is already wired and addressed
+    /// (`uplink_mtu` and `ipv6_underlay` are not used); panics with weftd's log if it
+    /// does not come up.
+    pub fn start_in(netns: Netns, options: NodeOptions) -> Node {
         let dir = state_base().join(format!("weft-e2e-{}", netns.name()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("conf")).unwrap();
@@ -99,7 +116,7 @@ impl Node {
             child: None,
             dir,
             network_name,
-            options,
+            options: Box::new(options),
             plugin,
             netns,
         };
@@ -116,7 +133,7 @@ impl Node {
             .unwrap();
         let mut args: Vec<String> = vec![
             "--node-name".into(),
-            self.netns.name().into(),
+            self.name().into(),
             "--mode".into(),
             self.options.mode.into(),
             "--state-dir".into(),
@@ -136,6 +153,7 @@ impl Node {
         if let Some(s) = &self.options.ipv4_subnet {
             args.extend(["--ipv4-subnet".into(), s.clone()]);
         }
+        args.extend(self.options.extra_args.iter().cloned());
         let child = Command::new("ip")
             .args(["netns", "exec", self.netns.name()])
             .arg(binary("weftd"))
@@ -165,6 +183,19 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("weftd did not become ready:\n{}", self.log());
+    }
+
+    /// The node name weftd runs with.
+    pub fn name(&self) -> &str {
+        self.options
+            .node_name
+            .as_deref()
+            .unwrap_or(self.netns.name())
+    }
+
+    /// How this node was started.
+    pub fn options(&self) -> &NodeOptions {
+        &self.options
     }
 
     /// weftd's combined output so far.
