@@ -103,3 +103,50 @@ fn metrics_address_takes_bracketed_ipv6() {
         vec!["[2001:db8::1]:9641".parse::<SocketAddr>().unwrap()]
     );
 }
+
+#[test]
+fn datapath_flags_have_their_defaults_and_name_bad_values() {
+    let ranges = [
+        "--ipv6-prefix",
+        "2001:db8::/80",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+    ];
+    let c = parse(&ranges).unwrap();
+    assert_eq!(c.ipv6_routing, Ipv6Routing::Fabric);
+    assert_eq!((c.vxlan_vni, c.vxlan_port), (1, 4789));
+    assert_eq!(c.resync, Duration::from_secs(60));
+    assert!(c.peers.is_none());
+
+    let mut args = ranges.to_vec();
+    args.extend([
+        "--ipv6-routing",
+        "direct",
+        "--vxlan-vni",
+        "4096",
+        "--vxlan-port",
+        "8472",
+        "--peers",
+        "/etc/weft/peers.json",
+    ]);
+    let c = parse(&args).unwrap();
+    assert_eq!(c.ipv6_routing, Ipv6Routing::Direct);
+    assert_eq!((c.vxlan_vni, c.vxlan_port), (4096, 8472));
+    assert_eq!(
+        c.peers.as_deref(),
+        Some(std::path::Path::new("/etc/weft/peers.json"))
+    );
+
+    for (flag, value) in [
+        ("--ipv6-routing", "bgp"),
+        ("--vxlan-vni", "16777216"),
+        ("--vxlan-port", "0"),
+        ("--peers", "peers.json"),
+        ("--resync-seconds", "0"),
+    ] {
+        let mut args = ranges.to_vec();
+        args.extend([flag, value]);
+        let e = parse(&args).unwrap_err();
+        assert!(e.contains(flag) && e.contains(value), "{flag} {value}: {e}");
+    }
+}
