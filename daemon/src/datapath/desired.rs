@@ -267,7 +267,8 @@ pub fn diff(actual: &BTreeMap<Key, Value>, desired: &Desired) -> Plan {
         }
     }
     // FDB, then neighbour, then route: a route never points at a missing neighbour.
-    plan.upserts.sort_by_key(|(key, _, _)| std::cmp::Reverse(*key));
+    plan.upserts
+        .sort_by_key(|(key, _, _)| std::cmp::Reverse(*key));
     plan
 }
 
