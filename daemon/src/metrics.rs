@@ -15,6 +15,7 @@
 //! | `weft_convergence_duration_seconds` | histogram | `kind` (full, incremental) |
 //! | `weft_convergence_errors_total` | counter | entries or steps that failed to converge |
 //! | `weft_routes_installed` | gauge | `family`: peer routes weftd has in place |
+//! | `weft_datapath_changes_total` | counter | `operation` (upsert, removal): kernel entries weftd changed |
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -43,6 +44,7 @@ pub struct Metrics {
     pub convergence_duration: HistogramVec,
     pub convergence_errors: IntCounter,
     routes_installed: IntGaugeVec,
+    pub datapath_changes: IntCounterVec,
 }
 
 /// Buckets for a convergence pass: an incremental change takes well under a
@@ -113,7 +115,7 @@ impl Metrics {
             &["node", "mode"],
         )?;
         info.with_label_values(&[node, &mode.to_string()]).set(1);
-        Ok(Metrics {
+        let metrics = Metrics {
             cni_requests: counter(
                 &registry,
                 "weft_cni_requests_total",
@@ -185,8 +187,19 @@ impl Metrics {
                 "Peer routes weftd has in place.",
                 &["family"],
             )?,
+            datapath_changes: counter(
+                &registry,
+                "weft_datapath_changes_total",
+                "Kernel entries (routes, neighbours, FDB entries) weftd added, replaced or removed.",
+                &["operation"],
+            )?,
             registry,
-        })
+        };
+        // Exported from the start, so a zero is visible before the first change.
+        for operation in ["upsert", "removal"] {
+            metrics.datapath_changes.with_label_values(&[operation]);
+        }
+        Ok(metrics)
     }
 
     pub fn set_usage(&self, usage: &[FamilyUsage]) {

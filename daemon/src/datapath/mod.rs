@@ -272,6 +272,13 @@ impl Converger {
         let vxlan_index = self.local.vxlan.map(|v| v.index).unwrap_or(0);
         match kernel::apply(&mut self.nl, &plan, vxlan_index) {
             Ok(outcome) => {
+                let changes = &self.metrics.datapath_changes;
+                changes
+                    .with_label_values(&["upsert"])
+                    .inc_by(outcome.upserted.len() as u64);
+                changes
+                    .with_label_values(&["removal"])
+                    .inc_by(outcome.removed.len() as u64);
                 for key in outcome.removed {
                     self.current.remove(&key);
                 }
