@@ -23,5 +23,6 @@ pub use plugin::{run_in, Plugin, PluginOutput};
 pub use tools::{binary, reference_plugins_dir, tools_bin, Tools};
 pub use topology::{Pod, Topology, TopologyOptions, Underlay, EXTERNAL_V4, EXTERNAL_V6};
 pub use traffic::{
-    iperf3_client, iperf3_remote_host, iperf3_server, wait_until, Background, PingOutcome,
+    iperf3_client, iperf3_remote_host, iperf3_server, tcp_transfer, wait_until, Background,
+    PingOutcome,
 };

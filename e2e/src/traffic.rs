@@ -5,9 +5,12 @@ use crate::topology::{Pod, Topology};
 use crate::{unique_name, Netns};
 use serde_json::Value;
 use std::fs;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Condvar, Mutex};
+use std::sync::{mpsc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Polls `done` every 50 ms until it holds; `Err` naming `what` after `timeout`.
@@ -176,6 +179,66 @@ pub fn iperf3_remote_host(server_json: &Value) -> String {
         .as_str()
         .unwrap_or_else(|| panic!("no connection in {server_json}"));
     host.trim_start_matches("::ffff:").to_owned()
+}
+
+/// Runs `f` on a fresh thread inside `ns` (setns is per thread).
+fn inside<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let ns = weft_netlink::Netns::open(Path::new(&ns.path())).unwrap();
+    std::thread::spawn(move || {
+        let _inside = ns.enter().unwrap();
+        f()
+    })
+}
+
+/// Sends `bytes` over one TCP connection from namespace `from` to `addr` (in namespace
+/// `to`); `Ok` when the receiver counted every byte. Unlike iperf3's report, which stops
+/// counting when the sender says it is done, this counts to the end of the stream; the
+/// timeouts turn a black hole (say, an MTU too large for the path) into an error.
+pub fn tcp_transfer(from: &Netns, to: &Netns, addr: &str, bytes: u64) -> Result<(), String> {
+    const IDLE: Duration = Duration::from_secs(10);
+    let (port_tx, port_rx) = mpsc::channel();
+    let receiver = inside(to, move || -> std::io::Result<u64> {
+        // [::] takes IPv4 too (IPV6_V6ONLY is off by default on Linux).
+        let listener = TcpListener::bind("[::]:0")?;
+        port_tx.send(listener.local_addr()?.port()).unwrap();
+        let (mut stream, _) = listener.accept()?;
+        stream.set_read_timeout(Some(IDLE))?;
+        let counted = std::io::copy(&mut stream, &mut std::io::sink())?;
+        stream.write_all(&counted.to_be_bytes())?;
+        Ok(counted)
+    });
+    let port = port_rx
+        .recv_timeout(IDLE)
+        .map_err(|_| "the receiver did not listen".to_owned())?;
+    let target = SocketAddr::new(addr.parse::<IpAddr>().unwrap(), port);
+    let sender = inside(from, move || -> std::io::Result<u64> {
+        let mut stream = TcpStream::connect_timeout(&target, IDLE)?;
+        stream.set_write_timeout(Some(IDLE))?;
+        stream.set_read_timeout(Some(IDLE))?;
+        let chunk = vec![0x5a_u8; 64 << 10];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            stream.write_all(&chunk[..n])?;
+            left -= n as u64;
+        }
+        stream.shutdown(Shutdown::Write)?;
+        let mut counted = [0u8; 8];
+        stream.read_exact(&mut counted)?;
+        Ok(u64::from_be_bytes(counted))
+    });
+    let sent = sender.join().unwrap();
+    if sent.is_err() {
+        // Unblock a receiver still waiting for a connection that never came.
+        let _ = TcpStream::connect_timeout(&SocketAddr::new(target.ip(), port), IDLE);
+    }
+    let received = receiver.join().unwrap();
+    match (sent, received) {
+        (Ok(n), Ok(_)) if n == bytes => Ok(()),
+        (sent, received) => Err(format!(
+            "TCP {bytes} bytes to {target}: sender {sent:?}, receiver {received:?}"
+        )),
+    }
 }
 
 /// Bounds the topologies alive at once (each runs several weftd and many namespaces;
