@@ -198,6 +198,11 @@ impl Node {
         &self.options
     }
 
+    /// The options the next [`Node::restart`] uses (same namespace, same state).
+    pub fn options_mut(&mut self) -> &mut NodeOptions {
+        &mut self.options
+    }
+
     /// weftd's combined output so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
