@@ -1,0 +1,186 @@
+//! weft's demo (`sudo ./e2e/demo.sh`): three namespace nodes on a routed underlay, each
+//! running weftd with a peers file, two pods per node wired by the real CNI plugin, then
+//! every pod pings every other pod over both families. IPv4 crosses nodes over weft's
+//! VXLAN overlay, IPv6 is routed natively (the fabric routes each node's /80 to it).
+//! Everything it creates is removed when it ends, also on Ctrl-C or a failure.
+//!
+//! ```text
+//! demo [--nodes 3] [--pods 2] [--ipv6-routing fabric|direct] [--underlay dual|ipv6]
+//! ```
+#![allow(clippy::unwrap_used)] // a demo: a failed step ends it, and Drop cleans up
+
+use nix::sys::signal::{SigSet, Signal};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use weft_e2e::{Topology, TopologyOptions, Underlay};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() {
+    watch_signals();
+    let options = parse_args();
+    let code = run(options);
+    std::process::exit(code);
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP set `STOP` instead of killing the demo, so it can remove
+/// its namespaces. Blocked here (before any other thread exists, so every thread inherits
+/// the mask) and taken by one thread with sigwait; children get std's fresh mask.
+fn watch_signals() {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().unwrap();
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            eprintln!("\n{signal}: stopping and cleaning up");
+            STOP.store(true, Ordering::SeqCst);
+        }
+    });
+}
+
+fn stopped() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+fn parse_args() -> TopologyOptions {
+    let mut options = TopologyOptions {
+        nodes: 3,
+        pods_per_node: 2,
+        ..TopologyOptions::default()
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().map(String::as_str).unwrap_or_default();
+        match (flag.as_str(), value) {
+            ("--nodes", n) => options.nodes = n.parse().expect("--nodes N"),
+            ("--pods", n) => options.pods_per_node = n.parse().expect("--pods N"),
+            ("--ipv6-routing", "fabric") => options.ipv6_routing = "fabric",
+            ("--ipv6-routing", "direct") => options.ipv6_routing = "direct",
+            ("--underlay", "dual") => options.underlay = Underlay::Dual,
+            ("--underlay", "ipv6") => options.underlay = Underlay::Ipv6,
+            _ => {
+                eprintln!(
+                    "usage: demo [--nodes N] [--pods N] [--ipv6-routing fabric|direct] \
+                     [--underlay dual|ipv6]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    options
+}
+
+fn say(text: &str) {
+    println!("\n\x1b[1m== {text}\x1b[0m");
+}
+
+/// The demo; its exit code. The topology is dropped (cleaned up) before it returns.
+fn run(options: TopologyOptions) -> i32 {
+    let vxlan = match options.underlay {
+        Underlay::Ipv6 => "VXLAN over IPv6",
+        _ => "VXLAN over IPv4",
+    };
+    say(&format!(
+        "{} nodes on a routed underlay (fabric router 192.0.2.1, 2001:db8:ffff::1): \
+         weftd --mode dual --ipv6-routing {}, IPv4 pod traffic over {vxlan}",
+        options.nodes, options.ipv6_routing
+    ));
+    let started = Instant::now();
+    let topology = Topology::start(options);
+    for (i, node) in topology.nodes.iter().enumerate() {
+        let underlay: Vec<String> = [topology.underlay_v4(i), topology.underlay_v6(i)]
+            .into_iter()
+            .flatten()
+            .collect();
+        println!(
+            "  {:<7} underlay {:<32} pods {} + {}",
+            node.name(),
+            underlay.join(", "),
+            topology.ipv6_prefix(i),
+            topology.ipv4_subnet(i)
+        );
+    }
+    if stopped() {
+        return 130;
+    }
+    topology.wait_converged(Duration::from_secs(20));
+    say(&format!(
+        "{} pods wired by the CNI plugin, every node converged to its peers ({} ms in all)",
+        topology.pods.len(),
+        started.elapsed().as_millis()
+    ));
+    for pod in &topology.pods {
+        println!(
+            "  {:<9} on {:<7} {:<22} {}",
+            pod.id,
+            topology.nodes[pod.node].name(),
+            pod.v6.as_deref().unwrap_or("-"),
+            pod.v4.as_deref().unwrap_or("-")
+        );
+    }
+    show_node_state(&topology);
+    if stopped() {
+        return 130;
+    }
+
+    say("ping matrix: every pod to every other pod, both families");
+    let outcomes = topology.ping_matrix();
+    for o in &outcomes {
+        println!("  {o}");
+    }
+    let ok = outcomes.iter().filter(|o| o.ok).count();
+    let cross = outcomes.iter().filter(|o| o.ok && !o.same_node).count();
+    say(&format!(
+        "{ok} of {} pings answered ({cross} of them across nodes)",
+        outcomes.len()
+    ));
+    if stopped() {
+        return 130;
+    }
+    if ok == outcomes.len() {
+        0
+    } else {
+        1
+    }
+}
+
+/// What weftd put into node 1's kernel for its peers, and its peer metrics.
+fn show_node_state(topology: &Topology) {
+    let node = &topology.nodes[0];
+    say(&format!(
+        "{}: weft's routes (proto 119), overlay neighbours and FDB",
+        node.name()
+    ));
+    let fdb = node
+        .netns
+        .run("bridge", &["fdb", "show", "dev", "weft-vxlan"]);
+    let text = [
+        node.netns.ip(&["route", "show", "proto", "119"]),
+        node.netns.ip(&["-6", "route", "show", "proto", "119"]),
+        node.netns.ip(&["neigh", "show", "dev", "weft-vxlan"]),
+        String::from_utf8_lossy(&fdb.stdout).into_owned(),
+    ]
+    .concat();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        println!("  {line}");
+    }
+    let fabric = topology
+        .fabric
+        .ip(&["-6", "route", "show", "root", "2001:db8:1000::/48"]);
+    if !fabric.trim().is_empty() {
+        println!("  (the fabric routes the pods' IPv6 prefixes:)");
+        for line in fabric.lines() {
+            println!("    {line}");
+        }
+    }
+    let (_, body) = node.http_get("/metrics");
+    for line in body
+        .lines()
+        .filter(|l| l.starts_with("weft_peers_") || l.starts_with("weft_routes_installed"))
+    {
+        println!("  {line}");
+    }
+}
