@@ -15,6 +15,11 @@ use std::net::IpAddr;
 
 /// Largest batch sent in one sendmsg; larger batches go in several.
 const MAX_SEND_BYTES: usize = 32 * 1024;
+/// Most requests in one sendmsg. The kernel queues one ack per request on the socket
+/// before we read any, and each ack is a whole skb (about 1 KiB of receive buffer): a
+/// batch of hundreds overflows the default 208 KiB buffer and the kernel drops acks
+/// (ENOBUFS). 128 acks stay well inside it.
+const MAX_SEND_REQUESTS: usize = 128;
 /// Receive buffer per recv(2): the kernel sends dumps in chunks of about a page.
 const RECV_BYTES: usize = 64 * 1024;
 
@@ -124,7 +129,10 @@ impl Netlink {
             let mut buffer = Vec::new();
             let mut waiting: HashMap<u32, usize> = HashMap::new();
             let mut end = start;
-            while end < requests.len() && (end == start || buffer.len() < MAX_SEND_BYTES) {
+            while end < requests.len()
+                && (end == start
+                    || (buffer.len() < MAX_SEND_BYTES && end - start < MAX_SEND_REQUESTS))
+            {
                 let sequence = self.encode(&requests[end], &mut buffer);
                 waiting.insert(sequence, end);
                 end += 1;
