@@ -845,46 +845,49 @@ fn weft_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, WeftRo
     let converged = probe.until(&mut weftd, started + CONVERGENCE_TIMEOUT, |m| {
         m.programmed() == Some(n as f64)
     });
-    match converged {
-        Ok((at, m)) => {
-            round.converge = Some(at - started);
-            round.full_passes = m.passes("full");
-        }
-        Err(e) => {
-            round.failure = Some(format!("convergence of {n} peers: {e}"));
-            round.counts = Counts::of(&ns);
-            round.complaints = weftd.complaints();
-            return (ns, round);
-        }
-    }
-    round.counts = Counts::of(&ns);
-    if round.counts != Counts::all(n) {
-        round.failure = Some(format!(
-            "weft_peers_programmed == {n}, but the kernel holds {}",
-            round.counts
-        ));
-    }
-
-    // One peer change at a time, timed; kernel events counted throughout.
-    let monitors = Monitors::start(&ns, &dir.0);
-    for k in 0..args.changes {
-        match weft_change(&probe, &mut weftd, &ns, &peers_file, &mut current, k) {
-            Ok(sample) => round.changes.push(sample),
+    // Whatever fails, the round ends with weftd's memory, errors and log (below).
+    'measure: {
+        match converged {
+            Ok((at, m)) => {
+                round.converge = Some(at - started);
+                round.full_passes = m.passes("full");
+            }
             Err(e) => {
-                round.failure.get_or_insert(format!("change {k}: {e}"));
-                break;
+                round.failure = Some(format!("convergence of {n} peers: {e}"));
+                round.counts = Counts::of(&ns);
+                break 'measure;
             }
         }
-    }
-    round.events = monitors.finish();
-    if round.failure.is_none() {
+        round.counts = Counts::of(&ns);
+        if round.counts != Counts::all(n) {
+            round.failure = Some(format!(
+                "weft_peers_programmed == {n}, but the kernel holds {}",
+                round.counts
+            ));
+        }
+
+        // One peer change at a time, timed; kernel events counted throughout.
+        let monitors = Monitors::start(&ns, &dir.0);
+        for k in 0..args.changes {
+            match weft_change(&probe, &mut weftd, &ns, &peers_file, &mut current, k) {
+                Ok(sample) => round.changes.push(sample),
+                Err(e) => {
+                    round.failure.get_or_insert(format!("change {k}: {e}"));
+                    break;
+                }
+            }
+        }
+        round.events = monitors.finish();
+        if round.failure.is_some() {
+            break 'measure;
+        }
         round.traced = traced_change(&probe, &mut weftd, &ns, &peers_file, &mut current, args)
             .map_err(|e| eprintln!("bench_peers: traced change: {e}"))
             .ok();
-    }
-    let after = Counts::of(&ns);
-    if round.failure.is_none() && after != Counts::all(n) {
-        round.failure = Some(format!("after the changes the kernel holds {after}"));
+        let after = Counts::of(&ns);
+        if after != Counts::all(n) {
+            round.failure = Some(format!("after the changes the kernel holds {after}"));
+        }
     }
     (round.rss_hwm_kib, round.rss_kib) = weftd.rss_kib();
     round.errors_total = probe
@@ -1450,11 +1453,9 @@ fn render(args: &Args, facts: &[String], results: &[ScenarioResult]) -> String {
         let few_events = weft_changes > 0
             && anchor_changes > 0
             && weft_events * anchor_changes <= 2 * anchor_events * weft_changes;
-        let traced_small = r
-            .weft
-            .iter()
-            .filter_map(|w| w.traced)
-            .all(|t| t.bytes_received * 10 < t.dump_bytes);
+        let traced: Vec<Traced> = r.weft.iter().filter_map(|w| w.traced).collect();
+        let traced_small =
+            !traced.is_empty() && traced.iter().all(|t| t.bytes_received * 10 < t.dump_bytes);
         verdicts.push(format!(
             "{label}: one peer change is O(1) work: every change ran an incremental pass ({}), \
              the kernel was right after each ({}), {} kernel events per change (anchor {}), \
