@@ -16,13 +16,15 @@ mod plugin;
 mod tools;
 mod topology;
 mod traffic;
+mod underlay;
 
 pub use netns::{unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
 pub use tools::{binary, reference_plugins_dir, tools_bin, Tools};
-pub use topology::{Pod, Topology, TopologyOptions, Underlay, EXTERNAL_V4, EXTERNAL_V6};
+pub use topology::{Pod, Topology, TopologyOptions};
 pub use traffic::{
     iperf3_client, iperf3_remote_host, iperf3_server, tcp_transfer, wait_until, Background,
     PingOutcome,
 };
+pub use underlay::{Underlay, EXTERNAL_V4, EXTERNAL_V6};

@@ -16,33 +16,12 @@
 //! goes nowhere. `nodes[i]` is node i+1 (node numbers are 1-based, as in the addresses).
 
 use crate::traffic::Slot;
+use crate::underlay::{self, Underlay};
 use crate::{unique_name, Netns, Node, NodeOptions};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The families the node uplinks have addresses of. weftd prefers an IPv4 VXLAN source,
-/// so `Dual` means VXLAN over IPv4 and `Ipv6` VXLAN over IPv6. Pod IPv6 is routed
-/// natively and so needs an IPv6 underlay address: `Ipv4` suits `--mode ipv4` only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Underlay {
-    /// IPv4 addresses only.
-    Ipv4,
-    /// IPv6 addresses only (the uplink has no IPv4 at all).
-    Ipv6,
-    /// Both.
-    Dual,
-}
-
-impl Underlay {
-    fn has_v4(self) -> bool {
-        self != Underlay::Ipv6
-    }
-    fn has_v6(self) -> bool {
-        self != Underlay::Ipv4
-    }
-}
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -73,11 +52,6 @@ impl Default for TopologyOptions {
         }
     }
 }
-
-/// The external host's addresses (it answers iperf3 and pings).
-pub const EXTERNAL_V4: &str = "198.51.100.100";
-/// See [`EXTERNAL_V4`].
-pub const EXTERNAL_V6: &str = "2001:db8:eeee::100";
 
 /// A pod wired by the CNI plugin on one node.
 #[derive(Debug)]
@@ -146,8 +120,8 @@ impl Topology {
         );
         let slot = Slot::acquire();
         let dir = TempDir::new();
-        let fabric = build_fabric(&options);
-        let external = build_external(&fabric);
+        let fabric = underlay::build_fabric(options.uplink_mtu);
+        let external = underlay::build_external(&fabric);
         let listed: Vec<Vec<usize>> = vec![(0..options.nodes).collect(); options.nodes];
         let mut topology = Topology {
             pods: Vec::new(),
@@ -331,45 +305,16 @@ impl Topology {
     fn start_node(&self, i: usize) -> Node {
         let n = i + 1;
         let netns = Netns::new("n");
-        quiet_dad(&netns);
-        let mtu = self.options.uplink_mtu.to_string();
-        let port = format!("n{n}");
-        netns.ip(&[
-            "link",
-            "add",
-            "uplink",
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "mtu",
-            &mtu,
-            "netns",
-            self.fabric.name(),
-        ]);
-        self.fabric
-            .ip(&["link", "set", &port, "master", "fabric0", "up"]);
-        if let Some(a) = self.underlay_v4(i) {
-            netns.ip(&["addr", "add", &format!("{a}/24"), "dev", "uplink"]);
-        }
-        if let Some(a) = self.underlay_v6(i) {
-            let cidr = format!("{a}/64");
-            netns.ip(&["addr", "add", &cidr, "dev", "uplink", "nodad"]);
-        }
-        netns.ip(&["link", "set", "uplink", "up"]);
-        if self.underlay_v4(i).is_some() {
-            netns.ip(&["route", "add", "default", "via", "192.0.2.1"]);
-        }
-        if let Some(a) = self.underlay_v6(i) {
-            netns.ip(&["-6", "route", "add", "default", "via", "2001:db8:ffff::1"]);
-            if self.options.ipv6_routing == "fabric" && self.has_v6() {
-                let prefix = self.ipv6_prefix(i);
-                self.fabric.ip(&["-6", "route", "add", &prefix, "via", &a]);
-            }
-        }
+        let fabric_route =
+            (self.options.ipv6_routing == "fabric" && self.has_v6()).then(|| self.ipv6_prefix(i));
+        underlay::wire_node(
+            &self.fabric,
+            &netns,
+            n,
+            self.options.uplink_mtu,
+            (self.underlay_v4(i), self.underlay_v6(i)),
+            fabric_route,
+        );
         let options = NodeOptions {
             mode: self.options.mode,
             ipv6_prefix: self.has_v6().then(|| self.ipv6_prefix(i)),
@@ -387,87 +332,6 @@ impl Topology {
         };
         Node::start_in(netns, options)
     }
-}
-
-/// Turns duplicate address detection off for interfaces created later in `ns`: the
-/// underlay's addresses are unique by construction and must work at once.
-fn quiet_dad(ns: &Netns) {
-    for key in ["all", "default"] {
-        let out = ns.run(
-            "sysctl",
-            &["-qw", &format!("net.ipv6.conf.{key}.accept_dad=0")],
-        );
-        assert!(out.status.success(), "sysctl in {}", ns.name());
-    }
-}
-
-fn sysctl_on(ns: &Netns, keys: &[&str]) {
-    for key in keys {
-        let out = ns.run("sysctl", &["-qw", &format!("{key}=1")]);
-        assert!(out.status.success(), "sysctl {key} in {}", ns.name());
-    }
-}
-
-/// The router: a bridge for the node ports, forwarding on, redirects off (nodes should
-/// keep using their own routes, not ones the router suggests).
-fn build_fabric(options: &TopologyOptions) -> Netns {
-    let fabric = Netns::new("f");
-    quiet_dad(&fabric);
-    sysctl_on(
-        &fabric,
-        &["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"],
-    );
-    for key in ["all", "default"] {
-        let out = fabric.run(
-            "sysctl",
-            &["-qw", &format!("net.ipv4.conf.{key}.send_redirects=0")],
-        );
-        assert!(out.status.success());
-    }
-    let mtu = options.uplink_mtu.to_string();
-    fabric.ip(&["link", "add", "fabric0", "mtu", &mtu, "type", "bridge"]);
-    fabric.ip(&["addr", "add", "192.0.2.1/24", "dev", "fabric0"]);
-    fabric.ip(&[
-        "addr",
-        "add",
-        "2001:db8:ffff::1/64",
-        "dev",
-        "fabric0",
-        "nodad",
-    ]);
-    fabric.ip(&["link", "set", "fabric0", "up"]);
-    fabric
-}
-
-/// The external host, on a link of its own behind the router. It routes only the
-/// documentation prefixes and the pods' IPv6 /48 to the router, never 10.255.0.0/16.
-fn build_external(fabric: &Netns) -> Netns {
-    let external = Netns::new("x");
-    quiet_dad(&external);
-    external.ip(&[
-        "link",
-        "add",
-        "eth0",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "ext",
-        "netns",
-        fabric.name(),
-    ]);
-    fabric.ip(&["addr", "add", "198.51.100.1/24", "dev", "ext"]);
-    fabric.ip(&["addr", "add", "2001:db8:eeee::1/64", "dev", "ext", "nodad"]);
-    fabric.ip(&["link", "set", "ext", "up"]);
-    external.ip(&["addr", "add", &format!("{EXTERNAL_V4}/24"), "dev", "eth0"]);
-    let v6 = format!("{EXTERNAL_V6}/64");
-    external.ip(&["addr", "add", &v6, "dev", "eth0", "nodad"]);
-    external.ip(&["link", "set", "eth0", "up"]);
-    external.ip(&["route", "add", "192.0.2.0/24", "via", "198.51.100.1"]);
-    for prefix in ["2001:db8:ffff::/64", "2001:db8:1000::/48"] {
-        external.ip(&["-6", "route", "add", prefix, "via", "2001:db8:eeee::1"]);
-    }
-    external
 }
 
 /// A private directory for the peers files, removed on drop.
