@@ -1,0 +1,40 @@
+//! weft's Kubernetes API (group `weft.dev`, version `v1alpha1`), shared by the controller
+//! and weftd: the custom resources, generated from these Rust types (the schemas are
+//! checked in under `crds/`; a test fails when they are stale), and the validation of
+//! the network plan.
+//!
+//! | kind | scope | written by | what |
+//! |---|---|---|---|
+//! | `WeftNetwork` | cluster | the operator | the address plan: IPv6 ranges per zone, IPv4 overlay, VXLAN, modes |
+//! | `WeftNode` | cluster, owned by its Node | controller (ranges), weftd (underlay, usage) | one node's allocation and identity |
+//! | `WeftClaim` | cluster | controller | one per delegated range, named after it: the apiserver enforces uniqueness |
+#![forbid(unsafe_code)]
+// kube's derive takes one `printcolumn(...)` per column, which this lint misreads as
+// repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+#![warn(missing_docs)]
+
+mod claim;
+mod network;
+mod node;
+
+pub use claim::{claim_name, WeftClaim, WeftClaimSpec};
+pub use network::{
+    Ipv6Range, Plan, PlannedRange, RangeUsage, SpecError, WeftNetwork, WeftNetworkSpec,
+    WeftNetworkStatus,
+};
+pub use node::{WeftNode, WeftNodeSpec, WeftNodeStatus};
+
+/// The label every `WeftClaim` carries with its node's name, to list a node's claims.
+pub const NODE_LABEL: &str = "weft.dev/node";
+
+/// The CRDs, for `kubectl apply` and for the checked-in files.
+pub fn crds(
+) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![WeftNetwork::crd(), WeftNode::crd(), WeftClaim::crd()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+use super::*;
+use std::path::PathBuf;
+
+fn crd_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crds")
+}
+
+/// The checked-in CRDs are what the Rust types generate. `WEFT_UPDATE_CRDS=1 cargo test
+/// -p weft-api` rewrites them after a type change.
+#[test]
+fn checked_in_crds_are_current() {
+    let update = std::env::var_os("WEFT_UPDATE_CRDS").is_some();
+    for crd in crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        let path = crd_dir().join(format!("{name}.json"));
+        let generated = serde_json::to_string_pretty(&crd).unwrap() + "\n";
+        if update {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == generated,
+            "{} is stale: run WEFT_UPDATE_CRDS=1 cargo test -p weft-api",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn claim_names_are_canonical_whatever_the_text_form() {
+    let a: ipnet::IpNet = "2001:db8:1000:1::/80".parse().unwrap();
+    let b: ipnet::IpNet = "2001:0DB8:1000:0001:0000:0000:0000:0000/80"
+        .to_lowercase()
+        .parse()
+        .unwrap();
+    assert_eq!(claim_name(a), "ipv6-2001-db8-1000-1-0-0-0-0-80");
+    assert_eq!(claim_name(a), claim_name(b));
+    assert_eq!(
+        claim_name("10.255.1.0/24".parse().unwrap()),
+        "ipv4-10-255-1-0-24"
+    );
+}
+
+fn spec(json: serde_json::Value) -> WeftNetworkSpec {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn defaults_follow_the_documented_plan() {
+    let s = spec(serde_json::json!({"ipv6Ranges": [{"range": "2001:db8:1000::/64"}]}));
+    let plan = s.plan().unwrap();
+    assert_eq!(plan.mode, weft_wire::Mode::Dual);
+    assert_eq!(plan.ipv6_routing, "fabric");
+    assert_eq!(plan.ipv4_network.to_string(), "10.255.0.0/16");
+    assert_eq!(plan.ipv4_subnet_length, 24);
+    assert_eq!(plan.ipv6_ranges[0].prefix_length, 80);
+    assert_eq!((plan.vxlan_vni, plan.vxlan_port), (1, 4789));
+    assert_eq!(plan.release_cooldown.as_secs(), 30);
+}
+
+#[test]
+fn reserved_entries_take_the_bosh_forms_and_every_ipv6_text_form() {
+    let s = spec(serde_json::json!({"ipv6Ranges": [{
+        "range": "2001:0db8:1000:0000::/64", "zone": "z1",
+        "reserved": ["2001:db8:1000::/80", "2001:db8:1000:0:1::-2001:db8:1000:0:1:ffff:ffff:ffff", "[2001:db8:1000::ffff:1]"],
+        "gateway": "2001:db8:1000::1"}]}));
+    let plan = s.plan().unwrap();
+    let r = &plan.ipv6_ranges[0];
+    assert_eq!(r.zone.as_deref(), Some("z1"));
+    assert_eq!(r.reserved.len(), 4);
+    assert_eq!(
+        r.reserved[1].1,
+        "2001:db8:1000:0:1:ffff:ffff:ffff"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+    );
+}
+
+#[test]
+fn bad_specs_name_every_field_and_value() {
+    let s = spec(serde_json::json!({
+        "mode": "triple",
+        "ipv6Routing": "bgp",
+        "ipv6Ranges": [
+            {"range": "2001:db8:1000::/64", "prefixLength": 56},
+            {"range": "2001:db8:1000::/72"},
+            {"range": "2001:db8:2000::/64", "reserved": ["2001:db8:3000::/80", "x::y"], "gateway": "10.0.0.1"},
+            {"range": "2001:db8:zz::/64"},
+            {"range": "2001:db8:1000:0:1::/80"}
+        ],
+        "ipv4Network": "10.255.0.0/16",
+        "ipv4SubnetLength": 30,
+        "vxlanVNI": 16777216,
+        "vxlanPort": 0
+    }));
+    let errors: Vec<String> = s
+        .plan()
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
+    for needle in [
+        "spec.mode: 'triple'",
+        "spec.ipv6Routing: 'bgp'",
+        "spec.ipv6Ranges[0].prefixLength: 56 is not between 64 and 120",
+        "spec.ipv6Ranges[2].reserved[0]: '2001:db8:3000::/80' is outside the range 2001:db8:2000::/64",
+        "spec.ipv6Ranges[2].reserved[1]: 'x::y'",
+        "spec.ipv6Ranges[2].gateway: '10.0.0.1' is not IPv6",
+        "spec.ipv6Ranges[3].range: '2001:db8:zz::/64'",
+        "spec.ipv6Ranges: ranges 2001:db8:1000::/72 and 2001:db8:1000:0:1::/80 overlap",
+        "spec.ipv4SubnetLength: 30 is not between 16 and 28",
+        "spec.vxlanVNI: 16777216",
+        "spec.vxlanPort: 0",
+    ] {
+        assert!(has(needle), "missing {needle:?} in {errors:#?}");
+    }
+    let s = spec(
+        serde_json::json!({"ipv6Ranges": [{"range": "2001:db8:1000::/96", "prefixLength": 80}],
+        "ipv4Network": "10.255.0.0/24", "ipv4SubnetLength": 20}),
+    );
+    let errors: Vec<String> = s
+        .plan()
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("/80 prefixes do not fit in 2001:db8:1000::/96")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("/20 subnets do not fit in 10.255.0.0/24")),
+        "{errors:?}"
+    );
+    let s = spec(serde_json::json!({"mode": "dual"}));
+    assert!(s.plan().unwrap_err()[0]
+        .to_string()
+        .contains("no range is given"));
+    assert!(spec(serde_json::json!({"mode": "ipv4"})).plan().is_ok());
+}
