@@ -40,7 +40,7 @@ cleanup() {
 		done
 		ip netns del "$ns" 2>/dev/null || true
 	done
-	rm -rf "${TMPDIR:-/tmp}/weft-bench-$prefix"*
+	rm -rf "${TMPDIR:-/tmp}"/weft-*-"$prefix"*
 }
 # Background jobs of a script ignore SIGINT, so pass Ctrl-C on as SIGTERM.
 trap 'kill -TERM "$bench" 2>/dev/null || true; wait "$bench" 2>/dev/null || true; exit 130' INT TERM

@@ -1,0 +1,1094 @@
+//! Pod-to-pod throughput and round-trip time across two nodes: weft next to a
+//! hand-built reference topology with the same hops made with plain `ip` commands, in
+//! the same run on the same machine (issue 3: "iperf3 pod-to-pod across two nodes, single
+//! stream and 4 streams, TCP, for IPv6 routed and IPv4 over VXLAN, beside a hand-built
+//! reference topology ... Target >= 0.95 of the reference for both families; also the
+//! round-trip latency").
+//!
+//! weft: `weft_e2e::Topology` with 2 nodes, `--mode dual --ipv6-routing direct`, a dual
+//! underlay (so the VXLAN runs over IPv4), one pod per node added through the CNI binary.
+//! The hops:
+//!
+//! ```text
+//! pod A -veth- node A -veth(uplink)- bridge fabric0 (fabric ns) -veth(uplink)- node B -veth- pod B
+//! IPv6: routed natively; node A routes pod B's /80 via node B's underlay IPv6
+//! IPv4: node A routes pod B's /24 into weft-vxlan (VNI 1, UDP 4789, over IPv4)
+//! ```
+//!
+//! Reference: the same namespaces and links built with `ip`/`bridge` only, as the issue-3
+//! contract describes weft's state: the same pod addresses (read from weft's pods), the
+//! pod's link MTU and per-family route MTUs read from weft's pod (`ip route`), pod /128
+//! and /32 with link-local gateways and permanent neighbours both ways, host routes to
+//! the pod, the peer /80 via the other node's underlay IPv6, a VXLAN device `weft-vxlan`
+//! (same VNI, port, source, MTU, MAC and /32 address, `nolearning`), the peer /24 via the
+//! peer's gateway `onlink`, a permanent neighbour and a permanent FDB entry; the VXLAN
+//! device is bound to the uplink (`dev uplink`) as weftd binds its own. What weft
+//! adds beyond that (its nftables NAT table, which turns on connection tracking in the
+//! node) is not copied: it is part of what weft costs. The notes list both VXLAN
+//! devices' `ip -d` details so any difference is visible.
+//!
+//! Measured: `iperf3 -c <pod B> -t 4 -O 1 -P {1,4}` (TCP; the first second is omitted,
+//! receiver's rate) from pod A to pod B, per family and stream count; `ping -c 200 -i
+//! 0.005` for the RTT (median and mean of the replies). Every run measures every cell
+//! on both sides, back to back, alternating which side goes first (A B, B A, ...), so
+//! drifts of a noisy 2-core machine spread evenly; the table shows medians over runs.
+//! Before measuring, both sides must pass a ping of each family at the largest size the
+//! MTU allows with fragmentation forbidden.
+//!
+//! ```text
+//! e2e/bench-datapath.sh [--runs 4] [--time 4] [--omit 1] [--pings 200] [--out PATH]
+//! ```
+//!
+//! Addresses are the topology's (documentation prefixes, 10.255.0.0/16) inside the
+//! namespaces this program creates; everything is removed on exit (a panic hook removes
+//! the namespaces too, since release builds abort on panic; e2e/bench-datapath.sh also
+//! cleans up on Ctrl-C).
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::Duration;
+use weft_e2e::{wait_until, Background, Netns, Topology, TopologyOptions, Underlay};
+
+/// The issue's target: weft's throughput at least this fraction of the reference's.
+const TARGET_RATIO: f64 = 0.95;
+const IPERF_PORT: &str = "5201";
+const VNI: u32 = 1;
+const VXLAN_PORT: u16 = 4789;
+const HOST_MAC: &str = "ee:ee:ee:ee:ee:ee";
+
+fn main() {
+    let args = Args::parse();
+    install_cleanup_hook();
+    let mut facts = machine_facts(&args);
+
+    eprintln!("bench_datapath: starting the weft topology (2 nodes, 1 pod each)");
+    let weft = Topology::start(TopologyOptions {
+        nodes: 2,
+        mode: "dual",
+        ipv6_routing: "direct",
+        underlay: Underlay::Dual,
+        uplink_mtu: args.mtu,
+        pods_per_node: 1,
+    });
+    weft.wait_converged(Duration::from_secs(30));
+    let plan = Plan::from_weft(&weft);
+    eprintln!("bench_datapath: building the reference topology with ip commands");
+    let reference = Reference::build(&plan);
+
+    let sides = [
+        Side {
+            label: "weft",
+            client: &weft.pods_of(0)[0].netns,
+            server: &weft.pods_of(1)[0].netns,
+        },
+        Side {
+            label: "reference",
+            client: &reference.pods[0],
+            server: &reference.pods[1],
+        },
+    ];
+    for side in &sides {
+        side.check_path(&plan);
+    }
+    facts.extend(plan.facts());
+    facts.push(format!(
+        "weft node A nftables: {}",
+        one_line(&weft.nodes[0].netns.run("nft", &["list", "tables"]).stdout)
+    ));
+    facts.push(format!(
+        "reference node A nftables: {}",
+        one_line(&reference.nodes[0].run("nft", &["list", "tables"]).stdout)
+    ));
+    facts.push(format!(
+        "weft-vxlan on weft node A: {}",
+        vxlan_details(&weft.nodes[0].netns)
+    ));
+    facts.push(format!(
+        "weft-vxlan on reference node A: {}",
+        vxlan_details(&reference.nodes[0])
+    ));
+
+    let servers: Vec<Background> = sides.iter().map(Side::serve).collect();
+    let cells = [
+        Cell::new(Family::V6, 1),
+        Cell::new(Family::V6, 4),
+        Cell::new(Family::V4, 1),
+        Cell::new(Family::V4, 4),
+    ];
+    let mut samples = Samples::default();
+    for run in 0..args.runs {
+        for (ci, cell) in cells.iter().enumerate() {
+            for k in 0..2 {
+                let si = (run + ci + k) % 2;
+                let side = &sides[si];
+                eprintln!(
+                    "bench_datapath: run {}/{} {} x{} {}",
+                    run + 1,
+                    args.runs,
+                    cell.family.label(),
+                    cell.streams,
+                    side.label
+                );
+                let r = side.iperf(&plan, cell, &args);
+                samples.throughput[ci][si].push(r);
+            }
+        }
+        for (fi, family) in [Family::V6, Family::V4].into_iter().enumerate() {
+            for k in 0..2 {
+                let si = (run + fi + k) % 2;
+                let rtt = sides[si].ping(&plan, family, args.pings);
+                samples.rtt[fi][si].push(rtt);
+            }
+        }
+    }
+    drop(servers);
+
+    let report = render(&args, &facts, &cells, &samples);
+    print!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).unwrap();
+        eprintln!("bench_datapath: wrote {out}");
+    }
+    drop(reference);
+    drop(weft);
+}
+
+// ---- command line -----------------------------------------------------------------
+
+#[derive(Debug)]
+struct Args {
+    runs: usize,
+    time: u32,
+    omit: u32,
+    pings: u32,
+    mtu: u32,
+    out: Option<String>,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args {
+            runs: 4,
+            time: 4,
+            omit: 1,
+            pings: 200,
+            mtu: 1500,
+            out: None,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+            };
+            match flag.as_str() {
+                "--runs" => args.runs = number(&value()),
+                "--time" => args.time = number(&value()),
+                "--omit" => args.omit = number(&value()),
+                "--pings" => args.pings = number(&value()),
+                "--mtu" => args.mtu = number(&value()),
+                "--out" => args.out = Some(value()),
+                "-h" | "--help" => usage(""),
+                other => usage(&format!("unknown argument {other}")),
+            }
+        }
+        if args.runs == 0 || args.time == 0 || args.pings == 0 {
+            usage("--runs, --time and --pings must be at least 1");
+        }
+        if !(1280..=9000).contains(&args.mtu) {
+            usage("--mtu must be 1280 to 9000");
+        }
+        args
+    }
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> T {
+    text.parse()
+        .unwrap_or_else(|_| usage(&format!("not a number: {text}")))
+}
+
+fn usage(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("bench_datapath: {problem}");
+    }
+    eprintln!(
+        "usage: bench_datapath [--runs N] [--time SECONDS] [--omit SECONDS] [--pings N] \
+         [--mtu BYTES] [--out PATH]"
+    );
+    std::process::exit(if problem.is_empty() { 0 } else { 2 })
+}
+
+// ---- cleanup ----------------------------------------------------------------------
+
+/// Release builds abort on panic, so no guard's Drop runs: the hook kills what runs in
+/// this process's namespaces (weftd, iperf3) and deletes them before the abort.
+fn install_cleanup_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let prefix = format!("w{}x", std::process::id() % 100_000);
+        let Ok(list) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&list.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }));
+}
+
+// ---- what both sides share --------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V6,
+    V4,
+}
+
+impl Family {
+    fn label(self) -> &'static str {
+        match self {
+            Family::V6 => "IPv6 routed",
+            Family::V4 => "IPv4 over VXLAN",
+        }
+    }
+}
+
+/// One node's part, as weft set it up and the reference copies it.
+#[derive(Debug, Clone)]
+struct NodePlan {
+    underlay_v4: String,
+    underlay_v6: String,
+    ipv6_prefix: String,
+    ipv4_subnet: String,
+    gateway: String,
+    vtep_mac: String,
+    pod_v6: String,
+    pod_v4: String,
+}
+
+/// The addresses and MTUs both topologies use.
+#[derive(Debug, Clone)]
+struct Plan {
+    nodes: [NodePlan; 2],
+    uplink_mtu: u32,
+    /// The pod's eth0 MTU.
+    link_mtu: u32,
+    /// The MTU on the pod's default route of each family, if any.
+    route_mtu_v6: Option<u32>,
+    route_mtu_v4: Option<u32>,
+    /// weft-vxlan's MTU on weft's node.
+    vxlan_mtu: u32,
+    /// weft's pod routes, for the report.
+    weft_pod_routes: String,
+}
+
+impl Plan {
+    fn from_weft(weft: &Topology) -> Plan {
+        let node = |i: usize| {
+            let pod = weft.pods_of(i)[0];
+            NodePlan {
+                underlay_v4: weft.underlay_v4(i).unwrap(),
+                underlay_v6: weft.underlay_v6(i).unwrap(),
+                ipv6_prefix: weft.ipv6_prefix(i),
+                ipv4_subnet: weft.ipv4_subnet(i),
+                gateway: weft.overlay_gateway(i),
+                vtep_mac: weft.vtep_mac(i),
+                pod_v6: pod.v6.clone().unwrap(),
+                pod_v4: pod.v4.clone().unwrap(),
+            }
+        };
+        let pod = &weft.pods_of(0)[0].netns;
+        let pod_mtu = link_mtu(pod, "eth0");
+        let routes_v4 = pod.ip(&["-4", "route", "show", "default"]);
+        let routes_v6 = pod.ip(&["-6", "route", "show", "default"]);
+        let vxlan_mtu = link_mtu(&weft.nodes[0].netns, "weft-vxlan");
+        Plan {
+            nodes: [node(0), node(1)],
+            uplink_mtu: link_mtu(&weft.nodes[0].netns, "uplink"),
+            link_mtu: pod_mtu,
+            route_mtu_v6: route_mtu(&routes_v6),
+            route_mtu_v4: route_mtu(&routes_v4),
+            vxlan_mtu,
+            weft_pod_routes: one_line(format!("{routes_v6}{routes_v4}").as_bytes()),
+        }
+    }
+
+    /// The MTU a packet of `family` from the pod meets: the route's, else the link's.
+    fn path_mtu(&self, family: Family) -> u32 {
+        match family {
+            Family::V6 => self.route_mtu_v6.unwrap_or(self.link_mtu),
+            Family::V4 => self.route_mtu_v4.unwrap_or(self.link_mtu),
+        }
+    }
+
+    fn server_addr(&self, family: Family) -> &str {
+        match family {
+            Family::V6 => &self.nodes[1].pod_v6,
+            Family::V4 => &self.nodes[1].pod_v4,
+        }
+    }
+
+    fn facts(&self) -> Vec<String> {
+        let [a, b] = &self.nodes;
+        vec![
+            format!(
+                "pods: A {} {} on node A ({} {}), B {} {} on node B ({} {}); both topologies \
+                 use these addresses",
+                a.pod_v6,
+                a.pod_v4,
+                a.underlay_v4,
+                a.underlay_v6,
+                b.pod_v6,
+                b.pod_v4,
+                b.underlay_v4,
+                b.underlay_v6
+            ),
+            format!(
+                "MTUs (from weft's pod and node, copied by the reference): uplink {}, pod eth0 {}, \
+                 IPv6 route {}, IPv4 route {}, weft-vxlan {}",
+                self.uplink_mtu,
+                self.link_mtu,
+                self.route_mtu_v6
+                    .map_or("(link)".to_owned(), |m| m.to_string()),
+                self.route_mtu_v4
+                    .map_or("(link)".to_owned(), |m| m.to_string()),
+                self.vxlan_mtu
+            ),
+            format!("weft pod A's default routes: {}", self.weft_pod_routes),
+        ]
+    }
+}
+
+fn link_mtu(ns: &Netns, dev: &str) -> u32 {
+    let out = ns.ip(&["-o", "link", "show", "dev", dev]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("no mtu for {dev} in {}: {out}", ns.name()))
+}
+
+/// `mtu N` of the first route in `ip route` output (also `mtu lock N`).
+fn route_mtu(routes: &str) -> Option<u32> {
+    let line = routes.lines().next()?;
+    let mut words = line.split_whitespace().skip_while(|w| *w != "mtu").skip(1);
+    let first = words.next()?;
+    let value = if first == "lock" {
+        words.next()?
+    } else {
+        first
+    };
+    value.parse().ok()
+}
+
+fn one_line(text: &[u8]) -> String {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `ip -d link show weft-vxlan`, the VXLAN part only.
+fn vxlan_details(ns: &Netns) -> String {
+    let out = ns.ip(&["-d", "link", "show", "dev", "weft-vxlan"]);
+    let text = one_line(out.as_bytes());
+    match text.find("vxlan id") {
+        Some(at) => {
+            let mtu = text
+                .split_whitespace()
+                .skip_while(|w| *w != "mtu")
+                .nth(1)
+                .unwrap_or("?");
+            format!("mtu {mtu} {}", &text[at..])
+        }
+        None => text,
+    }
+}
+
+// ---- the reference topology ---------------------------------------------------------
+
+/// The reference: fabric, two nodes and two pods, built with `ip` and `bridge` only.
+/// Field order is drop order.
+#[derive(Debug)]
+struct Reference {
+    pods: Vec<Netns>,
+    nodes: Vec<Netns>,
+    _fabric: Netns,
+}
+
+impl Reference {
+    fn build(plan: &Plan) -> Reference {
+        let mtu = plan.uplink_mtu.to_string();
+        let fabric = Netns::new("rf");
+        quiet_dad(&fabric);
+        sysctls(
+            &fabric,
+            &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+        );
+        fabric.ip(&["link", "add", "fabric0", "mtu", &mtu, "type", "bridge"]);
+        fabric.ip(&["addr", "add", "192.0.2.1/24", "dev", "fabric0"]);
+        fabric.ip(&[
+            "addr",
+            "add",
+            "2001:db8:ffff::1/64",
+            "dev",
+            "fabric0",
+            "nodad",
+        ]);
+        fabric.ip(&["link", "set", "fabric0", "up"]);
+
+        let mut nodes = Vec::new();
+        let mut pods = Vec::new();
+        for (i, me) in plan.nodes.iter().enumerate() {
+            let node = Netns::new("rn");
+            quiet_dad(&node);
+            sysctls(
+                &node,
+                &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+            );
+            let port = format!("n{}", i + 1);
+            node.ip(&[
+                "link",
+                "add",
+                "uplink",
+                "mtu",
+                &mtu,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "mtu",
+                &mtu,
+                "netns",
+                fabric.name(),
+            ]);
+            fabric.ip(&["link", "set", &port, "master", "fabric0", "up"]);
+            node.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", me.underlay_v4),
+                "dev",
+                "uplink",
+            ]);
+            node.ip(&[
+                "addr",
+                "add",
+                &format!("{}/64", me.underlay_v6),
+                "dev",
+                "uplink",
+                "nodad",
+            ]);
+            node.ip(&["link", "set", "uplink", "up"]);
+            node.ip(&["route", "add", "default", "via", "192.0.2.1"]);
+            node.ip(&["-6", "route", "add", "default", "via", "2001:db8:ffff::1"]);
+
+            // The VXLAN device as the contract describes weft's; bound to the uplink as
+            // weftd binds it (which also gives it the uplink's TSO limits).
+            node.ip(&[
+                "link",
+                "add",
+                "weft-vxlan",
+                "type",
+                "vxlan",
+                "id",
+                &VNI.to_string(),
+                "dstport",
+                &VXLAN_PORT.to_string(),
+                "local",
+                &me.underlay_v4,
+                "dev",
+                "uplink",
+                "nolearning",
+            ]);
+            sysctls(&node, &["net.ipv6.conf.weft-vxlan.disable_ipv6=1"]);
+            node.ip(&[
+                "link",
+                "set",
+                "weft-vxlan",
+                "mtu",
+                &plan.vxlan_mtu.to_string(),
+                "address",
+                &me.vtep_mac,
+                "up",
+            ]);
+            node.ip(&[
+                "addr",
+                "add",
+                &format!("{}/32", me.gateway),
+                "dev",
+                "weft-vxlan",
+            ]);
+
+            // The pod: a veth pair, the pod end created in the pod, addresses, gateways.
+            let pod = Netns::new("rp");
+            let host = format!("refpod{}", i + 1);
+            let link_mtu = plan.link_mtu.to_string();
+            node.ip(&[
+                "link",
+                "add",
+                &host,
+                "mtu",
+                &link_mtu,
+                "address",
+                HOST_MAC,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "mtu",
+                &link_mtu,
+                "netns",
+                pod.name(),
+            ]);
+            for ns_dev in [(&node, host.as_str()), (&pod, "eth0")] {
+                let (ns, dev) = ns_dev;
+                sysctls(
+                    ns,
+                    &[
+                        &format!("net.ipv6.conf.{dev}.accept_dad=0"),
+                        &format!("net.ipv6.conf.{dev}.accept_ra=0"),
+                        &format!("net.ipv6.conf.{dev}.autoconf=0"),
+                    ],
+                );
+            }
+            node.ip(&["link", "set", &host, "up"]);
+            pod.ip(&["link", "set", "eth0", "up"]);
+            let pod_mac = pod_mac(&pod);
+            pod.ip(&[
+                "addr",
+                "add",
+                &format!("{}/128", me.pod_v6),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
+            pod.ip(&["addr", "add", &format!("{}/32", me.pod_v4), "dev", "eth0"]);
+            pod.ip(&[
+                "neigh",
+                "add",
+                "fe80::1",
+                "lladdr",
+                HOST_MAC,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ]);
+            pod.ip(&[
+                "neigh",
+                "add",
+                "169.254.1.1",
+                "lladdr",
+                HOST_MAC,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ]);
+            let mut v6 = vec![
+                "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0",
+            ];
+            let mtu6 = plan.route_mtu_v6.map(|m| m.to_string());
+            if let Some(m) = &mtu6 {
+                v6.extend(["mtu", m]);
+            }
+            pod.ip(&v6);
+            let mut v4 = vec![
+                "-4",
+                "route",
+                "add",
+                "default",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+                "onlink",
+            ];
+            let mtu4 = plan.route_mtu_v4.map(|m| m.to_string());
+            if let Some(m) = &mtu4 {
+                v4.extend(["mtu", m]);
+            }
+            pod.ip(&v4);
+            node.ip(&[
+                "-6",
+                "route",
+                "add",
+                &format!("{}/128", me.pod_v6),
+                "dev",
+                &host,
+            ]);
+            node.ip(&[
+                "-4",
+                "route",
+                "add",
+                &format!("{}/32", me.pod_v4),
+                "dev",
+                &host,
+                "scope",
+                "link",
+            ]);
+            for addr in [&me.pod_v6, &me.pod_v4] {
+                node.ip(&[
+                    "neigh",
+                    "add",
+                    addr,
+                    "lladdr",
+                    &pod_mac,
+                    "dev",
+                    &host,
+                    "nud",
+                    "permanent",
+                ]);
+            }
+            nodes.push(node);
+            pods.push(pod);
+        }
+
+        // Each node's peer: the other one.
+        for (i, node) in nodes.iter().enumerate() {
+            let me = &plan.nodes[i];
+            let peer = &plan.nodes[1 - i];
+            node.ip(&[
+                "route",
+                "add",
+                &peer.ipv4_subnet,
+                "via",
+                &peer.gateway,
+                "dev",
+                "weft-vxlan",
+                "onlink",
+                "src",
+                &me.gateway,
+            ]);
+            node.ip(&[
+                "neigh",
+                "add",
+                &peer.gateway,
+                "lladdr",
+                &peer.vtep_mac,
+                "dev",
+                "weft-vxlan",
+                "nud",
+                "permanent",
+            ]);
+            let out = node.run(
+                "bridge",
+                &[
+                    "fdb",
+                    "add",
+                    &peer.vtep_mac,
+                    "dev",
+                    "weft-vxlan",
+                    "dst",
+                    &peer.underlay_v4,
+                    "self",
+                    "permanent",
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "bridge fdb add: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            node.ip(&[
+                "-6",
+                "route",
+                "add",
+                &peer.ipv6_prefix,
+                "via",
+                &peer.underlay_v6,
+                "dev",
+                "uplink",
+            ]);
+        }
+        Reference {
+            pods,
+            nodes,
+            _fabric: fabric,
+        }
+    }
+}
+
+fn pod_mac(pod: &Netns) -> String {
+    let out = pod.ip(&["-o", "link", "show", "dev", "eth0"]);
+    out.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC on the reference pod's eth0: {out}"))
+        .to_owned()
+}
+
+/// Duplicate address detection off for interfaces created later (as the topology does).
+fn quiet_dad(ns: &Netns) {
+    sysctls(
+        ns,
+        &[
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ],
+    );
+}
+
+fn sysctls(ns: &Netns, settings: &[&str]) {
+    for s in settings {
+        let out = ns.run("sysctl", &["-qw", s]);
+        assert!(
+            out.status.success(),
+            "sysctl {s} in {}: {}",
+            ns.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+// ---- measuring --------------------------------------------------------------------
+
+/// One topology as the measurement sees it: a client pod and a server pod.
+#[derive(Debug)]
+struct Side<'a> {
+    label: &'static str,
+    client: &'a Netns,
+    server: &'a Netns,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    family: Family,
+    streams: u32,
+}
+
+impl Cell {
+    fn new(family: Family, streams: u32) -> Cell {
+        Cell { family, streams }
+    }
+}
+
+/// One iperf3 run: receiver's Gbit/s and the sender's retransmits.
+#[derive(Debug, Clone, Copy)]
+struct Throughput {
+    gbps: f64,
+    retransmits: u64,
+}
+
+/// One ping series: median and mean RTT (ms), replies received.
+#[derive(Debug, Clone, Copy)]
+struct Rtt {
+    median: f64,
+    mean: f64,
+    received: usize,
+}
+
+#[derive(Debug, Default)]
+struct Samples {
+    /// [cell][side]
+    throughput: [[Vec<Throughput>; 2]; 4],
+    /// [family (v6, v4)][side]
+    rtt: [[Vec<Rtt>; 2]; 2],
+}
+
+impl Side<'_> {
+    /// Both families reach pod B, at the largest payload the path MTU allows with
+    /// fragmentation forbidden (a wrong MTU would show up as a black hole here).
+    fn check_path(&self, plan: &Plan) {
+        for family in [Family::V6, Family::V4] {
+            let addr = plan.server_addr(family);
+            let header = match family {
+                Family::V6 => 48,
+                Family::V4 => 28,
+            };
+            let size = plan.path_mtu(family) - header;
+            wait_until(
+                &format!("{} pod A to reach {addr}", self.label),
+                Duration::from_secs(10),
+                || self.client.ping(addr),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                self.client.ping_sized(addr, Some(size)),
+                "{}: a {size}-byte ping to {addr} with DF set did not pass",
+                self.label
+            );
+        }
+    }
+
+    /// A persistent iperf3 server in pod B, listening.
+    fn serve(&self) -> Background {
+        let server = Background::spawn(self.server, "iperf3", &["-s", "-p", IPERF_PORT]);
+        let filter = format!("sport = :{IPERF_PORT}");
+        wait_until("iperf3 to listen", Duration::from_secs(5), || {
+            let out = self.server.run("ss", &["-Hltn", &filter]);
+            !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+        })
+        .unwrap();
+        server
+    }
+
+    fn iperf(&self, plan: &Plan, cell: &Cell, args: &Args) -> Throughput {
+        let addr = plan.server_addr(cell.family);
+        let (t, o, p) = (
+            args.time.to_string(),
+            args.omit.to_string(),
+            cell.streams.to_string(),
+        );
+        let out = self.client.run(
+            "iperf3",
+            &[
+                "-c",
+                addr,
+                "-p",
+                IPERF_PORT,
+                "-t",
+                &t,
+                "-O",
+                &o,
+                "-P",
+                &p,
+                "-J",
+                "--connect-timeout",
+                "3000",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "{}: iperf3 output is not JSON ({e}): {text} {}",
+                self.label,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let bps = json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no receiver rate in iperf3's output: {text}",
+                    self.label
+                )
+            });
+        Throughput {
+            gbps: bps / 1e9,
+            retransmits: json["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+        }
+    }
+
+    fn ping(&self, plan: &Plan, family: Family, count: u32) -> Rtt {
+        let addr = plan.server_addr(family);
+        let count = count.to_string();
+        let out = self.client.run(
+            "ping",
+            &["-n", "-c", &count, "-i", "0.005", "-W", "1", addr],
+        );
+        let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split("time=").nth(1))
+            .filter_map(|t| t.split_whitespace().next())
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        assert!(
+            !times.is_empty(),
+            "{}: no ping replies from {addr}",
+            self.label
+        );
+        times.sort_by(f64::total_cmp);
+        Rtt {
+            median: median_f64(&times),
+            mean: times.iter().sum::<f64>() / times.len() as f64,
+            received: times.len(),
+        }
+    }
+}
+
+fn median_f64(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+fn median_of(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        median_f64(&v)
+    }
+}
+
+// ---- report -----------------------------------------------------------------------
+
+fn machine_facts(args: &Args) -> Vec<String> {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
+    let iperf = Command::new("iperf3")
+        .arg("--version")
+        .output()
+        .map(|o| one_line(&o.stdout[..o.stdout.len().min(40)]))
+        .unwrap_or_else(|_| "unknown".into());
+    vec![
+        format!("nproc: {nproc}; CPU: {cpu}"),
+        format!("kernel: {}", read_trimmed("/proc/sys/kernel/osrelease")),
+        format!("load average at start: {}", read_trimmed("/proc/loadavg")),
+        format!("weft build profile: {profile}; {iperf}"),
+        format!(
+            "{} runs; each: iperf3 -t {} -O {} (TCP, receiver's rate) per cell and side, \
+             sides alternating first; ping -c {} -i 0.005 per family and side",
+            args.runs, args.time, args.omit, args.pings
+        ),
+        "weft: 2 namespace nodes, weftd --mode dual --ipv6-routing direct, dual underlay \
+         (VXLAN over IPv4) on a bridge in a fabric namespace, one pod per node via the CNI \
+         binary; reference: the same hops made with ip/bridge commands"
+            .to_owned(),
+    ]
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn render(args: &Args, facts: &[String], cells: &[Cell; 4], samples: &Samples) -> String {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "## Pod-to-pod throughput and RTT across two nodes: weft vs the same hops made with ip\n"
+    )
+    .unwrap();
+    for fact in facts {
+        writeln!(out, "- {fact}").unwrap();
+    }
+    writeln!(
+        out,
+        "- load average at end: {}\n",
+        read_trimmed("/proc/loadavg")
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| path | streams | weft Gbit/s | reference Gbit/s | weft / reference | target >= {TARGET_RATIO} |"
+    )
+    .unwrap();
+    writeln!(out, "|---|---|---|---|---|---|").unwrap();
+    let mut verdicts = Vec::new();
+    for (ci, cell) in cells.iter().enumerate() {
+        let [w, r] = &samples.throughput[ci];
+        let wm = median_of(w.iter().map(|t| t.gbps));
+        let rm = median_of(r.iter().map(|t| t.gbps));
+        let ratio = wm / rm;
+        let met = ratio >= TARGET_RATIO;
+        writeln!(
+            out,
+            "| {} | {} | {wm:.2} | {rm:.2} | {ratio:.3} | {} |",
+            cell.family.label(),
+            cell.streams,
+            if met { "MET" } else { "MISSED" }
+        )
+        .unwrap();
+        verdicts.push(met);
+    }
+    writeln!(
+        out,
+        "\n| path | weft RTT median (mean) | reference RTT median (mean) | weft / reference (median) |"
+    )
+    .unwrap();
+    writeln!(out, "|---|---|---|---|").unwrap();
+    for (fi, family) in [Family::V6, Family::V4].into_iter().enumerate() {
+        let [w, r] = &samples.rtt[fi];
+        let (wm, wa) = (
+            median_of(w.iter().map(|x| x.median)),
+            median_of(w.iter().map(|x| x.mean)),
+        );
+        let (rm, ra) = (
+            median_of(r.iter().map(|x| x.median)),
+            median_of(r.iter().map(|x| x.mean)),
+        );
+        writeln!(
+            out,
+            "| {} | {:.1} µs ({:.1} µs) | {:.1} µs ({:.1} µs) | {:.2} |",
+            family.label(),
+            wm * 1000.0,
+            wa * 1000.0,
+            rm * 1000.0,
+            ra * 1000.0,
+            wm / rm
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
+        "\nMedians over {} runs; RTT: ping's per-reply time, the median of each series' \
+         median (mean).\n",
+        args.runs
+    )
+    .unwrap();
+    writeln!(out, "Per run (Gbit/s, retransmits):\n").unwrap();
+    for (ci, cell) in cells.iter().enumerate() {
+        for (si, label) in ["weft", "reference"].into_iter().enumerate() {
+            let runs: Vec<String> = samples.throughput[ci][si]
+                .iter()
+                .map(|t| format!("{:.2} ({})", t.gbps, t.retransmits))
+                .collect();
+            writeln!(
+                out,
+                "- {} x{} {label}: {}",
+                cell.family.label(),
+                cell.streams,
+                runs.join(", ")
+            )
+            .unwrap();
+        }
+    }
+    for (fi, family) in [Family::V6, Family::V4].into_iter().enumerate() {
+        for (si, label) in ["weft", "reference"].into_iter().enumerate() {
+            let runs: Vec<String> = samples.rtt[fi][si]
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:.1}/{:.1} µs ({} replies)",
+                        r.median * 1000.0,
+                        r.mean * 1000.0,
+                        r.received
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "- RTT {} {label} (median/mean): {}",
+                family.label(),
+                runs.join(", ")
+            )
+            .unwrap();
+        }
+    }
+    let all = verdicts.iter().all(|&m| m);
+    writeln!(
+        out,
+        "\nTarget: weft >= {TARGET_RATIO} of the reference in every cell -> {}",
+        if all { "MET" } else { "MISSED" }
+    )
+    .unwrap();
+    out
+}
