@@ -103,7 +103,11 @@ pub struct Ipv6Range {
 pub struct WeftNetworkStatus {
     /// `Valid` (the spec parses and is consistent) and `Exhausted` (some node waits
     /// for space).
+    ///
+    /// A map keyed by `type` for server-side apply, so a writer owns only the
+    /// conditions it sets.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Use per IPv6 range.
     #[serde(default)]

@@ -90,7 +90,11 @@ pub struct WeftNodeSpec {
 pub struct WeftNodeStatus {
     /// `Allocated` (the controller gave the node its ranges, or says why not) and
     /// `Ready` (weftd serves pods from them).
+    ///
+    /// A map keyed by `type` for server-side apply, so each writer (the controller,
+    /// weftd) owns only its own conditions.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Pod IPv6 addresses in use.
     #[serde(rename = "ipv6InUse", default, skip_serializing_if = "Option::is_none")]
