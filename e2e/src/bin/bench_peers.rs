@@ -62,6 +62,7 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -749,11 +750,37 @@ struct ChangeSample {
     kernel_ok: bool,
 }
 
+/// Netlink syscalls and the bytes they moved.
+#[derive(Debug, Clone, Copy, Default)]
+struct NetlinkIo {
+    syscalls: usize,
+    sent: u64,
+    received: u64,
+}
+
+impl NetlinkIo {
+    fn bytes(&self) -> u64 {
+        self.sent + self.received
+    }
+}
+
+impl std::fmt::Display for NetlinkIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} syscalls, {} B sent, {} B received",
+            self.syscalls, self.sent, self.received
+        )
+    }
+}
+
+/// The netlink traffic of one traced change.
 #[derive(Debug, Clone, Copy, Default)]
 struct Traced {
-    syscalls: usize,
-    bytes_sent: u64,
-    bytes_received: u64,
+    /// weftd's own threads (rtnetlink).
+    own: NetlinkIo,
+    /// Its child processes (`nft`, nfnetlink).
+    children: NetlinkIo,
     /// Bytes a dump of the node's routes, neighbours and FDB receives (what a full
     /// resync reads at least once).
     dump_bytes: u64,
@@ -775,6 +802,9 @@ struct ScenarioResult {
     underlay: Underlay,
     weft: Vec<WeftRound>,
     anchor: Vec<AnchorRound>,
+    /// One weft round with a tenth of the peers: a change must cost the same there.
+    small: Option<WeftRound>,
+    small_n: usize,
 }
 
 fn run_scenario(args: &Args, underlay: Underlay) -> ScenarioResult {
@@ -783,6 +813,8 @@ fn run_scenario(args: &Args, underlay: Underlay) -> ScenarioResult {
         underlay,
         weft: Vec::new(),
         anchor: Vec::new(),
+        small: None,
+        small_n: (args.peers as usize / 10).max(10).min(args.peers as usize),
     };
     // Namespaces stay until the scenario is done: deleting one with 20,000 objects
     // makes the kernel tear it down in the background, which would compete with the
@@ -820,6 +852,20 @@ fn run_scenario(args: &Args, underlay: Underlay) -> ScenarioResult {
             settle();
         }
     }
+    if !args.anchor_only {
+        eprintln!(
+            "bench_peers: {} weft with {} peers (the O(1) comparison)",
+            underlay.label(),
+            result.small_n
+        );
+        let small = &peers[..result.small_n];
+        let (ns, r) = weft_round(args, underlay, small);
+        if let Some(f) = &r.failure {
+            eprintln!("bench_peers: weft failed: {f}");
+        }
+        result.small = Some(r);
+        keep.push(ns);
+    }
     drop(keep);
     settle();
     result
@@ -837,7 +883,7 @@ fn weft_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, WeftRo
     let mut current = peers.to_vec();
     write_peers(&peers_file, &current);
     let probe = Probe::new(&ns);
-    let n = args.peers as usize;
+    let n = peers.len();
     let mut round = WeftRound::default();
 
     let started = Instant::now();
@@ -945,6 +991,12 @@ fn traced_change(
     args: &Args,
 ) -> Result<Traced, String> {
     let out = std::env::temp_dir().join(format!("weft-bench-{}.strace", unique_name("st")));
+    // weftd's threads; any other pid in the trace is a child it ran (nft).
+    let own: BTreeSet<u32> = std::fs::read_dir(format!("/proc/{}/task", weftd.pid()))
+        .map_err(|e| format!("weftd's threads: {e}"))?
+        .flatten()
+        .filter_map(|t| t.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
     let mut strace = Command::new("strace")
         .args(["-f", "-qq", "-yy", "-s", "0", "-e", "signal=none"])
         .args([
@@ -968,21 +1020,38 @@ fn traced_change(
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
     sample?;
-    let mut traced = netlink_io(&text);
-    traced.dump_bytes = dump_bytes(ns);
+    let mut traced = Traced {
+        dump_bytes: dump_bytes(ns),
+        ..Traced::default()
+    };
+    for (pid, io) in netlink_io(&text) {
+        let side = if own.contains(&pid) {
+            &mut traced.own
+        } else {
+            &mut traced.children
+        };
+        side.syscalls += 1;
+        side.sent += io.sent;
+        side.received += io.received;
+    }
     Ok(traced)
 }
 
-/// Netlink syscalls in strace output (`-yy` names netlink sockets `NETLINK:`), with the
-/// bytes they moved.
-fn netlink_io(text: &str) -> Traced {
-    let mut t = Traced::default();
+/// Netlink syscalls in `strace -f -yy` output (`-yy` names netlink sockets
+/// `NETLINK:`): per syscall, the pid that made it and the bytes it moved.
+fn netlink_io(text: &str) -> Vec<(u32, NetlinkIo)> {
+    let mut calls = Vec::new();
     for line in text.lines().filter(|l| l.contains("NETLINK")) {
-        let Some(call) = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.split('(').next())
-        else {
+        // "123 call(...", "[pid 123] call(..." or, for a lone process, "call(...".
+        let (pid, rest) = match line.strip_prefix("[pid") {
+            Some(tail) => tail.split_once(']').unwrap_or(("", tail)),
+            None => line.split_once(' ').unwrap_or(("", line)),
+        };
+        let (pid, rest) = match pid.trim().parse::<u32>() {
+            Ok(pid) => (pid, rest.trim_start()),
+            Err(_) => (0, line),
+        };
+        let Some(call) = rest.split('(').next() else {
             continue;
         };
         let bytes: u64 = line
@@ -991,14 +1060,18 @@ fn netlink_io(text: &str) -> Traced {
             .and_then(|r| r.split_whitespace().next())
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
-        t.syscalls += 1;
+        let mut io = NetlinkIo {
+            syscalls: 1,
+            ..NetlinkIo::default()
+        };
         if call.starts_with("send") || call == "write" {
-            t.bytes_sent += bytes;
+            io.sent = bytes;
         } else {
-            t.bytes_received += bytes;
+            io.received = bytes;
         }
+        calls.push((pid, io));
     }
-    t
+    calls
 }
 
 /// Bytes that dumping the node's IPv4 and IPv6 routes, neighbours and FDB receives.
@@ -1018,7 +1091,11 @@ fn dump_bytes(ns: &Netns) -> u64 {
             .stdout(Stdio::null())
             .output();
         if let Ok(out) = out {
-            total += netlink_io(&String::from_utf8_lossy(&out.stderr)).bytes_received;
+            let text = String::from_utf8_lossy(&out.stderr);
+            total += netlink_io(&text)
+                .iter()
+                .map(|(_, io)| io.received)
+                .sum::<u64>();
         }
     }
     total
@@ -1286,187 +1363,11 @@ fn render(args: &Args, facts: &[String], results: &[ScenarioResult]) -> String {
     let mut verdicts = Vec::new();
     let mut notes = String::new();
     for r in results {
-        let label = r.underlay.label();
-        let weft_ok: Vec<&WeftRound> = r.weft.iter().filter(|w| w.converge.is_some()).collect();
-        let converge = median(weft_ok.iter().filter_map(|w| w.converge).collect());
-        let full_pass = median(
-            weft_ok
-                .iter()
-                .filter(|w| w.full_passes.0 > 0.0)
-                .map(|w| Duration::from_secs_f64(w.full_passes.1 / w.full_passes.0))
-                .collect(),
-        );
-        let install = median(r.anchor.iter().map(|a| a.install).collect());
-        let install_nft = median(r.anchor.iter().map(|a| a.install + a.nft).collect());
-        let rounds = format!("median of {}", r.weft.len().max(r.anchor.len()));
-        writeln!(
-            out,
-            "| {n} peers from empty, {label}: spawn to all programmed ({rounds}) | {} | {} | {} | {} | {} |",
-            time(converge),
-            time(install),
-            ratio(converge, install),
-            time(install_nft),
-            ratio(converge, install_nft)
-        )
-        .unwrap();
-        writeln!(
-            out,
-            "| … of which weftd's full convergence pass (its metric) | {} | | | | |",
-            time(full_pass)
-        )
-        .unwrap();
-        let samples: Vec<&ChangeSample> = r.weft.iter().flat_map(|w| &w.changes).collect();
-        let wall = median(samples.iter().map(|s| s.wall).collect());
-        let pass = median(samples.iter().map(|s| s.pass).collect());
-        let a_change = median(r.anchor.iter().flat_map(|a| a.changes.clone()).collect());
-        let a_change_nft = median(
-            r.anchor
-                .iter()
-                .flat_map(|a| a.changes.iter().zip(&a.changes_nft).map(|(x, y)| *x + *y))
-                .collect(),
-        );
-        writeln!(
-            out,
-            "| one peer change, {label}: rename to converged (incl. weftd's file poll; median of {}) | {} | | | | |",
-            samples.len(),
-            time(wall)
-        )
-        .unwrap();
-        writeln!(
-            out,
-            "| … of which weftd's incremental pass (its metric) vs the same change as batches | {} | {} | {} | {} | {} |",
-            time(pass),
-            time(a_change),
-            ratio(pass, a_change),
-            time(a_change_nft),
-            ratio(pass, a_change_nft)
-        )
-        .unwrap();
-        let weft_changes: usize = r.weft.iter().map(|w| w.changes.len()).sum();
-        let weft_events: usize = r.weft.iter().map(|w| w.events).sum();
-        let anchor_changes: usize = r.anchor.iter().map(|a| a.changes.len()).sum();
-        let anchor_events: usize = r.anchor.iter().map(|a| a.events).sum();
-        let per = |e: usize, c: usize| {
-            if c == 0 {
-                "—".to_owned()
-            } else {
-                format!("{:.1}", e as f64 / c as f64)
-            }
-        };
-        writeln!(
-            out,
-            "| kernel change events per peer change ({label}) | {} | {} | | | |",
-            per(weft_events, weft_changes),
-            per(anchor_events, anchor_changes)
-        )
-        .unwrap();
-        let hwm = r.weft.iter().map(|w| w.rss_hwm_kib).max().unwrap_or(0);
-        writeln!(
-            out,
-            "| weftd peak RSS (VmHWM, max over rounds), {label} | {} | target {} | | | |",
-            mib(hwm),
-            mib(TARGET_RSS_KIB)
-        )
-        .unwrap();
-
-        // Notes.
-        for (i, w) in r.weft.iter().enumerate() {
-            let kinds: Vec<&str> = w.changes.iter().map(|c| c.kind).collect();
-            let kernel_ok = w.changes.iter().all(|c| c.kernel_ok);
-            writeln!(
-                notes,
-                "- {label}, weft round {}: converged in {}; kernel: {}; full passes {} \
-                 ({:.3} s total); changes: {} passes of kind {:?}, kernel right after each: {}; \
-                 VmHWM {}, VmRSS {}; weft_convergence_errors_total {}; {} WARN/ERROR log lines{}",
-                i + 1,
-                time(w.converge),
-                w.counts,
-                w.full_passes.0,
-                w.full_passes.1,
-                w.changes.len(),
-                kinds,
-                kernel_ok,
-                mib(w.rss_hwm_kib),
-                mib(w.rss_kib),
-                w.errors_total,
-                w.complaints.len(),
-                w.complaints
-                    .first()
-                    .map(|c| format!(" (first: {c})"))
-                    .unwrap_or_default()
-            )
-            .unwrap();
-            if let Some(f) = &w.failure {
-                writeln!(notes, "  - FAILURE: {}", f.replace('\n', "\n    ")).unwrap();
-            }
-            if let Some(t) = w.traced {
-                writeln!(
-                    notes,
-                    "  - one more change under strace: weftd made {} netlink syscalls, sent {} \
-                     bytes, received {} bytes; a dump of this node's routes, neighbours and \
-                     FDB alone receives {} bytes",
-                    t.syscalls, t.bytes_sent, t.bytes_received, t.dump_bytes
-                )
-                .unwrap();
-            }
+        render_rows(&mut out, n, r);
+        render_notes(&mut notes, r);
+        if !args.anchor_only {
+            verdicts.extend(scenario_verdicts(n, r));
         }
-        for (i, a) in r.anchor.iter().enumerate() {
-            writeln!(
-                notes,
-                "- {label}, anchor round {}: ip + bridge batches {}, nft -f {}; kernel: {}",
-                i + 1,
-                time(Some(a.install)),
-                time(Some(a.nft)),
-                a.counts
-            )
-            .unwrap();
-        }
-
-        // Verdicts.
-        if args.anchor_only {
-            continue;
-        }
-        let all_converged = r.weft.iter().all(|w| w.converge.is_some());
-        let worst = r.weft.iter().filter_map(|w| w.converge).max();
-        verdicts.push(format!(
-            "{label}: {n} peers from empty <= {}: worst of {} rounds {}{} -> {}",
-            time(Some(TARGET_CONVERGENCE)),
-            r.weft.len(),
-            time(worst),
-            if all_converged {
-                ""
-            } else {
-                " (some rounds did not converge)"
-            },
-            verdict(all_converged && worst.is_some_and(|w| w <= TARGET_CONVERGENCE))
-        ));
-        verdicts.push(format!(
-            "{label}: weftd RSS <= {}: peak {} -> {}",
-            mib(TARGET_RSS_KIB),
-            mib(hwm),
-            verdict(hwm > 0 && hwm <= TARGET_RSS_KIB)
-        ));
-        let incremental = !samples.is_empty() && samples.iter().all(|s| s.kind == "incremental");
-        let kernel_ok = !samples.is_empty() && samples.iter().all(|s| s.kernel_ok);
-        // The same change made by hand emits a handful of events; a resync would emit
-        // thousands. Allow twice the anchor's (weftd may replace where the anchor adds).
-        let few_events = weft_changes > 0
-            && anchor_changes > 0
-            && weft_events * anchor_changes <= 2 * anchor_events * weft_changes;
-        let traced: Vec<Traced> = r.weft.iter().filter_map(|w| w.traced).collect();
-        let traced_small =
-            !traced.is_empty() && traced.iter().all(|t| t.bytes_received * 10 < t.dump_bytes);
-        verdicts.push(format!(
-            "{label}: one peer change is O(1) work: every change ran an incremental pass ({}), \
-             the kernel was right after each ({}), {} kernel events per change (anchor {}), \
-             traced netlink bytes far below a dump ({}) -> {}",
-            incremental,
-            kernel_ok,
-            per(weft_events, weft_changes),
-            per(anchor_events, anchor_changes),
-            traced_small,
-            verdict(incremental && kernel_ok && few_events && traced_small)
-        ));
     }
     writeln!(
         out,
@@ -1483,4 +1384,254 @@ fn render(args: &Args, facts: &[String], results: &[ScenarioResult]) -> String {
         }
     }
     out
+}
+
+/// Median of weftd's own incremental passes over `rounds`.
+fn median_pass<'a>(rounds: impl Iterator<Item = &'a WeftRound>) -> Option<Duration> {
+    median(rounds.flat_map(|w| &w.changes).map(|c| c.pass).collect())
+}
+
+/// Kernel change events per peer change.
+fn per_change(events: usize, changes: usize) -> String {
+    if changes == 0 {
+        "—".to_owned()
+    } else {
+        format!("{:.1}", events as f64 / changes as f64)
+    }
+}
+
+fn render_rows(out: &mut String, n: u32, r: &ScenarioResult) {
+    let label = r.underlay.label();
+    let converge = median(r.weft.iter().filter_map(|w| w.converge).collect());
+    let full_pass = median(
+        r.weft
+            .iter()
+            .filter(|w| w.converge.is_some() && w.full_passes.0 > 0.0)
+            .map(|w| Duration::from_secs_f64(w.full_passes.1 / w.full_passes.0))
+            .collect(),
+    );
+    let install = median(r.anchor.iter().map(|a| a.install).collect());
+    let install_nft = median(r.anchor.iter().map(|a| a.install + a.nft).collect());
+    let rounds = r.weft.len().max(r.anchor.len());
+    let mut row = |cells: [String; 6]| writeln!(out, "| {} |", cells.join(" | ")).unwrap();
+    let blank = String::new;
+    row([
+        format!("{n} peers from empty, {label}: spawn to all programmed (median of {rounds})"),
+        time(converge),
+        time(install),
+        ratio(converge, install),
+        time(install_nft),
+        ratio(converge, install_nft),
+    ]);
+    row([
+        "… of which weftd's full convergence pass (its metric)".into(),
+        time(full_pass),
+        blank(),
+        blank(),
+        blank(),
+        blank(),
+    ]);
+    let samples: Vec<&ChangeSample> = r.weft.iter().flat_map(|w| &w.changes).collect();
+    let wall = median(samples.iter().map(|s| s.wall).collect());
+    let pass = median_pass(r.weft.iter());
+    let a_change = median(r.anchor.iter().flat_map(|a| a.changes.clone()).collect());
+    let a_change_nft = median(
+        r.anchor
+            .iter()
+            .flat_map(|a| a.changes.iter().zip(&a.changes_nft).map(|(x, y)| *x + *y))
+            .collect(),
+    );
+    row([
+        format!(
+            "one peer change, {label}: rename to converged (incl. weftd's ~250 ms file poll; \
+             median of {})",
+            samples.len()
+        ),
+        time(wall),
+        blank(),
+        blank(),
+        blank(),
+        blank(),
+    ]);
+    row([
+        "… of which weftd's incremental pass (its metric) vs the same change as batches".into(),
+        time(pass),
+        time(a_change),
+        ratio(pass, a_change),
+        time(a_change_nft),
+        ratio(pass, a_change_nft),
+    ]);
+    if let Some(small) = &r.small {
+        row([
+            format!(
+                "… weftd's incremental pass with {} peers instead (O(1): about the same)",
+                r.small_n
+            ),
+            time(median_pass(std::iter::once(small))),
+            blank(),
+            blank(),
+            blank(),
+            blank(),
+        ]);
+    }
+    let weft_changes: usize = r.weft.iter().map(|w| w.changes.len()).sum();
+    let weft_events: usize = r.weft.iter().map(|w| w.events).sum();
+    let anchor_changes: usize = r.anchor.iter().map(|a| a.changes.len()).sum();
+    let anchor_events: usize = r.anchor.iter().map(|a| a.events).sum();
+    row([
+        format!("kernel change events per peer change, {label}"),
+        per_change(weft_events, weft_changes),
+        per_change(anchor_events, anchor_changes),
+        blank(),
+        blank(),
+        blank(),
+    ]);
+    let hwm = r.weft.iter().map(|w| w.rss_hwm_kib).max().unwrap_or(0);
+    row([
+        format!("weftd peak RSS (VmHWM, max over rounds), {label}"),
+        mib(hwm),
+        format!("target {}", mib(TARGET_RSS_KIB)),
+        blank(),
+        blank(),
+        blank(),
+    ]);
+}
+
+fn render_notes(notes: &mut String, r: &ScenarioResult) {
+    let label = r.underlay.label();
+    let rounds = r
+        .weft
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (format!("weft round {}", i + 1), w))
+        .chain(
+            r.small
+                .iter()
+                .map(|w| (format!("weft with {} peers", r.small_n), w)),
+        );
+    for (name, w) in rounds {
+        let kinds: Vec<&str> = w.changes.iter().map(|c| c.kind).collect();
+        let kernel_ok = w.changes.iter().all(|c| c.kernel_ok);
+        writeln!(
+            notes,
+            "- {label}, {name}: converged in {}; kernel: {}; full passes {} ({:.3} s total); \
+             {} changes, passes of kind {:?}, kernel right after each: {}; VmHWM {}, VmRSS {}; \
+             weft_convergence_errors_total {}; {} WARN/ERROR log lines{}",
+            time(w.converge),
+            w.counts,
+            w.full_passes.0,
+            w.full_passes.1,
+            w.changes.len(),
+            kinds,
+            kernel_ok,
+            mib(w.rss_hwm_kib),
+            mib(w.rss_kib),
+            w.errors_total,
+            w.complaints.len(),
+            w.complaints
+                .first()
+                .map(|c| format!(" (first: {c})"))
+                .unwrap_or_default()
+        )
+        .unwrap();
+        if let Some(f) = &w.failure {
+            writeln!(notes, "  - FAILURE: {}", f.replace('\n', "\n    ")).unwrap();
+        }
+        if let Some(t) = w.traced {
+            writeln!(
+                notes,
+                "  - one more change under strace: weftd's rtnetlink: {}; its children (nft): \
+                 {}; a dump of this node's routes, neighbours and FDB receives {} B",
+                t.own, t.children, t.dump_bytes
+            )
+            .unwrap();
+        }
+    }
+    for (i, a) in r.anchor.iter().enumerate() {
+        writeln!(
+            notes,
+            "- {label}, anchor round {}: ip + bridge batches {}, nft -f {}; kernel: {}",
+            i + 1,
+            time(Some(a.install)),
+            time(Some(a.nft)),
+            a.counts
+        )
+        .unwrap();
+    }
+}
+
+/// Twice the small cluster's, plus slack for a longer name or address.
+fn same_order(large: u64, small: u64) -> bool {
+    large <= 2 * small + 4096
+}
+
+fn scenario_verdicts(n: u32, r: &ScenarioResult) -> Vec<String> {
+    let label = r.underlay.label();
+    let all_converged = !r.weft.is_empty() && r.weft.iter().all(|w| w.converge.is_some());
+    let worst = r.weft.iter().filter_map(|w| w.converge).max();
+    let hwm = r.weft.iter().map(|w| w.rss_hwm_kib).max().unwrap_or(0);
+    let mut verdicts = vec![
+        format!(
+            "{label}: {n} peers from empty <= {}: worst of {} rounds {}{} -> {}",
+            time(Some(TARGET_CONVERGENCE)),
+            r.weft.len(),
+            time(worst),
+            if all_converged {
+                ""
+            } else {
+                " (some rounds did not converge)"
+            },
+            verdict(all_converged && worst.is_some_and(|w| w <= TARGET_CONVERGENCE))
+        ),
+        format!(
+            "{label}: weftd RSS <= {}: peak {} -> {}",
+            mib(TARGET_RSS_KIB),
+            mib(hwm),
+            verdict(hwm > 0 && hwm <= TARGET_RSS_KIB)
+        ),
+    ];
+    let samples: Vec<&ChangeSample> = r.weft.iter().flat_map(|w| &w.changes).collect();
+    let incremental = !samples.is_empty() && samples.iter().all(|s| s.kind == "incremental");
+    let kernel_ok = !samples.is_empty() && samples.iter().all(|s| s.kernel_ok);
+    // The same change made by hand emits a handful of events; a resync would emit
+    // thousands. Allow twice the anchor's (weftd may replace where the anchor adds).
+    let weft_changes: usize = r.weft.iter().map(|w| w.changes.len()).sum();
+    let weft_events: usize = r.weft.iter().map(|w| w.events).sum();
+    let anchor_changes: usize = r.anchor.iter().map(|a| a.changes.len()).sum();
+    let anchor_events: usize = r.anchor.iter().map(|a| a.events).sum();
+    let few_events = weft_changes > 0
+        && anchor_changes > 0
+        && weft_events * anchor_changes <= 2 * anchor_events * weft_changes;
+    // Netlink bytes of one change with N peers against N/10 peers.
+    let large: Vec<Traced> = r.weft.iter().filter_map(|w| w.traced).collect();
+    let small = r.small.as_ref().and_then(|w| w.traced);
+    let (own_same, children_same, bytes) = match (large.first(), small) {
+        (Some(l), Some(s)) => (
+            large
+                .iter()
+                .all(|l| same_order(l.own.bytes(), s.own.bytes())),
+            large
+                .iter()
+                .all(|l| same_order(l.children.bytes(), s.children.bytes())),
+            format!(
+                "weftd's rtnetlink {} B at {n} vs {} B at {}; nft's {} B vs {} B",
+                l.own.bytes(),
+                s.own.bytes(),
+                r.small_n,
+                l.children.bytes(),
+                s.children.bytes()
+            ),
+        ),
+        _ => (false, false, "no traced change to compare".to_owned()),
+    };
+    verdicts.push(format!(
+        "{label}: one peer change is O(1) netlink work: incremental passes only ({incremental}), \
+         kernel right after each ({kernel_ok}), {} kernel events per change vs the anchor's {} \
+         ({few_events}); netlink bytes per change independent of the peer count: weftd's own \
+         ({own_same}), nft's ({children_same}) [{bytes}] -> {}",
+        per_change(weft_events, weft_changes),
+        per_change(anchor_events, anchor_changes),
+        verdict(incremental && kernel_ok && few_events && own_same && children_same)
+    ));
+    verdicts
 }
