@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 . e2e/lib.sh
 weft_prelude "$@"
 
-cargo build --release --workspace
+# Only what the benchmark runs: weftd, the plugin (weft) and the benchmark itself.
+cargo build --release -p weftd -p weft-cni -p weft-e2e --bins
 
 # weftd's state dir defaults to /run/weft/state, tmpfs on real nodes; keep the
 # test nodes' state on tmpfs too unless the caller chose otherwise.
