@@ -63,6 +63,17 @@ pub struct Flags {
     /// UDP port of the IPv4 overlay's VXLAN (IANA's is 4789).
     #[arg(long, default_value_t = 4789, value_parser = clap::value_parser!(u16).range(1..))]
     pub vxlan_port: u16,
+    /// Kubernetes mode: take the node's prefix, subnet and mode, and its peers, from the
+    /// apiserver this kubeconfig names (WeftNode and WeftNetwork objects), instead of
+    /// --ipv6-prefix, --ipv4-subnet, --mode and --peers.
+    #[arg(long, conflicts_with = "in_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubernetes mode with the pod's service account (in-cluster config).
+    #[arg(long)]
+    pub in_cluster: bool,
+    /// Kubernetes mode: the WeftNetwork object holding the cluster's plan.
+    #[arg(long, default_value = "default")]
+    pub network: String,
     /// Seconds between full re-convergences of the datapath, which repair drift (an
     /// entry someone deleted); peer changes are applied at once, incrementally.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
@@ -70,6 +81,18 @@ pub struct Flags {
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
+}
+
+/// Where the node's allocation and peers come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Flags and the `--peers` file.
+    Standalone,
+    /// The Kubernetes API: a kubeconfig file, or in-cluster config when `None`.
+    Kubernetes {
+        kubeconfig: Option<PathBuf>,
+        network: String,
+    },
 }
 
 /// How peers' IPv6 prefixes are reached (`--ipv6-routing`).
@@ -103,6 +126,7 @@ pub struct Config {
     pub vxlan_vni: u32,
     pub vxlan_port: u16,
     pub resync: Duration,
+    pub source: Source,
 }
 
 impl Flags {
@@ -111,6 +135,42 @@ impl Flags {
         if self.node_name.trim().is_empty() {
             return Err("--node-name: must not be empty".into());
         }
+        let source = if self.kubeconfig.is_some() || self.in_cluster {
+            for (flag, given) in [
+                ("--ipv6-prefix", self.ipv6_prefix.is_some()),
+                ("--ipv4-subnet", self.ipv4_subnet.is_some()),
+                ("--peers", self.peers.is_some()),
+            ] {
+                if given {
+                    return Err(format!(
+                        "{flag}: not with --kubeconfig or --in-cluster (the node's allocation and peers come from the apiserver)"
+                    ));
+                }
+            }
+            return Config {
+                node_name: self.node_name,
+                mode: self.mode,
+                ipv6_prefix: None,
+                ipv4_subnet: None,
+                state_dir: self.state_dir,
+                socket: self.socket,
+                metrics_addrs: self.metrics_addr.0,
+                underlay_interface: self.underlay_interface,
+                cooldown: Duration::from_secs(self.cooldown_seconds),
+                peers: None,
+                ipv6_routing: self.ipv6_routing,
+                vxlan_vni: self.vxlan_vni,
+                vxlan_port: self.vxlan_port,
+                resync: Duration::from_secs(self.resync_seconds),
+                source: Source::Kubernetes {
+                    kubeconfig: self.kubeconfig,
+                    network: self.network,
+                },
+            }
+            .checked_paths();
+        } else {
+            Source::Standalone
+        };
         let ipv6_prefix = match (self.mode.has_ipv6(), self.ipv6_prefix) {
             (true, None) => return Err(format!("--ipv6-prefix: required in --mode {}", self.mode)),
             (true, p) => p,
@@ -121,19 +181,7 @@ impl Flags {
             (true, s) => s,
             (false, _) => None,
         };
-        let mut paths = vec![("--state-dir", &self.state_dir), ("--socket", &self.socket)];
-        if let Some(p) = &self.peers {
-            paths.push(("--peers", p));
-        }
-        for (flag, path) in paths {
-            if !path.is_absolute() {
-                return Err(format!(
-                    "{flag}: '{}' is not an absolute path",
-                    path.display()
-                ));
-            }
-        }
-        Ok(Config {
+        Config {
             node_name: self.node_name,
             mode: self.mode,
             ipv6_prefix,
@@ -148,7 +196,35 @@ impl Flags {
             vxlan_vni: self.vxlan_vni,
             vxlan_port: self.vxlan_port,
             resync: Duration::from_secs(self.resync_seconds),
-        })
+            source,
+        }
+        .checked_paths()
+    }
+}
+
+impl Config {
+    /// Paths must be absolute: weftd may be started from any directory.
+    fn checked_paths(self) -> Result<Config, String> {
+        let mut paths = vec![("--state-dir", &self.state_dir), ("--socket", &self.socket)];
+        if let Some(p) = &self.peers {
+            paths.push(("--peers", p));
+        }
+        if let Source::Kubernetes {
+            kubeconfig: Some(k),
+            ..
+        } = &self.source
+        {
+            paths.push(("--kubeconfig", k));
+        }
+        for (flag, path) in paths {
+            if !path.is_absolute() {
+                return Err(format!(
+                    "{flag}: '{}' is not an absolute path",
+                    path.display()
+                ));
+            }
+        }
+        Ok(self)
     }
 }
 

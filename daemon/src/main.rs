@@ -12,6 +12,7 @@
 mod datapath;
 mod flags;
 mod http;
+mod kube;
 mod metrics;
 mod nftables;
 mod node;
@@ -21,11 +22,12 @@ mod service;
 mod socket;
 
 use clap::Parser;
+use kube::allocation::NodeAllocation;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use weft_ipam::{Ipam, IpamConfig};
 use weft_wire::{pod_mtus, NodeNetwork};
 
@@ -72,30 +74,34 @@ async fn run(config: flags::Config) -> Result<(), String> {
 async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Result<(), String> {
     let mut nl = weft_netlink::Netlink::connect().map_err(|e| e.to_string())?;
     let uplink = node::discover_uplink(&mut nl, config.underlay_interface.as_deref())?;
-    let mtu = pod_mtus(uplink.mtu, uplink.family, config.mode)
-        .map_err(|e| format!("uplink {:?}: {e}", uplink.name))?;
-    node::enable_forwarding(config.mode)?;
-    let network = NodeNetwork {
-        node_name: config.node_name.clone(),
-        mode: config.mode,
-        ipv6_prefix: config.ipv6_prefix,
-        ipv4_subnet: config.ipv4_subnet,
-        mtu,
-    };
-    info!(node = %network.node_name, mode = %network.mode, ipv6_prefix = ?network.ipv6_prefix,
-        ipv4_subnet = ?network.ipv4_subnet, uplink = ?uplink.name, uplink_mtu = uplink.mtu, pod_mtu = ?mtu, "starting");
 
-    let metrics = metrics::Metrics::new(&config.node_name, config.mode)
-        .map_err(|e| format!("metrics: {e}"))?;
+    // Health and metrics answer from the start; /readyz turns 200 once pods are served
+    // (in Kubernetes mode the node may first wait for its allocation).
+    let metrics = metrics::Metrics::new(&config.node_name).map_err(|e| format!("metrics: {e}"))?;
     let ready = Arc::new(AtomicBool::new(false));
     for addr in &config.metrics_addrs {
         let listener = http::bind(*addr)?;
         tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
     }
 
+    let (allocation, cluster) = allocation(config, &uplink).await?;
+    metrics.set_mode(allocation.mode);
+    let mtu = pod_mtus(uplink.mtu, uplink.family, allocation.mode)
+        .map_err(|e| format!("uplink {:?}: {e}", uplink.name))?;
+    node::enable_forwarding(allocation.mode)?;
+    let network = NodeNetwork {
+        node_name: config.node_name.clone(),
+        mode: allocation.mode,
+        ipv6_prefix: allocation.ipv6_prefix,
+        ipv4_subnet: allocation.ipv4_subnet,
+        mtu,
+    };
+    info!(node = %network.node_name, mode = %network.mode, ipv6_prefix = ?network.ipv6_prefix,
+        ipv4_subnet = ?network.ipv4_subnet, uplink = ?uplink.name, uplink_mtu = uplink.mtu, pod_mtu = ?mtu, "starting");
+
     let ipam_config = IpamConfig {
-        ipv6_prefix: config.ipv6_prefix,
-        ipv4_subnet: config.ipv4_subnet,
+        ipv6_prefix: allocation.ipv6_prefix,
+        ipv4_subnet: allocation.ipv4_subnet,
         cooldown: config.cooldown,
         state_dir: config.state_dir.clone(),
     };
@@ -111,19 +117,28 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let datapath = datapath::Datapath::start(
         datapath::Setup {
             node_name: config.node_name.clone(),
-            mode: config.mode,
-            ipv6_prefix: config.ipv6_prefix,
-            ipv4_subnet: config.ipv4_subnet,
-            uplink,
-            ipv6_routing: config.ipv6_routing,
-            vxlan_vni: config.vxlan_vni,
-            vxlan_port: config.vxlan_port,
+            mode: allocation.mode,
+            ipv6_prefix: allocation.ipv6_prefix,
+            ipv4_subnet: allocation.ipv4_subnet,
+            uplink: uplink.clone(),
+            ipv6_routing: allocation.ipv6_routing(),
+            vxlan_vni: allocation.vxlan_vni,
+            vxlan_port: allocation.vxlan_port,
             vxlan_mtu: mtu.ipv4,
             resync: config.resync,
         },
         metrics,
     )?;
-    let reload = start_peer_source(config, datapath)?;
+    let reload = match cluster {
+        None => start_peer_source(config, datapath)?,
+        Some(cluster) => {
+            let vtep_mac = allocation.ipv4_subnet.map(weft_wire::vtep_mac);
+            tokio::spawn(publish_until_done(cluster.clone(), uplink, vtep_mac));
+            tokio::spawn(cluster.clone().feed_peers(datapath));
+            tokio::spawn(cluster.report_usage(service.clone()));
+            None
+        }
+    };
 
     ready.store(true, Ordering::Release);
     info!(socket = %config.socket.display(), "serving the CNI plugin");
@@ -145,6 +160,57 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
                 }
             }
         }
+    }
+}
+
+/// The node's allocation: from the flags, or in Kubernetes mode from the apiserver
+/// (saved locally for restarts while the apiserver is down).
+async fn allocation(
+    config: &flags::Config,
+    uplink: &node::Uplink,
+) -> Result<(NodeAllocation, Option<kube::Cluster>), String> {
+    let flags::Source::Kubernetes {
+        kubeconfig,
+        network,
+    } = &config.source
+    else {
+        let allocation = NodeAllocation {
+            mode: config.mode,
+            ipv6_prefix: config.ipv6_prefix,
+            ipv4_subnet: config.ipv4_subnet,
+            ipv6_routing: match config.ipv6_routing {
+                flags::Ipv6Routing::Direct => "direct".into(),
+                flags::Ipv6Routing::Fabric => "fabric".into(),
+            },
+            vxlan_vni: config.vxlan_vni,
+            vxlan_port: config.vxlan_port,
+        };
+        return Ok((allocation, None));
+    };
+    let client = kube::connect(kubeconfig.as_deref()).await?;
+    let cluster = kube::Cluster::new(client, &config.node_name, network);
+    let saved = kube::allocation::load(&config.state_dir);
+    let allocation = cluster.wait_allocation(uplink, saved).await;
+    if let Err(e) = kube::allocation::save(&config.state_dir, &allocation) {
+        warn!(error = %e, "cannot save the allocation locally");
+    }
+    info!(allocation = ?allocation, "allocation received");
+    Ok((allocation, Some(cluster)))
+}
+
+/// Publishes the node's identity (with its VTEP MAC), retrying while the apiserver is
+/// unreachable.
+async fn publish_until_done(
+    cluster: kube::Cluster,
+    uplink: node::Uplink,
+    vtep_mac: Option<[u8; 6]>,
+) {
+    loop {
+        match cluster.publish_identity(&uplink, vtep_mac).await {
+            Ok(()) => return,
+            Err(e) => warn!(error = %e, "publishing the node's underlay identity (retrying)"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }
 

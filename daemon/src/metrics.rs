@@ -32,6 +32,8 @@ const DURATION_BUCKETS: &[f64] = &[
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
+    node: String,
+    info: IntGaugeVec,
     pub cni_requests: IntCounterVec,
     pub cni_duration: HistogramVec,
     pub ipam_requests: IntCounterVec,
@@ -99,7 +101,7 @@ fn gauge(
 }
 
 impl Metrics {
-    pub fn new(node: &str, mode: weft_wire::Mode) -> Result<Metrics, prometheus::Error> {
+    pub fn new(node: &str) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let cni_duration = histogram(
             &registry,
@@ -114,8 +116,9 @@ impl Metrics {
             "This node's name and mode.",
             &["node", "mode"],
         )?;
-        info.with_label_values(&[node, &mode.to_string()]).set(1);
         let metrics = Metrics {
+            node: node.to_owned(),
+            info,
             cni_requests: counter(
                 &registry,
                 "weft_cni_requests_total",
@@ -213,6 +216,14 @@ impl Metrics {
                 .with_label_values(&family)
                 .set(i64::try_from(u.capacity).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Sets `weft_node_info` once the node's mode is known.
+    pub fn set_mode(&self, mode: weft_wire::Mode) {
+        self.info.reset();
+        self.info
+            .with_label_values(&[self.node.as_str(), &mode.to_string()])
+            .set(1);
     }
 
     /// The datapath's state after a convergence pass.

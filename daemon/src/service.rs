@@ -59,6 +59,11 @@ impl Service {
         out
     }
 
+    /// Address use per family, for reporting.
+    pub fn usage(&self) -> Vec<weft_ipam::FamilyUsage> {
+        self.ipam().usage()
+    }
+
     fn ipam(&self) -> MutexGuard<'_, Ipam> {
         self.ipam
             .lock()

@@ -150,3 +150,37 @@ fn datapath_flags_have_their_defaults_and_name_bad_values() {
         assert!(e.contains(flag) && e.contains(value), "{flag} {value}: {e}");
     }
 }
+
+#[test]
+fn kubernetes_mode_takes_ranges_and_peers_from_the_apiserver_only() {
+    let c = parse(&["--kubeconfig", "/etc/weft/kubeconfig"]).unwrap();
+    assert_eq!(
+        c.source,
+        Source::Kubernetes {
+            kubeconfig: Some("/etc/weft/kubeconfig".into()),
+            network: "default".into()
+        }
+    );
+    let c = parse(&["--in-cluster", "--network", "prod"]).unwrap();
+    assert_eq!(
+        c.source,
+        Source::Kubernetes {
+            kubeconfig: None,
+            network: "prod".into()
+        }
+    );
+    for (flag, value) in [
+        ("--ipv6-prefix", "2001:db8::/80"),
+        ("--ipv4-subnet", "10.255.1.0/24"),
+        ("--peers", "/etc/weft/peers.json"),
+    ] {
+        let e = parse(&["--in-cluster", flag, value]).unwrap_err();
+        assert!(e.contains(flag) && e.contains("--kubeconfig"), "{e}");
+    }
+    let e = parse(&["--kubeconfig", "kubeconfig"]).unwrap_err();
+    assert!(
+        e.contains("--kubeconfig: 'kubeconfig' is not an absolute path"),
+        "{e}"
+    );
+    assert!(parse(&["--kubeconfig", "/k", "--in-cluster"]).is_err());
+}

@@ -1,0 +1,87 @@
+//! The node's allocation in Kubernetes mode, and its local copy.
+//!
+//! weftd keeps the last allocation it was given in its state directory, so a weftd that
+//! restarts while the apiserver is unreachable still serves pods from its ranges (they
+//! are the node's until the controller releases them, which needs the Node deleted).
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use weft_api::{WeftNetwork, WeftNode};
+use weft_wire::{parse_ipv4_subnet, parse_ipv6_prefix, Mode, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS};
+
+use crate::flags::Ipv6Routing;
+
+/// What a node needs from the cluster before it can serve pods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAllocation {
+    pub mode: Mode,
+    pub ipv6_prefix: Option<Ipv6Net>,
+    pub ipv4_subnet: Option<Ipv4Net>,
+    pub ipv6_routing: String,
+    #[serde(rename = "vxlanVNI")]
+    pub vxlan_vni: u32,
+    pub vxlan_port: u16,
+}
+
+impl NodeAllocation {
+    /// The allocation the objects describe, once it is complete: every family the
+    /// network's mode serves has its range. `Err` says what is still missing or wrong.
+    pub fn from_objects(network: &WeftNetwork, node: &WeftNode) -> Result<NodeAllocation, String> {
+        let plan = network.spec.plan().map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            format!("WeftNetwork is invalid: {}", text.join("; "))
+        })?;
+        let ipv6_prefix = match (plan.mode.has_ipv6(), &node.spec.ipv6_prefix) {
+            (false, _) => None,
+            (true, None) => return Err("no IPv6 prefix allocated yet".into()),
+            (true, Some(text)) => Some(
+                parse_ipv6_prefix("WeftNode spec.ipv6Prefix", text, PEER_IPV6_LENGTHS)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let ipv4_subnet = match (plan.mode.has_ipv4(), &node.spec.ipv4_subnet) {
+            (false, _) => None,
+            (true, None) => return Err("no IPv4 subnet allocated yet".into()),
+            (true, Some(text)) => Some(
+                parse_ipv4_subnet("WeftNode spec.ipv4Subnet", text, PEER_IPV4_LENGTHS)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(NodeAllocation {
+            mode: plan.mode,
+            ipv6_prefix,
+            ipv4_subnet,
+            ipv6_routing: plan.ipv6_routing,
+            vxlan_vni: plan.vxlan_vni,
+            vxlan_port: plan.vxlan_port,
+        })
+    }
+
+    pub fn ipv6_routing(&self) -> Ipv6Routing {
+        if self.ipv6_routing == "direct" {
+            Ipv6Routing::Direct
+        } else {
+            Ipv6Routing::Fabric
+        }
+    }
+}
+
+fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join("kubernetes-allocation.json")
+}
+
+/// The last allocation written by [`save`], if any and readable.
+pub fn load(state_dir: &Path) -> Option<NodeAllocation> {
+    let bytes = std::fs::read(path(state_dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes the allocation: temp file, then rename (atomic).
+pub fn save(state_dir: &Path, allocation: &NodeAllocation) -> std::io::Result<()> {
+    std::fs::create_dir_all(state_dir)?;
+    let tmp = state_dir.join(".kubernetes-allocation.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(allocation)?)?;
+    std::fs::rename(tmp, path(state_dir))
+}

@@ -1,0 +1,290 @@
+//! Kubernetes mode (`--kubeconfig` or `--in-cluster`): the node's allocation, its peers
+//! and its usage reports go through the apiserver instead of flags and the peers file.
+//!
+//! - weftd publishes its underlay addresses and VTEP MAC on its `WeftNode` (server-side
+//!   apply, field manager `weftd`: the controller's fields are never touched);
+//! - it waits for the controller to write its prefix and subnet, and keeps a local copy
+//!   ([`allocation`]), so a weftd restarting while the apiserver is down still serves;
+//! - every `WeftNode` with ranges is a peer: a watch feeds the same
+//!   [`Datapath::set_peers`](crate::datapath::Datapath::set_peers) as the peers file;
+//! - address use goes to the `WeftNode` status, at most every [`REPORT_EVERY`] and only
+//!   when it changed.
+//!
+//! The apiserver being unreachable stops none of this from serving: the watch retries
+//! with backoff, the datapath keeps the last peer list, IPAM is local.
+
+pub mod allocation;
+
+use crate::datapath::Datapath;
+use crate::node::Uplink;
+use crate::service::Service;
+use allocation::NodeAllocation;
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use tracing::{info, warn};
+use weft_api::{WeftNetwork, WeftNode};
+use weft_wire::{parse_peers, Peer};
+
+/// Field manager of everything weftd writes.
+const FIELD_MANAGER: &str = "weftd";
+/// Usage reports are rate-limited to one per this period (5,000 nodes reporting every
+/// pod start would flood the apiserver).
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// A burst of WeftNode changes (a cluster starting) is applied as one peer list.
+const PEER_DEBOUNCE: Duration = Duration::from_millis(200);
+/// How often the allocation is looked for while waiting.
+const WAIT_POLL: Duration = Duration::from_secs(1);
+
+/// Connects to the apiserver named by `kubeconfig`, else in-cluster.
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::incluster().map_err(|e| format!("--in-cluster: {e}"))?,
+    };
+    Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
+}
+
+/// The node's view of the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    node_name: String,
+    network: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_name", &self.node_name)
+            .field("network", &self.network)
+            .finish()
+    }
+}
+
+impl Cluster {
+    pub fn new(client: Client, node_name: &str, network: &str) -> Cluster {
+        Cluster {
+            client,
+            node_name: node_name.to_owned(),
+            network: network.to_owned(),
+        }
+    }
+
+    fn nodes(&self) -> Api<WeftNode> {
+        Api::all(self.client.clone())
+    }
+
+    /// Publishes the node's underlay addresses (and VTEP MAC once it has a subnet).
+    pub async fn publish_identity(
+        &self,
+        uplink: &Uplink,
+        vtep_mac: Option<[u8; 6]>,
+    ) -> Result<(), String> {
+        let mut spec = serde_json::json!({"nodeName": self.node_name});
+        if let Some(v4) = uplink.ipv4 {
+            spec["underlayIPv4"] = v4.to_string().into();
+        }
+        if let Some(v6) = uplink.ipv6 {
+            spec["underlayIPv6"] = v6.to_string().into();
+        }
+        if let Some(mac) = vtep_mac {
+            spec["vtepMAC"] = weft_netlink::overlay::format_mac(&mac).into();
+        }
+        let patch = serde_json::json!({
+            "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+            "metadata": {"name": self.node_name}, "spec": spec,
+        });
+        self.nodes()
+            .patch(
+                &self.node_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("publishing WeftNode {}: {e}", self.node_name))
+    }
+
+    /// The allocation, once the controller has written it. While the apiserver cannot
+    /// be reached, a saved allocation is used at once.
+    pub async fn wait_allocation(
+        &self,
+        uplink: &Uplink,
+        saved: Option<NodeAllocation>,
+    ) -> NodeAllocation {
+        let networks: Api<WeftNetwork> = Api::all(self.client.clone());
+        let mut published = false;
+        let mut last_reason = String::new();
+        loop {
+            if !published {
+                match self.publish_identity(uplink, None).await {
+                    Ok(()) => published = true,
+                    Err(e) => {
+                        if let Some(saved) = &saved {
+                            warn!(error = %e, "apiserver unreachable: serving from the last known allocation");
+                            return saved.clone();
+                        }
+                        warn!(error = %e, "waiting for the apiserver");
+                    }
+                }
+            }
+            if published {
+                let reason = match (
+                    networks.get(&self.network).await,
+                    self.nodes().get(&self.node_name).await,
+                ) {
+                    (Ok(network), Ok(node)) => {
+                        match NodeAllocation::from_objects(&network, &node) {
+                            Ok(allocation) => return allocation,
+                            Err(reason) => reason,
+                        }
+                    }
+                    (Err(e), _) => format!("WeftNetwork {}: {e}", self.network),
+                    (_, Err(e)) => format!("WeftNode {}: {e}", self.node_name),
+                };
+                if reason != last_reason {
+                    info!(reason = %reason, "waiting for this node's allocation");
+                    last_reason = reason;
+                }
+            }
+            tokio::time::sleep(WAIT_POLL).await;
+        }
+    }
+
+    /// Watches every WeftNode and hands the peer list to the datapath after each burst
+    /// of changes. Runs until the process ends; a broken watch is retried with backoff.
+    pub async fn feed_peers(self, datapath: Datapath) {
+        let stream = watcher::watcher(self.nodes(), watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        let mut nodes: BTreeMap<String, WeftNode> = BTreeMap::new();
+        let mut listing: Option<BTreeMap<String, WeftNode>> = None;
+        let mut pending = false;
+        loop {
+            let next = if pending {
+                match tokio::time::timeout(PEER_DEBOUNCE, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        datapath.set_peers(peers_of(&nodes));
+                        pending = false;
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            match next {
+                None => return,
+                Some(Err(e)) => warn!(error = %e, "WeftNode watch (retrying)"),
+                Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
+                Some(Ok(Event::InitApply(node))) => {
+                    if let Some(l) = listing.as_mut() {
+                        l.insert(node_name(&node), node);
+                    }
+                }
+                Some(Ok(Event::InitDone)) => {
+                    nodes = listing.take().unwrap_or_default();
+                    pending = true;
+                }
+                Some(Ok(Event::Apply(node))) => {
+                    nodes.insert(node_name(&node), node);
+                    pending = true;
+                }
+                Some(Ok(Event::Delete(node))) => {
+                    nodes.remove(&node_name(&node));
+                    pending = true;
+                }
+            }
+        }
+    }
+
+    /// Reports address use on the WeftNode status when it changed, at most every
+    /// [`REPORT_EVERY`]; also marks the node Ready.
+    pub async fn report_usage(self, service: Service) {
+        let mut last = None;
+        loop {
+            let usage = service.usage();
+            let mut status = serde_json::json!({});
+            let mut v4_usage = None;
+            for u in &usage {
+                match u.family {
+                    weft_wire::Family::Ipv6 => status["ipv6InUse"] = u.in_use.into(),
+                    weft_wire::Family::Ipv4 => {
+                        status["ipv4InUse"] = u.in_use.into();
+                        status["ipv4Capacity"] = (u.capacity as u64).into();
+                        v4_usage = Some(format!("{}/{}", u.in_use, u.capacity));
+                    }
+                }
+            }
+            if let Some(text) = v4_usage {
+                status["ipv4Usage"] = text.into();
+            }
+            if last.as_ref() != Some(&status) {
+                let mut body = status.clone();
+                body["reportedAt"] = k8s_openapi::jiff::Timestamp::now().to_string().into();
+                body["conditions"] = serde_json::json!([{
+                    "type": "Ready", "status": "True", "reason": "Serving",
+                    "message": "weftd serves pods from this node's ranges",
+                    "lastTransitionTime": body["reportedAt"].clone(),
+                }]);
+                let patch = serde_json::json!({
+                    "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+                    "metadata": {"name": self.node_name}, "status": body,
+                });
+                match self
+                    .nodes()
+                    .patch_status(
+                        &self.node_name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&patch),
+                    )
+                    .await
+                {
+                    Ok(_) => last = Some(status),
+                    Err(e) => warn!(error = %e, "reporting address use (will retry)"),
+                }
+            }
+            tokio::time::sleep(REPORT_EVERY).await;
+        }
+    }
+}
+
+fn node_name(node: &WeftNode) -> String {
+    node.metadata.name.clone().unwrap_or_default()
+}
+
+/// Every WeftNode that has ranges and an underlay address, validated like peers-file
+/// entries (bad ones are logged and skipped). A node still waiting for its ranges, or
+/// whose weftd has not published yet, is not a peer yet.
+fn peers_of(nodes: &BTreeMap<String, WeftNode>) -> Vec<Peer> {
+    let entries: Vec<_> = nodes
+        .values()
+        .filter(|n| n.spec.ipv6_prefix.is_some() || n.spec.ipv4_subnet.is_some())
+        .filter(|n| n.spec.underlay_ipv4.is_some() || n.spec.underlay_ipv6.is_some())
+        .map(WeftNode::peer_entry)
+        .collect();
+    let json = serde_json::to_vec(&entries).unwrap_or_default();
+    match parse_peers(&json) {
+        Ok((peers, errors)) => {
+            for e in errors {
+                warn!("skipping WeftNode: {e}");
+            }
+            peers
+        }
+        Err(e) => {
+            warn!("WeftNodes as peers: {e}");
+            Vec::new()
+        }
+    }
+}
