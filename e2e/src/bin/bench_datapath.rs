@@ -110,6 +110,16 @@ fn main() {
         vxlan_details(&reference.nodes[0])
     ));
 
+    let weft_host = weft.nodes[0].weft_veths().pop().unwrap_or_default();
+    facts.push(format!(
+        "pod A's host veth on weft node A: {}",
+        link_details(&weft.nodes[0].netns, &weft_host)
+    ));
+    facts.push(format!(
+        "pod A's host veth on reference node A: {}",
+        link_details(&reference.nodes[0], "refpod1")
+    ));
+
     let servers: Vec<Background> = sides.iter().map(Side::serve).collect();
     let cells = [
         Cell::new(Family::V6, 1),
@@ -399,6 +409,17 @@ fn one_line(text: &[u8]) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// `ip -d link show DEV` from the MTU on, without the peer's MAC and link index.
+fn link_details(ns: &Netns, dev: &str) -> String {
+    let out = ns.ip(&["-d", "-o", "link", "show", "dev", dev]);
+    let text = one_line(out.as_bytes()).replace('\\', "");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.find("mtu ") {
+        Some(at) => text[at..].to_owned(),
+        None => text,
+    }
 }
 
 /// `ip -d link show weft-vxlan`, the VXLAN part only.
