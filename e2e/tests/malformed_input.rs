@@ -168,7 +168,8 @@ fn assert_untouched(node_ns: &Netns, pod: &Netns, host_veths: usize) {
         !pod_links.contains("eth0"),
         "the pod got an eth0: {pod_links}"
     );
-    let node_links = node_ns.ip(&["-o", "link"]);
+    // Host veths only: weftd's own `weft-vxlan` device is no pod's.
+    let node_links = node_ns.ip(&["-o", "link", "show", "type", "veth"]);
     assert_eq!(
         node_links.matches(": weft").count(),
         host_veths,
@@ -817,7 +818,7 @@ fn a_netns_path_that_is_not_a_network_namespace_is_refused_without_leaking() {
         assert!(out.error_code().is_some(), "no CNI error object: {out:?}");
     }
     // Rolled back: no veth, no allocation.
-    let links = node.netns.ip(&["-o", "link"]);
+    let links = node.netns.ip(&["-o", "link", "show", "type", "veth"]);
     assert_eq!(
         links.matches(": weft").count(),
         1,
