@@ -1,0 +1,112 @@
+//! Prometheus metrics. The names are a contract (dashboards and alerts use them):
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `weft_controller_allocations` | gauge | `range`: prefixes (IPv6 ranges) or subnets (the IPv4 network) held by nodes, cooling ones included |
+//! | `weft_controller_free_prefixes` | gauge | `range`: prefixes or subnets still free |
+//! | `weft_controller_reconcile_duration_seconds` | histogram | wall time of one Node reconcile |
+//! | `weft_controller_reconcile_errors_total` | counter | `error`: the error's variant (`reconcile::Error::label`) |
+//! | `weft_controller_leader` | gauge | 1 while this replica holds the Lease |
+//! | `weft_controller_exhausted_nodes` | gauge | Nodes waiting for space (or for a valid network) |
+//!
+//! The range gauges are written by the leader only; a standby shows none.
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Buckets for a reconcile: a no-op takes microseconds, an allocation a few apiserver
+/// round trips (milliseconds), the upper buckets catch a struggling apiserver.
+const RECONCILE_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The controller's metrics, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `weft_controller_allocations{range}`.
+    pub allocations: GaugeVec,
+    /// `weft_controller_free_prefixes{range}`.
+    pub free_prefixes: GaugeVec,
+    /// `weft_controller_reconcile_duration_seconds`.
+    pub reconcile_duration: Histogram,
+    /// `weft_controller_reconcile_errors_total{error}`.
+    pub reconcile_errors: IntCounterVec,
+    /// `weft_controller_leader`.
+    pub leader: IntGauge,
+    /// `weft_controller_exhausted_nodes`.
+    pub exhausted_nodes: IntGauge,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> Result<T, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        // Counts can pass 2^63 (a /48 holds 2^72 /120s), hence float gauges.
+        let per_range = |name: &str, help: &str| {
+            register(&registry, GaugeVec::new(Opts::new(name, help), &["range"])?)
+        };
+        Ok(Metrics {
+            allocations: per_range(
+                "weft_controller_allocations",
+                "Prefixes or subnets of the range held by nodes, cooling ones included.",
+            )?,
+            free_prefixes: per_range(
+                "weft_controller_free_prefixes",
+                "Prefixes or subnets of the range still free.",
+            )?,
+            reconcile_duration: register(
+                &registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "weft_controller_reconcile_duration_seconds",
+                        "Wall time of Node reconciles.",
+                    )
+                    .buckets(RECONCILE_BUCKETS.to_vec()),
+                )?,
+            )?,
+            reconcile_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "weft_controller_reconcile_errors_total",
+                        "Failed Node reconciles by error.",
+                    ),
+                    &["error"],
+                )?,
+            )?,
+            leader: register(
+                &registry,
+                IntGauge::new(
+                    "weft_controller_leader",
+                    "1 while this replica holds the leader Lease.",
+                )?,
+            )?,
+            exhausted_nodes: register(
+                &registry,
+                IntGauge::new(
+                    "weft_controller_exhausted_nodes",
+                    "Nodes waiting for address space or for a valid network.",
+                )?,
+            )?,
+            registry,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
