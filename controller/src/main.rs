@@ -1,0 +1,235 @@
+//! `weft-controller`, the weft cluster controller.
+//!
+//! The story: parse the flags ([`flags`]); connect to the apiserver; serve /metrics,
+//! /healthz and /readyz ([`http`], [`metrics`]); then, for ever: win the Lease
+//! ([`leader`]), and while holding it run the controller. It watches the claims into a
+//! ledger ([`claims`]) and the WeftNodes and the WeftNetwork into stores ([`network`]);
+//! it reconciles every Node ([`reconcile`]), taking candidates from the [`allocator`] and
+//! letting the apiserver decide through claim objects; it releases the ranges of gone
+//! Nodes after their cooldown ([`claims`]) and keeps the network's status current
+//! ([`network`]). Losing the Lease drops all of that at once, in-flight writes included
+//! (the claim design tolerates a write cut short), and the replica stands by again.
+//! SIGTERM or SIGINT hands the Lease back, so a standby takes over at once.
+#![forbid(unsafe_code)]
+
+mod allocator;
+mod claims;
+mod flags;
+mod http;
+mod leader;
+mod metrics;
+mod network;
+mod reconcile;
+
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{debug, error, info, warn};
+use weft_api::{WeftClaim, WeftNode};
+
+fn main() -> ExitCode {
+    let flags = flags::Flags::parse();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_max_level(flags.log_level)
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = match flags.validate() {
+        Ok(f) => f,
+        Err(e) => return fatal(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fatal(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(flags)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(&e),
+    }
+}
+
+fn fatal(message: &str) -> ExitCode {
+    error!("{message}");
+    ExitCode::from(2)
+}
+
+/// How a term of leadership ended.
+enum End {
+    Lost,
+    Shutdown,
+    Failed(String),
+}
+
+async fn run(flags: flags::Flags) -> Result<(), String> {
+    let client = connect(&flags).await?;
+    let metrics = metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
+    let ready = Arc::new(AtomicBool::new(false));
+    for addr in &flags.metrics_addr.0 {
+        let listener = http::bind(*addr)?;
+        tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
+    }
+    let mut elector = leader::Elector::new(
+        client.clone(),
+        &flags.lease_namespace,
+        &flags.lease_name,
+        flags.identity(),
+    );
+    let reachable = |ok: bool| ready.store(ok, Ordering::Release);
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    info!(identity = flags.identity(), network = %flags.network, "standing by for the lease");
+    loop {
+        tokio::select! {
+            () = elector.acquire(&reachable) => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        metrics.leader.set(1);
+        let end = tokio::select! {
+            e = lead(client.clone(), &flags, metrics.clone()) => End::Failed(e),
+            () = elector.hold() => End::Lost,
+            () = &mut shutdown => End::Shutdown,
+        };
+        metrics.leader.set(0);
+        metrics.allocations.reset();
+        metrics.free_prefixes.reset();
+        metrics.exhausted_nodes.set(0);
+        match end {
+            End::Lost => warn!("lost the lease: stopped reconciling, standing by"),
+            End::Shutdown => {
+                elector.release().await;
+                return Ok(());
+            }
+            End::Failed(e) => {
+                elector.release().await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// `--kubeconfig`, else `$KUBECONFIG`, else the in-cluster service account.
+async fn connect(flags: &flags::Flags) -> Result<Client, String> {
+    let options = KubeConfigOptions::default();
+    let config = match &flags.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| format!("--kubeconfig: {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| format!("--kubeconfig: {}: {e}", path.display()))?
+        }
+        None if std::env::var_os("KUBECONFIG").is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| format!("KUBECONFIG: {e}"))?,
+        None => kube::Config::incluster()
+            .map_err(|e| format!("no --kubeconfig or KUBECONFIG, and not in a cluster: {e}"))?,
+    };
+    Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
+}
+
+/// The controller, while this replica leads. Returns only if a part of it ends, which
+/// is a bug or a dead runtime.
+async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -> String {
+    let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(flags.workers));
+    let (weftnodes, weftnode_writer) = reflector::store();
+    let (network, network_writer) = reflector::store();
+    let (retrigger, retriggered) = futures::channel::mpsc::unbounded();
+    let reporter = Reporter {
+        controller: reconcile::MANAGER.into(),
+        instance: Some(flags.identity().into()),
+    };
+    let ctx = Arc::new(reconcile::Context::new(
+        client.clone(),
+        controller.store(),
+        weftnodes.clone(),
+        network.clone(),
+        &flags.network,
+        Recorder::new(client.clone(), reporter),
+        metrics,
+        retrigger.clone(),
+    ));
+    let weftnode_watch = reflector::reflector(
+        weftnode_writer,
+        watcher(
+            Api::<WeftNode>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|e| {
+        if let Err(e) = e {
+            warn!(error = %e, "WeftNode watch");
+        }
+        std::future::ready(())
+    });
+    let network_watch = network::watch_network(
+        Api::all(client.clone()),
+        &flags.network,
+        network_writer,
+        network.clone(),
+        retrigger,
+    );
+    let reconciler = async {
+        // Reconciling before the claims are listed would take new ranges for nodes that
+        // hold some already.
+        ctx.ledger.wait_ready().await;
+        let _ = weftnodes.wait_until_ready().await;
+        let _ = network.wait_until_ready().await;
+        info!("caches ready: reconciling Nodes");
+        controller
+            .watches(
+                Api::<WeftNode>::all(client.clone()),
+                watcher::Config::default(),
+                |wn| Some(ObjectRef::new(&wn.name_any())),
+            )
+            .watches(
+                Api::<WeftClaim>::all(client.clone()),
+                watcher::Config::default(),
+                |c| Some(ObjectRef::new(&c.spec.node_name)),
+            )
+            .reconcile_all_on(retriggered)
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|r| {
+                if let Err(e) = r {
+                    debug!(error = %e, "reconcile");
+                }
+                std::future::ready(())
+            })
+            .await;
+    };
+    tokio::join!(
+        weftnode_watch,
+        network_watch,
+        claims::watch_claims(Api::all(client.clone()), &ctx.ledger),
+        reconciler,
+        claims::run_releaser(&ctx),
+        network::run_status(&ctx),
+    );
+    "the controller stopped".into()
+}
+
+async fn shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM"),
+        _ = int.recv() => info!("SIGINT"),
+    }
+}

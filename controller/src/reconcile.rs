@@ -1,0 +1,736 @@
+//! The Node reconciler, controller-rs style: [`reconcile`] and [`error_policy`] over a
+//! shared [`Context`], with typed errors whose variant names are the metric labels.
+//!
+//! One reconcile brings one Node to: exactly one live claim per family its network's
+//! mode serves (reusing the node's existing claims, adopting its own earlier writes,
+//! releasing duplicates), its WeftNode naming them (server-side apply, field manager
+//! `weft-controller`, so weftd's fields are never touched), `spec.podCIDRs` set when
+//! empty, and the `Allocated` and `PodCIDRs` conditions. Writes happen only when
+//! something differs, so a resync of an allocated node costs no apiserver call.
+
+use crate::allocator::Exhausted;
+use crate::claims::{self, Held, Ledger, Outcome};
+use crate::metrics::Metrics;
+use futures::channel::mpsc::UnboundedSender;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tracing::{debug, warn};
+use weft_api::{Plan, WeftClaim, WeftNetwork, WeftNode, WeftNodeSpec};
+use weft_wire::Family;
+
+/// The field manager of every write, and the Events' reporting controller.
+pub const MANAGER: &str = "weft-controller";
+/// The Node label naming its zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Candidates tried in one reconcile before giving the others a turn.
+const MAX_CANDIDATES: usize = 64;
+/// Safety-net resync of a settled node (watches trigger everything that matters).
+const RESYNC: Duration = Duration::from_secs(600);
+
+/// A reconcile that did not settle its node. The variant name is the `error` label of
+/// `weft_controller_reconcile_errors_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("WeftNetwork {0} does not exist")]
+    NetworkMissing(String),
+    #[error("WeftNetwork {name} is invalid: {problems}")]
+    InvalidNetwork { name: String, problems: String },
+    #[error("{0}")]
+    RangeExhausted(String),
+    #[error("{0} candidates in a row were held by others")]
+    Contention(usize),
+    #[error("writing a WeftClaim: {0}")]
+    ClaimWrite(#[source] kube::Error),
+    #[error("writing the WeftNode: {0}")]
+    WeftNodeWrite(#[source] kube::Error),
+    #[error("writing the Node's podCIDRs: {0}")]
+    NodeWrite(#[source] kube::Error),
+}
+
+impl Error {
+    /// The metric label: the variant's name.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::NetworkMissing(_) => "NetworkMissing",
+            Error::InvalidNetwork { .. } => "InvalidNetwork",
+            Error::RangeExhausted(_) => "RangeExhausted",
+            Error::Contention(_) => "Contention",
+            Error::ClaimWrite(_) => "ClaimWrite",
+            Error::WeftNodeWrite(_) => "WeftNodeWrite",
+            Error::NodeWrite(_) => "NodeWrite",
+        }
+    }
+
+    fn retry_after(&self) -> Duration {
+        match self {
+            // The network watch and freed claims re-trigger these at once; the requeue is
+            // a safety net.
+            Error::NetworkMissing(_) | Error::InvalidNetwork { .. } => Duration::from_secs(30),
+            Error::RangeExhausted(_) => Duration::from_secs(15),
+            Error::Contention(_) => Duration::from_millis(200),
+            _ => Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a node waits: a condition reason and its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Everything reconciles share.
+pub struct Context {
+    pub node_api: Api<Node>,
+    pub weftnode_api: Api<WeftNode>,
+    pub claims: Api<WeftClaim>,
+    pub network_api: Api<WeftNetwork>,
+    pub nodes: Store<Node>,
+    pub weftnodes: Store<WeftNode>,
+    pub network: Store<WeftNetwork>,
+    pub network_name: String,
+    pub ledger: Ledger,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub retrigger: UnboundedSender<()>,
+    waiting: Mutex<BTreeMap<String, Waiting>>,
+    plan: Mutex<PlanCache>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("network", &self.network_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parsed plan of the network's current generation, and the last valid cooldown.
+#[derive(Default)]
+struct PlanCache {
+    key: Option<(Option<String>, Option<i64>)>,
+    plan: Option<Result<Arc<Plan>, String>>,
+    cooldown: Option<Duration>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Context {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: kube::Client,
+        nodes: Store<Node>,
+        weftnodes: Store<WeftNode>,
+        network: Store<WeftNetwork>,
+        network_name: &str,
+        recorder: Recorder,
+        metrics: Metrics,
+        retrigger: UnboundedSender<()>,
+    ) -> Context {
+        Context {
+            node_api: Api::all(client.clone()),
+            weftnode_api: Api::all(client.clone()),
+            claims: Api::all(client.clone()),
+            network_api: Api::all(client),
+            nodes,
+            weftnodes,
+            network,
+            network_name: network_name.to_owned(),
+            ledger: Ledger::default(),
+            recorder,
+            metrics,
+            retrigger,
+            waiting: Mutex::default(),
+            plan: Mutex::default(),
+        }
+    }
+
+    /// The validated plan of the network, parsed once per generation.
+    pub fn plan(&self) -> Result<Arc<Plan>, Error> {
+        let name = &self.network_name;
+        let Some(net) = self.network.get(&ObjectRef::new(name)) else {
+            return Err(Error::NetworkMissing(name.clone()));
+        };
+        let key = Some((net.uid(), net.metadata.generation));
+        let mut cache = lock(&self.plan);
+        if cache.key != key || cache.plan.is_none() {
+            let plan = net.spec.plan().map(Arc::new).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            if let Ok(p) = &plan {
+                cache.cooldown = Some(p.release_cooldown);
+            }
+            cache.key = key;
+            cache.plan = Some(plan);
+        }
+        match cache.plan.clone() {
+            Some(Ok(plan)) => Ok(plan),
+            Some(Err(problems)) => Err(Error::InvalidNetwork {
+                name: name.clone(),
+                problems,
+            }),
+            None => Err(Error::NetworkMissing(name.clone())),
+        }
+    }
+
+    /// The release cooldown of the last valid plan (30 s before one was seen).
+    pub fn cooldown(&self) -> Duration {
+        let _ = self.plan();
+        lock(&self.plan).cooldown.unwrap_or(Duration::from_secs(30))
+    }
+
+    fn wait(&self, node: &str, why: Option<Waiting>) {
+        let mut waiting = lock(&self.waiting);
+        match why {
+            Some(w) => waiting.insert(node.to_owned(), w),
+            None => waiting.remove(node),
+        };
+        self.metrics
+            .exhausted_nodes
+            .set(i64::try_from(waiting.len()).unwrap_or(i64::MAX));
+    }
+
+    /// The nodes waiting for space or a valid network, and why.
+    pub fn waiting(&self) -> Vec<(String, Waiting)> {
+        lock(&self.waiting)
+            .iter()
+            .map(|(n, w)| (n.clone(), w.clone()))
+            .collect()
+    }
+
+    pub fn any_waiting(&self) -> bool {
+        !lock(&self.waiting).is_empty()
+    }
+
+    /// Drops the waiting entries of Nodes that are gone.
+    pub fn forget_gone_waiting(&self) {
+        let mut waiting = lock(&self.waiting);
+        waiting.retain(|n, _| self.nodes.get(&ObjectRef::new(n)).is_some());
+        self.metrics
+            .exhausted_nodes
+            .set(i64::try_from(waiting.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Reconciles every Node again (space was freed or the plan changed).
+    pub fn retrigger_all(&self) {
+        let _ = self.retrigger.unbounded_send(());
+    }
+
+    async fn event(&self, node: &Node, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Allocate".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &node.object_ref(&())).await {
+            warn!(node = %node.name_any(), error = %e, "cannot publish an event");
+        }
+    }
+}
+
+/// The claim, if any, per family.
+#[derive(Debug, Default)]
+struct Ranges {
+    ipv6: Option<Held>,
+    ipv4: Option<Held>,
+}
+
+impl Ranges {
+    fn get(&self, family: Family) -> Option<&Held> {
+        match family {
+            Family::Ipv6 => self.ipv6.as_ref(),
+            Family::Ipv4 => self.ipv4.as_ref(),
+        }
+    }
+    fn set(&mut self, family: Family, held: Option<Held>) {
+        match family {
+            Family::Ipv6 => self.ipv6 = held,
+            Family::Ipv4 => self.ipv4 = held,
+        }
+    }
+}
+
+fn family_of(net: IpNet) -> Family {
+    match net {
+        IpNet::V6(_) => Family::Ipv6,
+        IpNet::V4(_) => Family::Ipv4,
+    }
+}
+
+/// The ranges a WeftNode of this node incarnation names.
+fn named(wn: Option<&WeftNode>, family: Family) -> Option<IpNet> {
+    let spec = &wn?.spec;
+    let text = match family {
+        Family::Ipv6 => spec.ipv6_prefix.as_deref(),
+        Family::Ipv4 => spec.ipv4_subnet.as_deref(),
+    }?;
+    claims::parse_cidr(text).filter(|n| family_of(*n) == family)
+}
+
+fn owned_by(wn: &WeftNode, uid: &str) -> bool {
+    wn.owner_references()
+        .iter()
+        .any(|o| o.kind == "Node" && o.uid == uid)
+}
+
+/// Of several live claims of one family (a race, or a write cut short), the node keeps
+/// the one its WeftNode names, else the lowest; the others are returned for release.
+pub fn keeper(mut mine: Vec<Held>, named: Option<IpNet>) -> (Held, Vec<Held>) {
+    mine.sort_by_key(|h| h.cidr);
+    let at = mine.iter().position(|h| Some(h.cidr) == named).unwrap_or(0);
+    let keep = mine.remove(at);
+    (keep, mine)
+}
+
+/// Brings one Node to its allocation. See the module documentation.
+pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_duration.start_timer();
+    let name = node.name_any();
+    let Some(uid) = node.uid() else {
+        return Ok(Action::await_change());
+    };
+    if node.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let weftnode = ctx
+        .weftnodes
+        .get(&ObjectRef::new(&name))
+        .filter(|wn| owned_by(wn, &uid));
+    let plan = match ctx.plan() {
+        Ok(plan) => plan,
+        Err(e) => return wait_for_network(&node, weftnode.as_deref(), &ctx, e).await,
+    };
+    let zone = node
+        .labels()
+        .get(ZONE_LABEL)
+        .map(String::as_str)
+        .filter(|z| !z.is_empty());
+    let live: Vec<Held> = ctx
+        .ledger
+        .of_node(&name)
+        .into_iter()
+        .filter(|h| h.live_for(&name, &uid))
+        .collect();
+
+    // 1. One claim per served family.
+    let mut ranges = Ranges::default();
+    let mut exhausted: Option<Exhausted> = None;
+    for family in plan.mode.families() {
+        let wanted = named(weftnode.as_deref(), family);
+        let mine: Vec<Held> = live
+            .iter()
+            .filter(|h| family_of(h.cidr) == family)
+            .cloned()
+            .collect();
+        let held = if mine.is_empty() {
+            match allocate(&ctx, &plan, &node, zone, family, wanted).await? {
+                Ok(held) => Some(held),
+                Err(e) => {
+                    exhausted.get_or_insert(e);
+                    None
+                }
+            }
+        } else {
+            let (keep, extras) = keeper(mine, wanted);
+            for extra in &extras {
+                claims::release(&ctx, extra, "duplicate claim of the node")
+                    .await
+                    .map_err(Error::ClaimWrite)?;
+            }
+            Some(keep)
+        };
+        ranges.set(family, held);
+    }
+
+    // 2. The WeftNode names them.
+    let prefix = ranges.ipv6.as_ref().map(|h| h.cidr);
+    let spec = WeftNodeSpec {
+        node_name: name.clone(),
+        zone: match weftnode.as_deref() {
+            Some(wn) if prefix.is_some() && prefix == named(Some(wn), Family::Ipv6) => {
+                wn.spec.zone.clone()
+            }
+            _ => zone.map(str::to_owned),
+        },
+        ipv6_prefix: prefix.map(|n| n.to_string()),
+        ipv4_subnet: ranges.ipv4.as_ref().map(|h| h.cidr.to_string()),
+        ..WeftNodeSpec::default()
+    };
+    apply_weftnode(&ctx, &node, weftnode.as_deref(), spec).await?;
+
+    // 3. podCIDRs (only complete: they cannot change once set) and the conditions.
+    let previous = weftnode
+        .as_deref()
+        .and_then(|wn| wn.status.as_ref())
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut conditions = Vec::new();
+    let result = match &exhausted {
+        None => {
+            let cidrs: Vec<IpNet> = plan
+                .mode
+                .families()
+                .filter_map(|f| ranges.get(f).map(|h| h.cidr))
+                .collect();
+            let text = cidrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            conditions.push(condition(&previous, "Allocated", true, "Allocated", text));
+            conditions.push(pod_cidrs(&ctx, &node, &cidrs, &previous).await?);
+            ctx.wait(&name, None);
+            Ok(Action::requeue(RESYNC))
+        }
+        Some(e) => {
+            let message = e.to_string();
+            conditions.push(condition(
+                &previous,
+                "Allocated",
+                false,
+                "RangeExhausted",
+                message.clone(),
+            ));
+            ctx.wait(
+                &name,
+                Some(Waiting {
+                    reason: "RangeExhausted",
+                    message: message.clone(),
+                }),
+            );
+            Err(Error::RangeExhausted(message))
+        }
+    };
+    write_conditions(&ctx, &node, &previous, conditions).await?;
+    result
+}
+
+/// The network is missing or invalid: a node allocated earlier keeps its ranges; one
+/// that has none is told why it waits.
+async fn wait_for_network(
+    node: &Node,
+    weftnode: Option<&WeftNode>,
+    ctx: &Context,
+    error: Error,
+) -> Result<Action, Error> {
+    let allocated =
+        weftnode.is_some_and(|wn| wn.spec.ipv6_prefix.is_some() || wn.spec.ipv4_subnet.is_some());
+    if allocated {
+        return Ok(Action::await_change());
+    }
+    let name = node.name_any();
+    if weftnode.is_none() {
+        let spec = WeftNodeSpec {
+            node_name: name.clone(),
+            zone: node.labels().get(ZONE_LABEL).cloned(),
+            ..WeftNodeSpec::default()
+        };
+        apply_weftnode(ctx, node, None, spec).await?;
+    }
+    let previous = weftnode
+        .and_then(|wn| wn.status.as_ref())
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let message = error.to_string();
+    let c = condition(
+        &previous,
+        "Allocated",
+        false,
+        error.label(),
+        message.clone(),
+    );
+    write_conditions(ctx, node, &previous, vec![c]).await?;
+    ctx.wait(
+        &name,
+        Some(Waiting {
+            reason: error.label(),
+            message,
+        }),
+    );
+    Err(error)
+}
+
+/// Claims a range of `family` for the node: the one its WeftNode already names if that
+/// is still free (weftd may serve pods from it), else the lowest free candidate. The
+/// inner error is exhaustion, which the caller reports.
+async fn allocate(
+    ctx: &Context,
+    plan: &Plan,
+    node: &Node,
+    zone: Option<&str>,
+    family: Family,
+    wanted: Option<IpNet>,
+) -> Result<Result<Held, Exhausted>, Error> {
+    if let Some(net) = wanted {
+        if let Some(from) = origin(plan, net) {
+            if ctx.ledger.reserve_exact(net) {
+                let outcome = claims::create(ctx, node, net, &from)
+                    .await
+                    .map_err(Error::ClaimWrite)?;
+                if let Outcome::Mine(held) = outcome {
+                    return Ok(Ok(held));
+                }
+            }
+        }
+    }
+    for _ in 0..MAX_CANDIDATES {
+        let reserved = match family {
+            Family::Ipv6 => ctx
+                .ledger
+                .reserve_ipv6(plan, zone)
+                .map(|(net, from)| (IpNet::V6(net), from)),
+            Family::Ipv4 => ctx
+                .ledger
+                .reserve_ipv4(plan)
+                .map(|net| (IpNet::V4(net), plan.ipv4_network.to_string())),
+        };
+        let (net, from) = match reserved {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let outcome = claims::create(ctx, node, net, &from)
+            .await
+            .map_err(Error::ClaimWrite)?;
+        match outcome {
+            Outcome::Mine(held) => return Ok(Ok(held)),
+            Outcome::Taken => {
+                debug!(node = %node.name_any(), %net, "candidate held by another node")
+            }
+        }
+    }
+    Err(Error::Contention(MAX_CANDIDATES))
+}
+
+/// The plan's range (or IPv4 network) holding `net`.
+fn origin(plan: &Plan, net: IpNet) -> Option<String> {
+    match net {
+        IpNet::V6(n) => plan
+            .ipv6_ranges
+            .iter()
+            .find(|r| r.range.contains(&n) && n.prefix_len() == r.prefix_length)
+            .map(|r| r.range.to_string()),
+        IpNet::V4(n) => (plan.ipv4_network.contains(&n)
+            && n.prefix_len() == plan.ipv4_subnet_length)
+            .then(|| plan.ipv4_network.to_string()),
+    }
+}
+
+/// Server-side applies the controller's fields of the WeftNode when they differ.
+async fn apply_weftnode(
+    ctx: &Context,
+    node: &Node,
+    current: Option<&WeftNode>,
+    spec: WeftNodeSpec,
+) -> Result<(), Error> {
+    let uid = node.uid().unwrap_or_default();
+    let same = current.is_some_and(|wn| {
+        owned_by(wn, &uid)
+            && wn.spec.node_name == spec.node_name
+            && wn.spec.zone == spec.zone
+            && wn.spec.ipv6_prefix == spec.ipv6_prefix
+            && wn.spec.ipv4_subnet == spec.ipv4_subnet
+    });
+    if same {
+        return Ok(());
+    }
+    let name = node.name_any();
+    let mut wn = WeftNode::new(&name, spec);
+    wn.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: name.clone(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: None,
+    }]);
+    ctx.weftnode_api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&wn),
+        )
+        .await
+        .map_err(Error::WeftNodeWrite)?;
+    Ok(())
+}
+
+/// Sets `spec.podCIDRs` (and `podCIDR`) when empty; never overwrites. Returns the
+/// `PodCIDRs` condition.
+async fn pod_cidrs(
+    ctx: &Context,
+    node: &Node,
+    cidrs: &[IpNet],
+    previous: &[Condition],
+) -> Result<Condition, Error> {
+    let texts: Vec<String> = cidrs.iter().map(ToString::to_string).collect();
+    let current: Vec<String> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidrs.clone())
+        .unwrap_or_default();
+    if current.is_empty() {
+        let patch = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": node.name_any()},
+            "spec": {"podCIDR": texts.first(), "podCIDRs": texts},
+        });
+        ctx.node_api
+            .patch(
+                &node.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(Error::NodeWrite)?;
+        return Ok(condition(
+            previous,
+            "PodCIDRs",
+            true,
+            "Set",
+            texts.join(", "),
+        ));
+    }
+    let parsed: Vec<Option<IpNet>> = current.iter().map(|c| claims::parse_cidr(c)).collect();
+    let wanted: Vec<Option<IpNet>> = cidrs.iter().copied().map(Some).collect();
+    if parsed == wanted {
+        return Ok(condition(
+            previous,
+            "PodCIDRs",
+            true,
+            "Set",
+            texts.join(", "),
+        ));
+    }
+    let message = format!(
+        "Node spec.podCIDRs [{}] differ from weft's allocation [{}]; weft leaves them as they are",
+        current.join(", "),
+        texts.join(", ")
+    );
+    let was = previous.iter().find(|c| c.type_ == "PodCIDRs");
+    if was.is_none_or(|c| c.reason != "PodCIDRsDiffer") {
+        ctx.event(node, EventType::Warning, "PodCIDRsDiffer", message.clone())
+            .await;
+    }
+    Ok(condition(
+        previous,
+        "PodCIDRs",
+        false,
+        "PodCIDRsDiffer",
+        message,
+    ))
+}
+
+/// A condition, keeping the previous transition time when the status did not change.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(
+            || Time(Timestamp::now()),
+            |c| c.last_transition_time.clone(),
+        );
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: None,
+    }
+}
+
+/// Whether `wanted` says something `previous` does not (transition times aside).
+pub fn conditions_differ(previous: &[Condition], wanted: &[Condition]) -> bool {
+    wanted.iter().any(|w| {
+        !previous.iter().any(|p| {
+            p.type_ == w.type_
+                && p.status == w.status
+                && p.reason == w.reason
+                && p.message == w.message
+        })
+    })
+}
+
+/// Writes the controller's conditions of the WeftNode (server-side apply on status: the
+/// conditions are a map keyed by type, so weftd's `Ready` stays), and publishes a
+/// Warning Event when the node starts waiting for a new reason.
+async fn write_conditions(
+    ctx: &Context,
+    node: &Node,
+    previous: &[Condition],
+    wanted: Vec<Condition>,
+) -> Result<(), Error> {
+    if !conditions_differ(previous, &wanted) {
+        return Ok(());
+    }
+    let allocated = wanted.iter().find(|c| c.type_ == "Allocated");
+    if let Some(c) = allocated.filter(|c| c.status == "False") {
+        let was = previous.iter().find(|p| p.type_ == "Allocated");
+        if was.is_none_or(|p| p.status != "False" || p.reason != c.reason) {
+            ctx.event(node, EventType::Warning, &c.reason, c.message.clone())
+                .await;
+        }
+    }
+    let name = node.name_any();
+    let patch = serde_json::json!({
+        "apiVersion": "weft.dev/v1alpha1",
+        "kind": "WeftNode",
+        "metadata": {"name": name},
+        "status": {"conditions": wanted},
+    });
+    ctx.weftnode_api
+        .patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::WeftNodeWrite)?;
+    Ok(())
+}
+
+/// Counts the error under its variant name and requeues.
+pub fn error_policy(node: Arc<Node>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.label()])
+        .inc();
+    match error {
+        Error::RangeExhausted(_) | Error::InvalidNetwork { .. } | Error::NetworkMissing(_) => {
+            debug!(node = %node.name_any(), error = %error, "waiting")
+        }
+        _ => warn!(node = %node.name_any(), error = %error, "reconcile failed"),
+    }
+    Action::requeue(error.retry_after())
+}
+
+#[cfg(test)]
+#[path = "tests/reconcile.rs"]
+mod tests;
