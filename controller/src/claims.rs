@@ -448,6 +448,10 @@ async fn sweep(ctx: &Context) {
         }
     }
     ctx.forget_gone_waiting();
+    ctx.fresh_weftnodes
+        .prune(|name| ctx.weftnodes.get(&ObjectRef::new(name)));
+    ctx.fresh_nodes
+        .prune(|name| ctx.nodes.get(&ObjectRef::new(name)));
     if freed && ctx.any_waiting() {
         ctx.retrigger_all();
     }

@@ -5,7 +5,8 @@
 //! ([`leader`]), and while holding it run the controller. It watches the claims into a
 //! ledger ([`claims`]) and the WeftNodes and the WeftNetwork into stores ([`network`]);
 //! it reconciles every Node ([`reconcile`]), taking candidates from the [`allocator`] and
-//! letting the apiserver decide through claim objects; it releases the ranges of gone
+//! letting the apiserver decide through claim objects, and remembering its own writes
+//! until the stores catch up ([`fresh`]); it releases the ranges of gone
 //! Nodes after their cooldown ([`claims`]) and keeps the network's status current
 //! ([`network`]). Losing the Lease drops all of that at once, in-flight writes included
 //! (the claim design tolerates a write cut short), and the replica stands by again.
@@ -15,6 +16,7 @@
 mod allocator;
 mod claims;
 mod flags;
+mod fresh;
 mod http;
 mod leader;
 mod metrics;

@@ -10,6 +10,7 @@
 
 use crate::allocator::Exhausted;
 use crate::claims::{self, Held, Ledger, Outcome};
+use crate::fresh::Fresh;
 use crate::metrics::Metrics;
 use futures::channel::mpsc::UnboundedSender;
 use ipnet::IpNet;
@@ -101,6 +102,9 @@ pub struct Context {
     pub network: Store<WeftNetwork>,
     pub network_name: String,
     pub ledger: Ledger,
+    /// Responses of our own writes, fresher than the stores for a moment.
+    pub fresh_nodes: Fresh<Node>,
+    pub fresh_weftnodes: Fresh<WeftNode>,
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub retrigger: UnboundedSender<()>,
@@ -150,12 +154,20 @@ impl Context {
             network,
             network_name: network_name.to_owned(),
             ledger: Ledger::default(),
+            fresh_nodes: Fresh::default(),
+            fresh_weftnodes: Fresh::default(),
             recorder,
             metrics,
             retrigger,
             waiting: Mutex::default(),
             plan: Mutex::default(),
         }
+    }
+
+    /// The node's WeftNode: the store's copy, or our last write if the store lags.
+    pub fn weftnode(&self, name: &str) -> Option<Arc<WeftNode>> {
+        let cached = self.weftnodes.get(&ObjectRef::new(name));
+        self.fresh_weftnodes.view(name, cached)
     }
 
     /// The validated plan of the network, parsed once per generation.
@@ -311,13 +323,16 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Err
     if node.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let weftnode = ctx
-        .weftnodes
-        .get(&ObjectRef::new(&name))
-        .filter(|wn| owned_by(wn, &uid));
+    let node = ctx
+        .fresh_nodes
+        .view(&name, Some(node.clone()))
+        .unwrap_or(node);
+    // The WeftNode as it is, and as far as it belongs to this incarnation of the node.
+    let current = ctx.weftnode(&name);
+    let weftnode = current.clone().filter(|wn| owned_by(wn, &uid));
     let plan = match ctx.plan() {
         Ok(plan) => plan,
-        Err(e) => return wait_for_network(&node, weftnode.as_deref(), &ctx, e).await,
+        Err(e) => return wait_for_network(&node, current.as_deref(), &ctx, e).await,
     };
     let zone = node
         .labels()
@@ -375,7 +390,7 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Err
         ipv4_subnet: ranges.ipv4.as_ref().map(|h| h.cidr.to_string()),
         ..WeftNodeSpec::default()
     };
-    apply_weftnode(&ctx, &node, weftnode.as_deref(), spec).await?;
+    apply_weftnode(&ctx, &node, current.as_deref(), spec).await?;
 
     // 3. podCIDRs (only complete: they cannot change once set) and the conditions.
     let previous = weftnode
@@ -428,10 +443,12 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Err
 /// that has none is told why it waits.
 async fn wait_for_network(
     node: &Node,
-    weftnode: Option<&WeftNode>,
+    current: Option<&WeftNode>,
     ctx: &Context,
     error: Error,
 ) -> Result<Action, Error> {
+    let uid = node.uid().unwrap_or_default();
+    let weftnode = current.filter(|wn| owned_by(wn, &uid));
     let allocated =
         weftnode.is_some_and(|wn| wn.spec.ipv6_prefix.is_some() || wn.spec.ipv4_subnet.is_some());
     if allocated {
@@ -444,7 +461,7 @@ async fn wait_for_network(
             zone: node.labels().get(ZONE_LABEL).cloned(),
             ..WeftNodeSpec::default()
         };
-        apply_weftnode(ctx, node, None, spec).await?;
+        apply_weftnode(ctx, node, current, spec).await?;
     }
     let previous = weftnode
         .and_then(|wn| wn.status.as_ref())
@@ -562,7 +579,8 @@ async fn apply_weftnode(
         controller: Some(true),
         block_owner_deletion: None,
     }]);
-    ctx.weftnode_api
+    let written = ctx
+        .weftnode_api
         .patch(
             &name,
             &PatchParams::apply(MANAGER).force(),
@@ -570,6 +588,7 @@ async fn apply_weftnode(
         )
         .await
         .map_err(Error::WeftNodeWrite)?;
+    ctx.fresh_weftnodes.record(&name, current, written);
     Ok(())
 }
 
@@ -588,20 +607,25 @@ async fn pod_cidrs(
         .and_then(|s| s.pod_cidrs.clone())
         .unwrap_or_default();
     if current.is_empty() {
+        // A merge patch guarded by the resourceVersion read: if someone else sets them
+        // meanwhile, the apiserver refuses ours (conflict) and the next round compares
+        // instead of writing. (The apiserver itself also refuses to change podCIDRs
+        // once set.)
         let patch = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": node.name_any()},
+            "metadata": {"resourceVersion": node.resource_version()},
             "spec": {"podCIDR": texts.first(), "podCIDRs": texts},
         });
-        ctx.node_api
-            .patch(
-                &node.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let written = ctx
+            .node_api
+            .patch(&node.name_any(), &params, &Patch::Merge(&patch))
             .await
             .map_err(Error::NodeWrite)?;
+        ctx.fresh_nodes
+            .record(&node.name_any(), Some(node), written);
         return Ok(condition(
             previous,
             "PodCIDRs",
@@ -705,7 +729,9 @@ async fn write_conditions(
         "metadata": {"name": name},
         "status": {"conditions": wanted},
     });
-    ctx.weftnode_api
+    let before = ctx.weftnode(&name);
+    let written = ctx
+        .weftnode_api
         .patch_status(
             &name,
             &PatchParams::apply(MANAGER).force(),
@@ -713,6 +739,8 @@ async fn write_conditions(
         )
         .await
         .map_err(Error::WeftNodeWrite)?;
+    ctx.fresh_weftnodes
+        .record(&name, before.as_deref(), written);
     Ok(())
 }
 
