@@ -36,8 +36,13 @@
 //! MTU allows with fragmentation forbidden.
 //!
 //! ```text
-//! e2e/bench-datapath.sh [--runs 4] [--time 4] [--omit 1] [--pings 200] [--out PATH]
+//! e2e/bench-datapath.sh [--runs 4] [--time 4] [--omit 1] [--pings 200] [--mtu 1500]
+//!                       [--reference-nat] [--out PATH]
 //! ```
+//!
+//! `--reference-nat` is a diagnostic: it copies weft's nftables table (`nft list table ip
+//! weft`) into the reference nodes, so that a gap can be told apart from the cost of
+//! connection tracking that weft's NAT rule turns on.
 //!
 //! Addresses are the topology's (documentation prefixes, 10.255.0.0/16) inside the
 //! namespaces this program creates; everything is removed on exit (a panic hook removes
@@ -76,6 +81,34 @@ fn main() {
     let plan = Plan::from_weft(&weft);
     eprintln!("bench_datapath: building the reference topology with ip commands");
     let reference = Reference::build(&plan);
+    if args.reference_nat {
+        // weft's own table, copied verbatim: the reference then pays what weft's NAT
+        // costs (connection tracking of IPv4 in the node), so a gap can be attributed.
+        for (i, node) in reference.nodes.iter().enumerate() {
+            let table = weft.nodes[i]
+                .netns
+                .run("nft", &["list", "table", "ip", "weft"]);
+            assert!(
+                table.status.success(),
+                "nft list table ip weft on weft's node"
+            );
+            let path = std::env::temp_dir()
+                .join(format!("weft-bench-{}.nft", weft_e2e::unique_name("nat")));
+            std::fs::write(&path, &table.stdout).unwrap();
+            let out = node.run("nft", &["-f", &path.display().to_string()]);
+            let _ = std::fs::remove_file(&path);
+            assert!(
+                out.status.success(),
+                "nft -f on the reference node: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        facts.push(
+            "DIAGNOSTIC (--reference-nat): the reference nodes carry a verbatim copy of weft's \
+             nftables table"
+                .to_owned(),
+        );
+    }
 
     let sides = [
         Side {
@@ -174,6 +207,8 @@ struct Args {
     omit: u32,
     pings: u32,
     mtu: u32,
+    /// Diagnostic: load weft's nftables table into the reference nodes too.
+    reference_nat: bool,
     out: Option<String>,
 }
 
@@ -185,6 +220,7 @@ impl Args {
             omit: 1,
             pings: 200,
             mtu: 1500,
+            reference_nat: false,
             out: None,
         };
         let mut it = std::env::args().skip(1);
@@ -199,6 +235,7 @@ impl Args {
                 "--omit" => args.omit = number(&value()),
                 "--pings" => args.pings = number(&value()),
                 "--mtu" => args.mtu = number(&value()),
+                "--reference-nat" => args.reference_nat = true,
                 "--out" => args.out = Some(value()),
                 "-h" | "--help" => usage(""),
                 other => usage(&format!("unknown argument {other}")),
@@ -225,7 +262,7 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: bench_datapath [--runs N] [--time SECONDS] [--omit SECONDS] [--pings N] \
-         [--mtu BYTES] [--out PATH]"
+         [--mtu BYTES] [--reference-nat] [--out PATH]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
