@@ -10,6 +10,7 @@
 //! pod addresses come from the overlay configured for the test node.
 #![allow(clippy::unwrap_used)]
 
+mod controlplane;
 mod netns;
 mod node;
 mod plugin;
@@ -18,6 +19,7 @@ mod topology;
 mod traffic;
 mod underlay;
 
+pub use controlplane::{ControlPlane, KubeBinaries, APISERVER_PORT};
 pub use netns::{unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
