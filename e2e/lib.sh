@@ -1,7 +1,8 @@
 # Shared prelude of weft's e2e scripts (sourced, not run).
 # weft_prelude ARGS...: re-runs the calling script as root (network namespaces need it),
 # puts rustup's cargo on PATH when the shell lacks it, and loads the tool paths that
-# e2e/setup.sh installs (WEFT_TOOLS_BIN, WEFT_CNI_PLUGINS, PROMETHEUS).
+# e2e/setup.sh installs (WEFT_TOOLS_BIN, WEFT_CNI_PLUGINS, PROMETHEUS, and the test control
+# plane's WEFT_KUBE_BIN, KUBE_APISERVER, ETCD, KUBECTL).
 weft_prelude() {
 	if [ "$(id -u)" -ne 0 ]; then
 		exec sudo -E "$(readlink -f "$0")" "$@"
@@ -15,5 +16,5 @@ weft_prelude() {
 		exit 1
 	}
 	eval "$(e2e/setup.sh)"
-	export WEFT_TOOLS_BIN WEFT_CNI_PLUGINS PROMETHEUS
+	export WEFT_TOOLS_BIN WEFT_CNI_PLUGINS PROMETHEUS WEFT_KUBE_BIN KUBE_APISERVER ETCD KUBECTL
 }

@@ -4,6 +4,10 @@
 #     Debian's CNI reference plugins (/usr/lib/cni) and prometheus/promtool.
 #   - Pinned Go builds: cnitool (CNI 1.1.0: gc/status) and the upstream
 #     reference plugins (CNI 1.1.0 capable), in a cache dir.
+#   - The test control plane: kube-apiserver, kubectl and etcd, built from the
+#     wrapper Go modules in e2e/controlplane/ (their go.mod/go.sum are the pins;
+#     e2e/controlplane/update.sh regenerates them), in the same cache dir.
+#     The first build compiles Kubernetes (long); later runs only check a stamp.
 #
 # Idempotent: a second run does no apt and no Go work and takes well under a second.
 # Only the final KEY=VALUE lines go to stdout, so callers can do:
@@ -27,13 +31,16 @@ PLUGINS=(
 
 APT_PACKAGES=(
 	iproute2 nftables iptables containernetworking-plugins
-	iputils-ping iperf3 procps prometheus
+	iputils-ping iperf3 procps prometheus openssl
 )
 
 TOOLS_DIR=${WEFT_TOOLS_DIR:-${HOME:?HOME must be set}/.cache/weft/tools}
 BIN_DIR=$TOOLS_DIR/bin
 PLUGINS_DIR=$TOOLS_DIR/plugins
 STAMP=$TOOLS_DIR/versions.stamp
+CONTROLPLANE_SRC=$(cd "$(dirname "$0")" && pwd)/controlplane
+CONTROLPLANE_STAMP=$TOOLS_DIR/controlplane.stamp
+CONTROLPLANE_BINS=(kube-apiserver kubectl etcd)
 
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
@@ -155,7 +162,44 @@ else
 	printf '%s\n' "$want_stamp" >"$STAMP"
 fi
 
+# ---- the test control plane (kube-apiserver, kubectl, etcd) --------------------
+# The pins are the wrapper modules' go.mod and go.sum; the stamp names the versions
+# and hashes those files and the build script, so any change rebuilds (from Go's
+# caches: unchanged packages are not compiled again).
+kube_version=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$CONTROLPLANE_SRC/kube/go.mod")
+etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2 }' "$CONTROLPLANE_SRC/etcd/go.mod")
+controlplane_hash=$(cat "$CONTROLPLANE_SRC"/kube/go.mod "$CONTROLPLANE_SRC"/kube/go.sum \
+	"$CONTROLPLANE_SRC"/etcd/go.mod "$CONTROLPLANE_SRC"/etcd/go.sum \
+	"$CONTROLPLANE_SRC"/build.sh | sha256sum | cut -c1-16)
+want_controlplane="kubernetes=$kube_version etcd=$etcd_version sources=$controlplane_hash"
+
+controlplane_ok() {
+	[ -f "$CONTROLPLANE_STAMP" ] && [ "$(cat "$CONTROLPLANE_STAMP")" = "$want_controlplane" ] || return 1
+	local n
+	for n in "${CONTROLPLANE_BINS[@]}"; do [ -x "$BIN_DIR/$n" ] || return 1; done
+}
+
+if controlplane_ok; then
+	log "control plane up to date ($want_controlplane)"
+else
+	command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
+	log "building the control plane with $(go version): $want_controlplane"
+	log "(the first build compiles Kubernetes: about ten minutes on 2 cores)"
+	rm -f "$CONTROLPLANE_STAMP"
+	start=$SECONDS
+	"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR" >/dev/null
+	for n in "${CONTROLPLANE_BINS[@]}"; do
+		[ -x "$BIN_DIR/$n" ] || { log "missing $BIN_DIR/$n after build"; exit 1; }
+	done
+	log "control plane built in $((SECONDS - start)) s"
+	printf '%s\n' "$want_controlplane" >"$CONTROLPLANE_STAMP"
+fi
+
 # ---- result for `eval` --------------------------------------------------------
 printf 'WEFT_TOOLS_BIN=%q\n' "$BIN_DIR" >&3
 printf 'WEFT_CNI_PLUGINS=%q\n' "$PLUGINS_DIR" >&3
 printf 'PROMETHEUS=%q\n' "$PROMETHEUS" >&3
+printf 'WEFT_KUBE_BIN=%q\n' "$BIN_DIR" >&3
+printf 'KUBE_APISERVER=%q\n' "$BIN_DIR/kube-apiserver" >&3
+printf 'ETCD=%q\n' "$BIN_DIR/etcd" >&3
+printf 'KUBECTL=%q\n' "$BIN_DIR/kubectl" >&3
