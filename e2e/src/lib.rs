@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod controlplane;
+mod kubernetes;
 mod netns;
 mod node;
 mod plugin;
@@ -20,6 +21,7 @@ mod traffic;
 mod underlay;
 
 pub use controlplane::{ControlPlane, KubeBinaries, APISERVER_PORT};
+pub use kubernetes::{KubeCluster, NetworkOptions, CONTROL_PLANE_V4, CONTROL_PLANE_V6};
 pub use netns::{unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};

@@ -14,7 +14,13 @@
 //! knows no pod prefix, so pod IPv6 crosses nodes only over routes weftd installed. No
 //! namespace but the nodes knows 10.255.0.0/16: IPv4 that weftd did not tunnel or NAT
 //! goes nowhere. `nodes[i]` is node i+1 (node numbers are 1-based, as in the addresses).
+//!
+//! In Kubernetes mode ([`TopologyOptions::kubernetes`]) a control-plane namespace joins
+//! the fabric ([`KubeCluster`]): node N is a Node object in zone `zone-N`, weft-controller
+//! allocates its ranges (zone N's range makes its prefix 2001:db8:1000:N::/80 again; its
+//! IPv4 subnet is whatever the controller picked) and weftd runs with `--kubeconfig`.
 
+use crate::kubernetes::{KubeCluster, NetworkOptions};
 use crate::traffic::Slot;
 use crate::underlay::{self, Underlay};
 use crate::{unique_name, Netns, Node, NodeOptions};
@@ -38,6 +44,10 @@ pub struct TopologyOptions {
     pub uplink_mtu: u32,
     /// Pods added to every node at start.
     pub pods_per_node: usize,
+    /// Kubernetes mode: allocation and peers through a real apiserver and controller.
+    pub kubernetes: bool,
+    /// Kubernetes mode: the network's release cooldown.
+    pub release_cooldown_seconds: u64,
 }
 
 impl Default for TopologyOptions {
@@ -49,6 +59,8 @@ impl Default for TopologyOptions {
             underlay: Underlay::Dual,
             uplink_mtu: 1500,
             pods_per_node: 0,
+            kubernetes: false,
+            release_cooldown_seconds: 5,
         }
     }
 }
@@ -95,6 +107,8 @@ pub struct Topology {
     pub pods: Vec<Pod>,
     /// The nodes; `nodes[i]` is node i+1.
     pub nodes: Vec<Node>,
+    /// Kubernetes mode: the control plane and controllers.
+    pub kube: Option<KubeCluster>,
     /// The underlay router.
     pub fabric: Netns,
     /// A host beyond the router that knows no route to the IPv4 overlay.
@@ -103,6 +117,8 @@ pub struct Topology {
     pub options: TopologyOptions,
     /// For each node, the nodes its peers file lists (itself included).
     listed: Vec<Vec<usize>>,
+    /// Each node's IPv4 subnet.
+    subnets: Vec<String>,
     dir: TempDir,
     _slot: Slot,
 }
@@ -123,9 +139,26 @@ impl Topology {
         let fabric = underlay::build_fabric(options.uplink_mtu);
         let external = underlay::build_external(&fabric);
         let listed: Vec<Vec<usize>> = vec![(0..options.nodes).collect(); options.nodes];
+        let kube = options.kubernetes.then(|| {
+            KubeCluster::start(
+                &fabric,
+                options.uplink_mtu,
+                &NetworkOptions {
+                    mode: options.mode,
+                    ipv6_routing: options.ipv6_routing,
+                    zones: options.nodes,
+                    cooldown_seconds: options.release_cooldown_seconds,
+                },
+            )
+        });
+        let subnets = (1..=options.nodes)
+            .map(|n| format!("10.255.{n}.0/24"))
+            .collect();
         let mut topology = Topology {
             pods: Vec::new(),
             nodes: Vec::new(),
+            kube,
+            subnets,
             fabric,
             external,
             options: options.clone(),
@@ -134,9 +167,24 @@ impl Topology {
             _slot: slot,
         };
         for i in 0..options.nodes {
-            topology.write_peers(i);
+            match &topology.kube {
+                None => topology.write_peers(i),
+                Some(kube) => kube.create_node(&Topology::node_name(i), &format!("zone-{}", i + 1)),
+            }
             let node = topology.start_node(i);
             topology.nodes.push(node);
+        }
+        if let Some(kube) = &topology.kube {
+            for i in 0..options.nodes {
+                let allocated = kube.wait_allocated(
+                    &Topology::node_name(i),
+                    options.mode,
+                    Duration::from_secs(30),
+                );
+                if let Some(subnet) = allocated["spec"]["ipv4Subnet"].as_str() {
+                    topology.subnets[i] = subnet.to_owned();
+                }
+            }
         }
         for i in 0..options.nodes {
             for _ in 0..options.pods_per_node {
@@ -179,17 +227,41 @@ impl Topology {
 
     /// Node i's overlay IPv4 subnet.
     pub fn ipv4_subnet(&self, i: usize) -> String {
-        format!("10.255.{}.0/24", i + 1)
+        self.subnets[i].clone()
     }
 
     /// Node i's overlay gateway address (its subnet's network address, on weft-vxlan).
     pub fn overlay_gateway(&self, i: usize) -> String {
-        format!("10.255.{}.0", i + 1)
+        self.subnets[i]
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Node i's VTEP MAC as the contract derives it: ee:ee + its subnet's network address.
     pub fn vtep_mac(&self, i: usize) -> String {
-        format!("ee:ee:0a:ff:{:02x}:00", i + 1)
+        let octets: Vec<u8> = self
+            .overlay_gateway(i)
+            .split('.')
+            .map(|o| o.parse().unwrap())
+            .collect();
+        format!(
+            "ee:ee:{:02x}:{:02x}:{:02x}:{:02x}",
+            octets[0], octets[1], octets[2], octets[3]
+        )
+    }
+
+    /// Kubernetes mode: deletes node i's Node object and stops its weftd; the others no
+    /// longer count it as a peer.
+    pub fn delete_node(&mut self, i: usize) {
+        let kube = self.kube.as_ref().expect("Kubernetes mode");
+        kube.control_plane
+            .kubectl_ok(&["delete", "node", &Topology::node_name(i)]);
+        self.nodes[i].stop();
+        for listed in &mut self.listed {
+            listed.retain(|&p| p != i);
+        }
     }
 
     /// Node i's peers file.
@@ -315,7 +387,7 @@ impl Topology {
             (self.underlay_v4(i), self.underlay_v6(i)),
             fabric_route,
         );
-        let options = NodeOptions {
+        let mut options = NodeOptions {
             mode: self.options.mode,
             ipv6_prefix: self.has_v6().then(|| self.ipv6_prefix(i)),
             ipv4_subnet: self.has_v4().then(|| self.ipv4_subnet(i)),
@@ -330,6 +402,13 @@ impl Topology {
             ],
             ..NodeOptions::default()
         };
+        if let Some(kube) = &self.kube {
+            // Ranges, mode, routing and peers come from the apiserver.
+            options.ipv6_prefix = None;
+            options.ipv4_subnet = None;
+            let kubeconfig = kube.node_kubeconfig(&Topology::node_name(i));
+            options.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
+        }
         Node::start_in(netns, options)
     }
 }

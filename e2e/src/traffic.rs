@@ -114,6 +114,18 @@ impl Background {
         }
     }
 
+    /// Its output so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// Waits up to `timeout` for the exit (then kills it): (exited successfully, output).
     pub fn finish(mut self, timeout: Duration) -> (bool, String) {
         let mut child = self.child.take().unwrap();

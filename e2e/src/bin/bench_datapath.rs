@@ -76,6 +76,7 @@ fn main() {
         underlay: Underlay::Dual,
         uplink_mtu: args.mtu,
         pods_per_node: 1,
+        ..TopologyOptions::default()
     });
     weft.wait_converged(Duration::from_secs(30));
     let plan = Plan::from_weft(&weft);
