@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# weft demo on one machine: three namespace nodes on a routed underlay, each running
-# weftd with a peers file, two pods per node wired by the real CNI plugin, and a ping
-# matrix over both families across nodes (IPv4 over VXLAN, IPv6 routed). The work is
-# e2e/src/bin/demo.rs, on the same topology harness as the tests; it removes everything
-# it creates, also on Ctrl-C. Arguments pass through (--nodes, --pods, --ipv6-routing,
-# --underlay). Needs root (network namespaces).
+# weft demo on one machine: a local control plane (etcd + kube-apiserver built from Go
+# modules) with weft-controller, three namespace nodes on a routed underlay running weftd
+# in Kubernetes mode, two pods per node wired by the real CNI plugin, `kubectl get` of
+# the allocations, and a ping matrix over both families across nodes (IPv4 over VXLAN,
+# IPv6 routed). The work is e2e/src/bin/demo.rs, on the same topology harness as the
+# tests; it removes everything it creates, also on Ctrl-C. Arguments pass through
+# (--standalone, --nodes, --pods, --ipv6-routing, --underlay). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,11 +1,13 @@
-//! weft's demo (`sudo ./e2e/demo.sh`): three namespace nodes on a routed underlay, each
-//! running weftd with a peers file, two pods per node wired by the real CNI plugin, then
-//! every pod pings every other pod over both families. IPv4 crosses nodes over weft's
-//! VXLAN overlay, IPv6 is routed natively (the fabric routes each node's /80 to it).
+//! weft's demo (`sudo ./e2e/demo.sh`): a local control plane (etcd and kube-apiserver)
+//! with weft-controller, three namespace nodes on a routed underlay running weftd in
+//! Kubernetes mode, two pods per node wired by the real CNI plugin; `kubectl get` of the
+//! allocations, then every pod pings every other pod over both families. IPv4 crosses
+//! nodes over weft's VXLAN overlay, IPv6 is routed natively (the fabric routes each
+//! node's /80 to it). `--standalone` runs weftd with peers files instead, no apiserver.
 //! Everything it creates is removed when it ends, also on Ctrl-C or a failure.
 //!
 //! ```text
-//! demo [--nodes 3] [--pods 2] [--ipv6-routing fabric|direct] [--underlay dual|ipv6]
+//! demo [--standalone] [--nodes 3] [--pods 2] [--ipv6-routing fabric|direct] [--underlay dual|ipv6]
 //! ```
 #![allow(clippy::unwrap_used)] // a demo: a failed step ends it, and Drop cleans up
 
@@ -48,11 +50,16 @@ fn parse_args() -> TopologyOptions {
     let mut options = TopologyOptions {
         nodes: 3,
         pods_per_node: 2,
+        kubernetes: true,
         ..TopologyOptions::default()
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--standalone" {
+            options.kubernetes = false;
+            continue;
+        }
         let value = it.next().map(String::as_str).unwrap_or_default();
         match (flag.as_str(), value) {
             ("--nodes", n) => options.nodes = n.parse().expect("--nodes N"),
@@ -63,14 +70,49 @@ fn parse_args() -> TopologyOptions {
             ("--underlay", "ipv6") => options.underlay = Underlay::Ipv6,
             _ => {
                 eprintln!(
-                    "usage: demo [--nodes N] [--pods N] [--ipv6-routing fabric|direct] \
-                     [--underlay dual|ipv6]"
+                    "usage: demo [--standalone] [--nodes N] [--pods N] \
+                     [--ipv6-routing fabric|direct] [--underlay dual|ipv6]"
                 );
                 std::process::exit(2);
             }
         }
     }
     options
+}
+
+/// In Kubernetes mode: the plan, the allocations, the claims and the Nodes' podCIDRs,
+/// as an operator sees them.
+fn show_kubernetes(topology: &Topology) {
+    let Some(kube) = &topology.kube else {
+        return;
+    };
+    // weftd reports address use at most every 10 s: wait for the pods to show.
+    let want = format!("{}/254", topology.options.pods_per_node);
+    let _ = weft_e2e::wait_until("usage reports", Duration::from_secs(15), || {
+        let out = kube.control_plane.kubectl(&["get", "weftnodes"]);
+        String::from_utf8_lossy(&out.stdout).matches(&want).count() == topology.nodes.len()
+    });
+    say(&format!(
+        "the cluster as kubectl shows it (apiserver {}, weft-controller allocating)",
+        kube.control_plane.server()
+    ));
+    for args in [
+        &["get", "weftnetworks"][..],
+        &["get", "weftnodes", "-o", "wide"],
+        &["get", "weftclaims"],
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "custom-columns=NODE:.metadata.name,ZONE:.metadata.labels.topology\\.kubernetes\\.io/zone,POD CIDRS:.spec.podCIDRs",
+        ],
+    ] {
+        println!("  $ kubectl {}", args.join(" "));
+        let out = kube.control_plane.kubectl(args);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("    {line}");
+        }
+    }
 }
 
 fn say(text: &str) {
@@ -83,9 +125,14 @@ fn run(options: TopologyOptions) -> i32 {
         Underlay::Ipv6 => "VXLAN over IPv6",
         _ => "VXLAN over IPv4",
     };
+    let source = if options.kubernetes {
+        "Kubernetes mode: kube-apiserver + weft-controller on 2001:db8:ffff::2 allocate the ranges"
+    } else {
+        "standalone: ranges and peers files given"
+    };
     say(&format!(
-        "{} nodes on a routed underlay (fabric router 192.0.2.1, 2001:db8:ffff::1): \
-         weftd --mode dual --ipv6-routing {}, IPv4 pod traffic over {vxlan}",
+        "{} nodes on a routed underlay (fabric router 192.0.2.1, 2001:db8:ffff::1), {source}; \
+         dual-stack pods, IPv6 {} routing, IPv4 over {vxlan}",
         options.nodes, options.ipv6_routing
     ));
     let started = Instant::now();
@@ -122,6 +169,7 @@ fn run(options: TopologyOptions) -> i32 {
         );
     }
     show_node_state(&topology);
+    show_kubernetes(&topology);
     if stopped() {
         return 130;
     }
