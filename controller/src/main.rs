@@ -163,15 +163,15 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
         metrics,
         retrigger.clone(),
     ));
-    let weftnode_watch = reflector::reflector(
-        weftnode_writer,
-        watcher(
-            Api::<WeftNode>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+    // managedFields are dropped before the store: nothing reads them, and at 5,000
+    // WeftNodes they are a good part of the store's memory.
+    let weftnodes_seen = watcher(
+        Api::<WeftNode>::all(client.clone()),
+        watcher::Config::default(),
     )
     .default_backoff()
-    .for_each(|e| {
+    .modify(|wn| wn.managed_fields_mut().clear());
+    let weftnode_watch = reflector::reflector(weftnode_writer, weftnodes_seen).for_each(|e| {
         if let Err(e) = e {
             warn!(error = %e, "WeftNode watch");
         }
