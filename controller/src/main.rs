@@ -141,8 +141,7 @@ async fn connect(flags: &flags::Flags) -> Result<Client, String> {
     Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
 }
 
-/// The controller, while this replica leads. Returns only if a part of it ends, which
-/// is a bug or a dead runtime.
+/// The controller, while this replica leads. Returns only if one of its parts ends.
 async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -> String {
     let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(flags.workers));
@@ -212,15 +211,16 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
             })
             .await;
     };
-    tokio::join!(
-        weftnode_watch,
-        network_watch,
-        claims::watch_claims(Api::all(client.clone()), &ctx.ledger),
-        reconciler,
-        claims::run_releaser(&ctx),
-        network::run_status(&ctx),
-    );
-    "the controller stopped".into()
+    // Each part runs for ever; one ending is a bug, and the process exits to be restarted.
+    let part = tokio::select! {
+        () = weftnode_watch => "the WeftNode watch",
+        () = network_watch => "the WeftNetwork watch",
+        () = claims::watch_claims(Api::all(client.clone()), &ctx.ledger) => "the WeftClaim watch",
+        () = reconciler => "the Node controller",
+        () = claims::run_releaser(&ctx) => "the releaser",
+        () = network::run_status(&ctx) => "the status writer",
+    };
+    format!("{part} stopped")
 }
 
 async fn shutdown_signal() {
