@@ -5,7 +5,8 @@
 //! that are gone, deleting them a cooldown later.
 
 use crate::allocator::{cooldown_left, Exhausted, Pool};
-use crate::reconcile::{Context, MANAGER};
+use crate::context::Context;
+use crate::reconcile::MANAGER;
 use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use k8s_openapi::api::core::v1::Node;

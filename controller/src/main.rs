@@ -3,18 +3,20 @@
 //! The story: parse the flags ([`flags`]); connect to the apiserver; serve /metrics,
 //! /healthz and /readyz ([`http`], [`metrics`]); then, for ever: win the Lease
 //! ([`leader`]), and while holding it run the controller. It watches the claims into a
-//! ledger ([`claims`]) and the WeftNodes and the WeftNetwork into stores ([`network`]);
-//! it reconciles every Node ([`reconcile`]), taking candidates from the [`allocator`] and
-//! letting the apiserver decide through claim objects, and remembering its own writes
-//! until the stores catch up ([`fresh`]); it releases the ranges of gone
-//! Nodes after their cooldown ([`claims`]) and keeps the network's status current
-//! ([`network`]). Losing the Lease drops all of that at once, in-flight writes included
-//! (the claim design tolerates a write cut short), and the replica stands by again.
-//! SIGTERM or SIGINT hands the Lease back, so a standby takes over at once.
+//! ledger ([`claims`]) and the WeftNodes and the WeftNetwork into stores ([`network`]).
+//! It reconciles every Node ([`reconcile`], sharing a [`context`]): candidates come
+//! from the [`allocator`], the apiserver decides through claim objects, and the
+//! controller's own writes count until the stores catch up ([`fresh`]). It releases
+//! the ranges of gone Nodes after their cooldown ([`claims`]) and keeps the network's
+//! status current ([`network`]). Losing the Lease drops all of that at once, in-flight
+//! writes included (the claim design tolerates a write cut short), and the replica
+//! stands by again. SIGTERM or SIGINT hands the Lease back, so a standby takes over at
+//! once.
 #![forbid(unsafe_code)]
 
 mod allocator;
 mod claims;
+mod context;
 mod flags;
 mod fresh;
 mod http;
@@ -152,7 +154,7 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
         controller: reconcile::MANAGER.into(),
         instance: Some(flags.identity().into()),
     };
-    let ctx = Arc::new(reconcile::Context::new(
+    let ctx = Arc::new(context::Context::new(
         client.clone(),
         controller.store(),
         weftnodes.clone(),

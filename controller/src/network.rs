@@ -3,7 +3,8 @@
 //! what the controller knows: `Valid`, `Exhausted`, per-range use, observedGeneration.
 //! The per-range gauges come from the same numbers.
 
-use crate::reconcile::{condition, Context, MANAGER};
+use crate::context::Context;
+use crate::reconcile::{condition, MANAGER};
 use futures::channel::mpsc::UnboundedSender;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
