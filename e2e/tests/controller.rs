@@ -698,7 +698,7 @@ fn exhaustion_is_reported_and_a_new_range_takes_effect_live() {
 #[test]
 fn a_deleted_nodes_ranges_return_only_after_the_cooldown() {
     let cluster = Cluster::start();
-    let cooldown = 8;
+    let cooldown = 15;
     cluster.network(json!({
         "ipv6Ranges": [{"range": "2001:db8:1000::/64"}],
         "releaseCooldownSeconds": cooldown,
