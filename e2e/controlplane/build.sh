@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds weft's test control plane into BIN_DIR: kube-apiserver and kubectl from kube/,
+# Builds weft's test control plane into BIN_DIR: kube-apiserver, kubectl and
+# kube-controller-manager (node IPAM, the anchor of e2e/bench-controller.sh) from kube/,
 # etcd from etcd/ (the wrapper modules e2e/controlplane/update.sh pins). Called by
 # e2e/setup.sh, which decides when a build is needed; Go's module and build caches stay
 # in their default places, so a rebuild of unchanged sources only links.
@@ -40,6 +41,7 @@ build() { # DIR OUT PACKAGE LDFLAGS: build to a temporary name, then rename (nev
 # One at a time: each build already uses every core.
 build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kube_ldflags"
 build kube kubectl k8s.io/kubernetes/cmd/kubectl "$kube_ldflags"
+build kube kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$kube_ldflags"
 build etcd etcd go.etcd.io/etcd/server/v3 "$etcd_ldflags"
 
 echo "KUBE_VERSION=$kube_version"

@@ -44,20 +44,27 @@ pub struct KubeBinaries {
     pub etcd: PathBuf,
     /// kubectl (same version as the apiserver).
     pub kubectl: PathBuf,
+    /// kube-controller-manager (same version), when built: only the controller
+    /// benchmark's anchor (node IPAM) runs it.
+    pub kube_controller_manager: Option<PathBuf>,
 }
 
 impl KubeBinaries {
-    /// Each from its variable (`KUBE_APISERVER`, `ETCD`, `KUBECTL`), else from the
-    /// directory `WEFT_KUBE_BIN`, else from the tools directory (`WEFT_TOOLS_BIN`, default
-    /// ~/.cache/weft/tools/bin); panics naming e2e/setup.sh when one is missing.
+    /// Each from its variable (`KUBE_APISERVER`, `ETCD`, `KUBECTL`,
+    /// `KUBE_CONTROLLER_MANAGER`), else from the directory `WEFT_KUBE_BIN`, else from the
+    /// tools directory (`WEFT_TOOLS_BIN`, default ~/.cache/weft/tools/bin); panics naming
+    /// e2e/setup.sh when one is missing (kube-controller-manager is optional).
     pub fn find() -> KubeBinaries {
         let dir = std::env::var_os("WEFT_KUBE_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(tools_bin);
-        let pick = |var: &str, name: &str| {
-            let path = std::env::var_os(var)
+        let locate = |var: &str, name: &str| {
+            std::env::var_os(var)
                 .map(PathBuf::from)
-                .unwrap_or_else(|| dir.join(name));
+                .unwrap_or_else(|| dir.join(name))
+        };
+        let pick = |var: &str, name: &str| {
+            let path = locate(var, name);
             assert!(
                 path.is_file(),
                 "{} is missing: run e2e/setup.sh (it builds the pinned control plane)",
@@ -69,6 +76,11 @@ impl KubeBinaries {
             kube_apiserver: pick("KUBE_APISERVER", "kube-apiserver"),
             etcd: pick("ETCD", "etcd"),
             kubectl: pick("KUBECTL", "kubectl"),
+            kube_controller_manager: Some(locate(
+                "KUBE_CONTROLLER_MANAGER",
+                "kube-controller-manager",
+            ))
+            .filter(|p| p.is_file()),
         }
     }
 }
