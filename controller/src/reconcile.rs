@@ -51,6 +51,8 @@ pub enum Error {
     ClaimWrite(#[source] kube::Error),
     #[error("writing the WeftNode: {0}")]
     WeftNodeWrite(#[source] kube::Error),
+    #[error("the WeftNode changed since it was read; retrying with what it says now")]
+    WeftNodeChanged,
     #[error("writing the Node's podCIDRs: {0}")]
     NodeWrite(#[source] kube::Error),
 }
@@ -65,6 +67,7 @@ impl Error {
             Error::Contention(_) => "Contention",
             Error::ClaimWrite(_) => "ClaimWrite",
             Error::WeftNodeWrite(_) => "WeftNodeWrite",
+            Error::WeftNodeChanged => "WeftNodeChanged",
             Error::NodeWrite(_) => "NodeWrite",
         }
     }
@@ -75,7 +78,7 @@ impl Error {
             // a safety net.
             Error::NetworkMissing(_) | Error::InvalidNetwork { .. } => Duration::from_secs(30),
             Error::RangeExhausted(_) => Duration::from_secs(15),
-            Error::Contention(_) => Duration::from_millis(200),
+            Error::Contention(_) | Error::WeftNodeChanged => Duration::from_millis(200),
             _ => Duration::from_secs(2),
         }
     }
@@ -178,6 +181,20 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Err
             .filter(|h| family_of(h.cidr) == family)
             .cloned()
             .collect();
+        // Several live claims (controllers raced): the WeftNode as the apiserver has it
+        // now decides, never a cache. It only changes under a resourceVersion
+        // precondition (see `apply_weftnode`), so the claim it names cannot be released
+        // here while another writer makes it name a different one.
+        let wanted = if mine.len() > 1 {
+            let fresh = ctx
+                .weftnode_api
+                .get_opt(&name)
+                .await
+                .map_err(Error::WeftNodeWrite)?;
+            named(fresh.as_ref().filter(|wn| owned_by(wn, &uid)), family)
+        } else {
+            wanted
+        };
         let held = if mine.is_empty() {
             match allocate(&ctx, &plan, &node, zone, family, wanted).await? {
                 Ok(held) => Some(held),
@@ -401,15 +418,34 @@ async fn apply_weftnode(
         controller: Some(true),
         block_owner_deletion: None,
     }]);
-    let written = ctx
-        .weftnode_api
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&wn),
-        )
-        .await
-        .map_err(Error::WeftNodeWrite)?;
+    // The ranges are committed first-writer-wins: a WeftNode that exists is written only
+    // if it is still the version this reconcile read (a racing controller, or weftd
+    // publishing meanwhile, makes this one retry on the new content); one that does not
+    // exist is created, not applied, so of two creators one fails.
+    let written = match current {
+        Some(seen) => {
+            wn.metadata.resource_version = seen.resource_version();
+            ctx.weftnode_api
+                .patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&wn),
+                )
+                .await
+        }
+        None => {
+            let params = kube::api::PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..kube::api::PostParams::default()
+            };
+            ctx.weftnode_api.create(&params, &wn).await
+        }
+    };
+    let written = match written {
+        Ok(w) => w,
+        Err(kube::Error::Api(s)) if s.code == 409 => return Err(Error::WeftNodeChanged),
+        Err(e) => return Err(Error::WeftNodeWrite(e)),
+    };
     ctx.fresh_weftnodes.record(&name, current, written);
     Ok(())
 }
