@@ -1632,14 +1632,28 @@ fn scenario_verdicts(n: u32, r: &ScenarioResult) -> Vec<String> {
         ),
         _ => (false, false, "no traced change to compare".to_owned()),
     };
+    // weftd's own incremental pass with N peers against N/10 (plus slack for noise).
+    let pass_large = median_pass(r.weft.iter());
+    let pass_small = r
+        .small
+        .as_ref()
+        .and_then(|w| median_pass(std::iter::once(w)));
+    let pass_same = match (pass_large, pass_small) {
+        (Some(l), Some(s)) => l <= s * 2 + Duration::from_millis(10),
+        _ => false,
+    };
     verdicts.push(format!(
-        "{label}: one peer change is O(1) netlink work: incremental passes only ({incremental}), \
+        "{label}: one peer change is O(1) work: incremental passes only ({incremental}), \
          kernel right after each ({kernel_ok}), {} kernel events per change vs the anchor's {} \
-         ({few_events}); netlink bytes per change independent of the peer count: weftd's own \
-         ({own_same}), nft's ({children_same}) [{bytes}] -> {}",
+         ({few_events}); independent of the peer count: netlink bytes of weftd itself \
+         ({own_same}) and of nft ({children_same}) [{bytes}], weftd's incremental pass \
+         ({pass_same}) [{} at {n} vs {} at {}] -> {}",
         per_change(weft_events, weft_changes),
         per_change(anchor_events, anchor_changes),
-        verdict(incremental && kernel_ok && few_events && own_same && children_same)
+        time(pass_large),
+        time(pass_small),
+        r.small_n,
+        verdict(incremental && kernel_ok && few_events && own_same && children_same && pass_same)
     ));
     verdicts
 }
