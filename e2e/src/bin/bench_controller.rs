@@ -1,0 +1,1404 @@
+//! Node allocation at scale: weft-controller next to kube-controller-manager's node IPAM,
+//! each on a fresh real control plane, in one run on one machine.
+//!
+//! What is measured: N Node objects (5,000 by default, `--nodes`) are created as fast as
+//! the apiserver takes them (`--create-parallel` kubectl processes, each creating its
+//! share of the Nodes from one List), while the controller runs. The time is from the
+//! first create until every one of the N nodes has its allocation, as two watches on
+//! the apiserver see it (one `kubectl get --raw ...?watch=true` stream per resource,
+//! each event stamped when its line arrives):
+//!
+//! - weft-controller: the node's WeftNode names its IPv6 prefix and IPv4 subnet *and*
+//!   the Node's `spec.podCIDRs` holds both families (weft writes two WeftClaims, the
+//!   WeftNode and the Node per node);
+//! - kube-controller-manager (`--controllers=node-ipam-controller`, the range
+//!   allocator, the Kubernetes-native thing weft's controller replaces): the Node's
+//!   `spec.podCIDRs` holds both families (one Node patch per node).
+//!
+//! Both get the same plan: IPv6 /80s from 2001:db8:1000::/64 and IPv4 /24s from
+//! 10.0.0.0/8 (65,536 of each, room for any `--nodes` up to that). Both use the admin
+//! kubeconfig (`system:masters`), so neither pays for RBAC evaluation. Before the clock
+//! starts, one warm-up Node is allocated (the controller leads, its caches are synced)
+//! and both watches have delivered it.
+//!
+//! Also measured, over the same window: the controller's peak RSS (VmHWM of its process
+//! at the end) and CPU time, the CPU time of kube-apiserver, etcd and the creating
+//! kubectl processes (/proc/PID/stat; /proc/self/stat's children for kubectl), the
+//! machine's CPU use (/proc/stat), the apiserver's write requests by verb and resource
+//! (`apiserver_request_total` from its /metrics, before and after) and the number of
+//! etcd revisions (the resourceVersion of a list, before and after). Every node's ranges
+//! are checked: all present, none given twice.
+//!
+//! kube-controller-manager's client is limited to 20 requests/s (burst 30) by default,
+//! which caps it at about 20 nodes/s; the anchors are its stock settings and, to compare
+//! the controllers rather than a client setting, `--kube-api-qps`/`--kube-api-burst`
+//! raised (`--anchors stock,2000` by default; `none` runs weft alone).
+//!
+//! ```text
+//! e2e/bench-controller.sh [--nodes 5000] [--create-parallel 8] [--anchors stock,2000]
+//!                         [--timeout 600] [--out PATH]
+//! ```
+//!
+//! Needs root (namespaces). Each control plane lives in a namespace of its own
+//! (2001:db8:ffff::2, a documentation address); everything is removed at the end, also
+//! after a failure, Ctrl-C or SIGTERM. The release profile aborts on panic, so a panic
+//! hook does what the guards' Drop would have done.
+#![allow(clippy::unwrap_used)]
+
+use nix::sys::signal::{SigSet, Signal};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft_e2e::{binary, ControlPlane, KubeBinaries, Netns};
+
+/// The issue's targets for weft-controller.
+const TARGET_TIME: Duration = Duration::from_secs(30);
+const TARGET_RSS_MIB: f64 = 100.0;
+/// The apiserver's address inside each benchmark namespace.
+const SERVER: &str = "2001:db8:ffff::2";
+/// The plan both controllers allocate from.
+const IPV6_RANGE: &str = "2001:db8:1000::/64";
+const IPV6_PREFIX_LENGTH: u8 = 80;
+const IPV4_NETWORK: &str = "10.0.0.0/8";
+const IPV4_SUBNET_LENGTH: u8 = 24;
+/// Most nodes the plan holds (2^16 of each family).
+const MAX_NODES: usize = 65_536;
+/// How long a controller gets to allocate the warm-up node (start, Lease, caches).
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
+/// After the last allocation, before the "after" counters are read: trailing writes
+/// (statuses) land in the counts.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Progress lines on stderr.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn main() {
+    watch_signals();
+    install_panic_cleanup();
+    let args = Args::parse();
+    let bins = KubeBinaries::find();
+    let mut subjects = vec![Subject::Weft];
+    subjects.extend(args.anchors.iter().map(|&qps| Subject::Kcm(qps)));
+    if subjects.iter().any(|s| matches!(s, Subject::Kcm(_)))
+        && bins.kube_controller_manager.is_none()
+    {
+        fail(
+            "kube-controller-manager is missing: run e2e/setup.sh (it builds it with the \
+             control plane), or pass --anchors none",
+        );
+    }
+    let facts = machine_facts(&args, &bins);
+    let mut results = Vec::new();
+    for subject in &subjects {
+        eprintln!(
+            "bench_controller: {}: fresh control plane, {} Nodes",
+            subject.label(),
+            args.nodes
+        );
+        match run(&args, &bins, *subject) {
+            Ok(m) => results.push(m),
+            Err(e) => fail(&format!("{}: {e}", subject.label())),
+        }
+    }
+    let report = render(&args, &facts, &results);
+    print!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).unwrap();
+        eprintln!("bench_controller: wrote {}", out.display());
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("bench_controller: {message}");
+    std::process::exit(1)
+}
+
+// ---- command line -----------------------------------------------------------------
+
+#[derive(Debug)]
+struct Args {
+    nodes: usize,
+    create_parallel: usize,
+    /// kube-controller-manager runs: `None` = stock client limits, `Some(q)` =
+    /// `--kube-api-qps=q --kube-api-burst=q`.
+    anchors: Vec<Option<u32>>,
+    timeout: Duration,
+    out: Option<PathBuf>,
+}
+
+impl Args {
+    fn parse() -> Args {
+        let mut args = Args {
+            nodes: 5000,
+            create_parallel: 8,
+            anchors: vec![None, Some(2000)],
+            timeout: Duration::from_secs(600),
+            out: None,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let mut value = || {
+                it.next()
+                    .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+            };
+            match flag.as_str() {
+                "--nodes" => args.nodes = number(&value()),
+                "--create-parallel" => args.create_parallel = number(&value()),
+                "--anchors" => args.anchors = anchors(&value()),
+                "--timeout" => args.timeout = Duration::from_secs(number(&value()) as u64),
+                "--out" => args.out = Some(PathBuf::from(value())),
+                "-h" | "--help" => usage(""),
+                other => usage(&format!("unknown argument {other}")),
+            }
+        }
+        if args.nodes == 0 || args.nodes > MAX_NODES - 1 {
+            usage(&format!("--nodes must be between 1 and {}", MAX_NODES - 1));
+        }
+        if args.create_parallel == 0 || args.timeout.is_zero() {
+            usage("--create-parallel and --timeout must be at least 1");
+        }
+        args
+    }
+}
+
+/// `stock,2000` -> [None, Some(2000)]; `none` -> [].
+fn anchors(text: &str) -> Vec<Option<u32>> {
+    if text == "none" {
+        return Vec::new();
+    }
+    text.split(',')
+        .map(|a| match a {
+            "stock" => None,
+            n => Some(
+                n.parse()
+                    .ok()
+                    .filter(|&q| q > 0)
+                    .unwrap_or_else(|| usage(&format!("--anchors: not stock or a QPS: {n}"))),
+            ),
+        })
+        .collect()
+}
+
+fn number(text: &str) -> usize {
+    text.parse()
+        .unwrap_or_else(|_| usage(&format!("not a number: {text}")))
+}
+
+fn usage(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("bench_controller: {problem}");
+    }
+    eprintln!(
+        "usage: bench_controller [--nodes N] [--create-parallel N] \
+         [--anchors stock,QPS,...|none] [--timeout SECONDS] [--out PATH]"
+    );
+    std::process::exit(if problem.is_empty() { 0 } else { 2 })
+}
+
+// ---- signals and clean-up after a panic -------------------------------------------
+
+/// Ctrl-C, SIGTERM and SIGHUP set `STOP`: the waits end with an error and the guards
+/// remove everything. Blocked before any other thread exists (every thread inherits the
+/// mask) and taken by one thread with sigwait; children get std's fresh mask.
+fn watch_signals() {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().unwrap();
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            eprintln!("\nbench_controller: {signal}: stopping and cleaning up");
+            STOP.store(true, Ordering::SeqCst);
+        }
+    });
+}
+
+fn stopped() -> Result<(), String> {
+    if STOP.load(Ordering::SeqCst) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// What this process created, for the panic hook: release builds abort on panic, so no
+/// Drop runs. Every guard registers here when it is created; clean-up is idempotent.
+#[derive(Debug, Default)]
+struct Leftovers {
+    /// (pid, start time in ticks): killed only while the same process runs.
+    processes: Vec<(u32, u64)>,
+    namespaces: Vec<String>,
+}
+
+static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
+    processes: Vec::new(),
+    namespaces: Vec::new(),
+});
+
+fn register_process(pid: u32) {
+    if let Some(start) = proc_stat(pid).map(|s| s.start_time) {
+        LEFTOVERS.lock().unwrap().processes.push((pid, start));
+    }
+}
+
+fn install_panic_cleanup() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("bench_controller: panicked; removing what it created");
+        let left = match LEFTOVERS.lock() {
+            Ok(mut l) => std::mem::take(&mut *l),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        for (pid, start) in left.processes.into_iter().rev() {
+            if proc_stat(pid).is_some_and(|s| s.start_time == start) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+        // Control planes (etcd, kube-apiserver) and their directories: what ControlPlane's
+        // own sweep does for dead owners, for this process.
+        let prefix = format!("weft-cp-{}-", std::process::id());
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let dir = entry.path();
+            let pids = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
+            for pid in pids.lines() {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        for ns in left.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+    }));
+}
+
+// ---- subjects ---------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Subject {
+    Weft,
+    /// kube-controller-manager; `Some(q)`: client QPS and burst raised to q.
+    Kcm(Option<u32>),
+}
+
+impl Subject {
+    fn label(&self) -> String {
+        match self {
+            Subject::Weft => "weft-controller".into(),
+            Subject::Kcm(None) => "KCM nodeipam (stock, 20 QPS)".into(),
+            Subject::Kcm(Some(q)) => format!("KCM nodeipam ({q} QPS)"),
+        }
+    }
+
+    fn short(&self) -> String {
+        match self {
+            Subject::Weft => "weft".into(),
+            Subject::Kcm(None) => "KCM stock".into(),
+            Subject::Kcm(Some(q)) => format!("KCM {q} QPS"),
+        }
+    }
+}
+
+/// A control plane in a namespace of its own. Field order is drop order.
+struct Site {
+    cp: ControlPlane,
+    ns: Netns,
+}
+
+impl Site {
+    fn start() -> Site {
+        let ns = Netns::new("bc");
+        LEFTOVERS
+            .lock()
+            .unwrap()
+            .namespaces
+            .push(ns.name().to_owned());
+        // A veth with both ends inside gives the apiserver an address to serve on.
+        ns.ip(&[
+            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ]);
+        ns.ip(&["link", "set", "eth1", "up"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{SERVER}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        let cp = ControlPlane::start(&ns, SERVER.parse::<IpAddr>().unwrap());
+        Site { cp, ns }
+    }
+
+    /// (etcd, kube-apiserver) PIDs, from the control plane's own record.
+    fn server_pids(&self) -> (u32, u32) {
+        let text = std::fs::read_to_string(self.cp.dir().join("pids")).unwrap();
+        let pids: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
+        (pids[0], pids[1])
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.cp.kubectl(args);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    fn kubectl_input(&self, args: &[&str], input: &str) -> Result<(), String> {
+        let out = self.cp.kubectl_input(args, input);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// weft's CRDs and a WeftNetwork holding the plan.
+    fn install_weft(&self) -> Result<(), String> {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/api/crds");
+        self.kubectl(&["apply", "-f", crds.to_str().unwrap()])?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/weftnetworks.weft.dev",
+            "crd/weftnodes.weft.dev",
+            "crd/weftclaims.weft.dev",
+        ])?;
+        let network = json!({
+            "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNetwork",
+            "metadata": {"name": "default"},
+            "spec": {
+                "ipv6Ranges": [{"range": IPV6_RANGE, "prefixLength": IPV6_PREFIX_LENGTH}],
+                "ipv4Network": IPV4_NETWORK,
+                "ipv4SubnetLength": IPV4_SUBNET_LENGTH,
+            },
+        });
+        self.kubectl_input(&["apply", "-f", "-"], &network.to_string())
+    }
+
+    /// Starts the controller under test inside the namespace, logging to the control
+    /// plane's directory.
+    fn start_controller(&self, subject: Subject, bins: &KubeBinaries) -> Proc {
+        let kubeconfig = format!("--kubeconfig={}", self.cp.kubeconfig().display());
+        let (program, args): (PathBuf, Vec<String>) = match subject {
+            Subject::Weft => (
+                binary("weft-controller"),
+                vec![
+                    kubeconfig,
+                    "--network=default".into(),
+                    "--metrics-addr=[::1]:9642".into(),
+                    "--identity=bench".into(),
+                    "--log-level=info".into(),
+                ],
+            ),
+            Subject::Kcm(qps) => {
+                let mut args = vec![
+                    kubeconfig,
+                    "--controllers=node-ipam-controller".into(),
+                    "--allocate-node-cidrs=true".into(),
+                    format!("--cluster-cidr={IPV4_NETWORK},{IPV6_RANGE}"),
+                    format!("--node-cidr-mask-size-ipv4={IPV4_SUBNET_LENGTH}"),
+                    format!("--node-cidr-mask-size-ipv6={IPV6_PREFIX_LENGTH}"),
+                    "--leader-elect=true".into(),
+                    "--use-service-account-credentials=false".into(),
+                    "--v=1".into(),
+                ];
+                if let Some(q) = qps {
+                    args.push(format!("--kube-api-qps={q}"));
+                    args.push(format!("--kube-api-burst={q}"));
+                }
+                (bins.kube_controller_manager.clone().unwrap(), args)
+            }
+        };
+        let log = self.cp.dir().join("controller.log");
+        Proc::spawn(&self.ns, &program, &args, &log)
+    }
+}
+
+/// A process started with `ip netns exec` (which execs it: the PID is the program's),
+/// killed on drop.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(ns: &Netns, program: &Path, args: &[String], log: &Path) -> Proc {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name()])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        register_process(child.id());
+        Proc {
+            child,
+            log: log.to_owned(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|status| format!("the controller exited ({status})\n{}", self.log_tail(30)))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {} (tail) ---\n{}",
+            self.log.display(),
+            all[all.len().saturating_sub(lines)..].join("\n")
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- watches ----------------------------------------------------------------------
+
+/// When each node's object was first seen and first complete (allocated), with the
+/// ranges it held then.
+#[derive(Debug, Default)]
+struct Seen {
+    added: HashMap<String, Instant>,
+    done: HashMap<String, (Instant, Vec<String>)>,
+    ended: Option<String>,
+}
+
+/// A `kubectl get --raw PATH?watch=true` stream; a thread stamps each event as its line
+/// arrives. The kubectl process is killed on drop.
+struct Watch {
+    seen: Arc<Mutex<Seen>>,
+    proc: Child,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watch {
+    /// `complete` says whether an object is allocated, and returns its ranges.
+    fn start(
+        site: &Site,
+        bins: &KubeBinaries,
+        path: &str,
+        complete: fn(&Value) -> Option<Vec<String>>,
+    ) -> Watch {
+        let mut proc = Command::new("ip")
+            .args(["netns", "exec", site.ns.name()])
+            .arg(&bins.kubectl)
+            .arg(format!("--kubeconfig={}", site.cp.kubeconfig().display()))
+            .args(["get", "--raw", &format!("{path}?watch=true")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        register_process(proc.id());
+        let stdout = proc.stdout.take().unwrap();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        let thread = std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                let at = Instant::now();
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    shared.lock().unwrap().ended = Some(format!("not an event: {line}"));
+                    return;
+                };
+                let object = &event["object"];
+                let mut seen = shared.lock().unwrap();
+                if event["type"] == "ERROR" {
+                    seen.ended = Some(format!("watch error: {object}"));
+                    return;
+                }
+                let Some(name) = object["metadata"]["name"].as_str() else {
+                    continue;
+                };
+                seen.added.entry(name.to_owned()).or_insert(at);
+                if !seen.done.contains_key(name) {
+                    if let Some(ranges) = complete(object) {
+                        seen.done.insert(name.to_owned(), (at, ranges));
+                    }
+                }
+            }
+            shared.lock().unwrap().ended = Some("the watch stream ended".into());
+        });
+        Watch {
+            seen,
+            proc,
+            thread: Some(thread),
+        }
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        match &self.seen.lock().unwrap().ended {
+            None => Ok(()),
+            Some(why) => {
+                let mut stderr = String::new();
+                if let Some(mut e) = self.proc.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+                }
+                Err(format!("{why} {}", stderr.trim()))
+            }
+        }
+    }
+
+    fn done(&self, name: &str) -> bool {
+        self.seen.lock().unwrap().done.contains_key(name)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A Node's `spec.podCIDRs` when it holds one range of each family.
+fn node_complete(node: &Value) -> Option<Vec<String>> {
+    let cidrs: Vec<String> = node["spec"]["podCIDRs"]
+        .as_array()?
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    let v6 = cidrs.iter().any(|c| c.contains(':'));
+    let v4 = cidrs.iter().any(|c| c.contains('.'));
+    (v6 && v4).then_some(cidrs)
+}
+
+/// A WeftNode's prefix and subnet, when it names both.
+fn weftnode_complete(wn: &Value) -> Option<Vec<String>> {
+    let spec = &wn["spec"];
+    Some(vec![
+        spec["ipv6Prefix"].as_str()?.to_owned(),
+        spec["ipv4Subnet"].as_str()?.to_owned(),
+    ])
+}
+
+// ---- one run ----------------------------------------------------------------------
+
+/// Counters read before and after the timed window.
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    /// CPU seconds.
+    controller_cpu: f64,
+    apiserver_cpu: f64,
+    etcd_cpu: f64,
+    /// /proc/stat: (busy, total) ticks of the whole machine.
+    machine: (u64, u64),
+    /// ((verb, resource[/subresource]), failed) -> apiserver requests.
+    requests: BTreeMap<(Kind, bool), f64>,
+    /// (verb, resource[/subresource]) -> seconds the apiserver spent serving them.
+    request_seconds: BTreeMap<Kind, f64>,
+    revision: u64,
+}
+
+#[derive(Debug)]
+struct Measurement {
+    subject: Subject,
+    version: String,
+    allocated: usize,
+    unique: Result<(), String>,
+    /// First create -> last node allocated.
+    total: Duration,
+    /// First create -> last create returned, and the creating kubectls' CPU.
+    created: Created,
+    /// Per node: its Node's ADDED event -> allocated.
+    latencies: Vec<Duration>,
+    peak_rss_kib: u64,
+    apiserver_peak_rss_kib: u64,
+    before: Counters,
+    after: Counters,
+}
+
+fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement, String> {
+    let site = Site::start();
+    eprintln!(
+        "bench_controller: control plane ready in {:.1} s",
+        site.cp.startup_time().as_secs_f64()
+    );
+    if matches!(subject, Subject::Weft) {
+        site.install_weft()?;
+    }
+    let mut controller = site.start_controller(subject, bins);
+    let version = version(subject, bins);
+
+    // Warm-up: the controller leads and has synced, and both watches are live.
+    site.kubectl_input(
+        &["create", "-f", "-"],
+        &node_list(&["warm-0".into()]).to_string(),
+    )?;
+    let nodes = Watch::start(&site, bins, "/api/v1/nodes", node_complete);
+    let weftnodes = matches!(subject, Subject::Weft).then(|| {
+        Watch::start(
+            &site,
+            bins,
+            "/apis/weft.dev/v1alpha1/weftnodes",
+            weftnode_complete,
+        )
+    });
+    let mut watches: Vec<Watch> = [Some(nodes), weftnodes].into_iter().flatten().collect();
+    let deadline = Instant::now() + WARM_UP_TIMEOUT;
+    while !watches.iter().all(|w| w.done("warm-0")) {
+        stopped()?;
+        for w in &mut watches {
+            w.check()?;
+        }
+        if let Some(e) = controller.exited() {
+            return Err(e);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the warm-up node is not allocated after {WARM_UP_TIMEOUT:?}\n{}",
+                controller.log_tail(30)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "bench_controller: warm-up node allocated; creating {} Nodes",
+        args.nodes
+    );
+
+    let names: Vec<String> = (0..args.nodes).map(|i| format!("bench-{i:05}")).collect();
+    let before = counters(&site, &controller)?;
+    let began = Instant::now();
+    let creator = {
+        let (site, names, parallel) = (&site, &names, args.create_parallel);
+        std::thread::scope(|scope| {
+            let creator = scope.spawn(move || create_nodes(site, names, parallel));
+            wait_allocated(&watches, &mut controller, names, began, args.timeout)
+                .map(|()| creator.join().unwrap())
+        })
+    };
+    let created = creator??;
+    let total = allocated_at(&watches, &names)
+        .into_iter()
+        .max()
+        .unwrap()
+        .duration_since(began);
+    std::thread::sleep(SETTLE);
+    let after = counters(&site, &controller)?;
+    let peak_rss_kib = proc_status_kib(controller.pid(), "VmHWM");
+    let apiserver_peak_rss_kib = proc_status_kib(site.server_pids().1, "VmHWM");
+
+    let done = allocated_at(&watches, &names);
+    let latencies = {
+        let added = watches[0].seen.lock().unwrap();
+        names
+            .iter()
+            .zip(&done)
+            .map(|(n, at)| at.duration_since(added.added[n.as_str()]))
+            .collect()
+    };
+    let unique = check_ranges(&watches, &names);
+    Ok(Measurement {
+        subject,
+        version,
+        allocated: done.len(),
+        unique,
+        total,
+        created,
+        latencies,
+        peak_rss_kib,
+        apiserver_peak_rss_kib,
+        before,
+        after,
+    })
+}
+
+/// How creating the Nodes went: wall-clock time and the kubectl processes' CPU.
+#[derive(Debug, Clone, Copy)]
+struct Created {
+    took: Duration,
+    kubectl_cpu: f64,
+}
+
+/// Creates the Nodes from `parallel` kubectl processes, each with one List of its share;
+/// returns when all have returned. Nothing else waits for a child meanwhile, so this
+/// process's children CPU time grows by exactly theirs.
+fn create_nodes(site: &Site, names: &[String], parallel: usize) -> Result<Created, String> {
+    let children_cpu = || proc_stat(std::process::id()).map_or(0.0, |s| s.children_cpu_seconds());
+    let cpu_before = children_cpu();
+    let began = Instant::now();
+    let share = names.len().div_ceil(parallel);
+    std::thread::scope(|scope| {
+        let creates: Vec<_> = names
+            .chunks(share)
+            .map(|chunk| {
+                let list = node_list(chunk).to_string();
+                scope.spawn(move || site.kubectl_input(&["create", "-f", "-", "-o", "name"], &list))
+            })
+            .collect();
+        creates
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Result<Vec<()>, String>>()
+    })?;
+    Ok(Created {
+        took: began.elapsed(),
+        kubectl_cpu: children_cpu() - cpu_before,
+    })
+}
+
+fn node_list(names: &[String]) -> Value {
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+/// Waits until every watch has every named node complete.
+fn wait_allocated(
+    watches: &[Watch],
+    controller: &mut Proc,
+    names: &[String],
+    began: Instant,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut next_progress = began + PROGRESS_EVERY;
+    loop {
+        let (added, complete) = progress(watches, names);
+        if complete == names.len() {
+            return Ok(());
+        }
+        stopped()?;
+        if let Some(e) = watches
+            .iter()
+            .find_map(|w| w.seen.lock().unwrap().ended.clone())
+        {
+            return Err(e);
+        }
+        if let Some(e) = controller.exited() {
+            return Err(e);
+        }
+        if began.elapsed() > timeout {
+            return Err(format!(
+                "{complete} of {} nodes allocated after {timeout:?}\n{}",
+                names.len(),
+                controller.log_tail(30)
+            ));
+        }
+        if Instant::now() >= next_progress {
+            eprintln!(
+                "bench_controller: {:>5.1} s: {added} created, {complete} allocated",
+                began.elapsed().as_secs_f64()
+            );
+            next_progress += PROGRESS_EVERY;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// (Nodes seen, nodes complete in every watch).
+fn progress(watches: &[Watch], names: &[String]) -> (usize, usize) {
+    let seen: Vec<_> = watches.iter().map(|w| w.seen.lock().unwrap()).collect();
+    let added = names
+        .iter()
+        .filter(|n| seen[0].added.contains_key(n.as_str()))
+        .count();
+    let complete = names
+        .iter()
+        .filter(|n| seen.iter().all(|s| s.done.contains_key(n.as_str())))
+        .count();
+    (added, complete)
+}
+
+/// Per node (all complete): the latest of its watches' completion times.
+fn allocated_at(watches: &[Watch], names: &[String]) -> Vec<Instant> {
+    let seen: Vec<_> = watches.iter().map(|w| w.seen.lock().unwrap()).collect();
+    names
+        .iter()
+        .map(|n| seen.iter().map(|s| s.done[n.as_str()].0).max().unwrap())
+        .collect()
+}
+
+/// Every range given once; with WeftNodes, each names exactly its Node's podCIDRs.
+fn check_ranges(watches: &[Watch], names: &[String]) -> Result<(), String> {
+    let seen: Vec<_> = watches.iter().map(|w| w.seen.lock().unwrap()).collect();
+    let mut given = BTreeSet::new();
+    for name in names {
+        let pod_cidrs: BTreeSet<&String> = seen[0].done[name.as_str()].1.iter().collect();
+        for cidr in &pod_cidrs {
+            if !given.insert(*cidr) {
+                return Err(format!("{cidr} given twice (again to {name})"));
+            }
+        }
+        if let Some(wn) = seen.get(1) {
+            let named: BTreeSet<&String> = wn.done[name.as_str()].1.iter().collect();
+            if named != pod_cidrs {
+                return Err(format!(
+                    "{name}: WeftNode names {named:?}, podCIDRs are {pod_cidrs:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn counters(site: &Site, controller: &Proc) -> Result<Counters, String> {
+    let (etcd, apiserver) = site.server_pids();
+    let cpu = |pid: u32| proc_stat(pid).map_or(0.0, |s| s.cpu_seconds());
+    // The processes first: the kubectl calls below are not part of the window.
+    let (controller_cpu, apiserver_cpu, etcd_cpu, machine) = (
+        cpu(controller.pid()),
+        cpu(apiserver),
+        cpu(etcd),
+        machine_ticks(),
+    );
+    let metrics = site.kubectl(&["get", "--raw", "/metrics"])?;
+    let list = site.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?limit=1",
+    ])?;
+    let (requests, request_seconds) = requests(&metrics);
+    let list: Value = serde_json::from_str(&list).map_err(|e| e.to_string())?;
+    let revision = list["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .ok_or("no resourceVersion on a list")?;
+    Ok(Counters {
+        controller_cpu,
+        apiserver_cpu,
+        etcd_cpu,
+        machine,
+        requests,
+        request_seconds,
+        revision,
+    })
+}
+
+/// Verbs that change objects.
+const WRITES: [&str; 6] = [
+    "POST",
+    "PUT",
+    "PATCH",
+    "APPLY",
+    "DELETE",
+    "DELETECOLLECTION",
+];
+
+/// Request kind: (verb, resource[/subresource]).
+type Kind = (String, String);
+
+/// From the apiserver's /metrics: `apiserver_request_total` summed over the other labels,
+/// (kind, failed (code >= 400)) -> requests; and `apiserver_request_duration_seconds_sum`,
+/// kind -> seconds spent serving them.
+fn requests(metrics: &str) -> (BTreeMap<(Kind, bool), f64>, BTreeMap<Kind, f64>) {
+    let (mut counts, mut seconds) = (BTreeMap::new(), BTreeMap::new());
+    for line in metrics.lines() {
+        let (is_count, rest) = if let Some(r) = line.strip_prefix("apiserver_request_total{") {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
+            (false, r)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let labels: HashMap<&str, &str> = labels
+            .split("\",")
+            .filter_map(|kv| kv.split_once("=\""))
+            .map(|(k, v)| (k, v.trim_end_matches('"')))
+            .collect();
+        let label = |k: &str| labels.get(k).copied().unwrap_or_default();
+        let mut resource = label("resource").to_owned();
+        if !label("subresource").is_empty() {
+            resource = format!("{resource}/{}", label("subresource"));
+        }
+        let kind = (label("verb").to_owned(), resource);
+        let value = value.trim().parse::<f64>().unwrap_or(0.0);
+        if is_count {
+            let failed = label("code").parse::<u16>().is_ok_and(|c| c >= 400);
+            *counts.entry((kind, failed)).or_default() += value;
+        } else {
+            *seconds.entry(kind).or_default() += value;
+        }
+    }
+    (counts, seconds)
+}
+
+fn version(subject: Subject, bins: &KubeBinaries) -> String {
+    match subject {
+        Subject::Weft => format!(
+            "weft-controller {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            binary("weft-controller").display()
+        ),
+        Subject::Kcm(_) => {
+            let kcm = bins.kube_controller_manager.as_ref().unwrap();
+            let out = Command::new(kcm).arg("--version").output();
+            let v = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default();
+            format!("kube-controller-manager {v} ({})", kcm.display())
+        }
+    }
+}
+
+// ---- /proc --------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct ProcStat {
+    /// utime, stime, cutime, cstime in ticks.
+    times: [u64; 4],
+    start_time: u64,
+}
+
+impl ProcStat {
+    fn cpu_seconds(&self) -> f64 {
+        (self.times[0] + self.times[1]) as f64 / ticks_per_second()
+    }
+    fn children_cpu_seconds(&self) -> f64 {
+        (self.times[2] + self.times[3]) as f64 / ticks_per_second()
+    }
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm) ": field 3 (state) is index 0.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(ProcStat {
+        times: [field(14)?, field(15)?, field(16)?, field(17)?],
+        start_time: field(22)?,
+    })
+}
+
+fn ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// A `kB` line of /proc/PID/status (VmHWM, VmRSS); 0 when unreadable.
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// (busy, total) ticks of all CPUs since boot.
+fn machine_ticks() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+// ---- the report ---------------------------------------------------------------------
+
+fn machine_facts(args: &Args, bins: &KubeBinaries) -> Vec<String> {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
+    if profile != "release" {
+        eprintln!("bench_controller: WEFT_PROFILE is not release: measuring a {profile} build");
+    }
+    let apiserver = Command::new(&bins.kube_apiserver)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    vec![
+        format!("nproc: {nproc}; CPU: {cpu}"),
+        format!("kernel: {}", read_trimmed("/proc/sys/kernel/osrelease")),
+        format!("load average at start: {}", read_trimmed("/proc/loadavg")),
+        format!("weft build profile: {profile}; source: {}", source_state()),
+        format!(
+            "control plane: {apiserver} and etcd (data on tmpfs, no fsync), a fresh one per \
+             controller, in a namespace of its own"
+        ),
+        format!(
+            "plan: IPv6 /{IPV6_PREFIX_LENGTH}s from {IPV6_RANGE}, IPv4 /{IPV4_SUBNET_LENGTH}s \
+             from {IPV4_NETWORK}; both controllers with the admin kubeconfig"
+        ),
+        format!(
+            "{} Nodes created by {} parallel `kubectl create -f -` (one List each) while \
+             the controller runs",
+            args.nodes, args.create_parallel
+        ),
+    ]
+}
+
+/// The commit the weft binaries were built from, and whether the tree differed from it.
+fn source_state() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown (no git)".into();
+    };
+    match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(s) if s.is_empty() => format!("commit {commit}, clean"),
+        Some(s) => format!(
+            "commit {commit} with uncommitted changes to {}",
+            s.lines()
+                .map(|l| l.get(3..).unwrap_or(l))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => format!("commit {commit}"),
+    }
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// One table cell and, when it is a number, the value for the ratio.
+struct Cell(String, Option<f64>);
+
+fn secs(d: Duration) -> Cell {
+    Cell(format!("{:.1} s", d.as_secs_f64()), Some(d.as_secs_f64()))
+}
+
+fn number_cell(v: f64, unit: &str, decimals: usize) -> Cell {
+    let text = if unit.is_empty() {
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.decimals$} {unit}")
+    };
+    Cell(text, Some(v))
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Nearest rank: the smallest sample with at least `pct` % of the samples at or below.
+fn percentile(samples: &[Duration], pct: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = (sorted.len() * pct).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+impl Measurement {
+    fn delta(&self, f: impl Fn(&Counters) -> f64) -> f64 {
+        f(&self.after) - f(&self.before)
+    }
+
+    /// (kind, failed) -> requests in the window.
+    fn requests(&self) -> BTreeMap<(Kind, bool), f64> {
+        let mut out = BTreeMap::new();
+        for (key, after) in &self.after.requests {
+            let n = after - self.before.requests.get(key).copied().unwrap_or(0.0);
+            if n > 0.0 {
+                out.insert(key.clone(), n);
+            }
+        }
+        out
+    }
+
+    /// Successful writes per node, besides the Nodes' creates and Lease renewals.
+    fn writes_per_node(&self) -> f64 {
+        let n: f64 = self
+            .requests()
+            .iter()
+            .filter(|(((verb, resource), failed), _)| {
+                WRITES.contains(&verb.as_str()) && !failed && resource != "leases"
+            })
+            .map(|(_, n)| n)
+            .sum();
+        (n - self.allocated as f64) / self.allocated as f64
+    }
+
+    /// One line per request kind: count (failed ones apart) and mean apiserver time.
+    fn request_notes(&self) -> Vec<String> {
+        let requests = self.requests();
+        let mut kinds: Vec<&Kind> = requests.keys().map(|(k, _)| k).collect();
+        kinds.dedup();
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let ok = requests.get(&(kind.clone(), false)).copied().unwrap_or(0.0);
+                let failed = requests.get(&(kind.clone(), true)).copied().unwrap_or(0.0);
+                let mut text = format!("{} {} {ok}", kind.0, kind.1);
+                if failed > 0.0 {
+                    let _ = write!(text, " (+{failed} failed)");
+                }
+                let seconds = self.after.request_seconds.get(kind).copied().unwrap_or(0.0)
+                    - self
+                        .before
+                        .request_seconds
+                        .get(kind)
+                        .copied()
+                        .unwrap_or(0.0);
+                if kind.0 != "WATCH" && ok + failed > 0.0 {
+                    let _ = write!(text, " x {:.1} ms", 1000.0 * seconds / (ok + failed));
+                }
+                text
+            })
+            .collect()
+    }
+
+    fn rows(&self) -> Vec<Cell> {
+        let nodes = self.allocated as f64;
+        let (busy, total) = (
+            self.after.machine.0 - self.before.machine.0,
+            self.after.machine.1 - self.before.machine.1,
+        );
+        vec![
+            Cell(
+                format!(
+                    "{}, {}",
+                    self.allocated,
+                    if self.unique.is_ok() {
+                        "unique"
+                    } else {
+                        "SHARED"
+                    }
+                ),
+                None,
+            ),
+            secs(self.total),
+            number_cell(nodes / self.total.as_secs_f64(), "", 0),
+            secs(self.created.took),
+            secs(self.total.saturating_sub(self.created.took)),
+            number_cell(
+                percentile(&self.latencies, 50).as_secs_f64() * 1000.0,
+                "ms",
+                0,
+            ),
+            number_cell(
+                percentile(&self.latencies, 99).as_secs_f64() * 1000.0,
+                "ms",
+                0,
+            ),
+            number_cell(mib(self.peak_rss_kib), "MiB", 1),
+            number_cell(self.delta(|c| c.controller_cpu), "s", 1),
+            number_cell(self.delta(|c| c.apiserver_cpu), "s", 1),
+            number_cell(self.delta(|c| c.etcd_cpu), "s", 1),
+            number_cell(self.created.kubectl_cpu, "s", 1),
+            number_cell(100.0 * busy as f64 / total.max(1) as f64, "%", 0),
+            number_cell(mib(self.apiserver_peak_rss_kib), "MiB", 0),
+            number_cell(self.writes_per_node(), "", 2),
+            number_cell(
+                (self.after.revision - self.before.revision) as f64 / nodes - 1.0,
+                "",
+                2,
+            ),
+        ]
+    }
+}
+
+const ROWS: [&str; 16] = [
+    "nodes allocated, ranges",
+    "**time to allocate every node** (first create -> last allocation)",
+    "nodes/s",
+    "creating the Nodes (first create -> last create returned)",
+    "last allocation after the last create",
+    "per node, Node seen -> allocated: median",
+    "per node, Node seen -> allocated: p99",
+    "**controller peak RSS** (VmHWM)",
+    "controller CPU",
+    "kube-apiserver CPU",
+    "etcd CPU",
+    "kubectl create CPU",
+    "machine CPU busy (2 cores = 100 %)",
+    "kube-apiserver peak RSS",
+    "apiserver writes per node (besides its create, Leases apart)",
+    "etcd revisions per node (besides its create)",
+];
+
+fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
+    let mut out = String::new();
+    writeln!(
+        out,
+        "## Node allocation: weft-controller vs kube-controller-manager node IPAM \
+         ({} Nodes, dual-stack)\n",
+        args.nodes
+    )
+    .unwrap();
+    for fact in facts {
+        writeln!(out, "- {fact}").unwrap();
+    }
+    writeln!(
+        out,
+        "- load average at end: {}",
+        read_trimmed("/proc/loadavg")
+    )
+    .unwrap();
+    for m in results {
+        writeln!(out, "- {}: {}", m.subject.label(), m.version).unwrap();
+    }
+    writeln!(
+        out,
+        "- allocated: weft when its WeftNode names both ranges and the Node's podCIDRs \
+         hold both; KCM when the Node's podCIDRs hold both (as the apiserver's watch \
+         delivers them); CPU and writes over first create -> last allocation + {} s\n",
+        SETTLE.as_secs()
+    )
+    .unwrap();
+    let weft = &results[0];
+    let anchors = &results[1..];
+    let mut header = String::from("| measure |");
+    let mut rule = String::from("|---|");
+    for m in results {
+        let _ = write!(header, " {} |", m.subject.label());
+        rule.push_str("---|");
+    }
+    for a in anchors {
+        let _ = write!(header, " weft / {} |", a.subject.short());
+        rule.push_str("---|");
+    }
+    writeln!(out, "{header}\n{rule}").unwrap();
+    let rows: Vec<Vec<Cell>> = results.iter().map(Measurement::rows).collect();
+    for (r, name) in ROWS.iter().enumerate() {
+        let mut line = format!("| {name} |");
+        for cells in &rows {
+            let _ = write!(line, " {} |", cells[r].0);
+        }
+        for a in 1..rows.len() {
+            let cell = match (rows[0][r].1, rows[a][r].1) {
+                (Some(w), Some(k)) if k != 0.0 => ratio(w / k),
+                _ => String::new(),
+            };
+            let _ = write!(line, " {cell} |");
+        }
+        writeln!(out, "{line}").unwrap();
+    }
+    writeln!(
+        out,
+        "\napiserver requests in the window (verb resource count, x mean time serving \
+         one; POST nodes includes the {} creates):\n",
+        args.nodes
+    )
+    .unwrap();
+    for m in results {
+        let notes = m.request_notes();
+        writeln!(out, "- {}: {}", m.subject.label(), notes.join(", ")).unwrap();
+        if let Err(e) = &m.unique {
+            writeln!(out, "- {}: RANGES WRONG: {e}", m.subject.label()).unwrap();
+        }
+    }
+    writeln!(out, "\nTargets (weft-controller, {} Nodes):\n", args.nodes).unwrap();
+    for line in verdicts(weft, args.nodes) {
+        writeln!(out, "- {line}").unwrap();
+    }
+    out
+}
+
+fn ratio(r: f64) -> String {
+    if r >= 1.0 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.2} (1/{:.1})", 1.0 / r)
+    }
+}
+
+fn verdicts(weft: &Measurement, nodes: usize) -> Vec<String> {
+    let verdict = |met: bool| if met { "MET" } else { "MISSED" };
+    let rss = mib(weft.peak_rss_kib);
+    let mut lines = vec![
+        format!(
+            "time until every node has its allocation <= {} s: {:.1} s -> {}",
+            TARGET_TIME.as_secs(),
+            weft.total.as_secs_f64(),
+            verdict(weft.total <= TARGET_TIME && weft.unique.is_ok())
+        ),
+        format!(
+            "controller peak RSS <= {TARGET_RSS_MIB} MiB: {rss:.1} MiB -> {}",
+            verdict(rss <= TARGET_RSS_MIB)
+        ),
+    ];
+    if nodes != 5000 {
+        lines.push(format!(
+            "(the targets are for 5,000 Nodes; this run created {nodes})"
+        ));
+    }
+    lines
+}
