@@ -485,6 +485,32 @@ impl Proc {
             .map(|status| format!("the controller exited ({status})\n{}", self.log_tail(30)))
     }
 
+    /// Warning and error lines of the log: counts and the first of each. weft logs
+    /// ` WARN `/` ERROR `, klog starts its lines with `W`/`E` and the date.
+    fn log_summary(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let klog = |l: &str, c: char| {
+            l.starts_with(c) && l.as_bytes().get(1).is_some_and(u8::is_ascii_digit)
+        };
+        [("warning", " WARN ", 'W'), ("error", " ERROR ", 'E')]
+            .into_iter()
+            .map(|(what, tag, letter)| {
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains(tag) || klog(l, letter))
+                    .collect();
+                match lines.first() {
+                    None => format!("0 {what} lines in the log"),
+                    Some(first) => format!(
+                        "{} {what} lines in the log, the first: `{}`",
+                        lines.len(),
+                        first.chars().take(240).collect::<String>()
+                    ),
+                }
+            })
+            .collect()
+    }
+
     fn log_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -641,6 +667,8 @@ struct Counters {
     controller_cpu: f64,
     apiserver_cpu: f64,
     etcd_cpu: f64,
+    /// This process (the watch threads) and its watching kubectl processes.
+    bench_cpu: f64,
     /// /proc/stat: (busy, total) ticks of the whole machine.
     machine: (u64, u64),
     /// ((verb, resource[/subresource]), failed) -> apiserver requests.
@@ -664,6 +692,8 @@ struct Measurement {
     latencies: Vec<Duration>,
     peak_rss_kib: u64,
     apiserver_peak_rss_kib: u64,
+    /// What the controller's log and (weft) metrics say about the run.
+    health: Vec<String>,
     before: Counters,
     after: Counters,
 }
@@ -718,7 +748,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
     );
 
     let names: Vec<String> = (0..args.nodes).map(|i| format!("bench-{i:05}")).collect();
-    let before = counters(&site, &controller)?;
+    let before = counters(&site, &controller, &watches)?;
     let began = Instant::now();
     let creator = {
         let (site, names, parallel) = (&site, &names, args.create_parallel);
@@ -735,9 +765,13 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         .unwrap()
         .duration_since(began);
     std::thread::sleep(SETTLE);
-    let after = counters(&site, &controller)?;
+    let after = counters(&site, &controller, &watches)?;
     let peak_rss_kib = proc_status_kib(controller.pid(), "VmHWM");
     let apiserver_peak_rss_kib = proc_status_kib(site.server_pids().1, "VmHWM");
+    let mut health = controller.log_summary();
+    if matches!(subject, Subject::Weft) {
+        health.push(weft_reconciles(&site));
+    }
 
     let done = allocated_at(&watches, &names);
     let latencies = {
@@ -759,6 +793,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         latencies,
         peak_rss_kib,
         apiserver_peak_rss_kib,
+        health,
         before,
         after,
     })
@@ -894,7 +929,7 @@ fn check_ranges(watches: &[Watch], names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn counters(site: &Site, controller: &Proc) -> Result<Counters, String> {
+fn counters(site: &Site, controller: &Proc, watches: &[Watch]) -> Result<Counters, String> {
     let (etcd, apiserver) = site.server_pids();
     let cpu = |pid: u32| proc_stat(pid).map_or(0.0, |s| s.cpu_seconds());
     // The processes first: the kubectl calls below are not part of the window.
@@ -904,6 +939,7 @@ fn counters(site: &Site, controller: &Proc) -> Result<Counters, String> {
         cpu(etcd),
         machine_ticks(),
     );
+    let bench_cpu = cpu(std::process::id()) + watches.iter().map(|w| cpu(w.proc.id())).sum::<f64>();
     let metrics = site.kubectl(&["get", "--raw", "/metrics"])?;
     let list = site.kubectl(&[
         "get",
@@ -920,6 +956,7 @@ fn counters(site: &Site, controller: &Proc) -> Result<Counters, String> {
         controller_cpu,
         apiserver_cpu,
         etcd_cpu,
+        bench_cpu,
         machine,
         requests,
         request_seconds,
@@ -976,6 +1013,36 @@ fn requests(metrics: &str) -> (BTreeMap<(Kind, bool), f64>, BTreeMap<Kind, f64>)
         }
     }
     (counts, seconds)
+}
+
+/// weft-controller's own account (its /metrics): reconciles and their errors.
+fn weft_reconciles(site: &Site) -> String {
+    let (status, body) = site.ns.http_get("[::1]:9642", "/metrics");
+    if status != 200 {
+        return format!("weft-controller /metrics answered {status}");
+    }
+    let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
+    let reconciles = body
+        .lines()
+        .find(|l| l.starts_with("weft_controller_reconcile_duration_seconds_count"))
+        .and_then(value)
+        .unwrap_or(0.0);
+    let errors: Vec<String> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("weft_controller_reconcile_errors_total{error=\""))
+        .filter_map(|l| {
+            let (label, _) = l.split_once('"')?;
+            Some(format!("{label} {}", value(l)?))
+        })
+        .collect();
+    format!(
+        "{reconciles} reconciles since start (warm-up included), errors: {}",
+        if errors.is_empty() {
+            "none".to_owned()
+        } else {
+            errors.join(", ")
+        }
+    )
 }
 
 fn version(subject: Subject, bins: &KubeBinaries) -> String {
@@ -1171,6 +1238,15 @@ impl Measurement {
         f(&self.after) - f(&self.before)
     }
 
+    /// The machine's busy CPU seconds in the window that none of the measured processes
+    /// used: other work on a shared machine, and the kernel's work for the namespace.
+    fn others_cpu(&self) -> f64 {
+        let busy = (self.after.machine.0 - self.before.machine.0) as f64 / ticks_per_second();
+        let ours = self.delta(|c| c.controller_cpu + c.apiserver_cpu + c.etcd_cpu + c.bench_cpu)
+            + self.created.kubectl_cpu;
+        (busy - ours).max(0.0)
+    }
+
     /// (kind, failed) -> requests in the window.
     fn requests(&self) -> BTreeMap<(Kind, bool), f64> {
         let mut out = BTreeMap::new();
@@ -1263,6 +1339,8 @@ impl Measurement {
             number_cell(self.delta(|c| c.apiserver_cpu), "s", 1),
             number_cell(self.delta(|c| c.etcd_cpu), "s", 1),
             number_cell(self.created.kubectl_cpu, "s", 1),
+            number_cell(self.delta(|c| c.bench_cpu), "s", 1),
+            number_cell(self.others_cpu(), "s", 1),
             number_cell(100.0 * busy as f64 / total.max(1) as f64, "%", 0),
             number_cell(mib(self.apiserver_peak_rss_kib), "MiB", 0),
             number_cell(self.writes_per_node(), "", 2),
@@ -1275,7 +1353,7 @@ impl Measurement {
     }
 }
 
-const ROWS: [&str; 16] = [
+const ROWS: [&str; 18] = [
     "nodes allocated, ranges",
     "**time to allocate every node** (first create -> last allocation)",
     "nodes/s",
@@ -1288,6 +1366,8 @@ const ROWS: [&str; 16] = [
     "kube-apiserver CPU",
     "etcd CPU",
     "kubectl create CPU",
+    "benchmark's watches CPU",
+    "CPU of other processes on the machine (not this benchmark)",
     "machine CPU busy (2 cores = 100 %)",
     "kube-apiserver peak RSS",
     "apiserver writes per node (besides its create, Leases apart)",
@@ -1344,7 +1424,7 @@ fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
         }
         for a in 1..rows.len() {
             let cell = match (rows[0][r].1, rows[a][r].1) {
-                (Some(w), Some(k)) if k != 0.0 => ratio(w / k),
+                (Some(w), Some(k)) if w >= 0.05 && k >= 0.05 => ratio(w / k),
                 _ => String::new(),
             };
             let _ = write!(line, " {cell} |");
@@ -1361,6 +1441,9 @@ fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
     for m in results {
         let notes = m.request_notes();
         writeln!(out, "- {}: {}", m.subject.label(), notes.join(", ")).unwrap();
+        for line in &m.health {
+            writeln!(out, "- {}: {line}", m.subject.label()).unwrap();
+        }
         if let Err(e) = &m.unique {
             writeln!(out, "- {}: RANGES WRONG: {e}", m.subject.label()).unwrap();
         }
