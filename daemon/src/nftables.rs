@@ -6,32 +6,58 @@
 //!
 //! ```text
 //! table ip weft {
-//!   set overlay { type ipv4_addr; flags interval; elements = { <own subnet>, <peer subnets> } }
 //!   chain postrouting {
 //!     type nat hook postrouting priority srcnat; policy accept;
-//!     ip saddr <own subnet> ip daddr != @overlay masquerade
+//!     ip saddr <own subnet> oifname != "weft*" masquerade
 //!   }
+//!   chain tunnel-in  { type filter hook prerouting priority raw; iifname <uplink> udp dport <port> notrack }
+//!   chain tunnel-out { type filter hook output priority raw; udp dport <port> notrack }
 //! }
 //! ```
 //!
-//! Pod-to-pod overlay traffic stays un-NATed (its destination is in `overlay`); IPv6 is
-//! never NATed (the table is `ip`, IPv4 only). Established flows keep their NAT binding
-//! in conntrack across a table replacement.
+//! - Pod traffic leaving through a weft interface (`weft-vxlan` to another node's pods,
+//!   a host veth to this node's) is pod-to-pod and never NATed; anything else from the
+//!   pods' subnet leaves the overlay and is masqueraded to the node's address. The rule
+//!   names no peer, so peer changes never touch nftables: O(1) per change.
+//! - The VXLAN packets themselves (the node's own, to and from the tunnel port) need no
+//!   connection tracking; `notrack` spares every encapsulated packet a conntrack lookup
+//!   and entry. Pods' own flows stay tracked (kube-proxy's Service NAT needs that).
+//! - IPv6 is never NATed: the table is `ip`, IPv4 only. Established flows keep their NAT
+//!   binding in conntrack across a table replacement.
 
 use ipnet::Ipv4Net;
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 /// The table's name (family `ip`).
 pub const TABLE: &str = "weft";
 
-/// Replaces weft's table: the egress rule for `subnet` and the overlay set.
-pub fn replace_table(subnet: Ipv4Net, overlay: &BTreeSet<Ipv4Net>) -> Result<(), String> {
-    let elements = if overlay.is_empty() {
-        String::new()
-    } else {
-        format!("elements = {{ {} }}", join(overlay.iter()))
+/// What the table is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// The pods' subnet.
+    pub subnet: Ipv4Net,
+    /// The uplink, where tunnel packets arrive.
+    pub uplink: Option<String>,
+    /// The VXLAN UDP port.
+    pub tunnel_port: u16,
+}
+
+/// Replaces weft's table with the one `egress` describes.
+pub fn replace_table(egress: &Egress) -> Result<(), String> {
+    let Egress {
+        subnet,
+        uplink,
+        tunnel_port,
+    } = egress;
+    let tunnel_in = match uplink {
+        Some(uplink) => format!(
+            "\tchain tunnel-in {{\n\
+             \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tiifname {uplink:?} udp dport {tunnel_port} notrack\n\
+             \t}}\n"
+        ),
+        None => String::new(),
     };
     // "add" then "delete" makes the delete succeed whether or not the table existed;
     // the whole script is one transaction.
@@ -39,39 +65,18 @@ pub fn replace_table(subnet: Ipv4Net, overlay: &BTreeSet<Ipv4Net>) -> Result<(),
         "add table ip {TABLE}\n\
          delete table ip {TABLE}\n\
          table ip {TABLE} {{\n\
-         \tset overlay {{ type ipv4_addr; flags interval; {elements} }}\n\
          \tchain postrouting {{\n\
          \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tip saddr {subnet} ip daddr != @overlay masquerade\n\
+         \t\tip saddr {subnet} oifname != \"weft*\" masquerade\n\
+         \t}}\n\
+         {tunnel_in}\
+         \tchain tunnel-out {{\n\
+         \t\ttype filter hook output priority raw; policy accept;\n\
+         \t\tudp dport {tunnel_port} notrack\n\
          \t}}\n\
          }}\n"
     );
     run(&script)
-}
-
-/// Adds and removes overlay set elements in one transaction: O(change), not O(cluster).
-pub fn update_overlay(added: &[Ipv4Net], removed: &[Ipv4Net]) -> Result<(), String> {
-    let mut script = String::new();
-    if !removed.is_empty() {
-        script.push_str(&format!(
-            "delete element ip {TABLE} overlay {{ {} }}\n",
-            join(removed.iter())
-        ));
-    }
-    if !added.is_empty() {
-        script.push_str(&format!(
-            "add element ip {TABLE} overlay {{ {} }}\n",
-            join(added.iter())
-        ));
-    }
-    if script.is_empty() {
-        return Ok(());
-    }
-    run(&script)
-}
-
-fn join<'a>(nets: impl Iterator<Item = &'a Ipv4Net>) -> String {
-    nets.map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Runs `nft -f -` with `script` on stdin.

@@ -64,12 +64,10 @@ pub struct VxlanView {
     pub source: Ipv4Addr,
 }
 
-/// The desired state: every entry with the peer it is for, and the IPv4 destinations
-/// that are overlay traffic (never NATed).
+/// The desired state: every entry with the peer it is for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Desired {
     pub entries: BTreeMap<Key, (Value, String)>,
-    pub overlay: BTreeSet<Ipv4Net>,
     /// Peers that made it in whole, by name.
     pub peers: BTreeSet<String>,
     /// Peers, other than this node, that the source listed as valid.
@@ -96,20 +94,15 @@ impl Desired {
     pub fn build(local: &LocalView, peers: &[Peer]) -> (Desired, Vec<String>) {
         let mut desired = Desired::default();
         let mut problems = Vec::new();
-        if let (Some(subnet), Some(_)) = (local.ipv4_subnet, local.vxlan) {
-            desired.overlay.insert(subnet);
-        }
         let mut names = BTreeSet::new();
-        let mut v6_ranges: Vec<(ipnet::Ipv6Net, String)> = local
-            .ipv6_prefix
-            .map(|p| (p, "this node".to_owned()))
-            .into_iter()
-            .collect();
-        let mut v4_ranges: Vec<(Ipv4Net, String)> = local
-            .ipv4_subnet
-            .map(|s| (s, "this node".to_owned()))
-            .into_iter()
-            .collect();
+        let mut v6_ranges = Ranges::default();
+        let mut v4_ranges = Ranges::default();
+        if let Some(p) = local.ipv6_prefix {
+            v6_ranges.insert(IpNet::V6(p), "this node");
+        }
+        if let Some(s) = local.ipv4_subnet {
+            v4_ranges.insert(IpNet::V4(s), "this node");
+        }
         let mut macs: HashMap<[u8; 6], String> = HashMap::new();
         for peer in peers {
             if peer.name == local.node_name {
@@ -126,13 +119,10 @@ impl Desired {
             match peer_entries(local, peer, &v6_ranges, &v4_ranges, &macs) {
                 Ok(entries) => {
                     if let Some(p) = peer.ipv6_prefix {
-                        v6_ranges.push((p, peer.name.clone()));
+                        v6_ranges.insert(IpNet::V6(p), &peer.name);
                     }
                     if let Some(s) = peer.ipv4_subnet {
-                        v4_ranges.push((s, peer.name.clone()));
-                        if local.vxlan.is_some() {
-                            desired.overlay.insert(s);
-                        }
+                        v4_ranges.insert(IpNet::V4(s), &peer.name);
                     }
                     for (key, value) in entries {
                         if let (Key::Fdb(mac), _) = (key, &value) {
@@ -167,19 +157,50 @@ pub fn route_counts<'a>(keys: impl Iterator<Item = &'a Key>) -> (usize, usize) {
     })
 }
 
+/// Non-overlapping ranges with their owners, for the overlap check: a lookup of the
+/// one range starting at or before a new range's end, O(log n), so building the desired
+/// state of 5,000 peers is not 25 million comparisons.
+#[derive(Debug, Default)]
+struct Ranges(BTreeMap<u128, (u128, String)>);
+
+fn bounds(net: IpNet) -> (u128, u128) {
+    match net {
+        IpNet::V4(n) => (
+            u128::from(u32::from(n.network())),
+            u128::from(u32::from(n.broadcast())),
+        ),
+        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
+impl Ranges {
+    fn insert(&mut self, net: IpNet, owner: &str) {
+        let (start, end) = bounds(net);
+        self.0.insert(start, (end, owner.to_owned()));
+    }
+
+    /// The owner of a held range overlapping `net`. Held ranges never overlap each
+    /// other, so only the last one starting at or before `net`'s end can.
+    fn overlapping(&self, net: IpNet) -> Option<&str> {
+        let (start, end) = bounds(net);
+        self.0
+            .range(..=end)
+            .next_back()
+            .filter(|(_, (held_end, _))| *held_end >= start)
+            .map(|(_, (_, owner))| owner.as_str())
+    }
+}
+
 fn peer_entries(
     local: &LocalView,
     peer: &Peer,
-    v6_ranges: &[(ipnet::Ipv6Net, String)],
-    v4_ranges: &[(Ipv4Net, String)],
+    v6_ranges: &Ranges,
+    v4_ranges: &Ranges,
     macs: &HashMap<[u8; 6], String>,
 ) -> Result<Vec<(Key, Value)>, String> {
     let mut entries = Vec::new();
     if let Some(prefix) = peer.ipv6_prefix {
-        if let Some((_, owner)) = v6_ranges
-            .iter()
-            .find(|(r, _)| r.contains(&prefix) || prefix.contains(r))
-        {
+        if let Some(owner) = v6_ranges.overlapping(IpNet::V6(prefix)) {
             return Err(format!("ipv6Prefix {prefix} overlaps {owner}'s"));
         }
         if let Some(uplink) = local.direct_ipv6 {
@@ -197,10 +218,7 @@ fn peer_entries(
         }
     }
     if let Some(subnet) = peer.ipv4_subnet {
-        if let Some((_, owner)) = v4_ranges
-            .iter()
-            .find(|(r, _)| r.contains(&subnet) || subnet.contains(r))
-        {
+        if let Some(owner) = v4_ranges.overlapping(IpNet::V4(subnet)) {
             return Err(format!("ipv4Subnet {subnet} overlaps {owner}'s"));
         }
         if let Some(vxlan) = local.vxlan {

@@ -6,7 +6,8 @@
 //!   permanent FDB entry VTEP MAC -> underlay address: the Silk/Flannel scheme.
 //! - IPv6: `--ipv6-routing direct` routes each peer's prefix via its underlay address;
 //!   `fabric` leaves routing to the network.
-//! - IPv4 egress NAT for pods, in weft's own nftables table ([`crate::nftables`]).
+//! - IPv4 egress NAT for pods, in weft's own nftables table ([`crate::nftables`]); it
+//!   names no peer, so peer changes never touch it.
 //!
 //! Peer lists arrive through [`Datapath::set_peers`] (from the peers file now, from the
 //! Kubernetes API later). A change is applied as the difference between the previous
@@ -93,8 +94,8 @@ struct Converger {
     desired: Desired,
     /// What weft believes the kernel holds (its own entries only).
     current: BTreeMap<Key, Value>,
-    /// The elements of the nftables overlay set, when known to be in place.
-    nat_overlay: Option<BTreeSet<Ipv4Net>>,
+    /// The NAT table failed to go in place: retry with the next pass.
+    nat_pending: bool,
     /// Something failed: retry soon.
     dirty: bool,
 }
@@ -130,7 +131,7 @@ impl Converger {
             peers: None,
             desired: Desired::default(),
             current: BTreeMap::new(),
-            nat_overlay: None,
+            nat_pending: false,
             dirty: false,
         }
     }
@@ -139,7 +140,7 @@ impl Converger {
     /// needs no peers, before the socket serves pods.
     fn prepare(&mut self) {
         self.ensure_vxlan();
-        self.sync_nat(true);
+        self.sync_nat();
     }
 
     fn run(mut self, updates: Receiver<Update>) {
@@ -250,7 +251,7 @@ impl Converger {
                 self.dirty = true;
             }
         }
-        self.sync_nat(true);
+        self.sync_nat();
         self.finish("full", started);
     }
 
@@ -260,7 +261,9 @@ impl Converger {
         self.dirty = false;
         self.rebuild_desired(true);
         self.apply();
-        self.sync_nat(false);
+        if self.nat_pending {
+            self.sync_nat();
+        }
         self.finish("incremental", started);
     }
 
@@ -310,34 +313,24 @@ impl Converger {
         }
     }
 
-    /// Puts the overlay set in place: the whole table on `full` or when its state is
-    /// unknown, otherwise only the elements that changed.
-    fn sync_nat(&mut self, full: bool) {
+    /// Puts weft's NAT table in place: at start and on every full pass (repairing
+    /// drift). It names no peer, so peer changes never need it.
+    fn sync_nat(&mut self) {
         let (Some(subnet), Some(_)) = (self.setup.ipv4_subnet, self.local.vxlan) else {
             return;
         };
-        let want = if self.peers.is_some() {
-            self.desired.overlay.clone()
+        let egress = nftables::Egress {
+            subnet,
+            uplink: self.setup.uplink.name.clone(),
+            tunnel_port: self.setup.vxlan_port,
+        };
+        if let Err(e) = nftables::replace_table(&egress) {
+            warn!(error = %e, "IPv4 egress NAT");
+            self.metrics.convergence_errors.inc();
+            self.dirty = true;
+            self.nat_pending = true;
         } else {
-            BTreeSet::from([subnet])
-        };
-        let result = match (&self.nat_overlay, full) {
-            (Some(have), false) if *have == want => return,
-            (Some(have), false) => {
-                let added: Vec<_> = want.difference(have).copied().collect();
-                let removed: Vec<_> = have.difference(&want).copied().collect();
-                nftables::update_overlay(&added, &removed)
-            }
-            _ => nftables::replace_table(subnet, &want),
-        };
-        match result {
-            Ok(()) => self.nat_overlay = Some(want),
-            Err(e) => {
-                warn!(error = %e, "IPv4 egress NAT");
-                self.metrics.convergence_errors.inc();
-                self.nat_overlay = None;
-                self.dirty = true;
-            }
+            self.nat_pending = false;
         }
     }
 
