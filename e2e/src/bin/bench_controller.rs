@@ -686,6 +686,8 @@ struct Counters {
     requests: BTreeMap<(Kind, bool), f64>,
     /// (verb, resource[/subresource]) -> seconds the apiserver spent serving them.
     request_seconds: BTreeMap<Kind, f64>,
+    /// resource -> watches open (`apiserver_longrunning_requests`).
+    open_watches: BTreeMap<String, f64>,
     revision: u64,
 }
 
@@ -703,6 +705,8 @@ struct Measurement {
     latencies: Vec<Duration>,
     peak_rss_kib: u64,
     apiserver_peak_rss_kib: u64,
+    /// resource -> watches the controller holds open at the end.
+    controller_watches: BTreeMap<String, f64>,
     /// What the controller's log and (weft) metrics say about the run.
     health: Vec<String>,
     before: Counters,
@@ -715,6 +719,8 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         "bench_controller: control plane ready in {:.1} s",
         site.cp.startup_time().as_secs_f64()
     );
+    // The control plane's own watches, before any controller or benchmark watch.
+    let baseline = open_watches(&site.kubectl(&["get", "--raw", "/metrics"])?);
     if matches!(subject, Subject::Weft) {
         site.install_weft()?;
     }
@@ -735,6 +741,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
             weftnode_complete,
         )
     });
+    let weftnodes_watched = weftnodes.is_some();
     let mut watches: Vec<Watch> = [Some(nodes), weftnodes].into_iter().flatten().collect();
     let deadline = Instant::now() + WARM_UP_TIMEOUT;
     while !watches.iter().all(|w| w.done("warm-0")) {
@@ -796,6 +803,17 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
             .collect()
     };
     let unique = check_ranges(&watches, &names);
+    // All open watches, less the control plane's own and the benchmark's (one on Nodes,
+    // one on WeftNodes with weft).
+    let mut controller_watches = after.open_watches.clone();
+    for (resource, n) in baseline {
+        *controller_watches.entry(resource).or_default() -= n;
+    }
+    *controller_watches.entry("nodes".into()).or_default() -= 1.0;
+    if weftnodes_watched {
+        *controller_watches.entry("weftnodes".into()).or_default() -= 1.0;
+    }
+    controller_watches.retain(|_, n| *n > 0.0);
     Ok(Measurement {
         subject,
         version,
@@ -806,6 +824,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         latencies,
         peak_rss_kib,
         apiserver_peak_rss_kib,
+        controller_watches,
         health,
         before,
         after,
@@ -971,6 +990,7 @@ fn counters(site: &Site, controller: &Proc, watches: &[Watch]) -> Result<Counter
         etcd_cpu,
         bench_cpu,
         machine,
+        open_watches: open_watches(&metrics),
         requests,
         request_seconds,
         revision,
@@ -1026,6 +1046,30 @@ fn requests(metrics: &str) -> (BTreeMap<(Kind, bool), f64>, BTreeMap<Kind, f64>)
         }
     }
     (counts, seconds)
+}
+
+/// The `apiserver_longrunning_requests` gauge of WATCH, summed per resource.
+fn open_watches(metrics: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_longrunning_requests{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        if !labels.contains("verb=\"WATCH\"") {
+            continue;
+        }
+        let resource = labels
+            .split("resource=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
+        *out.entry(resource.to_owned()).or_default() += value.trim().parse().unwrap_or(0.0);
+    }
+    out.retain(|_, n| *n > 0.0);
+    out
 }
 
 /// weft-controller's own account (its /metrics): reconciles and their errors.
@@ -1194,13 +1238,15 @@ fn source_state() -> String {
             .output()
             .ok()
             .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
     let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
         return "unknown (no git)".into();
     };
+    let commit = commit.trim();
+    // Porcelain lines are `XY path`: X may be a space, so no trimming before slicing.
     match git(&["status", "--porcelain", "--untracked-files=no"]) {
-        Some(s) if s.is_empty() => format!("commit {commit}, clean"),
+        Some(s) if s.trim().is_empty() => format!("commit {commit}, clean"),
         Some(s) => format!(
             "commit {commit} with uncommitted changes to {}",
             s.lines()
@@ -1454,6 +1500,18 @@ fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
     for m in results {
         let notes = m.request_notes();
         writeln!(out, "- {}: {}", m.subject.label(), notes.join(", ")).unwrap();
+        let watches: Vec<String> = m
+            .controller_watches
+            .iter()
+            .map(|(resource, n)| format!("{resource} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "- {}: its watches open at the end: {}",
+            m.subject.label(),
+            watches.join(", ")
+        )
+        .unwrap();
         for line in &m.health {
             writeln!(out, "- {}: {line}", m.subject.label()).unwrap();
         }
