@@ -29,6 +29,11 @@
 //! etcd revisions (the resourceVersion of a list, before and after). Every node's ranges
 //! are checked: all present, none given twice.
 //!
+//! `--backlog` is the other scenario: the Nodes are all created first (untimed), then
+//! the controller starts, and the clock runs from its spawn (start-up, Lease, initial
+//! lists included) to the last allocation. It separates the controller's own pace from
+//! the apiserver's work of taking the creates at the same time.
+//!
 //! kube-controller-manager's client is limited to 20 requests/s (burst 30) by default,
 //! which caps it at about 20 nodes/s; the anchors are its stock settings and, to compare
 //! the controllers rather than a client setting, `--kube-api-qps`/`--kube-api-burst`
@@ -36,7 +41,7 @@
 //!
 //! ```text
 //! e2e/bench-controller.sh [--nodes 5000] [--create-parallel 8] [--anchors stock,2000]
-//!                         [--timeout 600] [--out PATH]
+//!                         [--backlog] [--timeout 600] [--out PATH]
 //! ```
 //!
 //! Needs root (namespaces). Each control plane lives in a namespace of its own
@@ -133,6 +138,8 @@ struct Args {
     /// `--kube-api-qps=q --kube-api-burst=q`.
     anchors: Vec<Option<u32>>,
     timeout: Duration,
+    /// Nodes created before the controller starts; the clock starts with it.
+    backlog: bool,
     out: Option<PathBuf>,
 }
 
@@ -143,6 +150,7 @@ impl Args {
             create_parallel: 8,
             anchors: vec![None, Some(2000)],
             timeout: Duration::from_secs(600),
+            backlog: false,
             out: None,
         };
         let mut it = std::env::args().skip(1);
@@ -157,6 +165,7 @@ impl Args {
                 "--anchors" => args.anchors = anchors(&value()),
                 "--timeout" => args.timeout = Duration::from_secs(number(&value()) as u64),
                 "--out" => args.out = Some(PathBuf::from(value())),
+                "--backlog" => args.backlog = true,
                 "-h" | "--help" => usage(""),
                 other => usage(&format!("unknown argument {other}")),
             }
@@ -200,7 +209,7 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: bench_controller [--nodes N] [--create-parallel N] \
-         [--anchors stock,QPS,...|none] [--timeout SECONDS] [--out PATH]"
+         [--anchors stock,QPS,...|none] [--backlog] [--timeout SECONDS] [--out PATH]"
     );
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
@@ -705,6 +714,8 @@ struct Measurement {
     latencies: Vec<Duration>,
     peak_rss_kib: u64,
     apiserver_peak_rss_kib: u64,
+    /// Nodes created before the controller started (`--backlog`).
+    backlog: bool,
     /// resource -> watches the controller holds open at the end.
     controller_watches: BTreeMap<String, f64>,
     /// What the controller's log and (weft) metrics say about the run.
@@ -724,14 +735,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
     if matches!(subject, Subject::Weft) {
         site.install_weft()?;
     }
-    let mut controller = site.start_controller(subject, bins);
     let version = version(subject, bins);
-
-    // Warm-up: the controller leads and has synced, and both watches are live.
-    site.kubectl_input(
-        &["create", "-f", "-"],
-        &node_list(&["warm-0".into()]).to_string(),
-    )?;
     let nodes = Watch::start(&site, bins, "/api/v1/nodes", node_complete);
     let weftnodes = matches!(subject, Subject::Weft).then(|| {
         Watch::start(
@@ -743,49 +747,66 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
     });
     let weftnodes_watched = weftnodes.is_some();
     let mut watches: Vec<Watch> = [Some(nodes), weftnodes].into_iter().flatten().collect();
-    let deadline = Instant::now() + WARM_UP_TIMEOUT;
-    while !watches.iter().all(|w| w.done("warm-0")) {
-        stopped()?;
-        for w in &mut watches {
-            w.check()?;
-        }
-        if let Some(e) = controller.exited() {
-            return Err(e);
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the warm-up node is not allocated after {WARM_UP_TIMEOUT:?}\n{}",
-                controller.log_tail(30)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!(
-        "bench_controller: warm-up node allocated; creating {} Nodes",
-        args.nodes
-    );
-
     let names: Vec<String> = (0..args.nodes)
         .map(|i| format!("{NODE_PREFIX}{i:05}"))
         .collect();
-    let before = counters(&site, &controller, &watches)?;
-    let began = Instant::now();
-    let creator = {
-        let (site, names, parallel) = (&site, &names, args.create_parallel);
-        std::thread::scope(|scope| {
-            let creator = scope.spawn(move || create_nodes(site, names, parallel));
-            wait_allocated(&watches, &mut controller, names, began, args.timeout)
-                .map(|()| creator.join().unwrap())
-        })
+    // The warm-up Node: once the Node watch has it, the watches are live; once it is
+    // allocated, the controller leads and has synced.
+    site.kubectl_input(
+        &["create", "-f", "-"],
+        &node_list(&["warm-0".into()]).to_string(),
+    )?;
+    wait_for(&mut watches, None, "the Node watch", |w| {
+        w[0].seen.lock().unwrap().added.contains_key("warm-0")
+    })?;
+
+    let (mut controller, created, before, began) = if args.backlog {
+        eprintln!("bench_controller: creating {} Nodes, untimed", args.nodes);
+        let created = create_nodes(&site, &names, args.create_parallel)?;
+        let n = names.len();
+        wait_for(&mut watches, None, "the Nodes in the watch", |w| {
+            w[0].seen.lock().unwrap().timed_added == n
+        })?;
+        let before = counters(&site, None, &watches)?;
+        let began = Instant::now();
+        eprintln!("bench_controller: starting the controller");
+        (site.start_controller(subject, bins), created, before, began)
+    } else {
+        let mut controller = site.start_controller(subject, bins);
+        wait_for(
+            &mut watches,
+            Some(&mut controller),
+            "the warm-up node",
+            |w| w.iter().all(|w| w.done("warm-0")),
+        )?;
+        eprintln!(
+            "bench_controller: warm-up node allocated; creating {} Nodes",
+            args.nodes
+        );
+        let before = counters(&site, Some(&controller), &watches)?;
+        let began = Instant::now();
+        let created = {
+            let (site, names, parallel) = (&site, &names, args.create_parallel);
+            let controller = &mut controller;
+            let watches = &watches;
+            std::thread::scope(|scope| {
+                let creator = scope.spawn(move || create_nodes(site, names, parallel));
+                wait_allocated(watches, controller, names, began, args.timeout)
+                    .map(|()| creator.join().unwrap())
+            })
+        }??;
+        (controller, created, before, began)
     };
-    let created = creator??;
+    if args.backlog {
+        wait_allocated(&watches, &mut controller, &names, began, args.timeout)?;
+    }
     let total = allocated_at(&watches, &names)
         .into_iter()
         .max()
         .unwrap()
         .duration_since(began);
     std::thread::sleep(SETTLE);
-    let after = counters(&site, &controller, &watches)?;
+    let after = counters(&site, Some(&controller), &watches)?;
     let peak_rss_kib = proc_status_kib(controller.pid(), "VmHWM");
     let apiserver_peak_rss_kib = proc_status_kib(site.server_pids().1, "VmHWM");
     let mut health = controller.log_summary();
@@ -799,7 +820,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         names
             .iter()
             .zip(&done)
-            .map(|(n, at)| at.duration_since(added.added[n.as_str()]))
+            .map(|(n, at)| at.duration_since(added.added[n.as_str()].max(began)))
             .collect()
     };
     let unique = check_ranges(&watches, &names);
@@ -824,6 +845,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         latencies,
         peak_rss_kib,
         apiserver_peak_rss_kib,
+        backlog: args.backlog,
         controller_watches,
         health,
         before,
@@ -871,6 +893,34 @@ fn node_list(names: &[String]) -> Value {
         .map(|n| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}}))
         .collect();
     json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+/// Waits up to [`WARM_UP_TIMEOUT`] for `ready`, failing early when a watch or the
+/// controller ends.
+fn wait_for(
+    watches: &mut [Watch],
+    mut controller: Option<&mut Proc>,
+    what: &str,
+    ready: impl Fn(&[Watch]) -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + WARM_UP_TIMEOUT;
+    while !ready(watches) {
+        stopped()?;
+        for w in watches.iter_mut() {
+            w.check()?;
+        }
+        if let Some(c) = controller.as_deref_mut() {
+            if let Some(e) = c.exited() {
+                return Err(e);
+            }
+        }
+        if Instant::now() > deadline {
+            let log = controller.map(|c| c.log_tail(30)).unwrap_or_default();
+            return Err(format!("{what} not ready after {WARM_UP_TIMEOUT:?}\n{log}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Waits until every watch has every named node complete.
@@ -961,12 +1011,12 @@ fn check_ranges(watches: &[Watch], names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-fn counters(site: &Site, controller: &Proc, watches: &[Watch]) -> Result<Counters, String> {
+fn counters(site: &Site, controller: Option<&Proc>, watches: &[Watch]) -> Result<Counters, String> {
     let (etcd, apiserver) = site.server_pids();
     let cpu = |pid: u32| proc_stat(pid).map_or(0.0, |s| s.cpu_seconds());
     // The processes first: the kubectl calls below are not part of the window.
     let (controller_cpu, apiserver_cpu, etcd_cpu, machine) = (
-        cpu(controller.pid()),
+        controller.map_or(0.0, |c| cpu(c.pid())),
         cpu(apiserver),
         cpu(etcd),
         machine_ticks(),
@@ -1221,9 +1271,15 @@ fn machine_facts(args: &Args, bins: &KubeBinaries) -> Vec<String> {
              from {IPV4_NETWORK}; both controllers with the admin kubeconfig"
         ),
         format!(
-            "{} Nodes created by {} parallel `kubectl create -f -` (one List each) while \
-             the controller runs",
-            args.nodes, args.create_parallel
+            "{} Nodes created by {} parallel `kubectl create -f -` (one List each) {}",
+            args.nodes,
+            args.create_parallel,
+            if args.backlog {
+                "before the controller starts; the clock starts when it is spawned (its \
+                 start-up, Lease and initial lists included)"
+            } else {
+                "while the controller runs"
+            }
         ),
     ]
 }
@@ -1328,7 +1384,19 @@ impl Measurement {
             })
             .map(|(_, n)| n)
             .sum();
-        (n - self.allocated as f64) / self.allocated as f64
+        let (creates, allocations) = self.window_nodes();
+        (n - creates) / allocations
+    }
+
+    /// (Node creates, allocations) in the window: the timed Nodes, and with `--backlog`
+    /// none created but the warm-up Node allocated too.
+    fn window_nodes(&self) -> (f64, f64) {
+        let n = self.allocated as f64;
+        if self.backlog {
+            (0.0, n + 1.0)
+        } else {
+            (n, n)
+        }
     }
 
     /// One line per request kind: count (failed ones apart) and mean apiserver time.
@@ -1382,7 +1450,11 @@ impl Measurement {
             secs(self.total),
             number_cell(nodes / self.total.as_secs_f64(), "", 0),
             secs(self.created.took),
-            secs(self.total.saturating_sub(self.created.took)),
+            if self.backlog {
+                secs(percentile(&self.latencies, 0))
+            } else {
+                secs(self.total.saturating_sub(self.created.took))
+            },
             number_cell(
                 percentile(&self.latencies, 50).as_secs_f64() * 1000.0,
                 "ms",
@@ -1404,12 +1476,27 @@ impl Measurement {
             number_cell(mib(self.apiserver_peak_rss_kib), "MiB", 0),
             number_cell(self.writes_per_node(), "", 2),
             number_cell(
-                (self.after.revision - self.before.revision) as f64 / nodes - 1.0,
+                ((self.after.revision - self.before.revision) as f64 - self.window_nodes().0)
+                    / self.window_nodes().1,
                 "",
                 2,
             ),
         ]
     }
+}
+
+/// The rows' names; the first seven differ with `--backlog`.
+fn row_names(backlog: bool) -> [&'static str; 18] {
+    let mut rows = ROWS;
+    if backlog {
+        rows[1] = "**time to allocate every node** (controller start -> last allocation)";
+        rows[3] = "creating the Nodes, before the controller starts (untimed)";
+        rows[4] = "the controller's start -> its first allocation";
+        rows[5] = "per node, controller start -> allocated: median";
+        rows[6] = "per node, controller start -> allocated: p99";
+        rows[11] = "kubectl create CPU (before the window)";
+    }
+    rows
 }
 
 const ROWS: [&str; 18] = [
@@ -1438,8 +1525,13 @@ fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
     writeln!(
         out,
         "## Node allocation: weft-controller vs kube-controller-manager node IPAM \
-         ({} Nodes, dual-stack)\n",
-        args.nodes
+         ({} Nodes, dual-stack, {})\n",
+        args.nodes,
+        if args.backlog {
+            "all created before the controller starts"
+        } else {
+            "created while the controller runs"
+        }
     )
     .unwrap();
     for fact in facts {
@@ -1476,7 +1568,7 @@ fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
     }
     writeln!(out, "{header}\n{rule}").unwrap();
     let rows: Vec<Vec<Cell>> = results.iter().map(Measurement::rows).collect();
-    for (r, name) in ROWS.iter().enumerate() {
+    for (r, name) in row_names(args.backlog).iter().enumerate() {
         let mut line = format!("| {name} |");
         for cells in &rows {
             let _ = write!(line, " {} |", cells[r].0);
@@ -1493,8 +1585,12 @@ fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
     writeln!(
         out,
         "\napiserver requests in the window (verb resource count, x mean time serving \
-         one; POST nodes includes the {} creates):\n",
-        args.nodes
+         one{}):\n",
+        if args.backlog {
+            "; the Nodes were created before, the warm-up Node is allocated in it too".to_owned()
+        } else {
+            format!("; POST nodes includes the {} creates", args.nodes)
+        }
     )
     .unwrap();
     for m in results {
@@ -1519,7 +1615,17 @@ fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
             writeln!(out, "- {}: RANGES WRONG: {e}", m.subject.label()).unwrap();
         }
     }
-    writeln!(out, "\nTargets (weft-controller, {} Nodes):\n", args.nodes).unwrap();
+    writeln!(
+        out,
+        "\nTargets (weft-controller, {} Nodes {}):\n",
+        args.nodes,
+        if args.backlog {
+            "created before it starts"
+        } else {
+            "created while it runs"
+        }
+    )
+    .unwrap();
     for line in verdicts(weft, args.nodes) {
         writeln!(out, "- {line}").unwrap();
     }
