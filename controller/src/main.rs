@@ -1,7 +1,7 @@
 //! `weft-controller`, the weft cluster controller.
 //!
 //! The story: parse the flags ([`flags`]); connect to the apiserver; serve /metrics,
-//! /healthz and /readyz ([`http`], [`metrics`]); then, for ever: win the Lease
+//! /healthz and /readyz (weft-health, [`metrics`]); then, for ever: win the Lease
 //! ([`leader`]), and while holding it run the controller. It watches the claims into a
 //! ledger ([`claims`]) and the WeftNodes and the WeftNetwork into stores ([`network`]).
 //! It reconciles every Node ([`reconcile`], sharing a [`context`]): candidates come
@@ -19,7 +19,6 @@ mod claims;
 mod context;
 mod flags;
 mod fresh;
-mod http;
 mod leader;
 mod metrics;
 mod network;
@@ -82,8 +81,8 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
     let metrics = metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
     let ready = Arc::new(AtomicBool::new(false));
     for addr in &flags.metrics_addr.0 {
-        let listener = http::bind(*addr)?;
-        tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
+        let listener = weft_health::bind(*addr)?;
+        tokio::spawn(weft_health::serve(listener, metrics.clone(), ready.clone()));
     }
     let mut elector = leader::Elector::new(
         client.clone(),

@@ -2,7 +2,7 @@
 //!
 //! The story: parse and validate the flags ([`flags`]); find the uplink and make the
 //! node a router ([`node`]); open the IPAM store and rebuild the pools (weft-ipam); start
-//! the background veth remover ([`reaper`]) and the metrics endpoint ([`http`],
+//! the background veth remover ([`reaper`]) and the metrics endpoint (weft-health,
 //! [`metrics`]); bring up the node's overlay and converge it to its peers
 //! ([`datapath`], fed by [`peers_file`], NAT in [`nftables`]); then serve the CNI plugin
 //! on the unix socket ([`socket`], [`service`]) until SIGTERM or SIGINT. Exiting leaves
@@ -11,7 +11,6 @@
 
 mod datapath;
 mod flags;
-mod http;
 mod kube;
 mod metrics;
 mod nftables;
@@ -80,8 +79,8 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let metrics = metrics::Metrics::new(&config.node_name).map_err(|e| format!("metrics: {e}"))?;
     let ready = Arc::new(AtomicBool::new(false));
     for addr in &config.metrics_addrs {
-        let listener = http::bind(*addr)?;
-        tokio::spawn(http::serve(listener, metrics.clone(), ready.clone()));
+        let listener = weft_health::bind(*addr)?;
+        tokio::spawn(weft_health::serve(listener, metrics.clone(), ready.clone()));
     }
 
     let (allocation, cluster) = allocation(config, &uplink).await?;

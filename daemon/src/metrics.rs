@@ -252,3 +252,9 @@ impl Metrics {
         out
     }
 }
+
+impl weft_health::Exposition for Metrics {
+    fn render(&self) -> Vec<u8> {
+        Metrics::render(self)
+    }
+}

@@ -1,6 +1,7 @@
-//! /metrics, /healthz and /readyz over HTTP/1.1 on every listen address.
+//! The HTTP endpoint weftd and weft-controller share: /metrics, /healthz and /readyz
+//! over HTTP/1.1 on every listen address.
+#![forbid(unsafe_code)]
 
-use crate::metrics::Metrics;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
@@ -12,8 +13,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
-/// Binds `addr`. An IPv6 wildcard also takes IPv4 (IPV6_V6ONLY off), so the default
-/// `[::]:9641` listens on both families whatever the host's bindv6only says.
+/// What `/metrics` serves: the Prometheus text exposition of a registry.
+pub trait Exposition: Clone + Send + Sync + 'static {
+    /// The text exposition format.
+    fn render(&self) -> Vec<u8>;
+}
+
+/// Binds `addr`. An IPv6 wildcard also takes IPv4 (IPV6_V6ONLY off), so `[::]:PORT`
+/// listens on both families whatever the host's bindv6only says.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     let fail = |e: std::io::Error| format!("--metrics-addr: cannot listen on {addr}: {e}");
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
@@ -28,7 +35,7 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 /// Serves until the process ends.
-pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Arc<AtomicBool>) {
+pub async fn serve<M: Exposition>(listener: TcpListener, metrics: M, ready: Arc<AtomicBool>) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics listening");
     }
@@ -52,7 +59,11 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, ready: Arc<AtomicBoo
     }
 }
 
-fn route(req: &Request<Incoming>, metrics: &Metrics, ready: &AtomicBool) -> Response<Full<Bytes>> {
+fn route<M: Exposition>(
+    req: &Request<Incoming>,
+    metrics: &M,
+    ready: &AtomicBool,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: &'static str| {
         let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
         *r.status_mut() = status;
