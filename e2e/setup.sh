@@ -40,7 +40,7 @@ PLUGINS_DIR=$TOOLS_DIR/plugins
 STAMP=$TOOLS_DIR/versions.stamp
 CONTROLPLANE_SRC=$(cd "$(dirname "$0")" && pwd)/controlplane
 CONTROLPLANE_STAMP=$TOOLS_DIR/controlplane.stamp
-CONTROLPLANE_BINS=(kube-apiserver kubectl etcd)
+CONTROLPLANE_BINS=(kube-apiserver kubectl etcd kube-controller-manager)
 
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
