@@ -21,13 +21,7 @@ cargo build --release --workspace
 RUSTFLAGS="-C target-feature=+crt-static" \
 	cargo build --release -p weft-cni --target x86_64-unknown-linux-gnu
 
-# weftd's state dir defaults to /run/weft/state, tmpfs on real nodes; the harness puts
-# it (and host-local's dataDir) under TMPDIR, so keep that on tmpfs too unless the
-# caller chose otherwise. On a disk, weftd's per-allocation records cost ~1 ms per ADD
-# and ~1-2 ms per DEL on top (the report states which file system was used).
-if [ -z "${TMPDIR:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
-	export TMPDIR=/dev/shm
-fi
+weft_state_on_tmpfs
 
 target=${CARGO_TARGET_DIR:-target}
 export WEFT_PLUGIN=$target/x86_64-unknown-linux-gnu/release/weft

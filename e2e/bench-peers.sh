@@ -18,32 +18,5 @@ weft_prelude "$@"
 # Only what the benchmark runs: weftd, the plugin (weft) and the benchmark itself.
 cargo build --release -p weftd -p weft-cni -p weft-e2e --bins
 
-# weftd's state dir defaults to /run/weft/state, tmpfs on real nodes; keep the
-# benchmark's state and peers file on tmpfs too unless the caller chose otherwise.
-if [ -z "${TMPDIR:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
-	export TMPDIR=/dev/shm
-fi
-
-target=${CARGO_TARGET_DIR:-target}
-export WEFT_PROFILE=release
-
-# The benchmark names its namespaces and temp files w<pid % 100000>x...; release builds
-# abort on panic (its hook removes the namespaces), and a signal ends it without any
-# cleanup, so this script removes what is left: processes inside those namespaces (by
-# pid), the namespaces, the temp files.
-"$target/release/bench_peers" "$@" &
-bench=$!
-cleanup() {
-	local prefix="w$((bench % 100000))x" ns p
-	for ns in $(ip netns list | awk '{print $1}' | grep "^$prefix" || true); do
-		for p in $(ip netns pids "$ns" 2>/dev/null); do
-			kill -KILL "$p" 2>/dev/null || true
-		done
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	rm -rf "${TMPDIR:-/tmp}"/weft-*-"$prefix"*
-}
-# Background jobs of a script ignore SIGINT, so pass Ctrl-C on as SIGTERM.
-trap 'kill -TERM "$bench" 2>/dev/null || true; wait "$bench" 2>/dev/null || true; exit 130' INT TERM
-trap cleanup EXIT
-wait "$bench"
+weft_state_on_tmpfs
+weft_run_bench bench_peers "$@"

@@ -18,3 +18,41 @@ weft_prelude() {
 	eval "$(e2e/setup.sh)"
 	export WEFT_TOOLS_BIN WEFT_CNI_PLUGINS PROMETHEUS WEFT_KUBE_BIN KUBE_APISERVER ETCD KUBECTL
 }
+
+# weft_state_on_tmpfs: weftd's state dir defaults to /run/weft/state, tmpfs on real
+# nodes; the harness puts test nodes' state under TMPDIR, so keep that on tmpfs too
+# unless the caller chose otherwise (on a disk, weftd's per-allocation records cost
+# about 1 ms per ADD).
+weft_state_on_tmpfs() {
+	if [ -z "${TMPDIR:-}" ] && [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+		export TMPDIR=/dev/shm
+	fi
+}
+
+# weft_run_bench NAME ARGS...: runs target/release/NAME ARGS and removes what it leaves.
+# Benchmarks name their namespaces and temp files w<pid % 100000>x...; release builds
+# abort on panic (their hook removes the namespaces) and a signal ends them without any
+# cleanup, so this removes what is left: processes inside those namespaces (by pid), the
+# namespaces, the temp files.
+weft_run_bench() {
+	local name=$1
+	shift
+	local target=${CARGO_TARGET_DIR:-target}
+	WEFT_PROFILE=release "$target/release/$name" "$@" &
+	WEFT_BENCH_PID=$!
+	# Background jobs of a script ignore SIGINT, so pass Ctrl-C on as SIGTERM.
+	trap 'kill -TERM "$WEFT_BENCH_PID" 2>/dev/null || true; wait "$WEFT_BENCH_PID" 2>/dev/null || true; exit 130' INT TERM
+	trap weft_bench_cleanup EXIT
+	wait "$WEFT_BENCH_PID"
+}
+
+weft_bench_cleanup() {
+	local prefix="w$((WEFT_BENCH_PID % 100000))x" ns p
+	for ns in $(ip netns list | awk '{print $1}' | grep "^$prefix" || true); do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$p" 2>/dev/null || true
+		done
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	rm -rf "${TMPDIR:-/tmp}"/weft-*-"$prefix"*
+}
