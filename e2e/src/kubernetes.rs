@@ -4,9 +4,8 @@
 //! and weft-controller replicas. weftd on the nodes reaches the apiserver over the
 //! underlay with a kubeconfig of its own.
 
-use crate::{binary, underlay, unique_name, wait_until, Background, ControlPlane, Netns};
+use crate::{binary, underlay, wait_until, Background, ControlPlane, Netns, TempDir};
 use serde_json::{json, Value};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ pub struct KubeCluster {
     pub control_plane: ControlPlane,
     /// The control plane's namespace (on the fabric).
     pub netns: Netns,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl KubeCluster {
@@ -54,8 +53,7 @@ impl KubeCluster {
             None,
         );
         let control_plane = ControlPlane::start(&netns, CONTROL_PLANE_V6.parse().unwrap());
-        let dir = std::env::temp_dir().join(format!("weft-kube-{}", unique_name("")));
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("kube");
         let mut cluster = KubeCluster {
             controllers: Vec::new(),
             control_plane,
@@ -139,7 +137,7 @@ impl KubeCluster {
 
     /// A kubeconfig for weftd on `node`, reaching the apiserver over the underlay.
     pub fn node_kubeconfig(&self, node: &str) -> PathBuf {
-        let path = self.dir.join(format!("{node}.kubeconfig"));
+        let path = self.dir.path().join(format!("{node}.kubeconfig"));
         if !path.exists() {
             self.control_plane.write_kubeconfig(
                 &path,
@@ -185,12 +183,5 @@ impl KubeCluster {
             }
         }
         out
-    }
-}
-
-impl Drop for KubeCluster {
-    fn drop(&mut self) {
-        self.controllers.clear();
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }

@@ -23,7 +23,7 @@
 use crate::kubernetes::{KubeCluster, NetworkOptions};
 use crate::traffic::Slot;
 use crate::underlay::{self, Underlay};
-use crate::{unique_name, Netns, Node, NodeOptions};
+use crate::{Netns, Node, NodeOptions, TempDir};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::PathBuf;
@@ -135,7 +135,7 @@ impl Topology {
             options.mode
         );
         let slot = Slot::acquire();
-        let dir = TempDir::new();
+        let dir = TempDir::new("topo");
         let fabric = underlay::build_fabric(options.uplink_mtu);
         let external = underlay::build_external(&fabric);
         let listed: Vec<Vec<usize>> = vec![(0..options.nodes).collect(); options.nodes];
@@ -266,7 +266,7 @@ impl Topology {
 
     /// Node i's peers file.
     pub fn peers_file(&self, i: usize) -> PathBuf {
-        self.dir.0.join(format!("peers-{}.json", i + 1))
+        self.dir.path().join(format!("peers-{}.json", i + 1))
     }
 
     fn node_name(i: usize) -> String {
@@ -410,24 +410,5 @@ impl Topology {
             options.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
         }
         Node::start_in(netns, options)
-    }
-}
-
-/// A private directory for the peers files, removed on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!("weft-topo-{}", unique_name("")));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }

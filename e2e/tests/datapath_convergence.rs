@@ -8,22 +8,22 @@ use serde_json::{json, Value};
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
-use weft_e2e::{unique_name, wait_until, Node, NodeOptions};
+use weft_e2e::{wait_until, Node, NodeOptions, TempDir};
 
 /// A peers file in its own directory, removed on drop.
 struct PeersFile {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl PeersFile {
     fn new() -> PeersFile {
-        let dir = PathBuf::from("/dev/shm").join(format!("weft-peers-{}", unique_name("pf")));
-        fs::create_dir_all(&dir).unwrap();
-        PeersFile { dir }
+        PeersFile {
+            dir: TempDir::new("pf"),
+        }
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.join("peers.json")
+        self.dir.path().join("peers.json")
     }
 
     /// Atomic replacement, as the README asks of writers.
@@ -32,15 +32,9 @@ impl PeersFile {
     }
 
     fn write_raw(&self, bytes: &[u8]) {
-        let tmp = self.dir.join("peers.tmp");
+        let tmp = self.dir.path().join("peers.tmp");
         fs::write(&tmp, bytes).unwrap();
         fs::rename(&tmp, self.path()).unwrap();
-    }
-}
-
-impl Drop for PeersFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -258,7 +252,7 @@ fn sighup_rereads_a_change_the_poll_cannot_see() {
     let text = fs::read_to_string(&path).unwrap();
     let changed = text.replace("198.51.100.4", "198.51.100.9");
     assert_eq!(text.len(), changed.len());
-    let stamp = file.dir.join("stamp");
+    let stamp = file.dir.path().join("stamp");
     fs::write(&stamp, b"").unwrap();
     node.netns.run(
         "touch",

@@ -44,7 +44,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, reference_plugins_dir, unique_name, Netns, Node, NodeOptions};
+use weft_e2e::{
+    binary, read_trimmed, reference_plugins_dir, unique_name, Netns, Node, NodeOptions, TempDir,
+};
 
 /// The targets.
 const TARGET_MEDIAN_FRACTION: f64 = 1.0 / 8.0;
@@ -144,24 +146,6 @@ fn usage(problem: &str) -> ! {
 
 // ---- plugins under test -----------------------------------------------------------
 
-/// A temporary directory, removed on drop (host-local's dataDir).
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("weft-bench-{}", unique_name(tag)));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Where a plugin runs, and what must be owned (and dropped) with it.
 #[derive(Debug)]
 enum Site {
@@ -252,7 +236,7 @@ impl Subject {
             "ipam": {
                 "type": "host-local",
                 "ranges": [[{"subnet": "10.254.0.0/16"}], [{"subnet": "2001:db8:2000::/64"}]],
-                "dataDir": data_dir.0.display().to_string(),
+                "dataDir": data_dir.path().display().to_string(),
             },
         })
         .to_string();
@@ -596,12 +580,6 @@ fn temp_dir_fact() -> String {
         "weftd state dir and host-local dataDir under {} ({fs})",
         dir.display()
     )
-}
-
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn render(

@@ -61,7 +61,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, ControlPlane, KubeBinaries, Netns};
+use weft_e2e::{binary, read_trimmed, ControlPlane, KubeBinaries, Netns};
 
 /// The targets for weft-controller.
 const TARGET_TIME: Duration = Duration::from_secs(30);
@@ -1312,12 +1312,6 @@ fn source_state() -> String {
         ),
         None => format!("commit {commit}"),
     }
-}
-
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// One table cell and, when it is a number, the value for the ratio.

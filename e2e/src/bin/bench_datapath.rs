@@ -54,7 +54,10 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
-use weft_e2e::{wait_until, Background, Netns, Topology, TopologyOptions, Underlay};
+use weft_e2e::{
+    install_namespace_cleanup_hook, read_trimmed, wait_until, Background, Netns, Topology,
+    TopologyOptions, Underlay,
+};
 
 /// The issue's target: weft's throughput at least this fraction of the reference's.
 const TARGET_RATIO: f64 = 0.95;
@@ -65,7 +68,7 @@ const HOST_MAC: &str = "ee:ee:ee:ee:ee:ee";
 
 fn main() {
     let args = Args::parse();
-    install_cleanup_hook();
+    install_namespace_cleanup_hook();
     let mut facts = machine_facts(&args);
 
     eprintln!("bench_datapath: starting the weft topology (2 nodes, 1 pod each)");
@@ -269,31 +272,6 @@ fn usage(problem: &str) -> ! {
 }
 
 // ---- cleanup ----------------------------------------------------------------------
-
-/// Release builds abort on panic, so no guard's Drop runs: the hook kills what runs in
-/// this process's namespaces (weftd, iperf3) and deletes them before the abort.
-fn install_cleanup_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        let prefix = format!("w{}x", std::process::id() % 100_000);
-        let Ok(list) = Command::new("ip").args(["netns", "list"]).output() else {
-            return;
-        };
-        for line in String::from_utf8_lossy(&list.stdout).lines() {
-            let name = line.split_whitespace().next().unwrap_or_default();
-            if !name.starts_with(&prefix) {
-                continue;
-            }
-            if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
-                for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
-        }
-    }));
-}
 
 // ---- what both sides share --------------------------------------------------------
 
@@ -1021,12 +999,6 @@ fn machine_facts(args: &Args) -> Vec<String> {
          binary; reference: the same hops made with ip/bridge commands"
             .to_owned(),
     ]
-}
-
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn render(args: &Args, facts: &[String], cells: &[Cell; 4], samples: &Samples) -> String {

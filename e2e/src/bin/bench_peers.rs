@@ -68,7 +68,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, unique_name, Netns};
+use weft_e2e::{binary, install_namespace_cleanup_hook, read_trimmed, unique_name, Netns, TempDir};
 
 /// The targets.
 const TARGET_CONVERGENCE: Duration = Duration::from_secs(10);
@@ -93,7 +93,7 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() {
     let args = Args::parse();
-    install_cleanup_hook();
+    install_namespace_cleanup_hook();
     let facts = machine_facts(&args);
     let mut results = Vec::new();
     for &underlay in &args.underlays {
@@ -182,57 +182,6 @@ fn usage(problem: &str) -> ! {
 }
 
 // ---- cleanup ----------------------------------------------------------------------
-
-/// Release builds abort on panic, so no guard's Drop runs: the hook kills what runs in
-/// this process's namespaces (weftd, monitors) and deletes them before the abort.
-fn install_cleanup_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        remove_own_namespaces();
-    }));
-}
-
-/// Every namespace whose name carries this process's prefix (see `unique_name`): kill
-/// the processes inside (by their pid), then delete it.
-fn remove_own_namespaces() {
-    let prefix = format!("w{}x", std::process::id() % 100_000);
-    let list = Command::new("ip").args(["netns", "list"]).output();
-    let Ok(list) = list else { return };
-    for line in String::from_utf8_lossy(&list.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
-            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", name]).status();
-    }
-}
-
-/// A temporary directory under TMPDIR, removed on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        use std::os::unix::fs::PermissionsExt;
-        let path = std::env::temp_dir().join(format!("weft-bench-{}", unique_name(tag)));
-        std::fs::create_dir_all(&path).unwrap();
-        // weftd refuses a socket directory that group or others can write.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 // ---- the synthetic cluster --------------------------------------------------------
 
@@ -884,7 +833,7 @@ fn settle() {
 fn weft_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, WeftRound) {
     let ns = node_netns(underlay);
     let dir = TempDir::new("pk");
-    let peers_file = dir.0.join("peers.json");
+    let peers_file = dir.path().join("peers.json");
     let mut current = peers.to_vec();
     write_peers(&peers_file, &current);
     let probe = Probe::new(&ns);
@@ -892,7 +841,7 @@ fn weft_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, WeftRo
     let mut round = WeftRound::default();
 
     let started = Instant::now();
-    let mut weftd = Weftd::spawn(&ns, &dir.0, &peers_file);
+    let mut weftd = Weftd::spawn(&ns, dir.path(), &peers_file);
     let converged = probe.until(&mut weftd, started + CONVERGENCE_TIMEOUT, |m| {
         m.programmed() == Some(n as f64)
     });
@@ -918,7 +867,7 @@ fn weft_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, WeftRo
         }
 
         // One peer change at a time, timed; kernel events counted throughout.
-        let monitors = Monitors::start(&ns, &dir.0);
+        let monitors = Monitors::start(&ns, dir.path());
         for k in 0..args.changes {
             match weft_change(&probe, &mut weftd, &ns, &peers_file, &mut current, k) {
                 Ok(sample) => round.changes.push(sample),
@@ -1125,9 +1074,9 @@ fn anchor_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, Anch
         bridge.push_str(&p.bridge_add());
     }
     let (ip_file, bridge_file, nft_file) = (
-        dir.0.join("ip.batch"),
-        dir.0.join("bridge.batch"),
-        dir.0.join("table.nft"),
+        dir.path().join("ip.batch"),
+        dir.path().join("bridge.batch"),
+        dir.path().join("table.nft"),
     );
     std::fs::write(&ip_file, ip).unwrap();
     std::fs::write(&bridge_file, bridge).unwrap();
@@ -1160,7 +1109,7 @@ fn anchor_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, Anch
         "the anchor's batch did not install every peer"
     );
 
-    let monitors = Monitors::start(&ns, &dir.0);
+    let monitors = Monitors::start(&ns, dir.path());
     let mut current = peers.to_vec();
     for k in 0..args.changes {
         let (at, subnet) = change(&current, k);
@@ -1328,12 +1277,6 @@ fn machine_facts(args: &Args) -> Vec<String> {
             std::env::temp_dir().display()
         ),
     ]
-}
-
-fn read_trimmed(path: &str) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn render(args: &Args, facts: &[String], results: &[ScenarioResult]) -> String {
