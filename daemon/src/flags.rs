@@ -5,12 +5,10 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use weft_wire::{parse_bind_addr, parse_ipv4_subnet, parse_ipv6_prefix, Mode};
-
-/// Allowed delegated IPv6 prefix lengths.
-const IPV6_LENGTHS: std::ops::RangeInclusive<u8> = 64..=120;
-/// Allowed IPv4 subnet lengths.
-const IPV4_LENGTHS: std::ops::RangeInclusive<u8> = 16..=28;
+use weft_wire::{
+    parse_bind_addr, parse_ipv4_subnet, parse_ipv6_prefix, Mode, PEER_IPV4_LENGTHS,
+    PEER_IPV6_LENGTHS,
+};
 
 /// weftd: the weft node daemon.
 #[derive(Debug, Parser)]
@@ -24,10 +22,10 @@ pub struct Flags {
     #[arg(long, env = "NODE_NAME")]
     pub node_name: String,
     /// The node's delegated IPv6 prefix, /64 to /120 (e.g. 2001:db8:1000:1::/80).
-    #[arg(long, value_parser = |s: &str| parse_ipv6_prefix("--ipv6-prefix", s, IPV6_LENGTHS).map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = |s: &str| parse_ipv6_prefix("--ipv6-prefix", s, PEER_IPV6_LENGTHS).map_err(|e| e.to_string()))]
     pub ipv6_prefix: Option<Ipv6Net>,
     /// The node's overlay IPv4 subnet, /16 to /28 (e.g. 10.255.1.0/24).
-    #[arg(long, value_parser = |s: &str| parse_ipv4_subnet("--ipv4-subnet", s, IPV4_LENGTHS).map_err(|e| e.to_string()))]
+    #[arg(long, value_parser = |s: &str| parse_ipv4_subnet("--ipv4-subnet", s, PEER_IPV4_LENGTHS).map_err(|e| e.to_string()))]
     pub ipv4_subnet: Option<Ipv4Net>,
     /// Families served to pods: dual, ipv6 or ipv4.
     #[arg(long, default_value = "dual")]
@@ -135,7 +133,9 @@ impl Flags {
         if self.node_name.trim().is_empty() {
             return Err("--node-name: must not be empty".into());
         }
-        let source = if self.kubeconfig.is_some() || self.in_cluster {
+        let kubernetes = self.kubeconfig.is_some() || self.in_cluster;
+        let (source, ipv6_prefix, ipv4_subnet) = if kubernetes {
+            // The node's allocation and peers come from the apiserver.
             for (flag, given) in [
                 ("--ipv6-prefix", self.ipv6_prefix.is_some()),
                 ("--ipv4-subnet", self.ipv4_subnet.is_some()),
@@ -147,39 +147,27 @@ impl Flags {
                     ));
                 }
             }
-            return Config {
-                node_name: self.node_name,
-                mode: self.mode,
-                ipv6_prefix: None,
-                ipv4_subnet: None,
-                state_dir: self.state_dir,
-                socket: self.socket,
-                metrics_addrs: self.metrics_addr.0,
-                underlay_interface: self.underlay_interface,
-                cooldown: Duration::from_secs(self.cooldown_seconds),
-                peers: None,
-                ipv6_routing: self.ipv6_routing,
-                vxlan_vni: self.vxlan_vni,
-                vxlan_port: self.vxlan_port,
-                resync: Duration::from_secs(self.resync_seconds),
-                source: Source::Kubernetes {
-                    kubeconfig: self.kubeconfig,
-                    network: self.network,
-                },
-            }
-            .checked_paths();
+            let source = Source::Kubernetes {
+                kubeconfig: self.kubeconfig,
+                network: self.network,
+            };
+            (source, None, None)
         } else {
-            Source::Standalone
-        };
-        let ipv6_prefix = match (self.mode.has_ipv6(), self.ipv6_prefix) {
-            (true, None) => return Err(format!("--ipv6-prefix: required in --mode {}", self.mode)),
-            (true, p) => p,
-            (false, _) => None,
-        };
-        let ipv4_subnet = match (self.mode.has_ipv4(), self.ipv4_subnet) {
-            (true, None) => return Err(format!("--ipv4-subnet: required in --mode {}", self.mode)),
-            (true, s) => s,
-            (false, _) => None,
+            let ipv6_prefix = match (self.mode.has_ipv6(), self.ipv6_prefix) {
+                (true, None) => {
+                    return Err(format!("--ipv6-prefix: required in --mode {}", self.mode))
+                }
+                (true, p) => p,
+                (false, _) => None,
+            };
+            let ipv4_subnet = match (self.mode.has_ipv4(), self.ipv4_subnet) {
+                (true, None) => {
+                    return Err(format!("--ipv4-subnet: required in --mode {}", self.mode))
+                }
+                (true, s) => s,
+                (false, _) => None,
+            };
+            (Source::Standalone, ipv6_prefix, ipv4_subnet)
         };
         Config {
             node_name: self.node_name,

@@ -245,7 +245,7 @@ impl WeftNetworkSpec {
         }
         let ipv4_network = parse_ipv4_subnet("spec.ipv4Network", &self.ipv4_network, 8..=28)
             .map_err(|e| spec_error("spec.ipv4Network", e.problem_with_value()));
-        if !(16..=28).contains(&self.ipv4_subnet_length) {
+        if !weft_wire::PEER_IPV4_LENGTHS.contains(&self.ipv4_subnet_length) {
             errors.push(spec_error(
                 "spec.ipv4SubnetLength",
                 format!("{} is not between 16 and 28", self.ipv4_subnet_length),

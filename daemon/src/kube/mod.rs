@@ -29,7 +29,7 @@ use std::path::Path;
 use std::time::Duration;
 use tracing::{info, warn};
 use weft_api::{WeftNetwork, WeftNode};
-use weft_wire::{parse_peers, Peer};
+use weft_wire::Peer;
 
 /// Field manager of everything weftd writes.
 const FIELD_MANAGER: &str = "weftd";
@@ -274,17 +274,14 @@ fn peers_of(nodes: &BTreeMap<String, WeftNode>) -> Vec<Peer> {
         .filter(|n| n.spec.underlay_ipv4.is_some() || n.spec.underlay_ipv6.is_some())
         .map(WeftNode::peer_entry)
         .collect();
-    let json = serde_json::to_vec(&entries).unwrap_or_default();
-    match parse_peers(&json) {
-        Ok((peers, errors)) => {
-            for e in errors {
-                warn!("skipping WeftNode: {e}");
-            }
-            peers
-        }
-        Err(e) => {
-            warn!("WeftNodes as peers: {e}");
-            Vec::new()
-        }
-    }
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(index, entry)| {
+            entry
+                .validate(index)
+                .map_err(|e| warn!("skipping WeftNode: {e}"))
+                .ok()
+        })
+        .collect()
 }
