@@ -94,7 +94,10 @@ pub enum Source {
 }
 
 /// How peers' IPv6 prefixes are reached (`--ipv6-routing`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Ipv6Routing {
     /// The network routes each node's prefix to the node (AWS VPC prefix delegation,
     /// BOSH): weftd adds no peer routes.

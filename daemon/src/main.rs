@@ -120,7 +120,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
             ipv6_prefix: allocation.ipv6_prefix,
             ipv4_subnet: allocation.ipv4_subnet,
             uplink: uplink.clone(),
-            ipv6_routing: allocation.ipv6_routing(),
+            ipv6_routing: allocation.ipv6_routing,
             vxlan_vni: allocation.vxlan_vni,
             vxlan_port: allocation.vxlan_port,
             vxlan_mtu: mtu.ipv4,
@@ -177,10 +177,7 @@ async fn allocation(
             mode: config.mode,
             ipv6_prefix: config.ipv6_prefix,
             ipv4_subnet: config.ipv4_subnet,
-            ipv6_routing: match config.ipv6_routing {
-                flags::Ipv6Routing::Direct => "direct".into(),
-                flags::Ipv6Routing::Fabric => "fabric".into(),
-            },
+            ipv6_routing: config.ipv6_routing,
             vxlan_vni: config.vxlan_vni,
             vxlan_port: config.vxlan_port,
         };

@@ -19,7 +19,7 @@ pub struct NodeAllocation {
     pub mode: Mode,
     pub ipv6_prefix: Option<Ipv6Net>,
     pub ipv4_subnet: Option<Ipv4Net>,
-    pub ipv6_routing: String,
+    pub ipv6_routing: Ipv6Routing,
     #[serde(rename = "vxlanVNI")]
     pub vxlan_vni: u32,
     pub vxlan_port: u16,
@@ -53,18 +53,15 @@ impl NodeAllocation {
             mode: plan.mode,
             ipv6_prefix,
             ipv4_subnet,
-            ipv6_routing: plan.ipv6_routing,
+            // The plan is validated: anything but "direct" is "fabric".
+            ipv6_routing: if plan.ipv6_routing == "direct" {
+                Ipv6Routing::Direct
+            } else {
+                Ipv6Routing::Fabric
+            },
             vxlan_vni: plan.vxlan_vni,
             vxlan_port: plan.vxlan_port,
         })
-    }
-
-    pub fn ipv6_routing(&self) -> Ipv6Routing {
-        if self.ipv6_routing == "direct" {
-            Ipv6Routing::Direct
-        } else {
-            Ipv6Routing::Fabric
-        }
     }
 }
 
