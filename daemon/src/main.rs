@@ -9,6 +9,7 @@
 //! the datapath in place: pods keep their connectivity while weftd restarts.
 #![forbid(unsafe_code)]
 
+mod allocation;
 mod datapath;
 mod flags;
 mod kube;
@@ -20,8 +21,8 @@ mod reaper;
 mod service;
 mod socket;
 
+use allocation::NodeAllocation;
 use clap::Parser;
-use kube::allocation::NodeAllocation;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -83,7 +84,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         tokio::spawn(weft_health::serve(listener, metrics.clone(), ready.clone()));
     }
 
-    let (allocation, cluster) = allocation(config, &uplink).await?;
+    let (allocation, cluster) = node_allocation(config, &uplink).await?;
     metrics.set_mode(allocation.mode);
     let mtu = pod_mtus(uplink.mtu, uplink.family, allocation.mode)
         .map_err(|e| format!("uplink {:?}: {e}", uplink.name))?;
@@ -116,13 +117,8 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let datapath = datapath::Datapath::start(
         datapath::Setup {
             node_name: config.node_name.clone(),
-            mode: allocation.mode,
-            ipv6_prefix: allocation.ipv6_prefix,
-            ipv4_subnet: allocation.ipv4_subnet,
+            allocation: allocation.clone(),
             uplink: uplink.clone(),
-            ipv6_routing: allocation.ipv6_routing,
-            vxlan_vni: allocation.vxlan_vni,
-            vxlan_port: allocation.vxlan_port,
             vxlan_mtu: mtu.ipv4,
             resync: config.resync,
         },
@@ -164,7 +160,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
 
 /// The node's allocation: from the flags, or in Kubernetes mode from the apiserver
 /// (saved locally for restarts while the apiserver is down).
-async fn allocation(
+async fn node_allocation(
     config: &flags::Config,
     uplink: &node::Uplink,
 ) -> Result<(NodeAllocation, Option<kube::Cluster>), String> {

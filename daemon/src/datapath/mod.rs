@@ -18,18 +18,19 @@
 mod desired;
 mod kernel;
 
+use crate::allocation::NodeAllocation;
 use crate::flags::Ipv6Routing;
 use crate::metrics::Metrics;
 use crate::nftables;
 use crate::node::Uplink;
 use desired::{diff, Desired, Key, LocalView, Value, VxlanView};
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use weft_netlink::{messages, sysctl, Errno, Netlink, VxlanSpec};
-use weft_wire::{vtep_mac, Mode, Peer};
+use weft_wire::{vtep_mac, Peer};
 
 /// The VXLAN device's name.
 pub const VXLAN_DEVICE: &str = "weft-vxlan";
@@ -40,13 +41,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Setup {
     pub node_name: String,
-    pub mode: Mode,
-    pub ipv6_prefix: Option<Ipv6Net>,
-    pub ipv4_subnet: Option<Ipv4Net>,
+    pub allocation: NodeAllocation,
     pub uplink: Uplink,
-    pub ipv6_routing: Ipv6Routing,
-    pub vxlan_vni: u32,
-    pub vxlan_port: u16,
     /// The VXLAN device's MTU: the pods' IPv4 MTU.
     pub vxlan_mtu: Option<u32>,
     pub resync: Duration,
@@ -104,8 +100,8 @@ impl Converger {
     fn new(nl: Netlink, setup: Setup, metrics: Metrics) -> Converger {
         let vxlan_spec = vxlan_spec(&setup);
         let direct_ipv6 = match (
-            setup.mode.has_ipv6(),
-            setup.ipv6_routing,
+            setup.allocation.mode.has_ipv6(),
+            setup.allocation.ipv6_routing,
             setup.uplink.index,
         ) {
             (true, Ipv6Routing::Direct, Some(index)) => Some(index),
@@ -117,8 +113,8 @@ impl Converger {
         };
         let local = LocalView {
             node_name: setup.node_name.clone(),
-            ipv6_prefix: setup.ipv6_prefix,
-            ipv4_subnet: setup.ipv4_subnet,
+            ipv6_prefix: setup.allocation.ipv6_prefix,
+            ipv4_subnet: setup.allocation.ipv4_subnet,
             vxlan: None,
             direct_ipv6,
         };
@@ -186,7 +182,7 @@ impl Converger {
         let (Some(spec), Some(mtu), Some(subnet)) = (
             &self.vxlan_spec,
             self.setup.vxlan_mtu,
-            self.setup.ipv4_subnet,
+            self.setup.allocation.ipv4_subnet,
         ) else {
             return;
         };
@@ -316,13 +312,13 @@ impl Converger {
     /// Puts weft's NAT table in place: at start and on every full pass (repairing
     /// drift). It names no peer, so peer changes never need it.
     fn sync_nat(&mut self) {
-        let (Some(subnet), Some(_)) = (self.setup.ipv4_subnet, self.local.vxlan) else {
+        let (Some(subnet), Some(_)) = (self.setup.allocation.ipv4_subnet, self.local.vxlan) else {
             return;
         };
         let egress = nftables::Egress {
             subnet,
             uplink: self.setup.uplink.name.clone(),
-            tunnel_port: self.setup.vxlan_port,
+            tunnel_port: self.setup.allocation.vxlan_port,
         };
         if let Err(e) = nftables::replace_table(&egress) {
             warn!(error = %e, "IPv4 egress NAT");
@@ -360,18 +356,18 @@ impl Converger {
 
 /// The VXLAN device this node needs, if it serves IPv4 and has an underlay address.
 fn vxlan_spec(setup: &Setup) -> Option<VxlanSpec> {
-    if !setup.mode.has_ipv4() {
+    if !setup.allocation.mode.has_ipv4() {
         return None;
     }
-    let subnet = setup.ipv4_subnet?;
+    let subnet = setup.allocation.ipv4_subnet?;
     let (Some(local), Some(index)) = (setup.uplink.vtep_address(), setup.uplink.index) else {
         warn!(uplink = ?setup.uplink.name, "the uplink has no global address: IPv4 pods reach only this node (set --underlay-interface)");
         return None;
     };
     Some(VxlanSpec {
         name: VXLAN_DEVICE.into(),
-        vni: setup.vxlan_vni,
-        port: setup.vxlan_port,
+        vni: setup.allocation.vxlan_vni,
+        port: setup.allocation.vxlan_port,
         local,
         underlay_index: index,
         mac: vtep_mac(subnet),

@@ -4,26 +4,12 @@
 //! restarts while the apiserver is unreachable still serves pods from its ranges (they
 //! are the node's until the controller releases them, which needs the Node deleted).
 
-use ipnet::{Ipv4Net, Ipv6Net};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use weft_api::{WeftNetwork, WeftNode};
-use weft_wire::{parse_ipv4_subnet, parse_ipv6_prefix, Mode, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS};
+use weft_wire::{parse_ipv4_subnet, parse_ipv6_prefix, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS};
 
+use crate::allocation::NodeAllocation;
 use crate::flags::Ipv6Routing;
-
-/// What a node needs from the cluster before it can serve pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeAllocation {
-    pub mode: Mode,
-    pub ipv6_prefix: Option<Ipv6Net>,
-    pub ipv4_subnet: Option<Ipv4Net>,
-    pub ipv6_routing: Ipv6Routing,
-    #[serde(rename = "vxlanVNI")]
-    pub vxlan_vni: u32,
-    pub vxlan_port: u16,
-}
 
 impl NodeAllocation {
     /// The allocation the objects describe, once it is complete: every family the

@@ -15,10 +15,10 @@
 
 pub mod allocation;
 
+use crate::allocation::NodeAllocation;
 use crate::datapath::Datapath;
 use crate::node::Uplink;
 use crate::service::Service;
-use allocation::NodeAllocation;
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
