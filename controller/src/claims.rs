@@ -7,6 +7,7 @@
 use crate::allocator::{cooldown_left, Exhausted, Pool};
 use crate::context::Context;
 use crate::reconcile::MANAGER;
+use futures::channel::mpsc::UnboundedSender;
 use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use k8s_openapi::api::core::v1::Node;
@@ -244,13 +245,30 @@ impl Ledger {
     }
 }
 
-/// Feeds the ledger from a watch on every WeftClaim, until the process ends.
-pub async fn watch_claims(api: Api<WeftClaim>, ledger: &Ledger) {
+/// Feeds the ledger from a watch on every WeftClaim, until the process ends, and sends
+/// the holder of each claim seen to `touched`, once the ledger has it: the Node
+/// controller's trigger (one watch serves both, rather than a second one of its own).
+pub async fn watch_claims(
+    api: Api<WeftClaim>,
+    ledger: &Ledger,
+    touched: &UnboundedSender<ObjectRef<Node>>,
+) {
     let events = watcher(api, watcher::Config::default()).default_backoff();
     let mut events = std::pin::pin!(events);
     while let Some(event) = events.next().await {
         match event {
-            Ok(e) => ledger.on_event(e),
+            Ok(e) => {
+                let holder = match &e {
+                    watcher::Event::Apply(c)
+                    | watcher::Event::InitApply(c)
+                    | watcher::Event::Delete(c) => Some(c.spec.node_name.clone()),
+                    watcher::Event::Init | watcher::Event::InitDone => None,
+                };
+                ledger.on_event(e);
+                if let Some(node) = holder {
+                    let _ = touched.unbounded_send(ObjectRef::new(&node));
+                }
+            }
             Err(e) => warn!(error = %e, "WeftClaim watch"),
         }
     }

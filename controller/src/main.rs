@@ -4,9 +4,10 @@
 //! /healthz and /readyz (weft-health, [`metrics`]); then, for ever: win the Lease
 //! ([`leader`]), and while holding it run the controller. It watches the claims into a
 //! ledger ([`claims`]) and the WeftNodes and the WeftNetwork into stores ([`network`]).
-//! It reconciles every Node ([`reconcile`], sharing a [`context`]): candidates come
-//! from the [`allocator`], the apiserver decides through claim objects, and the
-//! controller's own writes count until the stores catch up ([`fresh`]). It releases
+//! It reconciles every Node ([`reconcile`], sharing a [`context`]), triggered by its
+//! own watch and by those two: candidates come from the [`allocator`], the apiserver
+//! decides through claim objects, and the controller's own writes count until the
+//! stores catch up ([`fresh`]). It releases
 //! the ranges of gone Nodes after their cooldown ([`claims`]) and keeps the network's
 //! status current ([`network`]). Losing the Lease drops all of that at once, in-flight
 //! writes included (the claim design tolerates a write cut short), and the replica
@@ -38,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, error, info, warn};
-use weft_api::{WeftClaim, WeftNode};
+use weft_api::WeftNode;
 
 fn main() -> ExitCode {
     let flags = flags::Flags::parse();
@@ -171,9 +172,23 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     )
     .default_backoff()
     .modify(|wn| wn.managed_fields_mut().clear());
+    // One watch per kind feeds both the stores and the Node controller's triggers: a
+    // WeftNode or claim event triggers its node once the store or ledger holds it (a
+    // second watch per kind, as `Controller::watches` would open, doubles what the
+    // apiserver sends and this process decodes, and can trigger before the store has
+    // caught up).
+    let (touched, touched_nodes) = futures::channel::mpsc::unbounded::<ObjectRef<Node>>();
     let weftnode_watch = reflector::reflector(weftnode_writer, weftnodes_seen).for_each(|e| {
-        if let Err(e) = e {
-            warn!(error = %e, "WeftNode watch");
+        match e {
+            Ok(
+                watcher::Event::Apply(wn)
+                | watcher::Event::InitApply(wn)
+                | watcher::Event::Delete(wn),
+            ) => {
+                let _ = touched.unbounded_send(ObjectRef::new(&wn.name_any()));
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Err(e) => warn!(error = %e, "WeftNode watch"),
         }
         std::future::ready(())
     });
@@ -192,16 +207,7 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
         let _ = network.wait_until_ready().await;
         info!("caches ready: reconciling Nodes");
         controller
-            .watches(
-                Api::<WeftNode>::all(client.clone()),
-                watcher::Config::default(),
-                |wn| Some(ObjectRef::new(&wn.name_any())),
-            )
-            .watches(
-                Api::<WeftClaim>::all(client.clone()),
-                watcher::Config::default(),
-                |c| Some(ObjectRef::new(&c.spec.node_name)),
-            )
+            .reconcile_on(touched_nodes)
             .reconcile_all_on(retriggered)
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
             .for_each(|r| {
@@ -216,7 +222,7 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     let part = tokio::select! {
         () = weftnode_watch => "the WeftNode watch",
         () = network_watch => "the WeftNetwork watch",
-        () = claims::watch_claims(Api::all(client.clone()), &ctx.ledger) => "the WeftClaim watch",
+        () = claims::watch_claims(Api::all(client.clone()), &ctx.ledger, &touched) => "the WeftClaim watch",
         () = reconciler => "the Node controller",
         () = claims::run_releaser(&ctx) => "the releaser",
         () = network::run_status(&ctx) => "the status writer",
