@@ -113,6 +113,13 @@ fn add_wires_both_families_and_pods_reach_each_other_and_the_host() {
             .sysctl(&format!("net/ipv4/conf/{host_if}/forwarding")),
         "1"
     );
+    // One queue each way per end, not one per CPU (cheaper to register).
+    for details in [
+        node.netns.ip(&["-d", "link", "show", "dev", host_if]),
+        p1.ip(&["-d", "link", "show", "dev", "eth0"]),
+    ] {
+        assert!(details.contains("numtxqueues 1 numrxqueues 1"), "{details}");
+    }
 
     // IPv6 is usable the instant ADD returned: these are the first packets.
     assert!(p1.ping(&v6_2), "pod to pod over IPv6");

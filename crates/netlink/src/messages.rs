@@ -138,18 +138,27 @@ pub struct NeighbourInfo {
 /// Creates a veth pair, both ends down with the kernel's default MTU: [`bring_up`] sets
 /// the MTU in the same request that raises a link, so the pair can be made before the
 /// MTU is known.
+///
+/// Each end gets one TX and one RX queue. The kernel's default for veth is one of each
+/// per possible CPU, and registering a device registers sysfs objects per queue: on a
+/// 2-core machine one queue each makes creating the pair ~20% cheaper (430 against 530
+/// µs per pair in `ip -batch`), and the saving grows with the core count. The extra
+/// queues serve only veth XDP and threaded NAPI, which weft does not use; a veth with
+/// no XDP program delivers every packet on the caller's CPU whatever its queue count.
 pub fn create_veth(spec: &VethSpec<'_>) -> Request {
     use std::os::fd::AsRawFd;
-    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+    let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(spec.pod_name.to_owned())
         .address(spec.pod_mac.to_vec())
         .setns_by_fd(spec.pod_netns.file().as_raw_fd())
         .build();
-    let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+    peer.attributes.extend(single_queue());
+    let mut message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
         .name(spec.host_name.to_owned())
         .address(spec.host_mac.to_vec())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
+    message.attributes.extend(single_queue());
     Request {
         message: RouteNetlinkMessage::NewLink(message),
         flags: CREATE_EXCL,
@@ -158,6 +167,11 @@ pub fn create_veth(spec: &VethSpec<'_>) -> Request {
             spec.host_name, spec.pod_name
         ),
     }
+}
+
+/// IFLA_NUM_TX_QUEUES and IFLA_NUM_RX_QUEUES of 1 (see [`create_veth`]).
+fn single_queue() -> [LinkAttribute; 2] {
+    [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
 }
 
 /// Sets a link up, and its MTU in the same request when given.
