@@ -107,6 +107,8 @@ pub struct Pair<'a> {
 pub struct Sockets {
     host: Netlink,
     pod: Netlink,
+    /// The host end of the pair [`create_pair`] made, as the kernel echoed it.
+    created: Option<LinkInfo>,
 }
 
 impl Sockets {
@@ -115,6 +117,7 @@ impl Sockets {
         Ok(Sockets {
             host: Netlink::connect()?,
             pod: Netlink::connect_in(pod_netns)?,
+            created: None,
         })
     }
 
@@ -154,21 +157,10 @@ pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<(), PairErr
         pod_mac: pair.pod_mac,
         pod_netns: pair.netns,
     };
-    if let Err(e) = sockets.host.create_veth(&veth) {
-        if e.errno() != Some(Errno::Exists) {
-            return Err(PairError::Other(e.into()));
-        }
-        return Err(match sockets.host.link(pair.host_name) {
-            Ok(Some(_)) => PairError::HostNameTaken(CniError::InterfaceExists(format!(
-                "host interface {} already exists: another ADD for this container and interface is in progress or was not cleaned up",
-                pair.host_name
-            ))),
-            _ => PairError::Other(CniError::InterfaceExists(format!(
-                "interface {} already exists in network namespace {}",
-                pair.pod_name,
-                pair.netns.path().display()
-            ))),
-        });
+    match sockets.host.create_veth(&veth) {
+        Ok(created) => sockets.created = created,
+        Err(e) if e.errno() != Some(Errno::Exists) => return Err(PairError::Other(e.into())),
+        Err(_) => return Err(exists_error(sockets, pair)),
     }
     let written = pair
         .netns
@@ -183,12 +175,36 @@ pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<(), PairErr
     Ok(())
 }
 
+/// The pair could not be created because a name is taken: the host veth's (ADD twice,
+/// or an old veth not yet removed) or the pod interface's.
+fn exists_error(sockets: &mut Sockets, pair: &Pair<'_>) -> PairError {
+    match sockets.host.link(pair.host_name) {
+        Ok(Some(_)) => PairError::HostNameTaken(CniError::InterfaceExists(format!(
+            "host interface {} already exists: another ADD for this container and interface is in progress or was not cleaned up",
+            pair.host_name
+        ))),
+        _ => PairError::Other(CniError::InterfaceExists(format!(
+            "interface {} already exists in network namespace {}",
+            pair.pod_name,
+            pair.netns.path().display()
+        ))),
+    }
+}
+
 /// Everything after the pair exists: MTU and link-up, addresses, permanent neighbours,
 /// routes. Each namespace's requests go to the kernel as one batch, handled in order
 /// (a link is up before a route uses it) in one system call.
 pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
-    let host_link = must_find(&mut sockets.host, plan.pair.host_name, "host")?;
-    let pod_link = must_find(&mut sockets.pod, plan.pair.pod_name, "pod")?;
+    let host_link = match sockets.created.take() {
+        Some(link) if link.name == plan.pair.host_name => link,
+        _ => must_find(&mut sockets.host, plan.pair.host_name, "host")?,
+    };
+    // The host end names its peer's index in the pod's namespace (IFLA_LINK with a
+    // netnsid): this ADD just created the pair there, so no second lookup is needed.
+    let pod_index = match host_link.peer_index.filter(|_| host_link.peer_elsewhere) {
+        Some(index) => index,
+        None => must_find(&mut sockets.pod, plan.pair.pod_name, "pod")?.index,
+    };
     let mtu = Some(plan.network.mtu.link);
     let mut host = vec![messages::bring_up(
         host_link.index,
@@ -221,21 +237,17 @@ pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
     let mut pod: Vec<_> = plan
         .pod_addresses()
         .into_iter()
-        .map(|a| messages::host_address(pod_link.index, a))
+        .map(|a| messages::host_address(pod_index, a))
         .collect();
-    pod.push(messages::bring_up(pod_link.index, plan.pair.pod_name, mtu));
+    pod.push(messages::bring_up(pod_index, plan.pair.pod_name, mtu));
     for gw in plan.gateways() {
-        pod.push(messages::permanent_neighbour(
-            pod_link.index,
-            gw,
-            HOST_VETH_MAC,
-        ));
+        pod.push(messages::permanent_neighbour(pod_index, gw, HOST_VETH_MAC));
     }
     for r in pod_routes(plan.allocation, plan.network) {
         let route = RouteSpec {
             destination: r.destination,
             gateway: Some(r.gateway),
-            oif: pod_link.index,
+            oif: pod_index,
             mtu: r.mtu,
             scope: SCOPE_UNIVERSE,
             onlink: r.onlink,

@@ -4,7 +4,7 @@
 use crate::NetlinkError;
 use ipnet::IpNet;
 use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
@@ -101,6 +101,11 @@ pub struct LinkInfo {
     pub kind: String,
     /// The tunnel parameters, when the link is a VXLAN device.
     pub vxlan: Option<crate::VxlanInfo>,
+    /// IFLA_LINK: for a veth, its peer's index, in the peer's namespace when
+    /// `peer_elsewhere` says the peer lives in another one.
+    pub peer_index: Option<u32>,
+    /// IFLA_LINK_NETNSID is present: the peer is in another namespace.
+    pub peer_elsewhere: bool,
 }
 
 /// A route as the kernel reports it.
@@ -161,7 +166,9 @@ pub fn create_veth(spec: &VethSpec<'_>) -> Request {
     message.attributes.extend(single_queue());
     Request {
         message: RouteNetlinkMessage::NewLink(message),
-        flags: CREATE_EXCL,
+        // NLM_F_ECHO: the kernel answers with the new host end (index, and its peer's
+        // index in the pod namespace), which saves looking both up afterwards.
+        flags: CREATE_EXCL | NLM_F_ECHO,
         what: format!(
             "create veth {} (pod side {})",
             spec.host_name, spec.pod_name
@@ -388,10 +395,14 @@ pub(crate) fn link_info(message: LinkMessage) -> LinkInfo {
         up: message.header.flags.contains(LinkFlags::Up),
         kind: String::new(),
         vxlan: None,
+        peer_index: None,
+        peer_elsewhere: false,
     };
     for attribute in message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => info.name = name,
+            LinkAttribute::Link(index) => info.peer_index = Some(index),
+            LinkAttribute::LinkNetNsId(_) => info.peer_elsewhere = true,
             LinkAttribute::Address(mac) => info.mac = mac,
             LinkAttribute::Mtu(mtu) => info.mtu = mtu,
             LinkAttribute::LinkInfo(infos) => {
@@ -486,4 +497,27 @@ pub(crate) fn neighbour_info(message: &NeighbourMessage) -> Option<(u32, Neighbo
             permanent,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_info_reads_the_veth_peer_and_whether_it_is_in_another_namespace() {
+        let mut message = LinkMessage::default();
+        message.header.index = 7;
+        message.attributes = vec![
+            LinkAttribute::IfName("weft0123456789a".into()),
+            LinkAttribute::Link(2),
+            LinkAttribute::LinkNetNsId(0),
+        ];
+        let info = link_info(message);
+        assert_eq!(
+            (info.index, info.peer_index, info.peer_elsewhere),
+            (7, Some(2), true)
+        );
+        let alone = link_info(LinkMessage::default());
+        assert_eq!((alone.peer_index, alone.peer_elsewhere), (None, false));
+    }
 }

@@ -204,9 +204,39 @@ impl Netlink {
         }
     }
 
-    /// Creates a veth pair (see [`messages::create_veth`]).
-    pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<(), NetlinkError> {
-        self.execute_one(messages::create_veth(spec))
+    /// Creates a veth pair (see [`messages::create_veth`]) and returns its host end as
+    /// the kernel echoes it (None from an older kernel that does not echo RTM_NEWLINK).
+    pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<Option<LinkInfo>, NetlinkError> {
+        let request = messages::create_veth(spec);
+        let mut buffer = Vec::new();
+        let sequence = self.encode(&request, &mut buffer);
+        self.socket
+            .send(&buffer, 0)
+            .map_err(|e| NetlinkError::io(request.what.clone(), e))?;
+        let mut created = None;
+        let mut failure = None;
+        self.read(|message| {
+            if message.header.sequence_number != sequence {
+                return false;
+            }
+            match message.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                    created = Some(messages::link_info(link));
+                    false
+                }
+                NetlinkPayload::Error(e) => {
+                    failure = e
+                        .code
+                        .map(|c| NetlinkError::from_errno(request.what.clone(), -c.get()));
+                    true
+                }
+                _ => false,
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(created.filter(|link| link.name == spec.host_name)),
+        }
     }
 
     /// The link called `name`, if there is one.
