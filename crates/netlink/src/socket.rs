@@ -164,14 +164,15 @@ impl Netlink {
         self.execute(std::slice::from_ref(&request))
     }
 
-    /// A dump request (NLM_F_DUMP): every message until NLMSG_DONE. A plain get is
-    /// answered by exactly one message (or an error) and no NLMSG_DONE.
+    /// A request's answers: for a dump (NLM_F_DUMP), every message until NLMSG_DONE; for
+    /// a request with NLM_F_ECHO, its echo and then its ack; for a plain get, exactly one
+    /// message (or an error) and no NLMSG_DONE.
     pub(crate) fn dump(
         &mut self,
         request: Request,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        let single = request.flags & rtnetlink::packet_core::NLM_F_DUMP
-            != rtnetlink::packet_core::NLM_F_DUMP;
+        use rtnetlink::packet_core::{NLM_F_DUMP, NLM_F_ECHO};
+        let single = request.flags & NLM_F_DUMP != NLM_F_DUMP && request.flags & NLM_F_ECHO == 0;
         let mut buffer = Vec::new();
         let sequence = self.encode(&request, &mut buffer);
         self.socket
@@ -207,36 +208,13 @@ impl Netlink {
     /// Creates a veth pair (see [`messages::create_veth`]) and returns its host end as
     /// the kernel echoes it (None from an older kernel that does not echo RTM_NEWLINK).
     pub fn create_veth(&mut self, spec: &VethSpec<'_>) -> Result<Option<LinkInfo>, NetlinkError> {
-        let request = messages::create_veth(spec);
-        let mut buffer = Vec::new();
-        let sequence = self.encode(&request, &mut buffer);
-        self.socket
-            .send(&buffer, 0)
-            .map_err(|e| NetlinkError::io(request.what.clone(), e))?;
-        let mut created = None;
-        let mut failure = None;
-        self.read(|message| {
-            if message.header.sequence_number != sequence {
-                return false;
+        let answers = self.dump(messages::create_veth(spec))?;
+        Ok(answers.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => {
+                Some(messages::link_info(link)).filter(|l| l.name == spec.host_name)
             }
-            match message.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                    created = Some(messages::link_info(link));
-                    false
-                }
-                NetlinkPayload::Error(e) => {
-                    failure = e
-                        .code
-                        .map(|c| NetlinkError::from_errno(request.what.clone(), -c.get()));
-                    true
-                }
-                _ => false,
-            }
-        })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(created.filter(|link| link.name == spec.host_name)),
-        }
+            _ => None,
+        }))
     }
 
     /// The link called `name`, if there is one.
