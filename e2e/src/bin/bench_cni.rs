@@ -35,6 +35,8 @@
 //! The report also shows each plugin's process floor: the median of VERSION calls.
 #![allow(clippy::unwrap_used)]
 
+use clap::builder::RangedU64ValueParser as Ranged;
+use clap::Parser as _;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -84,64 +86,27 @@ fn main() {
 
 // ---- command line -----------------------------------------------------------------
 
-#[derive(Debug)]
+/// CNI ADD/DEL latency of weft beside bridge + host-local (see the module documentation).
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Pods per set.
+    #[arg(long, default_value_t = 110, value_parser = Ranged::<usize>::new().range(1..))]
     pods: usize,
+    /// Calls in flight in the parallel scenario.
+    #[arg(long, default_value_t = 16, value_parser = Ranged::<usize>::new().range(1..))]
     parallel: usize,
+    /// Rounds per scenario (the plugin order rotates).
+    #[arg(long, default_value_t = 6, value_parser = Ranged::<usize>::new().range(1..))]
     rounds: usize,
+    /// Untimed warm-up pods per plugin.
+    #[arg(long, default_value_t = 8)]
     warmup: usize,
+    /// Skip the upstream Go-module bridge (the second anchor).
+    #[arg(long = "no-go-bridge", action = clap::ArgAction::SetFalse)]
     go_bridge: bool,
+    /// Also write the report here.
+    #[arg(long)]
     out: Option<PathBuf>,
-}
-
-impl Args {
-    fn parse() -> Args {
-        let mut args = Args {
-            pods: 110,
-            parallel: 16,
-            rounds: 6,
-            warmup: 8,
-            go_bridge: true,
-            out: None,
-        };
-        let mut it = std::env::args().skip(1);
-        while let Some(flag) = it.next() {
-            let mut value = || {
-                it.next()
-                    .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-            };
-            match flag.as_str() {
-                "--pods" => args.pods = number(&value()),
-                "--parallel" => args.parallel = number(&value()),
-                "--rounds" => args.rounds = number(&value()),
-                "--warmup" => args.warmup = number(&value()),
-                "--out" => args.out = Some(PathBuf::from(value())),
-                "--no-go-bridge" => args.go_bridge = false,
-                "-h" | "--help" => usage(""),
-                other => usage(&format!("unknown argument {other}")),
-            }
-        }
-        if args.pods == 0 || args.parallel == 0 || args.rounds == 0 {
-            usage("--pods, --parallel and --rounds must be at least 1");
-        }
-        args
-    }
-}
-
-fn number(text: &str) -> usize {
-    text.parse()
-        .unwrap_or_else(|_| usage(&format!("not a number: {text}")))
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("bench_cni: {problem}");
-    }
-    eprintln!(
-        "usage: bench_cni [--pods N] [--parallel N] [--rounds N] [--warmup N] \
-         [--no-go-bridge] [--out PATH]"
-    );
-    std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
 // ---- plugins under test -----------------------------------------------------------

@@ -50,6 +50,8 @@
 //! hook does what the guards' Drop would have done.
 #![allow(clippy::unwrap_used)]
 
+use clap::builder::RangedU64ValueParser as Ranged;
+use clap::Parser as _;
 use nix::sys::signal::{SigSet, Signal};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -93,7 +95,7 @@ fn main() {
     let args = Args::parse();
     let bins = KubeBinaries::find();
     let mut subjects = vec![Subject::Weft];
-    subjects.extend(args.anchors.iter().map(|&qps| Subject::Kcm(qps)));
+    subjects.extend(args.anchors.0.iter().map(|&qps| Subject::Kcm(qps)));
     if subjects.iter().any(|s| matches!(s, Subject::Kcm(_)))
         && bins.kube_controller_manager.is_none()
     {
@@ -130,88 +132,54 @@ fn fail(message: &str) -> ! {
 
 // ---- command line -----------------------------------------------------------------
 
-#[derive(Debug)]
+/// Node allocation at scale: weft-controller beside kube-controller-manager's node IPAM
+/// (see the module documentation).
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Node objects to create.
+    #[arg(long, default_value_t = 5000,
+          value_parser = Ranged::<usize>::new().range(1..MAX_NODES as u64))]
     nodes: usize,
+    /// `kubectl create` processes creating them.
+    #[arg(long, default_value_t = 8, value_parser = Ranged::<usize>::new().range(1..))]
     create_parallel: usize,
-    /// kube-controller-manager runs: `None` = stock client limits, `Some(q)` =
-    /// `--kube-api-qps=q --kube-api-burst=q`.
-    anchors: Vec<Option<u32>>,
-    timeout: Duration,
+    /// kube-controller-manager runs: `stock` (its own client limits) or a QPS (its
+    /// `--kube-api-qps` and `--kube-api-burst`), comma-separated; `none` runs weft alone.
+    #[arg(long, default_value = "stock,2000", value_parser = anchors)]
+    anchors: Anchors,
+    /// Seconds to wait for every node's allocation.
+    #[arg(long = "timeout", default_value_t = 600, value_parser = Ranged::<u64>::new().range(1..))]
+    timeout_seconds: u64,
     /// Nodes created before the controller starts; the clock starts with it.
+    #[arg(long)]
     backlog: bool,
+    /// Also write the report here.
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
-impl Args {
-    fn parse() -> Args {
-        let mut args = Args {
-            nodes: 5000,
-            create_parallel: 8,
-            anchors: vec![None, Some(2000)],
-            timeout: Duration::from_secs(600),
-            backlog: false,
-            out: None,
-        };
-        let mut it = std::env::args().skip(1);
-        while let Some(flag) = it.next() {
-            let mut value = || {
-                it.next()
-                    .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-            };
-            match flag.as_str() {
-                "--nodes" => args.nodes = number(&value()),
-                "--create-parallel" => args.create_parallel = number(&value()),
-                "--anchors" => args.anchors = anchors(&value()),
-                "--timeout" => args.timeout = Duration::from_secs(number(&value()) as u64),
-                "--out" => args.out = Some(PathBuf::from(value())),
-                "--backlog" => args.backlog = true,
-                "-h" | "--help" => usage(""),
-                other => usage(&format!("unknown argument {other}")),
-            }
-        }
-        if args.nodes == 0 || args.nodes > MAX_NODES - 1 {
-            usage(&format!("--nodes must be between 1 and {}", MAX_NODES - 1));
-        }
-        if args.create_parallel == 0 || args.timeout.is_zero() {
-            usage("--create-parallel and --timeout must be at least 1");
-        }
-        args
-    }
-}
+/// The kube-controller-manager runs: `None` = stock client limits, `Some(q)` =
+/// `--kube-api-qps=q --kube-api-burst=q`.
+#[derive(Debug, Clone)]
+struct Anchors(Vec<Option<u32>>);
 
 /// `stock,2000` -> [None, Some(2000)]; `none` -> [].
-fn anchors(text: &str) -> Vec<Option<u32>> {
+fn anchors(text: &str) -> Result<Anchors, String> {
     if text == "none" {
-        return Vec::new();
+        return Ok(Anchors(Vec::new()));
     }
     text.split(',')
         .map(|a| match a {
-            "stock" => None,
-            n => Some(
-                n.parse()
-                    .ok()
-                    .filter(|&q| q > 0)
-                    .unwrap_or_else(|| usage(&format!("--anchors: not stock or a QPS: {n}"))),
-            ),
+            "stock" => Ok(None),
+            n => n
+                .parse()
+                .ok()
+                .filter(|&q| q > 0)
+                .map(Some)
+                .ok_or_else(|| format!("not stock or a QPS: {n}")),
         })
-        .collect()
-}
-
-fn number(text: &str) -> usize {
-    text.parse()
-        .unwrap_or_else(|_| usage(&format!("not a number: {text}")))
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("bench_controller: {problem}");
-    }
-    eprintln!(
-        "usage: bench_controller [--nodes N] [--create-parallel N] \
-         [--anchors stock,QPS,...|none] [--backlog] [--timeout SECONDS] [--out PATH]"
-    );
-    std::process::exit(if problem.is_empty() { 0 } else { 2 })
+        .collect::<Result<_, _>>()
+        .map(Anchors)
 }
 
 // ---- signals and clean-up after a panic -------------------------------------------
@@ -791,14 +759,26 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
             let watches = &watches;
             std::thread::scope(|scope| {
                 let creator = scope.spawn(move || create_nodes(site, names, parallel));
-                wait_allocated(watches, controller, names, began, args.timeout)
-                    .map(|()| creator.join().unwrap())
+                wait_allocated(
+                    watches,
+                    controller,
+                    names,
+                    began,
+                    Duration::from_secs(args.timeout_seconds),
+                )
+                .map(|()| creator.join().unwrap())
             })
         }??;
         (controller, created, before, began)
     };
     if args.backlog {
-        wait_allocated(&watches, &mut controller, &names, began, args.timeout)?;
+        wait_allocated(
+            &watches,
+            &mut controller,
+            &names,
+            began,
+            Duration::from_secs(args.timeout_seconds),
+        )?;
     }
     let total = allocated_at(&watches, &names)
         .into_iter()

@@ -50,6 +50,8 @@
 //! cleans up on Ctrl-C).
 #![allow(clippy::unwrap_used)]
 
+use clap::builder::RangedU64ValueParser as Ranged;
+use clap::Parser as _;
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::process::Command;
@@ -204,71 +206,31 @@ fn main() {
 
 // ---- command line -----------------------------------------------------------------
 
-#[derive(Debug)]
+/// Pod-to-pod throughput and RTT across two nodes: weft beside the same hops made with
+/// `ip` (see the module documentation).
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Runs; every run measures every cell on both sides.
+    #[arg(long, default_value_t = 4, value_parser = Ranged::<usize>::new().range(1..))]
     runs: usize,
+    /// iperf3 seconds per cell.
+    #[arg(long, default_value_t = 4, value_parser = Ranged::<u32>::new().range(1..))]
     time: u32,
+    /// iperf3's omitted first seconds.
+    #[arg(long, default_value_t = 1)]
     omit: u32,
+    /// Pings per RTT series.
+    #[arg(long, default_value_t = 200, value_parser = Ranged::<u32>::new().range(1..))]
     pings: u32,
+    /// The uplinks' MTU.
+    #[arg(long, default_value_t = 1500, value_parser = Ranged::<u32>::new().range(1280..=9000))]
     mtu: u32,
     /// Diagnostic: load weft's nftables table into the reference nodes too.
+    #[arg(long)]
     reference_nat: bool,
+    /// Also write the report here.
+    #[arg(long)]
     out: Option<String>,
-}
-
-impl Args {
-    fn parse() -> Args {
-        let mut args = Args {
-            runs: 4,
-            time: 4,
-            omit: 1,
-            pings: 200,
-            mtu: 1500,
-            reference_nat: false,
-            out: None,
-        };
-        let mut it = std::env::args().skip(1);
-        while let Some(flag) = it.next() {
-            let mut value = || {
-                it.next()
-                    .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-            };
-            match flag.as_str() {
-                "--runs" => args.runs = number(&value()),
-                "--time" => args.time = number(&value()),
-                "--omit" => args.omit = number(&value()),
-                "--pings" => args.pings = number(&value()),
-                "--mtu" => args.mtu = number(&value()),
-                "--reference-nat" => args.reference_nat = true,
-                "--out" => args.out = Some(value()),
-                "-h" | "--help" => usage(""),
-                other => usage(&format!("unknown argument {other}")),
-            }
-        }
-        if args.runs == 0 || args.time == 0 || args.pings == 0 {
-            usage("--runs, --time and --pings must be at least 1");
-        }
-        if !(1280..=9000).contains(&args.mtu) {
-            usage("--mtu must be 1280 to 9000");
-        }
-        args
-    }
-}
-
-fn number<T: std::str::FromStr>(text: &str) -> T {
-    text.parse()
-        .unwrap_or_else(|_| usage(&format!("not a number: {text}")))
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("bench_datapath: {problem}");
-    }
-    eprintln!(
-        "usage: bench_datapath [--runs N] [--time SECONDS] [--omit SECONDS] [--pings N] \
-         [--mtu BYTES] [--reference-nat] [--out PATH]"
-    );
-    std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
 // ---- cleanup ----------------------------------------------------------------------

@@ -61,6 +61,8 @@
 //! ```
 #![allow(clippy::unwrap_used)]
 
+use clap::builder::RangedU64ValueParser as Ranged;
+use clap::Parser as _;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -96,7 +98,7 @@ fn main() {
     install_namespace_cleanup_hook();
     let facts = machine_facts(&args);
     let mut results = Vec::new();
-    for &underlay in &args.underlays {
+    for underlay in args.underlay.list() {
         results.push(run_scenario(&args, underlay));
     }
     let report = render(&args, &facts, &results);
@@ -109,76 +111,47 @@ fn main() {
 
 // ---- command line -----------------------------------------------------------------
 
-#[derive(Debug)]
+/// Converging thousands of peers: weftd beside `ip -batch` and `bridge -batch` (see the
+/// module documentation).
+#[derive(Debug, clap::Parser)]
 struct Args {
+    /// Peers in the synthetic cluster (subnets 10.0.1.0/24 .. stay below 10.200.0.0,
+    /// where changed subnets go; prefixes need an index up to 0xffff).
+    #[arg(long, default_value_t = 5000, value_parser = Ranged::<u32>::new().range(1..=50_000))]
     peers: u32,
+    /// Rounds.
+    #[arg(long, default_value_t = 3, value_parser = Ranged::<usize>::new().range(1..))]
     rounds: usize,
+    /// Single-peer changes timed per round.
+    #[arg(long, default_value_t = 5, value_parser = Ranged::<u32>::new().range(1..=200))]
     changes: u32,
-    underlays: Vec<Underlay>,
+    /// The underlays measured.
+    #[arg(long = "underlay", value_enum, default_value_t = Underlays::Both)]
+    underlay: Underlays,
+    /// Only the `ip -batch` anchor.
+    #[arg(long)]
     anchor_only: bool,
+    /// Also write the report here.
+    #[arg(long)]
     out: Option<PathBuf>,
 }
 
-impl Args {
-    fn parse() -> Args {
-        let mut args = Args {
-            peers: 5000,
-            rounds: 3,
-            changes: 5,
-            underlays: vec![Underlay::Ipv4, Underlay::Ipv6],
-            anchor_only: false,
-            out: None,
-        };
-        let mut it = std::env::args().skip(1);
-        while let Some(flag) = it.next() {
-            let mut value = || {
-                it.next()
-                    .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-            };
-            match flag.as_str() {
-                "--peers" => args.peers = number(&value()),
-                "--rounds" => args.rounds = number(&value()),
-                "--changes" => args.changes = number(&value()),
-                "--underlay" => {
-                    args.underlays = match value().as_str() {
-                        "ipv4" => vec![Underlay::Ipv4],
-                        "ipv6" => vec![Underlay::Ipv6],
-                        "both" => vec![Underlay::Ipv4, Underlay::Ipv6],
-                        other => usage(&format!("--underlay: ipv4, ipv6 or both, not {other}")),
-                    }
-                }
-                "--anchor-only" => args.anchor_only = true,
-                "--out" => args.out = Some(PathBuf::from(value())),
-                "-h" | "--help" => usage(""),
-                other => usage(&format!("unknown argument {other}")),
-            }
-        }
-        // Peer subnets 10.0.1.0/24 .. 10.<N/256>.<N%256>.0/24 must stay below 10.200.0.0,
-        // where changed subnets go; prefixes need i <= 0xffff.
-        if !(1..=50_000).contains(&args.peers) || args.rounds == 0 {
-            usage("--peers must be 1 to 50000 and --rounds at least 1");
-        }
-        if args.changes == 0 || args.changes > 200 {
-            usage("--changes must be 1 to 200");
-        }
-        args
-    }
+/// `--underlay`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Underlays {
+    Ipv4,
+    Ipv6,
+    Both,
 }
 
-fn number<T: std::str::FromStr>(text: &str) -> T {
-    text.parse()
-        .unwrap_or_else(|_| usage(&format!("not a number: {text}")))
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("bench_peers: {problem}");
+impl Underlays {
+    fn list(self) -> Vec<Underlay> {
+        match self {
+            Underlays::Ipv4 => vec![Underlay::Ipv4],
+            Underlays::Ipv6 => vec![Underlay::Ipv6],
+            Underlays::Both => vec![Underlay::Ipv4, Underlay::Ipv6],
+        }
     }
-    eprintln!(
-        "usage: bench_peers [--peers N] [--rounds N] [--changes N] \
-         [--underlay ipv4|ipv6|both] [--anchor-only] [--out PATH]"
-    );
-    std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
 // ---- cleanup ----------------------------------------------------------------------
