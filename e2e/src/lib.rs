@@ -15,6 +15,7 @@ mod kubernetes;
 mod netns;
 mod node;
 mod plugin;
+mod report;
 mod scratch;
 mod tools;
 mod topology;
@@ -26,6 +27,7 @@ pub use kubernetes::{KubeCluster, NetworkOptions, CONTROL_PLANE_V4, CONTROL_PLAN
 pub use netns::{unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
+pub use report::{machine_facts, report_header, tool_version};
 pub use scratch::{install_namespace_cleanup_hook, read_trimmed, remove_own_namespaces, TempDir};
 pub use tools::{binary, reference_plugins_dir, tools_bin, Tools};
 pub use topology::{Pod, Topology, TopologyOptions};

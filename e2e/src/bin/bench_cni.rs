@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, read_trimmed, reference_plugins_dir, unique_name, Netns, Node, NodeOptions, TempDir,
+    binary, reference_plugins_dir, report_header, unique_name, Netns, Node, NodeOptions, TempDir,
 };
 
 /// The targets.
@@ -499,29 +499,16 @@ fn ratio(a: Duration, b: Duration) -> String {
 }
 
 fn machine_facts(args: &Args) -> Vec<String> {
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = read_trimmed("/proc/sys/kernel/osrelease");
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
-    if profile != "release" {
-        eprintln!("bench_cni: WEFT_PROFILE is not release: measuring a {profile} weft");
-    }
-    vec![
-        format!("nproc: {nproc}; CPU: {cpu}"),
-        format!("kernel: {kernel}"),
-        format!("load average at start: {}", read_trimmed("/proc/loadavg")),
+    let (mut facts, profile) = weft_e2e::machine_facts("bench_cni");
+    facts.extend([
         format!("weft build profile: {profile}"),
         temp_dir_fact(),
         format!(
             "pods per set: {}; parallel: {}; rounds: {}; warm-up pods: {} (untimed)",
             args.pods, args.parallel, args.rounds, args.warmup
         ),
-    ]
+    ]);
+    facts
 }
 
 /// weftd's state (in the harness node's directory) and host-local's dataDir live under
@@ -554,21 +541,10 @@ fn render(
     samples: &Samples,
 ) -> String {
     let stats = |si: usize, pi: usize, op: &'static str| Stats::of(&samples[&(si, pi, op)]);
-    let mut out = String::new();
-    writeln!(
-        out,
-        "## CNI ADD/DEL latency: weft vs bridge + host-local (dual-stack)\n"
-    )
-    .unwrap();
-    for fact in facts {
-        writeln!(out, "- {fact}").unwrap();
-    }
-    writeln!(
-        out,
-        "- load average at end: {}",
-        read_trimmed("/proc/loadavg")
-    )
-    .unwrap();
+    let mut out = report_header(
+        "CNI ADD/DEL latency: weft vs bridge + host-local (dual-stack)",
+        facts,
+    );
     for subject in subjects {
         writeln!(out, "- {}: {}", subject.label, subject.version).unwrap();
     }

@@ -63,7 +63,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, read_trimmed, ControlPlane, KubeBinaries, Netns};
+use weft_e2e::{binary, report_header, tool_version, ControlPlane, KubeBinaries, Netns};
 
 /// The issue's targets for weft-controller.
 const TARGET_TIME: Duration = Duration::from_secs(30);
@@ -1221,26 +1221,9 @@ fn machine_ticks() -> (u64, u64) {
 // ---- the report ---------------------------------------------------------------------
 
 fn machine_facts(args: &Args, bins: &KubeBinaries) -> Vec<String> {
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
-    if profile != "release" {
-        eprintln!("bench_controller: WEFT_PROFILE is not release: measuring a {profile} build");
-    }
-    let apiserver = Command::new(&bins.kube_apiserver)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    vec![
-        format!("nproc: {nproc}; CPU: {cpu}"),
-        format!("kernel: {}", read_trimmed("/proc/sys/kernel/osrelease")),
-        format!("load average at start: {}", read_trimmed("/proc/loadavg")),
+    let (mut facts, profile) = weft_e2e::machine_facts("bench_controller");
+    let apiserver = tool_version(&bins.kube_apiserver, "--version");
+    facts.extend([
         format!("weft build profile: {profile}; source: {}", source_state()),
         format!(
             "control plane: {apiserver} and etcd (data on tmpfs, no fsync), a fresh one per \
@@ -1261,7 +1244,8 @@ fn machine_facts(args: &Args, bins: &KubeBinaries) -> Vec<String> {
                 "while the controller runs"
             }
         ),
-    ]
+    ]);
+    facts
 }
 
 /// The commit the weft binaries were built from, and whether the tree differed from it.
@@ -1495,28 +1479,17 @@ const ROWS: [&str; 18] = [
 ];
 
 fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
-    let mut out = String::new();
-    writeln!(
-        out,
-        "## Node allocation: weft-controller vs kube-controller-manager node IPAM \
-         ({} Nodes, dual-stack, {})\n",
+    let title = format!(
+        "Node allocation: weft-controller vs kube-controller-manager node IPAM \
+         ({} Nodes, dual-stack, {})",
         args.nodes,
         if args.backlog {
             "all created before the controller starts"
         } else {
             "created while the controller runs"
         }
-    )
-    .unwrap();
-    for fact in facts {
-        writeln!(out, "- {fact}").unwrap();
-    }
-    writeln!(
-        out,
-        "- load average at end: {}",
-        read_trimmed("/proc/loadavg")
-    )
-    .unwrap();
+    );
+    let mut out = report_header(&title, facts);
     for m in results {
         writeln!(out, "- {}: {}", m.subject.label(), m.version).unwrap();
     }

@@ -54,11 +54,10 @@ use clap::builder::RangedU64ValueParser as Ranged;
 use clap::Parser as _;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::process::Command;
 use std::time::Duration;
 use weft_e2e::{
-    install_namespace_cleanup_hook, read_trimmed, wait_until, Background, Netns, Topology,
-    TopologyOptions, Underlay,
+    install_namespace_cleanup_hook, report_header, tool_version, wait_until, Background, Netns,
+    Topology, TopologyOptions, Underlay,
 };
 
 /// The issue's target: weft's throughput at least this fraction of the reference's.
@@ -933,24 +932,12 @@ fn median_of(values: impl Iterator<Item = f64>) -> f64 {
 // ---- report -----------------------------------------------------------------------
 
 fn machine_facts(args: &Args) -> Vec<String> {
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
-    let iperf = Command::new("iperf3")
-        .arg("--version")
-        .output()
-        .map(|o| one_line(&o.stdout[..o.stdout.len().min(40)]))
-        .unwrap_or_else(|_| "unknown".into());
-    vec![
-        format!("nproc: {nproc}; CPU: {cpu}"),
-        format!("kernel: {}", read_trimmed("/proc/sys/kernel/osrelease")),
-        format!("load average at start: {}", read_trimmed("/proc/loadavg")),
-        format!("weft build profile: {profile}; {iperf}"),
+    let (mut facts, profile) = weft_e2e::machine_facts("bench_datapath");
+    facts.extend([
+        format!(
+            "weft build profile: {profile}; {}",
+            tool_version("iperf3", "--version")
+        ),
         format!(
             "{} runs; each: iperf3 -t {} -O {} (TCP, receiver's rate) per cell and side, \
              sides alternating first; ping -c {} -i 0.005 per family and side",
@@ -960,25 +947,16 @@ fn machine_facts(args: &Args) -> Vec<String> {
          (VXLAN over IPv4) on a bridge in a fabric namespace, one pod per node via the CNI \
          binary; reference: the same hops made with ip/bridge commands"
             .to_owned(),
-    ]
+    ]);
+    facts
 }
 
 fn render(args: &Args, facts: &[String], cells: &[Cell; 4], samples: &Samples) -> String {
-    let mut out = String::new();
-    writeln!(
-        out,
-        "## Pod-to-pod throughput and RTT across two nodes: weft vs the same hops made with ip\n"
-    )
-    .unwrap();
-    for fact in facts {
-        writeln!(out, "- {fact}").unwrap();
-    }
-    writeln!(
-        out,
-        "- load average at end: {}\n",
-        read_trimmed("/proc/loadavg")
-    )
-    .unwrap();
+    let mut out = report_header(
+        "Pod-to-pod throughput and RTT across two nodes: weft vs the same hops made with ip",
+        facts,
+    );
+    writeln!(out).unwrap();
     writeln!(
         out,
         "| path | streams | weft Gbit/s | reference Gbit/s | weft / reference | target >= {TARGET_RATIO} |"

@@ -70,7 +70,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, install_namespace_cleanup_hook, read_trimmed, unique_name, Netns, TempDir};
+use weft_e2e::{
+    binary, install_namespace_cleanup_hook, report_header, tool_version, unique_name, Netns,
+    TempDir,
+};
 
 /// The issue's targets.
 const TARGET_CONVERGENCE: Duration = Duration::from_secs(10);
@@ -1207,39 +1210,12 @@ fn verdict(met: bool) -> &'static str {
 }
 
 fn machine_facts(args: &Args) -> Vec<String> {
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_else(|| "unknown".into());
-    let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
-    if profile != "release" {
-        eprintln!("bench_peers: WEFT_PROFILE is not release: measuring a {profile} weftd");
-    }
-    let version = |program: &str, flag: &str| {
-        Command::new(program)
-            .arg(flag)
-            .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned()
-            })
-            .unwrap_or_else(|_| "unknown".into())
-    };
-    vec![
-        format!("nproc: {nproc}; CPU: {cpu}"),
-        format!("kernel: {}", read_trimmed("/proc/sys/kernel/osrelease")),
-        format!("load average at start: {}", read_trimmed("/proc/loadavg")),
+    let (mut facts, profile) = weft_e2e::machine_facts("bench_peers");
+    facts.extend([
         format!(
             "weftd build profile: {profile}; anchor: {}, {}",
-            version("ip", "-V"),
-            version("nft", "--version")
+            tool_version("ip", "-V"),
+            tool_version("nft", "--version")
         ),
         format!(
             "{} peers, {} rounds (weft and anchor interleaved), {} timed changes per round; \
@@ -1249,26 +1225,16 @@ fn machine_facts(args: &Args) -> Vec<String> {
             args.changes,
             std::env::temp_dir().display()
         ),
-    ]
+    ]);
+    facts
 }
 
 fn render(args: &Args, facts: &[String], results: &[ScenarioResult]) -> String {
-    let mut out = String::new();
     let n = args.peers;
-    writeln!(
-        out,
-        "## Peer-scale convergence: weftd vs ip -batch + bridge -batch ({n} peers)\n"
-    )
-    .unwrap();
-    for fact in facts {
-        writeln!(out, "- {fact}").unwrap();
-    }
-    writeln!(
-        out,
-        "- load average at end: {}",
-        read_trimmed("/proc/loadavg")
-    )
-    .unwrap();
+    let mut out = report_header(
+        &format!("Peer-scale convergence: weftd vs ip -batch + bridge -batch ({n} peers)"),
+        facts,
+    );
     writeln!(
         out,
         "- per peer: IPv4 route + permanent neighbour + permanent FDB entry on weft-vxlan, \
