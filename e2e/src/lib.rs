@@ -35,4 +35,4 @@ pub use traffic::{
     iperf3_client, iperf3_remote_host, iperf3_server, tcp_transfer, wait_until, Background,
     PingOutcome,
 };
-pub use underlay::{Underlay, EXTERNAL_V4, EXTERNAL_V6};
+pub use underlay::{build_fabric, wire_node, Underlay, EXTERNAL_V4, EXTERNAL_V6};

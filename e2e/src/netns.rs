@@ -78,6 +78,19 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Writes sysctls inside (`key=value` each), asserting success.
+    pub fn set_sysctls(&self, settings: &[&str]) {
+        for setting in settings {
+            let out = self.run("sysctl", &["-qw", setting]);
+            assert!(
+                out.status.success(),
+                "sysctl {setting} in {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     /// One ping (either family) with a 2 s deadline; true when answered.
     pub fn ping(&self, addr: &str) -> bool {
         self.ping_sized(addr, None)

@@ -34,7 +34,7 @@ pub const EXTERNAL_V6: &str = "2001:db8:eeee::100";
 /// Gives `node` (number `n`) an uplink on the fabric bridge with the `addrs` (IPv4,
 /// IPv6) given, default routes via the router, and, when `fabric_route` names the node's
 /// pod prefix, the router's route for it.
-pub(crate) fn wire_node(
+pub fn wire_node(
     fabric: &Netns,
     node: &Netns,
     n: usize,
@@ -85,38 +85,23 @@ pub(crate) fn wire_node(
 /// Turns duplicate address detection off for interfaces created later in `ns`: the
 /// underlay's addresses are unique by construction and must work at once.
 fn quiet_dad(ns: &Netns) {
-    for key in ["all", "default"] {
-        let out = ns.run(
-            "sysctl",
-            &["-qw", &format!("net.ipv6.conf.{key}.accept_dad=0")],
-        );
-        assert!(out.status.success(), "sysctl in {}", ns.name());
-    }
-}
-
-fn sysctl_on(ns: &Netns, keys: &[&str]) {
-    for key in keys {
-        let out = ns.run("sysctl", &["-qw", &format!("{key}=1")]);
-        assert!(out.status.success(), "sysctl {key} in {}", ns.name());
-    }
+    ns.set_sysctls(&[
+        "net.ipv6.conf.all.accept_dad=0",
+        "net.ipv6.conf.default.accept_dad=0",
+    ]);
 }
 
 /// The router: a bridge for the node ports, forwarding on, redirects off (nodes should
 /// keep using their own routes, not ones the router suggests).
-pub(crate) fn build_fabric(uplink_mtu: u32) -> Netns {
+pub fn build_fabric(uplink_mtu: u32) -> Netns {
     let fabric = Netns::new("f");
     quiet_dad(&fabric);
-    sysctl_on(
-        &fabric,
-        &["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"],
-    );
-    for key in ["all", "default"] {
-        let out = fabric.run(
-            "sysctl",
-            &["-qw", &format!("net.ipv4.conf.{key}.send_redirects=0")],
-        );
-        assert!(out.status.success());
-    }
+    fabric.set_sysctls(&[
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv4.conf.all.send_redirects=0",
+        "net.ipv4.conf.default.send_redirects=0",
+    ]);
     let mtu = uplink_mtu.to_string();
     fabric.ip(&["link", "add", "fabric0", "mtu", &mtu, "type", "bridge"]);
     fabric.ip(&["addr", "add", "192.0.2.1/24", "dev", "fabric0"]);

@@ -56,8 +56,8 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::Duration;
 use weft_e2e::{
-    install_namespace_cleanup_hook, report_header, tool_version, wait_until, Background, Netns,
-    Topology, TopologyOptions, Underlay,
+    build_fabric, install_namespace_cleanup_hook, report_header, tool_version, wait_until,
+    wire_node, Background, Netns, Topology, TopologyOptions, Underlay,
 };
 
 /// The target: weft's throughput at least this fraction of the reference's.
@@ -429,70 +429,22 @@ struct Reference {
 
 impl Reference {
     fn build(plan: &Plan) -> Reference {
-        let mtu = plan.uplink_mtu.to_string();
-        let fabric = Netns::new("rf");
-        quiet_dad(&fabric);
-        sysctls(
-            &fabric,
-            &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
-        );
-        fabric.ip(&["link", "add", "fabric0", "mtu", &mtu, "type", "bridge"]);
-        fabric.ip(&["addr", "add", "192.0.2.1/24", "dev", "fabric0"]);
-        fabric.ip(&[
-            "addr",
-            "add",
-            "2001:db8:ffff::1/64",
-            "dev",
-            "fabric0",
-            "nodad",
-        ]);
-        fabric.ip(&["link", "set", "fabric0", "up"]);
+        // The same router and uplinks as weft's topology (weft_e2e::Topology).
+        let fabric = build_fabric(plan.uplink_mtu);
 
         let mut nodes = Vec::new();
         let mut pods = Vec::new();
         for (i, me) in plan.nodes.iter().enumerate() {
             let node = Netns::new("rn");
-            quiet_dad(&node);
-            sysctls(
+            node.set_sysctls(&["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
+            wire_node(
+                &fabric,
                 &node,
-                &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+                i + 1,
+                plan.uplink_mtu,
+                (Some(me.underlay_v4.clone()), Some(me.underlay_v6.clone())),
+                None,
             );
-            let port = format!("n{}", i + 1);
-            node.ip(&[
-                "link",
-                "add",
-                "uplink",
-                "mtu",
-                &mtu,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "mtu",
-                &mtu,
-                "netns",
-                fabric.name(),
-            ]);
-            fabric.ip(&["link", "set", &port, "master", "fabric0", "up"]);
-            node.ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", me.underlay_v4),
-                "dev",
-                "uplink",
-            ]);
-            node.ip(&[
-                "addr",
-                "add",
-                &format!("{}/64", me.underlay_v6),
-                "dev",
-                "uplink",
-                "nodad",
-            ]);
-            node.ip(&["link", "set", "uplink", "up"]);
-            node.ip(&["route", "add", "default", "via", "192.0.2.1"]);
-            node.ip(&["-6", "route", "add", "default", "via", "2001:db8:ffff::1"]);
 
             // The VXLAN device as the contract describes weft's; bound to the uplink as
             // weftd binds it (which also gives it the uplink's TSO limits).
@@ -512,7 +464,7 @@ impl Reference {
                 "uplink",
                 "nolearning",
             ]);
-            sysctls(&node, &["net.ipv6.conf.weft-vxlan.disable_ipv6=1"]);
+            node.set_sysctls(&["net.ipv6.conf.weft-vxlan.disable_ipv6=1"]);
             node.ip(&[
                 "link",
                 "set",
@@ -553,16 +505,12 @@ impl Reference {
                 "netns",
                 pod.name(),
             ]);
-            for ns_dev in [(&node, host.as_str()), (&pod, "eth0")] {
-                let (ns, dev) = ns_dev;
-                sysctls(
-                    ns,
-                    &[
-                        &format!("net.ipv6.conf.{dev}.accept_dad=0"),
-                        &format!("net.ipv6.conf.{dev}.accept_ra=0"),
-                        &format!("net.ipv6.conf.{dev}.autoconf=0"),
-                    ],
-                );
+            for (ns, dev) in [(&node, host.as_str()), (&pod, "eth0")] {
+                ns.set_sysctls(&[
+                    &format!("net.ipv6.conf.{dev}.accept_dad=0"),
+                    &format!("net.ipv6.conf.{dev}.accept_ra=0"),
+                    &format!("net.ipv6.conf.{dev}.autoconf=0"),
+                ]);
             }
             node.ip(&["link", "set", &host, "up"]);
             pod.ip(&["link", "set", "eth0", "up"]);
@@ -729,29 +677,6 @@ fn pod_mac(pod: &Netns) -> String {
         .nth(1)
         .unwrap_or_else(|| panic!("no MAC on the reference pod's eth0: {out}"))
         .to_owned()
-}
-
-/// Duplicate address detection off for interfaces created later (as the topology does).
-fn quiet_dad(ns: &Netns) {
-    sysctls(
-        ns,
-        &[
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-        ],
-    );
-}
-
-fn sysctls(ns: &Netns, settings: &[&str]) {
-    for s in settings {
-        let out = ns.run("sysctl", &["-qw", s]);
-        assert!(
-            out.status.success(),
-            "sysctl {s} in {}: {}",
-            ns.name(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 // ---- measuring --------------------------------------------------------------------
