@@ -83,7 +83,11 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
     let ready = Arc::new(AtomicBool::new(false));
     for addr in &flags.metrics_addr.0 {
         let listener = weft_health::bind(*addr)?;
-        tokio::spawn(weft_health::serve(listener, metrics.clone(), ready.clone()));
+        tokio::spawn(weft_health::serve(
+            listener,
+            metrics.registry().clone(),
+            ready.clone(),
+        ));
     }
     let mut elector = leader::Elector::new(
         client.clone(),

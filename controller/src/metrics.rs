@@ -11,10 +11,8 @@
 //!
 //! The range gauges are written by the leader only; a standby shows none.
 
-use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use weft_health::register;
 
 /// Buckets for a reconcile: a no-op takes microseconds, an allocation a few apiserver
 /// round trips (milliseconds), the upper buckets catch a struggling apiserver.
@@ -38,14 +36,6 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// `weft_controller_exhausted_nodes`.
     pub exhausted_nodes: IntGauge,
-}
-
-fn register<T: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: T,
-) -> Result<T, prometheus::Error> {
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
 }
 
 impl Metrics {
@@ -102,17 +92,8 @@ impl Metrics {
         })
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed metrics.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
-    }
-}
-
-impl weft_health::Exposition for Metrics {
-    fn render(&self) -> Vec<u8> {
-        Metrics::render(self)
+    /// The registry every metric is in, for `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -81,7 +81,11 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let ready = Arc::new(AtomicBool::new(false));
     for addr in &config.metrics_addrs {
         let listener = weft_health::bind(*addr)?;
-        tokio::spawn(weft_health::serve(listener, metrics.clone(), ready.clone()));
+        tokio::spawn(weft_health::serve(
+            listener,
+            metrics.registry().clone(),
+            ready.clone(),
+        ));
     }
 
     let (allocation, cluster) = node_allocation(config, &uplink).await?;

@@ -18,9 +18,9 @@
 //! | `weft_datapath_changes_total` | counter | `operation` (upsert, removal): kernel entries weftd changed |
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+use weft_health::register;
 use weft_ipam::FamilyUsage;
 
 /// Buckets for a plugin run: weft's ADD takes a few milliseconds, the reference
@@ -66,16 +66,7 @@ fn histogram(
         HistogramOpts::new(name, help).buckets(buckets.to_vec()),
         labels,
     )?;
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
-}
-
-fn single<T: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: T,
-) -> Result<T, prometheus::Error> {
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
+    register(registry, metric)
 }
 
 fn counter(
@@ -84,9 +75,7 @@ fn counter(
     help: &str,
     labels: &[&str],
 ) -> Result<IntCounterVec, prometheus::Error> {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
 }
 
 fn gauge(
@@ -95,9 +84,7 @@ fn gauge(
     help: &str,
     labels: &[&str],
 ) -> Result<IntGaugeVec, prometheus::Error> {
-    let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels)?)
 }
 
 impl Metrics {
@@ -156,14 +143,14 @@ impl Metrics {
                 "Host veths removed in the background.",
                 &["result"],
             )?,
-            peers_known: single(
+            peers_known: register(
                 &registry,
                 IntGauge::new(
                     "weft_peers_known",
                     "Valid peers in the peer source, this node excluded.",
                 )?,
             )?,
-            peers_programmed: single(
+            peers_programmed: register(
                 &registry,
                 IntGauge::new(
                     "weft_peers_programmed",
@@ -177,7 +164,7 @@ impl Metrics {
                 CONVERGENCE_BUCKETS,
                 &["kind"],
             )?,
-            convergence_errors: single(
+            convergence_errors: register(
                 &registry,
                 IntCounter::new(
                     "weft_convergence_errors_total",
@@ -245,16 +232,8 @@ impl Metrics {
             .set(as_i64(ipv6_routes));
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
-    }
-}
-
-impl weft_health::Exposition for Metrics {
-    fn render(&self) -> Vec<u8> {
-        Metrics::render(self)
+    /// The registry every metric is in, for `/metrics`.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -1,11 +1,13 @@
-//! The HTTP endpoint weftd and weft-controller share: /metrics, /healthz and /readyz
-//! over HTTP/1.1 on every listen address.
+//! What weftd and weft-controller share to be observed: the HTTP endpoint (/metrics,
+//! /healthz and /readyz over HTTP/1.1 on every listen address) and registering their
+//! Prometheus metrics.
 #![forbid(unsafe_code)]
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use prometheus::{Encoder, Registry, TextEncoder};
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +15,21 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
-/// What `/metrics` serves: the Prometheus text exposition of a registry.
-pub trait Exposition: Clone + Send + Sync + 'static {
-    /// The text exposition format.
-    fn render(&self) -> Vec<u8>;
+/// Registers `metric` in `registry` and hands it back for use.
+pub fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> Result<T, prometheus::Error> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// The registry in the Prometheus text exposition format.
+fn render(registry: &Registry) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding into a Vec cannot fail for well-formed metrics.
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    out
 }
 
 /// Binds `addr`. An IPv6 wildcard also takes IPv4 (IPV6_V6ONLY off), so `[::]:PORT`
@@ -34,8 +47,8 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::from_std(socket.into()).map_err(fail)
 }
 
-/// Serves until the process ends.
-pub async fn serve<M: Exposition>(listener: TcpListener, metrics: M, ready: Arc<AtomicBool>) {
+/// Serves `/metrics` from `registry` until the process ends.
+pub async fn serve(listener: TcpListener, registry: Registry, ready: Arc<AtomicBool>) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics listening");
     }
@@ -43,10 +56,10 @@ pub async fn serve<M: Exposition>(listener: TcpListener, metrics: M, ready: Arc<
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (metrics, ready) = (metrics.clone(), ready.clone());
+        let (registry, ready) = (registry.clone(), ready.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let response = route(&req, &metrics, &ready);
+                let response = route(&req, &registry, &ready);
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -59,9 +72,9 @@ pub async fn serve<M: Exposition>(listener: TcpListener, metrics: M, ready: Arc<
     }
 }
 
-fn route<M: Exposition>(
+fn route(
     req: &Request<Incoming>,
-    metrics: &M,
+    registry: &Registry,
     ready: &AtomicBool,
 ) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: &'static str| {
@@ -74,7 +87,7 @@ fn route<M: Exposition>(
     }
     match req.uri().path() {
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(metrics.render())));
+            let mut r = Response::new(Full::new(Bytes::from(render(registry))));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
