@@ -291,9 +291,7 @@ impl ControlPlane {
 
     /// The last `lines` lines of a log: `"etcd"` or `"kube-apiserver"`.
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text = fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        crate::log_tail(self.dir.join(format!("{name}.log")), lines)
     }
 }
 

@@ -1,8 +1,39 @@
 //! Scratch space and clean-up shared by the tests, the demo and the benchmarks.
 
 use crate::unique_name;
+use nix::sys::signal::{SigSet, Signal};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C, SIGTERM and SIGHUP set a flag ([`stop_requested`]) instead of killing the
+/// program, so it can remove what it built. Call it before any other thread exists:
+/// the signals are blocked, every thread inherits the mask, and one thread takes them
+/// with sigwait; children get std's fresh mask.
+pub fn watch_stop_signals(program: &str) {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        eprintln!("{program}: cannot block the stop signals: {e}");
+        return;
+    }
+    let program = program.to_owned();
+    std::thread::spawn(move || {
+        if let Ok(signal) = set.wait() {
+            eprintln!("\n{program}: {signal}: stopping and cleaning up");
+            STOP.store(true, Ordering::SeqCst);
+        }
+    });
+}
+
+/// Whether a stop signal arrived (see [`watch_stop_signals`]).
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
 
 /// A private (0700) directory under TMPDIR named `weft-tmp-<unique name>`, removed on
 /// drop. Private because weftd refuses a socket directory that others can write.
@@ -37,6 +68,14 @@ pub fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The last `lines` lines of a log file (empty if it cannot be read), for failure
+/// messages.
+pub fn log_tail(path: impl AsRef<std::path::Path>, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Every namespace whose name carries this process's prefix (see [`unique_name`]): kills

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, ControlPlane, Netns};
+use weft_e2e::{binary, log_tail, ControlPlane, Netns};
 
 const SERVER_V6: &str = "2001:db8:ffff::2";
 const SERVER_V4: &str = "192.0.2.2";
@@ -229,13 +229,7 @@ impl Controller {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        format!(
-            "{}:\n{}",
-            self.log.display(),
-            all[all.len().saturating_sub(lines)..].join("\n")
-        )
+        format!("{}:\n{}", self.log.display(), log_tail(&self.log, lines))
     }
 }
 

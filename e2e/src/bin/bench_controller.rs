@@ -52,7 +52,6 @@
 
 use clap::builder::RangedU64ValueParser as Ranged;
 use clap::Parser as _;
-use nix::sys::signal::{SigSet, Signal};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -60,10 +59,12 @@ use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, report_header, tool_version, ControlPlane, KubeBinaries, Netns};
+use weft_e2e::{
+    binary, log_tail, report_header, stop_requested, tool_version, watch_stop_signals,
+    ControlPlane, KubeBinaries, Netns,
+};
 
 /// The targets for weft-controller.
 const TARGET_TIME: Duration = Duration::from_secs(30);
@@ -87,10 +88,8 @@ const NODE_PREFIX: &str = "bench-";
 /// Progress lines on stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
 fn main() {
-    watch_signals();
+    watch_stop_signals("bench_controller");
     install_panic_cleanup();
     let args = Args::parse();
     let bins = KubeBinaries::find();
@@ -184,25 +183,10 @@ fn anchors(text: &str) -> Result<Anchors, String> {
 
 // ---- signals and clean-up after a panic -------------------------------------------
 
-/// Ctrl-C, SIGTERM and SIGHUP set `STOP`: the waits end with an error and the guards
-/// remove everything. Blocked before any other thread exists (every thread inherits the
-/// mask) and taken by one thread with sigwait; children get std's fresh mask.
-fn watch_signals() {
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
-    }
-    set.thread_block().unwrap();
-    std::thread::spawn(move || {
-        if let Ok(signal) = set.wait() {
-            eprintln!("\nbench_controller: {signal}: stopping and cleaning up");
-            STOP.store(true, Ordering::SeqCst);
-        }
-    });
-}
-
+/// Ctrl-C, SIGTERM and SIGHUP (`watch_stop_signals`) end the waits with an error, and
+/// the guards remove everything.
 fn stopped() -> Result<(), String> {
-    if STOP.load(Ordering::SeqCst) {
+    if stop_requested() {
         Err("interrupted".into())
     } else {
         Ok(())
@@ -491,12 +475,10 @@ impl Proc {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
         format!(
             "--- {} (tail) ---\n{}",
             self.log.display(),
-            all[all.len().saturating_sub(lines)..].join("\n")
+            log_tail(&self.log, lines)
         )
     }
 }

@@ -71,8 +71,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, install_namespace_cleanup_hook, report_header, tool_version, unique_name, Netns,
-    TempDir,
+    binary, install_namespace_cleanup_hook, log_tail, report_header, tool_version, unique_name,
+    Netns, TempDir,
 };
 
 /// The targets.
@@ -496,9 +496,7 @@ impl Weftd {
     }
 
     fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        log_tail(&self.log, 20)
     }
 
     /// Lines of its log at WARN or ERROR.

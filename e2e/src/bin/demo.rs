@@ -11,39 +11,14 @@
 //! ```
 #![allow(clippy::unwrap_used)] // a demo: a failed step ends it, and Drop cleans up
 
-use nix::sys::signal::{SigSet, Signal};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use weft_e2e::{Topology, TopologyOptions, Underlay};
-
-static STOP: AtomicBool = AtomicBool::new(false);
+use weft_e2e::{stop_requested, watch_stop_signals, Topology, TopologyOptions, Underlay};
 
 fn main() {
-    watch_signals();
+    watch_stop_signals("demo");
     let options = parse_args();
     let code = run(options);
     std::process::exit(code);
-}
-
-/// Ctrl-C, SIGTERM and SIGHUP set `STOP` instead of killing the demo, so it can remove
-/// its namespaces. Blocked here (before any other thread exists, so every thread inherits
-/// the mask) and taken by one thread with sigwait; children get std's fresh mask.
-fn watch_signals() {
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(s);
-    }
-    set.thread_block().unwrap();
-    std::thread::spawn(move || {
-        if let Ok(signal) = set.wait() {
-            eprintln!("\n{signal}: stopping and cleaning up");
-            STOP.store(true, Ordering::SeqCst);
-        }
-    });
-}
-
-fn stopped() -> bool {
-    STOP.load(Ordering::SeqCst)
 }
 
 fn parse_args() -> TopologyOptions {
@@ -150,7 +125,7 @@ fn run(options: TopologyOptions) -> i32 {
             topology.ipv4_subnet(i)
         );
     }
-    if stopped() {
+    if stop_requested() {
         return 130;
     }
     topology.wait_converged(Duration::from_secs(20));
@@ -170,7 +145,7 @@ fn run(options: TopologyOptions) -> i32 {
     }
     show_node_state(&topology);
     show_kubernetes(&topology);
-    if stopped() {
+    if stop_requested() {
         return 130;
     }
 
@@ -185,7 +160,7 @@ fn run(options: TopologyOptions) -> i32 {
         "{ok} of {} pings answered ({cross} of them across nodes)",
         outcomes.len()
     ));
-    if stopped() {
+    if stop_requested() {
         return 130;
     }
     if ok == outcomes.len() {
