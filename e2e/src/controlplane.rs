@@ -226,6 +226,21 @@ impl ControlPlane {
         checked(self.kubectl(args), args)
     }
 
+    /// Installs weft's CRDs (checked in under crates/api/crds) and waits until the
+    /// apiserver serves them.
+    pub fn install_weft_crds(&self) {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/api/crds");
+        self.kubectl_ok(&["apply", "--server-side", "-f", &crds.display().to_string()]);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/weftnetworks.weft.dev",
+            "crd/weftnodes.weft.dev",
+            "crd/weftclaims.weft.dev",
+        ]);
+    }
+
     /// kubectl with `input` on its standard input (`apply -f -`, `create -f -`).
     pub fn kubectl_input(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
@@ -679,6 +694,26 @@ fn base64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A namespace of its own for a control plane to serve from: a veth with both ends
+/// inside (this kernel has no dummy driver) carrying `addrs` (CIDRs; IPv6 without DAD,
+/// usable at once), up.
+pub fn serving_namespace(tag: &str, addrs: &[&str]) -> Netns {
+    let ns = Netns::new(tag);
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+    ]);
+    ns.ip(&["link", "set", "eth1", "up"]);
+    for addr in addrs {
+        if addr.contains(':') {
+            ns.ip(&["addr", "add", addr, "dev", "eth0", "nodad"]);
+        } else {
+            ns.ip(&["addr", "add", addr, "dev", "eth0"]);
+        }
+    }
+    ns.ip(&["link", "set", "eth0", "up"]);
+    ns
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use crate::{binary, underlay, wait_until, Background, ControlPlane, Netns, TempDir};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The control plane's underlay addresses.
@@ -66,18 +66,7 @@ impl KubeCluster {
     }
 
     fn install_api(&self, network: &NetworkOptions) {
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/api/crds");
-        let crds = crds.display().to_string();
-        self.control_plane
-            .kubectl_ok(&["apply", "--server-side", "-f", &crds]);
-        self.control_plane.kubectl_ok(&[
-            "wait",
-            "--for=condition=established",
-            "--timeout=30s",
-            "crd/weftnetworks.weft.dev",
-            "crd/weftnodes.weft.dev",
-            "crd/weftclaims.weft.dev",
-        ]);
+        self.control_plane.install_weft_crds();
         let ranges: Vec<Value> = (1..=network.zones)
             .map(|n| json!({"range": format!("2001:db8:1000:{n:x}::/64"), "zone": format!("zone-{n}"), "prefixLength": 80}))
             .collect();

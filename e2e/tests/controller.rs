@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, log_tail, ControlPlane, Netns};
+use weft_e2e::{binary, log_tail, serving_namespace, ControlPlane, Netns};
 
 const SERVER_V6: &str = "2001:db8:ffff::2";
 const SERVER_V4: &str = "192.0.2.2";
@@ -26,33 +26,12 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Cluster {
-        let ns = Netns::new("ctl");
-        // A veth with both ends inside (this kernel has no dummy driver).
-        ns.ip(&[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
-        ns.ip(&["link", "set", "eth1", "up"]);
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("{SERVER_V6}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        ns.ip(&["addr", "add", &format!("{SERVER_V4}/24"), "dev", "eth0"]);
-        ns.ip(&["link", "set", "eth0", "up"]);
+        let ns = serving_namespace(
+            "ctl",
+            &[&format!("{SERVER_V6}/64"), &format!("{SERVER_V4}/24")],
+        );
         let cp = ControlPlane::start(&ns, SERVER_V6.parse().unwrap());
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/api/crds");
-        cp.kubectl_ok(&["apply", "-f", crds.to_str().unwrap()]);
-        cp.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/weftnetworks.weft.dev",
-            "crd/weftnodes.weft.dev",
-            "crd/weftclaims.weft.dev",
-        ]);
+        cp.install_weft_crds();
         Cluster { cp, ns }
     }
 

@@ -62,8 +62,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, log_tail, report_header, stop_requested, tool_version, watch_stop_signals,
-    ControlPlane, KubeBinaries, Netns,
+    binary, log_tail, report_header, serving_namespace, stop_requested, tool_version,
+    watch_stop_signals, ControlPlane, KubeBinaries, Netns,
 };
 
 /// The targets for weft-controller.
@@ -292,26 +292,12 @@ struct Site {
 
 impl Site {
     fn start() -> Site {
-        let ns = Netns::new("bc");
+        let ns = serving_namespace("bc", &[&format!("{SERVER}/64")]);
         LEFTOVERS
             .lock()
             .unwrap()
             .namespaces
             .push(ns.name().to_owned());
-        // A veth with both ends inside gives the apiserver an address to serve on.
-        ns.ip(&[
-            "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
-        ]);
-        ns.ip(&["link", "set", "eth1", "up"]);
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("{SERVER}/64"),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        ns.ip(&["link", "set", "eth0", "up"]);
         let cp = ControlPlane::start(&ns, SERVER.parse::<IpAddr>().unwrap());
         Site { cp, ns }
     }
@@ -349,16 +335,7 @@ impl Site {
 
     /// weft's CRDs and a WeftNetwork holding the plan.
     fn install_weft(&self) -> Result<(), String> {
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/api/crds");
-        self.kubectl(&["apply", "-f", crds.to_str().unwrap()])?;
-        self.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/weftnetworks.weft.dev",
-            "crd/weftnodes.weft.dev",
-            "crd/weftclaims.weft.dev",
-        ])?;
+        self.cp.install_weft_crds();
         let network = json!({
             "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNetwork",
             "metadata": {"name": "default"},
