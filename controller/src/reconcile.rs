@@ -464,6 +464,7 @@ async fn pod_cidrs(
         .as_ref()
         .and_then(|s| s.pod_cidrs.clone())
         .unwrap_or_default();
+    let set = || condition(previous, "PodCIDRs", true, "Set", texts.join(", "));
     if current.is_empty() {
         // A merge patch guarded by the resourceVersion read: if someone else sets them
         // meanwhile, the apiserver refuses ours (conflict) and the next round compares
@@ -484,24 +485,12 @@ async fn pod_cidrs(
             .map_err(Error::NodeWrite)?;
         ctx.fresh_nodes
             .record(&node.name_any(), Some(node), written);
-        return Ok(condition(
-            previous,
-            "PodCIDRs",
-            true,
-            "Set",
-            texts.join(", "),
-        ));
+        return Ok(set());
     }
     let parsed: Vec<Option<IpNet>> = current.iter().map(|c| claims::parse_cidr(c)).collect();
     let wanted: Vec<Option<IpNet>> = cidrs.iter().copied().map(Some).collect();
     if parsed == wanted {
-        return Ok(condition(
-            previous,
-            "PodCIDRs",
-            true,
-            "Set",
-            texts.join(", "),
-        ));
+        return Ok(set());
     }
     let message = format!(
         "Node spec.podCIDRs [{}] differ from weft's allocation [{}]; weft leaves them as they are",

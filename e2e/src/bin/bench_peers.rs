@@ -1058,16 +1058,7 @@ fn anchor_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, Anch
 
     let mut round = AnchorRound::default();
     let started = Instant::now();
-    run_ok(
-        Command::new("ip")
-            .args(["-n", ns.name(), "-batch"])
-            .arg(&ip_file),
-    );
-    run_ok(
-        Command::new("bridge")
-            .args(["-n", ns.name(), "-batch"])
-            .arg(&bridge_file),
-    );
+    run_batches(&ns, &ip_file, &bridge_file);
     round.install = started.elapsed();
     let started = Instant::now();
     run_ok(
@@ -1111,16 +1102,7 @@ fn anchor_round(args: &Args, underlay: Underlay, peers: &[Peer]) -> (Netns, Anch
         std::fs::write(&bridge_file, bridge).unwrap();
         std::fs::write(&nft_file, nft).unwrap();
         let started = Instant::now();
-        run_ok(
-            Command::new("ip")
-                .args(["-n", ns.name(), "-batch"])
-                .arg(&ip_file),
-        );
-        run_ok(
-            Command::new("bridge")
-                .args(["-n", ns.name(), "-batch"])
-                .arg(&bridge_file),
-        );
+        run_batches(&ns, &ip_file, &bridge_file);
         round.changes.push(started.elapsed());
         let started = Instant::now();
         run_ok(
@@ -1154,6 +1136,20 @@ fn nft_table(peers: &[Peer]) -> String {
          \t}}\n\
          }}\n"
     )
+}
+
+/// The anchor's install: `ip -batch` then `bridge -batch` in `ns`.
+fn run_batches(ns: &Netns, ip_file: &Path, bridge_file: &Path) {
+    run_ok(
+        Command::new("ip")
+            .args(["-n", ns.name(), "-batch"])
+            .arg(ip_file),
+    );
+    run_ok(
+        Command::new("bridge")
+            .args(["-n", ns.name(), "-batch"])
+            .arg(bridge_file),
+    );
 }
 
 fn run_ok(cmd: &mut Command) {
