@@ -173,8 +173,8 @@ fn add(
         let mut sockets = Sockets::open(netns)?;
         let created = wiring::create_pair(&mut sockets, &pair);
         let answer = daemon.receive().and_then(|r| allocation_of(daemon, r));
-        let (allocation, network) = match (answer, created) {
-            (Ok(answer), Ok(())) => answer,
+        let ((allocation, network), echoed) = match (answer, created) {
+            (Ok(answer), Ok(echoed)) => (answer, echoed),
             // weftd's refusal says more than the clash it explains (ADD twice: the live
             // attachment's veth); remove only a pair this run created.
             (Err(refused), created) => {
@@ -187,7 +187,7 @@ fn add(
             // for it before answering, so the name is free now.
             (Ok(answer), Err(PairError::HostNameTaken(_))) => {
                 match wiring::create_pair(&mut sockets, &pair) {
-                    Ok(()) => answer,
+                    Ok(echoed) => (answer, echoed),
                     Err(e) => return Err(release_after(daemon, attachment, e.into())),
                 }
             }
@@ -207,7 +207,7 @@ fn add(
             allocation: &allocation,
             network: &network,
         };
-        if let Err(e) = wiring::configure(&mut sockets, &plan) {
+        if let Err(e) = wiring::configure(&mut sockets, &plan, echoed) {
             // A failed ADD leaves nothing behind (CNI spec: the runtime will also DEL).
             let _ = sockets.remove_pair(&host_name);
             return Err(release_after(daemon, attachment, e));

@@ -107,8 +107,6 @@ pub struct Pair<'a> {
 pub struct Sockets {
     host: Netlink,
     pod: Netlink,
-    /// The host end of the pair [`create_pair`] made, as the kernel echoed it.
-    created: Option<LinkInfo>,
 }
 
 impl Sockets {
@@ -117,7 +115,6 @@ impl Sockets {
         Ok(Sockets {
             host: Netlink::connect()?,
             pod: Netlink::connect_in(pod_netns)?,
-            created: None,
         })
     }
 
@@ -148,8 +145,9 @@ impl From<PairError> for CniError {
 
 /// Creates the pair and writes the sysctls that must precede link-up. Needs nothing
 /// from weftd, so ADD runs it while weftd allocates. All or nothing: if a sysctl
-/// write fails the pair is removed again.
-pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<(), PairError> {
+/// write fails the pair is removed again. Returns the host end as the kernel echoed
+/// it (None from a kernel that does not echo), for [`configure`].
+pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<Option<LinkInfo>, PairError> {
     let veth = VethSpec {
         host_name: pair.host_name,
         host_mac: HOST_VETH_MAC,
@@ -157,11 +155,11 @@ pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<(), PairErr
         pod_mac: pair.pod_mac,
         pod_netns: pair.netns,
     };
-    match sockets.host.create_veth(&veth) {
-        Ok(created) => sockets.created = created,
+    let echoed = match sockets.host.create_veth(&veth) {
+        Ok(echoed) => echoed,
         Err(e) if e.errno() != Some(Errno::Exists) => return Err(PairError::Other(e.into())),
         Err(_) => return Err(exists_error(sockets, pair)),
-    }
+    };
     let written = pair
         .netns
         .enter()
@@ -172,7 +170,7 @@ pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<(), PairErr
         let _ = sockets.host.delete_link(pair.host_name);
         return Err(PairError::Other(e));
     }
-    Ok(())
+    Ok(echoed)
 }
 
 /// The pair could not be created because a name is taken: the host veth's (ADD twice,
@@ -193,11 +191,16 @@ fn exists_error(sockets: &mut Sockets, pair: &Pair<'_>) -> PairError {
 
 /// Everything after the pair exists: MTU and link-up, addresses, permanent neighbours,
 /// routes. Each namespace's requests go to the kernel as one batch, handled in order
-/// (a link is up before a route uses it) in one system call.
-pub fn configure(sockets: &mut Sockets, plan: &PodPlan<'_>) -> Result<()> {
-    let host_link = match sockets.created.take() {
-        Some(link) if link.name == plan.pair.host_name => link,
-        _ => must_find(&mut sockets.host, plan.pair.host_name, "host")?,
+/// (a link is up before a route uses it) in one system call. `echoed` is what
+/// [`create_pair`] returned.
+pub fn configure(
+    sockets: &mut Sockets,
+    plan: &PodPlan<'_>,
+    echoed: Option<LinkInfo>,
+) -> Result<()> {
+    let host_link = match echoed {
+        Some(link) => link,
+        None => must_find(&mut sockets.host, plan.pair.host_name, "host")?,
     };
     // The host end names its peer's index in the pod's namespace (IFLA_LINK with a
     // netnsid): this ADD just created the pair there, so no second lookup is needed.
