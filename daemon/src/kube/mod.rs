@@ -20,6 +20,8 @@ use crate::datapath::Datapath;
 use crate::node::Uplink;
 use crate::service::Service;
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -28,7 +30,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tracing::{info, warn};
-use weft_api::{WeftNetwork, WeftNode};
+use weft_api::{WeftNetwork, WeftNode, WeftNodeStatus};
+use weft_wire::Family;
 use weft_wire::Peer;
 
 /// Field manager of everything weftd writes.
@@ -214,30 +217,29 @@ impl Cluster {
     pub async fn report_usage(self, service: Service) {
         let mut last = None;
         loop {
-            let usage = service.usage();
-            let mut status = serde_json::json!({});
-            let mut v4_usage = None;
-            for u in &usage {
+            let mut status = WeftNodeStatus::default();
+            for u in service.usage() {
                 match u.family {
-                    weft_wire::Family::Ipv6 => status["ipv6InUse"] = u.in_use.into(),
-                    weft_wire::Family::Ipv4 => {
-                        status["ipv4InUse"] = u.in_use.into();
-                        status["ipv4Capacity"] = (u.capacity as u64).into();
-                        v4_usage = Some(format!("{}/{}", u.in_use, u.capacity));
+                    Family::Ipv6 => status.ipv6_in_use = Some(u.in_use as u64),
+                    Family::Ipv4 => {
+                        status.ipv4_in_use = Some(u.in_use as u64);
+                        status.ipv4_capacity = Some(u.capacity as u64);
+                        status.ipv4_usage = Some(format!("{}/{}", u.in_use, u.capacity));
                     }
                 }
             }
-            if let Some(text) = v4_usage {
-                status["ipv4Usage"] = text.into();
-            }
             if last.as_ref() != Some(&status) {
+                let now = Time(Timestamp::now());
                 let mut body = status.clone();
-                body["reportedAt"] = k8s_openapi::jiff::Timestamp::now().to_string().into();
-                body["conditions"] = serde_json::json!([{
-                    "type": "Ready", "status": "True", "reason": "Serving",
-                    "message": "weftd serves pods from this node's ranges",
-                    "lastTransitionTime": body["reportedAt"].clone(),
-                }]);
+                body.reported_at = Some(now.clone());
+                body.conditions = vec![Condition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    reason: "Serving".into(),
+                    message: "weftd serves pods from this node's ranges".into(),
+                    last_transition_time: now,
+                    observed_generation: None,
+                }];
                 let patch = serde_json::json!({
                     "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
                     "metadata": {"name": self.node_name}, "status": body,
