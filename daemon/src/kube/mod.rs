@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tracing::{info, warn};
-use weft_api::{WeftNetwork, WeftNode, WeftNodeStatus};
+use weft_api::{WeftNetwork, WeftNode, WeftNodeSpec, WeftNodeStatus};
 use weft_wire::Family;
 use weft_wire::Peer;
 
@@ -95,16 +95,14 @@ impl Cluster {
         uplink: &Uplink,
         vtep_mac: Option<[u8; 6]>,
     ) -> Result<(), String> {
-        let mut spec = serde_json::json!({"nodeName": self.node_name});
-        if let Some(v4) = uplink.ipv4 {
-            spec["underlayIPv4"] = v4.to_string().into();
-        }
-        if let Some(v6) = uplink.ipv6 {
-            spec["underlayIPv6"] = v6.to_string().into();
-        }
-        if let Some(mac) = vtep_mac {
-            spec["vtepMAC"] = weft_netlink::overlay::format_mac(&mac).into();
-        }
+        // Only weftd's fields: server-side apply leaves the controller's alone.
+        let spec = WeftNodeSpec {
+            node_name: self.node_name.clone(),
+            underlay_ipv4: uplink.ipv4.map(|a| a.to_string()),
+            underlay_ipv6: uplink.ipv6.map(|a| a.to_string()),
+            vtep_mac: vtep_mac.map(|mac| weft_netlink::overlay::format_mac(&mac)),
+            ..WeftNodeSpec::default()
+        };
         let patch = serde_json::json!({
             "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
             "metadata": {"name": self.node_name}, "spec": spec,
