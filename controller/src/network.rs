@@ -4,7 +4,7 @@
 //! The per-range gauges come from the same numbers.
 
 use crate::context::Context;
-use crate::reconcile::{condition, MANAGER};
+use crate::reconcile::MANAGER;
 use futures::channel::mpsc::UnboundedSender;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -16,7 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tracing::warn;
-use weft_api::{RangeUsage, WeftNetwork, WeftNetworkStatus};
+use weft_api::{condition, RangeUsage, WeftNetwork, WeftNetworkStatus};
 
 /// How often the status and the gauges are refreshed (written only when they change).
 const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -126,7 +126,7 @@ async fn publish(
         s.observed_generation == status.observed_generation
             && s.ipv6_ranges == status.ipv6_ranges
             && s.ipv4_network == status.ipv4_network
-            && !crate::reconcile::conditions_differ(&s.conditions, &status.conditions)
+            && !weft_api::conditions_differ(&s.conditions, &status.conditions)
             && s.conditions.len() == status.conditions.len()
     };
     if unchanged(&before) || written.as_ref().is_some_and(unchanged) {

@@ -14,8 +14,7 @@ use crate::claims::{self, Held, Outcome};
 use crate::context::{Context, Waiting};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -23,7 +22,7 @@ use kube::{Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
-use weft_api::{Plan, WeftNode, WeftNodeSpec};
+use weft_api::{condition, conditions_differ, Plan, WeftNode, WeftNodeSpec};
 use weft_wire::Family;
 
 /// The field manager of every write, and the Events' reporting controller.
@@ -509,44 +508,6 @@ async fn pod_cidrs(
         "PodCIDRsDiffer",
         message,
     ))
-}
-
-/// A condition, keeping the previous transition time when the status did not change.
-pub fn condition(
-    previous: &[Condition],
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let since = previous
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map_or_else(
-            || Time(Timestamp::now()),
-            |c| c.last_transition_time.clone(),
-        );
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        last_transition_time: since,
-        observed_generation: None,
-    }
-}
-
-/// Whether `wanted` says something `previous` does not (transition times aside).
-pub fn conditions_differ(previous: &[Condition], wanted: &[Condition]) -> bool {
-    wanted.iter().any(|w| {
-        !previous.iter().any(|p| {
-            p.type_ == w.type_
-                && p.status == w.status
-                && p.reason == w.reason
-                && p.message == w.message
-        })
-    })
 }
 
 /// Writes the controller's conditions of the WeftNode (server-side apply on status: the

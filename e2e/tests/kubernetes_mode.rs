@@ -40,7 +40,7 @@ fn kubectl(topology: &Topology, args: &[&str]) -> String {
 
 #[test]
 fn three_nodes_get_their_ranges_and_peers_from_the_apiserver() {
-    let topology = cluster(2, 5);
+    let mut topology = cluster(2, 5);
     assert_full_matrix(&topology);
     // Each node's ranges are unique and the ones its weftd serves.
     let mut subnets: Vec<String> = (0..3).map(|i| topology.ipv4_subnet(i)).collect();
@@ -86,6 +86,32 @@ fn three_nodes_get_their_ranges_and_peers_from_the_apiserver() {
             "{table}"
         );
     }
+    // A later usage report moves reportedAt, not Ready's lastTransitionTime: Ready did
+    // not change status.
+    let ready_and_report = |topology: &Topology| {
+        kubectl(
+            topology,
+            &[
+                "get",
+                "weftnode",
+                "node-1",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].lastTransitionTime} {.status.reportedAt}",
+            ],
+        )
+    };
+    let before = ready_and_report(&topology);
+    topology.add_pod(0);
+    wait_until("the next usage report", Duration::from_secs(20), || {
+        kubectl(&topology, &["get", "weftnode", "node-1"]).contains("3/254")
+    })
+    .unwrap();
+    let after = ready_and_report(&topology);
+    let (ready_before, reported_before) = before.split_once(' ').unwrap();
+    let (ready_after, reported_after) = after.split_once(' ').unwrap();
+    assert!(!ready_before.is_empty(), "{before}");
+    assert_eq!(ready_after, ready_before, "{before} -> {after}");
+    assert_ne!(reported_after, reported_before, "{before} -> {after}");
     let pod_cidrs = kubectl(
         &topology,
         &["get", "node", "node-1", "-o", "jsonpath={.spec.podCIDRs}"],

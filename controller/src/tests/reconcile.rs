@@ -33,31 +33,6 @@ fn the_node_keeps_the_claim_its_weftnode_names_else_the_lowest() {
 }
 
 #[test]
-fn conditions_keep_their_transition_time_and_compare_without_it() {
-    let old = condition(&[], "Allocated", false, "RangeExhausted", "full".into());
-    let same = condition(
-        std::slice::from_ref(&old),
-        "Allocated",
-        false,
-        "RangeExhausted",
-        "full".into(),
-    );
-    assert_eq!(same.last_transition_time, old.last_transition_time);
-    assert!(!conditions_differ(
-        std::slice::from_ref(&old),
-        std::slice::from_ref(&same)
-    ));
-    let now_ok = condition(
-        std::slice::from_ref(&old),
-        "Allocated",
-        true,
-        "Allocated",
-        "x".into(),
-    );
-    assert!(conditions_differ(std::slice::from_ref(&old), &[now_ok]));
-}
-
-#[test]
 fn error_labels_are_the_variant_names() {
     let e = Error::InvalidNetwork {
         name: "default".into(),

@@ -15,10 +15,12 @@
 #![warn(missing_docs)]
 
 mod claim;
+mod conditions;
 mod network;
 mod node;
 
 pub use claim::{claim_name, WeftClaim, WeftClaimSpec};
+pub use conditions::{condition, conditions_differ};
 pub use network::{
     Ipv6Range, Plan, PlannedRange, RangeUsage, SpecError, WeftNetwork, WeftNetworkSpec,
     WeftNetworkStatus,

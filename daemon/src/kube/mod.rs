@@ -211,9 +211,12 @@ impl Cluster {
     }
 
     /// Reports address use on the WeftNode status when it changed, at most every
-    /// [`REPORT_EVERY`]; also marks the node Ready.
+    /// [`REPORT_EVERY`]; also marks the node Ready. Ready keeps the transition time the
+    /// object already holds (a restarted weftd was serving before and still is), so only
+    /// a change of status moves it.
     pub async fn report_usage(self, service: Service) {
         let mut last = None;
+        let mut ready: Option<Vec<Condition>> = None;
         loop {
             let mut status = WeftNodeStatus::default();
             for u in service.usage() {
@@ -227,17 +230,20 @@ impl Cluster {
                 }
             }
             if last.as_ref() != Some(&status) {
-                let now = Time(Timestamp::now());
+                let previous = match &ready {
+                    Some(written) => written.clone(),
+                    None => self.current_conditions().await,
+                };
+                let condition = weft_api::condition(
+                    &previous,
+                    "Ready",
+                    true,
+                    "Serving",
+                    "weftd serves pods from this node's ranges".into(),
+                );
                 let mut body = status.clone();
-                body.reported_at = Some(now.clone());
-                body.conditions = vec![Condition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    reason: "Serving".into(),
-                    message: "weftd serves pods from this node's ranges".into(),
-                    last_transition_time: now,
-                    observed_generation: None,
-                }];
+                body.reported_at = Some(Time(Timestamp::now()));
+                body.conditions = vec![condition];
                 let patch = serde_json::json!({
                     "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
                     "metadata": {"name": self.node_name}, "status": body,
@@ -251,11 +257,28 @@ impl Cluster {
                     )
                     .await
                 {
-                    Ok(_) => last = Some(status),
+                    Ok(_) => {
+                        ready = Some(body.conditions);
+                        last = Some(status);
+                    }
                     Err(e) => warn!(error = %e, "reporting address use (will retry)"),
                 }
             }
             tokio::time::sleep(REPORT_EVERY).await;
+        }
+    }
+
+    /// The conditions this node's WeftNode holds (none if it cannot be read).
+    async fn current_conditions(&self) -> Vec<Condition> {
+        match self.nodes().get_opt(&self.node_name).await {
+            Ok(node) => node
+                .and_then(|n| n.status)
+                .map(|s| s.conditions)
+                .unwrap_or_default(),
+            Err(e) => {
+                warn!(error = %e, "reading this node's WeftNode status");
+                Vec::new()
+            }
         }
     }
 }
