@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use weft_wire::{
-    parse_bind_addr, parse_ipv4_subnet, parse_ipv6_prefix, Mode, PEER_IPV4_LENGTHS,
-    PEER_IPV6_LENGTHS,
+    parse_bind_addr, parse_ipv4_subnet, parse_ipv6_prefix, Mode, DEFAULT_VXLAN_PORT,
+    DEFAULT_VXLAN_VNI, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS,
 };
 
 /// weftd: the weft node daemon.
@@ -27,9 +27,10 @@ pub struct Flags {
     /// The node's overlay IPv4 subnet, /16 to /28 (e.g. 10.255.1.0/24).
     #[arg(long, value_parser = |s: &str| parse_ipv4_subnet("--ipv4-subnet", s, PEER_IPV4_LENGTHS).map_err(|e| e.to_string()))]
     pub ipv4_subnet: Option<Ipv4Net>,
-    /// Families served to pods: dual, ipv6 or ipv4.
-    #[arg(long, default_value = "dual")]
-    pub mode: Mode,
+    /// Families served to pods: dual, ipv6 or ipv4 [default: dual]. Kubernetes mode
+    /// takes it from the WeftNetwork.
+    #[arg(long)]
+    pub mode: Option<Mode>,
     /// Where allocations are recorded. Keep it on tmpfs: allocations live as long as pods.
     #[arg(long, default_value = "/run/weft/state")]
     pub state_dir: PathBuf,
@@ -52,18 +53,22 @@ pub struct Flags {
     pub peers: Option<PathBuf>,
     /// How peers' IPv6 prefixes are reached: `fabric` (the network routes each node's
     /// prefix to it; weftd adds no routes) or `direct` (nodes share a link; weftd routes
-    /// each peer's prefix via its underlay IPv6 address).
-    #[arg(long, default_value = "fabric")]
-    pub ipv6_routing: Ipv6Routing,
-    /// VXLAN network identifier of the IPv4 overlay.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
-    pub vxlan_vni: u32,
-    /// UDP port of the IPv4 overlay's VXLAN (IANA's is 4789).
-    #[arg(long, default_value_t = 4789, value_parser = clap::value_parser!(u16).range(1..))]
-    pub vxlan_port: u16,
+    /// each peer's prefix via its underlay IPv6 address) [default: fabric]. Kubernetes
+    /// mode takes it from the WeftNetwork.
+    #[arg(long)]
+    pub ipv6_routing: Option<Ipv6Routing>,
+    /// VXLAN network identifier of the IPv4 overlay [default: 1]. Kubernetes mode takes
+    /// it from the WeftNetwork.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
+    pub vxlan_vni: Option<u32>,
+    /// UDP port of the IPv4 overlay's VXLAN (IANA's is 4789) [default: 4789]. Kubernetes
+    /// mode takes it from the WeftNetwork.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub vxlan_port: Option<u16>,
     /// Kubernetes mode: take the node's prefix, subnet and mode, and its peers, from the
     /// apiserver this kubeconfig names (WeftNode and WeftNetwork objects), instead of
-    /// --ipv6-prefix, --ipv4-subnet, --mode and --peers.
+    /// --ipv6-prefix, --ipv4-subnet, --mode, --ipv6-routing, --vxlan-vni, --vxlan-port
+    /// and --peers (which it refuses rather than ignores).
     #[arg(long, conflicts_with = "in_cluster")]
     pub kubeconfig: Option<PathBuf>,
     /// Kubernetes mode with the pod's service account (in-cluster config).
@@ -150,23 +155,33 @@ impl Flags {
                     ));
                 }
             }
+            for (flag, given) in [
+                ("--mode", self.mode.is_some()),
+                ("--ipv6-routing", self.ipv6_routing.is_some()),
+                ("--vxlan-vni", self.vxlan_vni.is_some()),
+                ("--vxlan-port", self.vxlan_port.is_some()),
+            ] {
+                if given {
+                    return Err(format!(
+                        "{flag}: not with --kubeconfig or --in-cluster (the WeftNetwork '{}' sets it for every node)",
+                        self.network
+                    ));
+                }
+            }
             let source = Source::Kubernetes {
                 kubeconfig: self.kubeconfig,
                 network: self.network,
             };
             (source, None, None)
         } else {
-            let ipv6_prefix = match (self.mode.has_ipv6(), self.ipv6_prefix) {
-                (true, None) => {
-                    return Err(format!("--ipv6-prefix: required in --mode {}", self.mode))
-                }
+            let mode = self.mode.unwrap_or(Mode::Dual);
+            let ipv6_prefix = match (mode.has_ipv6(), self.ipv6_prefix) {
+                (true, None) => return Err(format!("--ipv6-prefix: required in --mode {mode}")),
                 (true, p) => p,
                 (false, _) => None,
             };
-            let ipv4_subnet = match (self.mode.has_ipv4(), self.ipv4_subnet) {
-                (true, None) => {
-                    return Err(format!("--ipv4-subnet: required in --mode {}", self.mode))
-                }
+            let ipv4_subnet = match (mode.has_ipv4(), self.ipv4_subnet) {
+                (true, None) => return Err(format!("--ipv4-subnet: required in --mode {mode}")),
                 (true, s) => s,
                 (false, _) => None,
             };
@@ -174,7 +189,7 @@ impl Flags {
         };
         Config {
             node_name: self.node_name,
-            mode: self.mode,
+            mode: self.mode.unwrap_or(Mode::Dual),
             ipv6_prefix,
             ipv4_subnet,
             state_dir: self.state_dir,
@@ -183,9 +198,9 @@ impl Flags {
             underlay_interface: self.underlay_interface,
             cooldown: Duration::from_secs(self.cooldown_seconds),
             peers: self.peers,
-            ipv6_routing: self.ipv6_routing,
-            vxlan_vni: self.vxlan_vni,
-            vxlan_port: self.vxlan_port,
+            ipv6_routing: self.ipv6_routing.unwrap_or(Ipv6Routing::Fabric),
+            vxlan_vni: self.vxlan_vni.unwrap_or(DEFAULT_VXLAN_VNI),
+            vxlan_port: self.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
             resync: Duration::from_secs(self.resync_seconds),
             source,
         }

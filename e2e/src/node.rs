@@ -134,8 +134,6 @@ impl Node {
         let mut args: Vec<String> = vec![
             "--node-name".into(),
             self.name().into(),
-            "--mode".into(),
-            self.options.mode.into(),
             "--state-dir".into(),
             self.dir.join("state").display().to_string(),
             "--socket".into(),
@@ -147,6 +145,10 @@ impl Node {
             "--cooldown-seconds".into(),
             self.options.cooldown_seconds.to_string(),
         ];
+        // In Kubernetes mode the WeftNetwork sets the mode, and weftd refuses the flag.
+        if !self.options.extra_args.iter().any(|a| a == "--kubeconfig") {
+            args.extend(["--mode".into(), self.options.mode.into()]);
+        }
         if let Some(p) = &self.options.ipv6_prefix {
             args.extend(["--ipv6-prefix".into(), p.clone()]);
         }

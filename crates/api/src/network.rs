@@ -148,10 +148,10 @@ fn default_prefix_length() -> u8 {
     80
 }
 fn default_vni() -> u32 {
-    1
+    weft_wire::DEFAULT_VXLAN_VNI
 }
 fn default_port() -> u16 {
-    4789
+    weft_wire::DEFAULT_VXLAN_PORT
 }
 fn default_cooldown() -> u64 {
     30

@@ -12,7 +12,10 @@ mod proto;
 
 pub use addr::{parse_bind_addr, parse_ip, parse_ipv4_subnet, parse_ipv6_prefix, AddrError};
 pub use mode::{Family, Mode};
-pub use mtu::{pod_mtus, PodMtus, UnderlayFamily, VXLAN_OVER_IPV4, VXLAN_OVER_IPV6};
+pub use mtu::{
+    pod_mtus, PodMtus, UnderlayFamily, DEFAULT_VXLAN_PORT, DEFAULT_VXLAN_VNI, VXLAN_OVER_IPV4,
+    VXLAN_OVER_IPV6,
+};
 pub use names::{
     host_veth_name, parse_mac, pod_mac, Attachment, AttachmentError, HOST_VETH_MAC,
     HOST_VETH_PREFIX,

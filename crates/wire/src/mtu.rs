@@ -24,6 +24,11 @@ pub const VXLAN_OVER_IPV4: u32 = 20 + 8 + 8 + 14;
 /// Bytes VXLAN adds over an IPv6 underlay: IPv6 40 + UDP 8 + VXLAN 8 + Ethernet 14.
 pub const VXLAN_OVER_IPV6: u32 = 40 + 8 + 8 + 14;
 
+/// The overlay's VXLAN network identifier unless configured.
+pub const DEFAULT_VXLAN_VNI: u32 = 1;
+/// The overlay's VXLAN UDP port unless configured: IANA's (RFC 7348 section 5).
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+
 /// The smallest MTU IPv6 allows on any link (RFC 8200 section 5).
 const IPV6_MIN_MTU: u32 = 1280;
 /// The smallest MTU every IPv4 host must accept (RFC 791).

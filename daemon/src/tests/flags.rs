@@ -177,6 +177,20 @@ fn kubernetes_mode_takes_ranges_and_peers_from_the_apiserver_only() {
         let e = parse(&["--in-cluster", flag, value]).unwrap_err();
         assert!(e.contains(flag) && e.contains("--kubeconfig"), "{e}");
     }
+    // The plan's settings come from the WeftNetwork: given anyway, they are refused, not
+    // silently ignored.
+    for (flag, value) in [
+        ("--mode", "ipv6"),
+        ("--ipv6-routing", "direct"),
+        ("--vxlan-vni", "7"),
+        ("--vxlan-port", "8472"),
+    ] {
+        let e = parse(&["--kubeconfig", "/k", "--network", "prod", flag, value]).unwrap_err();
+        assert!(
+            e.contains(flag) && e.contains("--kubeconfig") && e.contains("WeftNetwork 'prod'"),
+            "{e}"
+        );
+    }
     let e = parse(&["--kubeconfig", "kubeconfig"]).unwrap_err();
     assert!(
         e.contains("--kubeconfig: 'kubeconfig' is not an absolute path"),
