@@ -11,8 +11,8 @@ use crate::result::{mac_text, pod_routes};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use weft_netlink::{
-    messages, sysctl, Errno, LinkInfo, Netlink, Netns, RouteInfo, RouteSpec, VethSpec, SCOPE_LINK,
-    SCOPE_UNIVERSE,
+    messages, sysctl, Errno, LinkConf, LinkInfo, Netlink, Netns, RouteInfo, RouteSpec, VethSpec,
+    SCOPE_LINK, SCOPE_UNIVERSE,
 };
 use weft_wire::{Allocation, NodeNetwork, GATEWAY_V4, GATEWAY_V6, HOST_VETH_MAC};
 
@@ -46,39 +46,64 @@ impl<'a> PodPlan<'a> {
     }
 }
 
+/// One per-interface setting, `net/<family>/conf/<interface>/<name> = value`.
+#[derive(Debug, Clone, Copy)]
+struct Setting {
+    family: &'static str,
+    name: &'static str,
+    value: i32,
+}
+
+const fn setting(family: &'static str, name: &'static str, value: i32) -> Setting {
+    Setting {
+        family,
+        name,
+        value,
+    }
+}
+
 /// Settings written before the links come up: DAD off (addresses are unique by
 /// construction, RFC 4862 section 5.4 would otherwise hold them tentative), no router
 /// advertisements or SLAAC (a stray RA must not give the pod an address or route weft
 /// did not assign).
-fn pod_sysctls(ifname: &str) -> Vec<(String, &'static str)> {
-    ["accept_dad", "accept_ra", "autoconf"]
-        .into_iter()
-        .map(|s| (sysctl::iface_key("ipv6", ifname, s), "0"))
-        .collect()
-}
+const POD_SETTINGS: [Setting; 3] = [
+    setting("ipv6", "accept_dad", 0),
+    setting("ipv6", "accept_ra", 0),
+    setting("ipv6", "autoconf", 0),
+];
 
 /// Host veth: DAD and RAs off as in the pod; forwarding on for both families, since it
 /// routes every packet of the pod.
-fn host_sysctls(ifname: &str) -> Vec<(String, &'static str)> {
-    let mut keys = pod_sysctls(ifname);
-    keys.truncate(2);
-    keys.push((sysctl::iface_key("ipv6", ifname, "forwarding"), "1"));
-    keys.push((sysctl::iface_key("ipv4", ifname, "forwarding"), "1"));
-    keys
-}
+const HOST_SETTINGS: [Setting; 4] = [
+    setting("ipv6", "accept_dad", 0),
+    setting("ipv6", "accept_ra", 0),
+    setting("ipv6", "forwarding", 1),
+    setting("ipv4", "forwarding", 1),
+];
 
-fn write_sysctls(keys: &[(String, &str)]) -> Result<()> {
-    // A kernel (or namespace) without IPv6 has no IPv6 keys; IPv4-only mode still works.
-    let v6 = sysctl::ipv6_available();
-    for (key, value) in keys
-        .iter()
-        .filter(|(k, _)| v6 || !k.starts_with("net/ipv6"))
-    {
-        // `forwarding` is usually inherited already and its write spins on RTNL.
-        if key.ends_with("/forwarding") {
-            sysctl::ensure(key, value)?;
+/// Writes `settings` of `ifname` in the calling thread's namespace, the IPv6 ones only
+/// if `ipv6` (a kernel without IPv6 has no IPv6 keys; IPv4-only mode still works).
+/// `reported` is what the kernel said the interface holds (the echo of its creation):
+/// a setting it reports at the wanted value needs no write. Without a report,
+/// `forwarding` is read first, since it is usually inherited already and its write
+/// spins on RTNL.
+fn write_settings(
+    ifname: &str,
+    settings: &[Setting],
+    ipv6: bool,
+    reported: Option<&LinkConf>,
+) -> Result<()> {
+    for s in settings.iter().filter(|s| ipv6 || s.family != "ipv6") {
+        let known = reported.and_then(|conf| conf.get(s.family, s.name));
+        if known == Some(s.value) {
+            continue;
+        }
+        let key = sysctl::iface_key(s.family, ifname, s.name);
+        let value = s.value.to_string();
+        if s.name == "forwarding" && known.is_none() {
+            sysctl::ensure(&key, &value)?;
         } else {
-            sysctl::set(key, value)?;
+            sysctl::set(&key, &value)?;
         }
     }
     Ok(())
@@ -160,12 +185,16 @@ pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<Option<Link
         Err(e) if e.errno() != Some(Errno::Exists) => return Err(PairError::Other(e.into())),
         Err(_) => return Err(exists_error(sockets, pair)),
     };
+    // The echo reports IPv6 settings exactly when the kernel has IPv6. The pod end is
+    // new in a namespace of its own, holding the defaults: its settings are written.
+    let reported = echoed.as_ref().map(|link| &link.conf);
+    let ipv6 = reported.map_or_else(sysctl::ipv6_available, |c| c.ipv6_forwarding.is_some());
     let written = pair
         .netns
         .enter()
         .map_err(CniError::from)
-        .and_then(|_inside| write_sysctls(&pod_sysctls(pair.pod_name)))
-        .and_then(|_| write_sysctls(&host_sysctls(pair.host_name)));
+        .and_then(|_inside| write_settings(pair.pod_name, &POD_SETTINGS, ipv6, None))
+        .and_then(|_| write_settings(pair.host_name, &HOST_SETTINGS, ipv6, reported));
     if let Err(e) = written {
         let _ = sockets.host.delete_link(pair.host_name);
         return Err(PairError::Other(e));

@@ -395,3 +395,71 @@ fn re_add_right_after_del_waits_for_the_old_veth_instead_of_clashing() {
     }
     wait_until("the last veth to go", || node.weft_veths().is_empty());
 }
+
+/// ADD checks the host veth's settings in the kernel's echo of the veth's creation
+/// instead of reading /proc/sys: the echo must report what /proc/sys holds, here with
+/// namespace defaults that differ from the kernel's.
+#[test]
+fn a_veth_create_echo_reports_the_host_ends_settings() {
+    let (host, pod) = (Netns::new("echo"), Netns::new("echo"));
+    host.set_sysctls(&[
+        "net.ipv6.conf.default.accept_ra=0",
+        "net.ipv4.conf.default.forwarding=1",
+    ]);
+    let open = |ns: &Netns| weft_netlink::Netns::open(std::path::Path::new(&ns.path())).unwrap();
+    let (host_ns, pod_ns) = (open(&host), open(&pod));
+    let mut nl = weft_netlink::Netlink::connect_in(&host_ns).unwrap();
+    let echoed = nl
+        .create_veth(&weft_netlink::VethSpec {
+            host_name: "echo0",
+            host_mac: [0xee; 6],
+            pod_name: "eth0",
+            pod_mac: [0x02, 0, 0, 0, 0, 1],
+            pod_netns: &pod_ns,
+        })
+        .unwrap()
+        .expect("the kernel echoes the create");
+    for (family, name) in [
+        ("ipv4", "forwarding"),
+        ("ipv6", "forwarding"),
+        ("ipv6", "accept_ra"),
+        ("ipv6", "accept_dad"),
+    ] {
+        let on_file = host.sysctl(&format!("net/{family}/conf/echo0/{name}"));
+        let reported = echoed.conf.get(family, name).map(|v| v.to_string());
+        assert_eq!(reported, Some(on_file), "{family} {name}");
+    }
+    assert_eq!(
+        (echoed.conf.ipv6_accept_ra, echoed.conf.ipv4_forwarding),
+        (Some(0), Some(1))
+    );
+}
+
+/// A batch asks only its last request for an ack; a request failing before it, or the
+/// last one failing, is still reported with its index, and the requests around a
+/// failure are still carried out.
+#[test]
+fn a_batch_reports_each_failed_request_with_only_the_last_acked() {
+    let ns = Netns::new("batch");
+    let handle = weft_netlink::Netns::open(std::path::Path::new(&ns.path())).unwrap();
+    let mut nl = weft_netlink::Netlink::connect_in(&handle).unwrap();
+    let (lo, missing) = (1, 999_999);
+    let up = |index| weft_netlink::messages::bring_up(index, "test", None);
+    let mtu = |index, mtu| weft_netlink::messages::bring_up(index, "test", Some(mtu));
+    let failures = nl
+        .execute_all(&[up(missing), mtu(lo, 9000), up(missing), up(lo)])
+        .unwrap();
+    let indexes: Vec<usize> = failures.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indexes, [0, 2], "{failures:?}");
+    assert!(failures
+        .iter()
+        .all(|(_, e)| e.errno() == Some(weft_netlink::Errno::NotFound)));
+    assert!(ns.ip(&["link", "show", "lo"]).contains("mtu 9000"));
+    let failures = nl.execute_all(&[up(lo), up(missing)]).unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].0, 1);
+    assert!(nl.execute_all(&[up(lo), up(lo)]).unwrap().is_empty());
+    // The socket is still in step: a lone request gets its own answer.
+    assert!(nl.execute_one(up(missing)).is_err());
+    assert!(nl.execute_one(up(lo)).is_ok());
+}

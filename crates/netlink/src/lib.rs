@@ -16,7 +16,8 @@ pub mod sysctl;
 
 pub use error::{Errno, NetlinkError};
 pub use messages::{
-    LinkInfo, NeighbourInfo, Request, RouteInfo, RouteSpec, VethSpec, SCOPE_LINK, SCOPE_UNIVERSE,
+    LinkConf, LinkInfo, NeighbourInfo, Request, RouteInfo, RouteSpec, VethSpec, SCOPE_LINK,
+    SCOPE_UNIVERSE,
 };
 pub use netns::{Netns, NetnsGuard};
 pub use overlay::{FdbInfo, VxlanInfo, VxlanSpec};

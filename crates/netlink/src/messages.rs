@@ -10,7 +10,8 @@ use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as RtLinkInfo, LinkMessage,
+    AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
+    LinkInfo as RtLinkInfo, LinkMessage,
 };
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
@@ -106,6 +107,63 @@ pub struct LinkInfo {
     pub peer_index: Option<u32>,
     /// IFLA_LINK_NETNSID is present: the peer is in another namespace.
     pub peer_elsewhere: bool,
+    /// The per-interface settings the kernel reported with the link.
+    pub conf: LinkConf,
+}
+
+/// Per-interface settings as the kernel reports them with a link (IFLA_AF_SPEC: the
+/// AF_INET and AF_INET6 devconf arrays), i.e. what /proc/sys/net/ipv{4,6}/conf/NAME/
+/// holds. Only the settings weft writes are kept; `None` where not reported (a family
+/// the kernel lacks). A link just created and echoed carries them, so its settings can
+/// be checked without a file read each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkConf {
+    /// `ipv4/conf/NAME/forwarding`.
+    pub ipv4_forwarding: Option<i32>,
+    /// `ipv6/conf/NAME/forwarding`.
+    pub ipv6_forwarding: Option<i32>,
+    /// `ipv6/conf/NAME/accept_ra`.
+    pub ipv6_accept_ra: Option<i32>,
+    /// `ipv6/conf/NAME/accept_dad`.
+    pub ipv6_accept_dad: Option<i32>,
+}
+
+impl LinkConf {
+    /// The reported value of `net/<family>/conf/NAME/<setting>` (`family` "ipv4" or
+    /// "ipv6"), for the settings kept.
+    pub fn get(&self, family: &str, setting: &str) -> Option<i32> {
+        match (family, setting) {
+            ("ipv4", "forwarding") => self.ipv4_forwarding,
+            ("ipv6", "forwarding") => self.ipv6_forwarding,
+            ("ipv6", "accept_ra") => self.ipv6_accept_ra,
+            ("ipv6", "accept_dad") => self.ipv6_accept_dad,
+            _ => None,
+        }
+    }
+
+    fn read(&mut self, specs: &[AfSpecUnspec]) {
+        for spec in specs {
+            match spec {
+                AfSpecUnspec::Inet(inet) => {
+                    for a in inet {
+                        if let AfSpecInet::DevConf(c) = a {
+                            self.ipv4_forwarding = Some(c.forwarding);
+                        }
+                    }
+                }
+                AfSpecUnspec::Inet6(inet6) => {
+                    for a in inet6 {
+                        if let AfSpecInet6::DevConf(c) = a {
+                            self.ipv6_forwarding = Some(c.forwarding);
+                            self.ipv6_accept_ra = Some(c.accept_ra);
+                            self.ipv6_accept_dad = Some(c.accept_dad);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// A route as the kernel reports it.
@@ -397,9 +455,11 @@ pub(crate) fn link_info(message: LinkMessage) -> LinkInfo {
         vxlan: None,
         peer_index: None,
         peer_elsewhere: false,
+        conf: LinkConf::default(),
     };
     for attribute in message.attributes {
         match attribute {
+            LinkAttribute::AfSpecUnspec(specs) => info.conf.read(&specs),
             LinkAttribute::IfName(name) => info.name = name,
             LinkAttribute::Link(index) => info.peer_index = Some(index),
             LinkAttribute::LinkNetNsId(_) => info.peer_elsewhere = true,
@@ -519,5 +579,32 @@ mod tests {
         );
         let alone = link_info(LinkMessage::default());
         assert_eq!((alone.peer_index, alone.peer_elsewhere), (None, false));
+        assert_eq!(alone.conf, LinkConf::default());
+    }
+
+    #[test]
+    fn link_info_reads_the_settings_weft_writes_from_the_af_spec() {
+        use rtnetlink::packet_route::link::{Inet6DevConf, InetDevConf};
+        let mut inet = InetDevConf::default();
+        inet.forwarding = 1;
+        let mut inet6 = Inet6DevConf::default();
+        (inet6.forwarding, inet6.accept_ra, inet6.accept_dad) = (1, 0, 2);
+        let mut message = LinkMessage::default();
+        message.attributes = vec![LinkAttribute::AfSpecUnspec(vec![
+            AfSpecUnspec::Inet(vec![AfSpecInet::DevConf(inet)]),
+            AfSpecUnspec::Inet6(vec![AfSpecInet6::DevConf(inet6)]),
+        ])];
+        let conf = link_info(message).conf;
+        assert_eq!(conf.get("ipv4", "forwarding"), Some(1));
+        assert_eq!(conf.get("ipv6", "forwarding"), Some(1));
+        assert_eq!(conf.get("ipv6", "accept_ra"), Some(0));
+        assert_eq!(conf.get("ipv6", "accept_dad"), Some(2));
+        assert_eq!(conf.get("ipv6", "autoconf"), None);
+        // Without IPv6 in the kernel, no IPv6 settings are reported.
+        let mut v4_only = LinkMessage::default();
+        v4_only.attributes = vec![LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![
+            AfSpecInet::DevConf(inet),
+        ])])];
+        assert_eq!(link_info(v4_only).conf.ipv6_forwarding, None);
     }
 }

@@ -35,8 +35,10 @@ impl Netlink {
     /// Opens a socket in the calling thread's current namespace.
     pub fn connect() -> Result<Netlink, NetlinkError> {
         let io = |e| NetlinkError::io("open rtnetlink socket", e);
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(io)?;
-        socket.bind_auto().map_err(io)?;
+        let socket = Socket::new(NETLINK_ROUTE).map_err(io)?;
+        // Connecting to the kernel (port 0) also binds the socket to a port the kernel
+        // picks (netlink_connect autobinds), and makes it refuse unicasts from anyone
+        // else; weft matches answers by sequence number, so it never needs its port id.
         socket.connect(&SocketAddr::new(0, 0)).map_err(io)?;
         // Acks carry only the header of the request they answer.
         socket.set_cap_ack(true).map_err(io)?;
@@ -53,10 +55,10 @@ impl Netlink {
         Netlink::connect()
     }
 
-    fn encode(&mut self, request: &Request, out: &mut Vec<u8>) -> u32 {
+    fn encode(&mut self, request: &Request, flags: u16, out: &mut Vec<u8>) -> u32 {
         self.sequence = self.sequence.wrapping_add(1);
         let mut header = NetlinkHeader::default();
-        header.flags = request.flags;
+        header.flags = flags;
         header.sequence_number = self.sequence;
         let mut message = NetlinkMessage::new(
             header,
@@ -119,39 +121,53 @@ impl Netlink {
     /// Like [`Netlink::execute`], but reports every failed request (its index in
     /// `requests` and the error, in request order), so a caller converging many objects
     /// can tell exactly which ones are not in place. `Err` only when the socket fails.
+    ///
+    /// Only the last request of each sendmsg asks for an ack (NLM_F_ACK). The kernel
+    /// answers a failed request with an error whether asked or not, and handles the
+    /// messages of one sendmsg in order (netlink_rcv_skb), so the last ack arrives after
+    /// every error before it: one recv(2) per batch instead of one per request, and no
+    /// ack skbs to build for the requests that succeed.
     pub fn execute_all(
         &mut self,
         requests: &[Request],
     ) -> Result<Vec<(usize, NetlinkError)>, NetlinkError> {
+        use rtnetlink::packet_core::NLM_F_ACK;
         let mut failures: Vec<(usize, NetlinkError)> = Vec::new();
         let mut start = 0;
         while start < requests.len() {
             let mut buffer = Vec::new();
-            let mut waiting: HashMap<u32, usize> = HashMap::new();
-            let mut end = start;
+            let mut sent: HashMap<u32, usize> = HashMap::new();
+            let (mut end, mut last) = (start, 0);
             while end < requests.len()
                 && (end == start
                     || (buffer.len() < MAX_SEND_BYTES && end - start < MAX_SEND_REQUESTS))
             {
-                let sequence = self.encode(&requests[end], &mut buffer);
-                waiting.insert(sequence, end);
+                last = buffer.len();
+                let flags = requests[end].flags & !NLM_F_ACK;
+                let sequence = self.encode(&requests[end], flags, &mut buffer);
+                sent.insert(sequence, end);
                 end += 1;
             }
+            // The chunk is complete: its last message asks for the ack after all. Its
+            // flags are the u16 at bytes 6..8 of its header (struct nlmsghdr).
+            let flags = requests[end - 1].flags | NLM_F_ACK;
+            buffer[last + 6..last + 8].copy_from_slice(&flags.to_ne_bytes());
+            let last_sequence = self.sequence;
             self.socket
                 .send(&buffer, 0)
                 .map_err(|e| NetlinkError::io(requests[start].what.clone(), e))?;
             self.read(|message| {
+                let sequence = message.header.sequence_number;
                 if let NetlinkPayload::Error(error) = &message.payload {
-                    if let Some(index) = waiting.remove(&message.header.sequence_number) {
-                        if let Some(code) = error.code {
-                            failures.push((
-                                index,
-                                NetlinkError::from_errno(requests[index].what.clone(), -code.get()),
-                            ));
-                        }
+                    if let (Some(&index), Some(code)) = (sent.get(&sequence), error.code) {
+                        failures.push((
+                            index,
+                            NetlinkError::from_errno(requests[index].what.clone(), -code.get()),
+                        ));
                     }
+                    return sequence == last_sequence;
                 }
-                waiting.is_empty()
+                false
             })?;
             start = end;
         }
@@ -174,7 +190,7 @@ impl Netlink {
         use rtnetlink::packet_core::{NLM_F_DUMP, NLM_F_ECHO};
         let single = request.flags & NLM_F_DUMP != NLM_F_DUMP && request.flags & NLM_F_ECHO == 0;
         let mut buffer = Vec::new();
-        let sequence = self.encode(&request, &mut buffer);
+        let sequence = self.encode(&request, request.flags, &mut buffer);
         self.socket
             .send(&buffer, 0)
             .map_err(|e| NetlinkError::io(request.what.clone(), e))?;
