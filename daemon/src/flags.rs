@@ -142,29 +142,24 @@ impl Flags {
             return Err("--node-name: must not be empty".into());
         }
         let kubernetes = self.kubeconfig.is_some() || self.in_cluster;
+        let mode = self.mode.unwrap_or(Mode::Dual);
         let (source, ipv6_prefix, ipv4_subnet) = if kubernetes {
-            // The node's allocation and peers come from the apiserver.
-            for (flag, given) in [
-                ("--ipv6-prefix", self.ipv6_prefix.is_some()),
-                ("--ipv4-subnet", self.ipv4_subnet.is_some()),
-                ("--peers", self.peers.is_some()),
+            // The node's allocation and peers come from the apiserver, the plan's settings
+            // from the WeftNetwork: given anyway, a flag is refused, not ignored.
+            let from_apiserver = "the node's allocation and peers come from the apiserver";
+            let from_network = format!("the WeftNetwork '{}' sets it for every node", self.network);
+            for (flag, given, why) in [
+                ("--ipv6-prefix", self.ipv6_prefix.is_some(), from_apiserver),
+                ("--ipv4-subnet", self.ipv4_subnet.is_some(), from_apiserver),
+                ("--peers", self.peers.is_some(), from_apiserver),
+                ("--mode", self.mode.is_some(), &from_network),
+                ("--ipv6-routing", self.ipv6_routing.is_some(), &from_network),
+                ("--vxlan-vni", self.vxlan_vni.is_some(), &from_network),
+                ("--vxlan-port", self.vxlan_port.is_some(), &from_network),
             ] {
                 if given {
                     return Err(format!(
-                        "{flag}: not with --kubeconfig or --in-cluster (the node's allocation and peers come from the apiserver)"
-                    ));
-                }
-            }
-            for (flag, given) in [
-                ("--mode", self.mode.is_some()),
-                ("--ipv6-routing", self.ipv6_routing.is_some()),
-                ("--vxlan-vni", self.vxlan_vni.is_some()),
-                ("--vxlan-port", self.vxlan_port.is_some()),
-            ] {
-                if given {
-                    return Err(format!(
-                        "{flag}: not with --kubeconfig or --in-cluster (the WeftNetwork '{}' sets it for every node)",
-                        self.network
+                        "{flag}: not with --kubeconfig or --in-cluster ({why})"
                     ));
                 }
             }
@@ -174,7 +169,6 @@ impl Flags {
             };
             (source, None, None)
         } else {
-            let mode = self.mode.unwrap_or(Mode::Dual);
             let ipv6_prefix = match (mode.has_ipv6(), self.ipv6_prefix) {
                 (true, None) => return Err(format!("--ipv6-prefix: required in --mode {mode}")),
                 (true, p) => p,
@@ -189,7 +183,7 @@ impl Flags {
         };
         Config {
             node_name: self.node_name,
-            mode: self.mode.unwrap_or(Mode::Dual),
+            mode,
             ipv6_prefix,
             ipv4_subnet,
             state_dir: self.state_dir,

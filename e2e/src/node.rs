@@ -32,6 +32,9 @@ pub struct NodeOptions {
     pub ipv6_underlay: bool,
     /// `--node-name`; `None` uses the namespace's name.
     pub node_name: Option<String>,
+    /// `--kubeconfig`: Kubernetes mode, where the WeftNetwork sets the mode and the
+    /// apiserver the ranges (weftd refuses `--mode`, `--ipv6-prefix`, `--ipv4-subnet`).
+    pub kubeconfig: Option<PathBuf>,
     /// More weftd arguments, after the standard ones (`--peers FILE`, ...).
     pub extra_args: Vec<String>,
 }
@@ -46,6 +49,7 @@ impl Default for NodeOptions {
             uplink_mtu: 1500,
             ipv6_underlay: false,
             node_name: None,
+            kubeconfig: None,
             extra_args: Vec::new(),
         }
     }
@@ -145,9 +149,11 @@ impl Node {
             "--cooldown-seconds".into(),
             self.options.cooldown_seconds.to_string(),
         ];
-        // In Kubernetes mode the WeftNetwork sets the mode, and weftd refuses the flag.
-        if !self.options.extra_args.iter().any(|a| a == "--kubeconfig") {
-            args.extend(["--mode".into(), self.options.mode.into()]);
+        match &self.options.kubeconfig {
+            Some(kubeconfig) => {
+                args.extend(["--kubeconfig".into(), kubeconfig.display().to_string()])
+            }
+            None => args.extend(["--mode".into(), self.options.mode.into()]),
         }
         if let Some(p) = &self.options.ipv6_prefix {
             args.extend(["--ipv6-prefix".into(), p.clone()]);

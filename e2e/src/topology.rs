@@ -407,7 +407,8 @@ impl Topology {
             options.ipv6_prefix = None;
             options.ipv4_subnet = None;
             let kubeconfig = kube.node_kubeconfig(&Topology::node_name(i));
-            options.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
+            options.kubeconfig = Some(kubeconfig);
+            options.extra_args = Vec::new();
         }
         Node::start_in(netns, options)
     }

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tracing::{info, warn};
-use weft_api::{WeftNetwork, WeftNode, WeftNodeSpec, WeftNodeStatus};
+use weft_api::{condition, WeftNetwork, WeftNode, WeftNodeSpec, WeftNodeStatus};
 use weft_wire::Family;
 use weft_wire::Peer;
 
@@ -234,16 +234,15 @@ impl Cluster {
                     Some(written) => written.clone(),
                     None => self.current_conditions().await,
                 };
-                let condition = weft_api::condition(
+                let mut body = status.clone();
+                body.reported_at = Some(Time(Timestamp::now()));
+                body.conditions = vec![condition(
                     &previous,
                     "Ready",
                     true,
                     "Serving",
                     "weftd serves pods from this node's ranges".into(),
-                );
-                let mut body = status.clone();
-                body.reported_at = Some(Time(Timestamp::now()));
-                body.conditions = vec![condition];
+                )];
                 let patch = serde_json::json!({
                     "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
                     "metadata": {"name": self.node_name}, "status": body,
