@@ -145,20 +145,20 @@ impl LinkConf {
         for spec in specs {
             match spec {
                 AfSpecUnspec::Inet(inet) => {
-                    for a in inet {
-                        if let AfSpecInet::DevConf(c) = a {
-                            self.ipv4_forwarding = Some(c.forwarding);
-                        }
-                    }
+                    let devconf = inet.iter().find_map(|a| match a {
+                        AfSpecInet::DevConf(c) => Some(c),
+                        _ => None,
+                    });
+                    self.ipv4_forwarding = devconf.map(|c| c.forwarding);
                 }
                 AfSpecUnspec::Inet6(inet6) => {
-                    for a in inet6 {
-                        if let AfSpecInet6::DevConf(c) = a {
-                            self.ipv6_forwarding = Some(c.forwarding);
-                            self.ipv6_accept_ra = Some(c.accept_ra);
-                            self.ipv6_accept_dad = Some(c.accept_dad);
-                        }
-                    }
+                    let devconf = inet6.iter().find_map(|a| match a {
+                        AfSpecInet6::DevConf(c) => Some(c),
+                        _ => None,
+                    });
+                    self.ipv6_forwarding = devconf.map(|c| c.forwarding);
+                    self.ipv6_accept_ra = devconf.map(|c| c.accept_ra);
+                    self.ipv6_accept_dad = devconf.map(|c| c.accept_dad);
                 }
                 _ => {}
             }

@@ -10,7 +10,6 @@ use ipnet::IpNet;
 use rtnetlink::packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Largest batch sent in one sendmsg; larger batches go in several.
@@ -136,7 +135,9 @@ impl Netlink {
         let mut start = 0;
         while start < requests.len() {
             let mut buffer = Vec::new();
-            let mut sent: HashMap<u32, usize> = HashMap::new();
+            // Sequence numbers run consecutively from the chunk's first request, so an
+            // answer's sequence number gives the request's index.
+            let first_sequence = self.sequence.wrapping_add(1);
             let (mut end, mut last) = (start, 0);
             while end < requests.len()
                 && (end == start
@@ -144,8 +145,7 @@ impl Netlink {
             {
                 last = buffer.len();
                 let flags = requests[end].flags & !NLM_F_ACK;
-                let sequence = self.encode(&requests[end], flags, &mut buffer);
-                sent.insert(sequence, end);
+                self.encode(&requests[end], flags, &mut buffer);
                 end += 1;
             }
             // The chunk is complete: its last message asks for the ack after all. Its
@@ -159,7 +159,9 @@ impl Netlink {
             self.read(|message| {
                 let sequence = message.header.sequence_number;
                 if let NetlinkPayload::Error(error) = &message.payload {
-                    if let (Some(&index), Some(code)) = (sent.get(&sequence), error.code) {
+                    let offset = sequence.wrapping_sub(first_sequence) as usize;
+                    let index = start + offset;
+                    if let Some(code) = error.code.filter(|_| offset < end - start) {
                         failures.push((
                             index,
                             NetlinkError::from_errno(requests[index].what.clone(), -code.get()),
