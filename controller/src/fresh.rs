@@ -29,12 +29,21 @@ struct Written<K> {
 #[derive(Debug)]
 pub struct Fresh<K> {
     written: Mutex<HashMap<String, Written<K>>>,
+    /// Applied to each response before it is kept, as the store's watch does.
+    trim: fn(&mut K),
 }
 
 impl<K> Default for Fresh<K> {
     fn default() -> Self {
+        Fresh::new(|_| {})
+    }
+}
+
+impl<K> Fresh<K> {
+    pub fn new(trim: fn(&mut K)) -> Self {
         Fresh {
             written: Mutex::default(),
+            trim,
         }
     }
 }
@@ -59,7 +68,8 @@ impl<K: kube::Resource> Fresh<K> {
     }
 
     /// Records the response of a write decided from `before` (the view at the time).
-    pub fn record(&self, name: &str, before: Option<&K>, response: K) {
+    pub fn record(&self, name: &str, before: Option<&K>, mut response: K) {
+        (self.trim)(&mut response);
         let before = before.and_then(|b| b.resource_version());
         let mut written = self.lock();
         let mut superseded = match written.remove(name) {

@@ -7,7 +7,7 @@
 //! It reconciles every Node ([`reconcile`], sharing a [`context`]), triggered by its
 //! own watch and by those two: candidates come from the [`allocator`], the apiserver
 //! decides through claim objects, and the controller's own writes count until the
-//! stores catch up ([`fresh`]). It releases
+//! stores catch up ([`fresh`]); what the stores keep is trimmed ([`trim`]). It releases
 //! the ranges of gone Nodes after their cooldown ([`claims`]) and keeps the network's
 //! status current ([`network`]). Losing the Lease drops all of that at once, in-flight
 //! writes included (the claim design tolerates a write cut short), and the replica
@@ -24,6 +24,7 @@ mod leader;
 mod metrics;
 mod network;
 mod reconcile;
+mod trim;
 
 use clap::Parser;
 use futures::StreamExt;
@@ -149,8 +150,16 @@ async fn connect(flags: &flags::Flags) -> Result<Client, String> {
 
 /// The controller, while this replica leads. Returns only if one of its parts ends.
 async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -> String {
-    let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .with_config(controller::Config::default().concurrency(flags.workers));
+    // The Node watch of the controller, its Nodes trimmed before they are stored.
+    let (nodes, node_writer) = reflector::store();
+    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(trim::node);
+    let controller = Controller::for_stream(
+        reflector::reflector(node_writer, node_events).applied_objects(),
+        nodes,
+    )
+    .with_config(controller::Config::default().concurrency(flags.workers));
     let (weftnodes, weftnode_writer) = reflector::store();
     let (network, network_writer) = reflector::store();
     let (retrigger, retriggered) = futures::channel::mpsc::unbounded();
@@ -168,14 +177,12 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
         metrics,
         retrigger.clone(),
     ));
-    // managedFields are dropped before the store: nothing reads them, and at 5,000
-    // WeftNodes they are a good part of the store's memory.
     let weftnodes_seen = watcher(
         Api::<WeftNode>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|wn| wn.managed_fields_mut().clear());
+    .modify(trim::weftnode);
     // One watch per kind feeds both the stores and the Node controller's triggers: a
     // WeftNode or claim event triggers its node once the store or ledger holds it (a
     // second watch per kind, as `Controller::watches` would open, doubles what the

@@ -323,8 +323,16 @@ fn nodes_get_prefixes_by_zone_subnets_and_pod_cidrs() {
         ],
         "ipv4Network": "10.255.0.0/16",
     }));
+    // a1 as a kubelet makes it: the controller caches it trimmed (no status, no
+    // annotations) and must still allocate it and leave those untouched.
+    let mut kubelet_made = node("a1", Some("z1"));
+    kubelet_made["metadata"]["annotations"] = json!({"node.alpha.kubernetes.io/ttl": "0"});
+    kubelet_made["status"] = json!({
+        "images": [{"names": ["registry.k8s.io/pause:3.10"], "sizeBytes": 320368}],
+        "addresses": [{"type": "InternalIP", "address": "192.0.2.10"}],
+    });
+    cluster.create(kubelet_made);
     cluster.nodes(&[
-        ("a1", Some("z1")),
         ("a2", Some("z1")),
         ("b1", Some("z2")),
         ("c1", None),
@@ -370,6 +378,15 @@ fn nodes_get_prefixes_by_zone_subnets_and_pod_cidrs() {
     assert!(subnets
         .iter()
         .all(|s| s.starts_with("10.255.") && s.ends_with(".0/24")));
+
+    // a1 keeps what the controller does not cache.
+    let a1 = cluster.get(&["node", "a1"]);
+    assert_eq!(
+        a1["metadata"]["annotations"]["node.alpha.kubernetes.io/ttl"],
+        "0"
+    );
+    assert_eq!(a1["status"]["images"][0]["sizeBytes"], 320368);
+    assert_eq!(a1["status"]["addresses"][0]["address"], "192.0.2.10");
 
     // p1: allocated, but its podCIDRs stay; a condition and an Event say they differ.
     let p1 = cluster.get(&["node", "p1"]);
