@@ -5,10 +5,12 @@
 # measured and how.
 #
 #   e2e/bench-controller.sh [--nodes 5000] [--create-parallel 8] [--anchors stock,2000]
-#                           [--backlog] [--timeout 600] [--out PATH]
+#                           [--backlog] [--kubelet-nodes] [--timeout 600] [--out PATH]
 #
 # Default: the Nodes are created while the controller runs. --backlog creates them
 # first and times the controller from its start. --anchors none runs weft alone.
+# --kubelet-nodes creates Nodes shaped as a kubelet keeps them (status with 50 images,
+# conditions, capacity, node info) instead of bare names.
 #
 # Needs root (network namespaces). Builds release binaries first (lto fat, codegen-units
 # 1: several minutes on 2 cores); e2e/setup.sh (run by the prelude) builds the pinned

@@ -29,6 +29,14 @@
 //! etcd revisions (the resourceVersion of a list, before and after). Every node's ranges
 //! are checked: all present, none given twice.
 //!
+//! By default the Nodes are bare (a name). `--kubelet-nodes` makes them as a kubelet
+//! does: the well-known labels, kubelet's annotations and a status with capacity,
+//! conditions, addresses, node info and 50 images (about 12 KiB of JSON each). That is
+//! what a controller caching whole Nodes pays for in memory, and what every Node write
+//! and watch event carries. Under that load the apiserver closes watches that fall
+//! behind; the benchmark's watches resume from the last resourceVersion, as informers
+//! do.
+//!
 //! `--backlog` is the other scenario: the Nodes are all created first (untimed), then
 //! the controller starts, and the clock runs from its spawn (start-up, Lease, initial
 //! lists included) to the last allocation. It separates the controller's own pace from
@@ -41,7 +49,7 @@
 //!
 //! ```text
 //! e2e/bench-controller.sh [--nodes 5000] [--create-parallel 8] [--anchors stock,2000]
-//!                         [--backlog] [--timeout 600] [--out PATH]
+//!                         [--backlog] [--kubelet-nodes] [--timeout 600] [--out PATH]
 //! ```
 //!
 //! Needs root (namespaces). Each control plane lives in a namespace of its own
@@ -59,6 +67,7 @@ use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_e2e::{
@@ -152,6 +161,11 @@ struct Args {
     /// Nodes created before the controller starts; the clock starts with it.
     #[arg(long)]
     backlog: bool,
+    /// Nodes shaped as a kubelet keeps them (labels, annotations, and a status with 50
+    /// images, conditions, addresses, capacity and node info: about 12 KiB of JSON
+    /// each) rather than bare names.
+    #[arg(long)]
+    kubelet_nodes: bool,
     /// Also write the report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -206,6 +220,18 @@ static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
     processes: Vec::new(),
     namespaces: Vec::new(),
 });
+
+/// CPU seconds (in microseconds) of the watch processes reaped so far: they count in
+/// this process's children CPU time, beside the creating kubectl processes.
+static REAPED_WATCH_CPU_US: AtomicU64 = AtomicU64::new(0);
+
+fn note_reaped_watch(cpu_seconds: f64) {
+    REAPED_WATCH_CPU_US.fetch_add((cpu_seconds * 1e6) as u64, Ordering::Relaxed);
+}
+
+fn reaped_watch_cpu() -> f64 {
+    REAPED_WATCH_CPU_US.load(Ordering::Relaxed) as f64 / 1e6
+}
 
 fn register_process(pid: u32) {
     if let Some(start) = proc_stat(pid).map(|s| s.start_time) {
@@ -482,11 +508,31 @@ struct Seen {
     ended: Option<String>,
 }
 
+impl Seen {
+    /// An event of `name` arrived at `at`; `ranges` if the object is allocated.
+    fn record(&mut self, name: &str, at: Instant, ranges: Option<Vec<String>>) {
+        let timed = usize::from(name.starts_with(NODE_PREFIX));
+        if !self.added.contains_key(name) {
+            self.added.insert(name.to_owned(), at);
+            self.timed_added += timed;
+        }
+        if let (false, Some(ranges)) = (self.done.contains_key(name), ranges) {
+            self.done.insert(name.to_owned(), (at, ranges));
+            self.timed_done += timed;
+        }
+    }
+}
+
 /// A `kubectl get --raw PATH?watch=true` stream; a thread stamps each event as its line
-/// arrives. The kubectl process is killed on drop.
+/// arrives. When the apiserver closes the watch (it drops watchers that fall behind
+/// while its CPU is saturated), the thread resumes it from the last resourceVersion
+/// seen, as an informer does; only an error event or a failed resume ends it. The
+/// kubectl process is killed on drop.
 struct Watch {
     seen: Arc<Mutex<Seen>>,
-    proc: Child,
+    /// The kubectl process streaming now, and the CPU seconds of those that ended.
+    proc: Arc<Mutex<(Child, f64)>>,
+    stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -498,60 +544,98 @@ impl Watch {
         path: &str,
         complete: fn(&Value) -> Option<Vec<String>>,
     ) -> Watch {
-        let mut proc = Command::new("ip")
-            .args(["netns", "exec", site.ns.name()])
-            .arg(&bins.kubectl)
-            .arg(format!("--kubeconfig={}", site.cp.kubeconfig().display()))
-            .args(["get", "--raw", &format!("{path}?watch=true")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        register_process(proc.id());
-        let stdout = proc.stdout.take().unwrap();
+        let ns = site.ns.name().to_owned();
+        let kubectl = bins.kubectl.clone();
+        let kubeconfig = format!("--kubeconfig={}", site.cp.kubeconfig().display());
+        let path = path.to_owned();
+        let path_shown = path.clone();
+        let spawn = move |resume: Option<&str>| {
+            let query = match resume {
+                Some(rv) => {
+                    format!("{path}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}")
+                }
+                None => format!("{path}?watch=true&allowWatchBookmarks=true"),
+            };
+            let proc = Command::new("ip")
+                .args(["netns", "exec", &ns])
+                .arg(&kubectl)
+                .arg(&kubeconfig)
+                .args(["get", "--raw", &query])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            register_process(proc.id());
+            proc
+        };
+        let proc = Arc::new(Mutex::new((spawn(None), 0.0)));
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let shared = seen.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, current, stopping) = (seen.clone(), proc.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
+            let mut last_rv: Option<String> = None;
             loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let at = Instant::now();
-                let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                    shared.lock().unwrap().ended = Some(format!("not an event: {line}"));
-                    return;
-                };
-                let object = &event["object"];
-                let mut seen = shared.lock().unwrap();
-                if event["type"] == "ERROR" {
-                    seen.ended = Some(format!("watch error: {object}"));
-                    return;
-                }
-                let Some(name) = object["metadata"]["name"].as_str() else {
-                    continue;
-                };
-                let timed = usize::from(name.starts_with(NODE_PREFIX));
-                if !seen.added.contains_key(name) {
-                    seen.added.insert(name.to_owned(), at);
-                    seen.timed_added += timed;
-                }
-                if !seen.done.contains_key(name) {
-                    if let Some(ranges) = complete(object) {
-                        seen.done.insert(name.to_owned(), (at, ranges));
-                        seen.timed_done += timed;
+                let stdout = current.lock().unwrap().0.stdout.take().unwrap();
+                let mut reader = BufReader::new(stdout);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
                     }
+                    let at = Instant::now();
+                    let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                        shared.lock().unwrap().ended = Some(format!("not an event: {line}"));
+                        return;
+                    };
+                    let object = &event["object"];
+                    let mut seen = shared.lock().unwrap();
+                    if event["type"] == "ERROR" {
+                        seen.ended = Some(format!("watch error: {object}"));
+                        return;
+                    }
+                    if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
+                        last_rv = Some(rv.to_owned());
+                    }
+                    if event["type"] == "BOOKMARK" {
+                        continue;
+                    }
+                    let Some(name) = object["metadata"]["name"].as_str() else {
+                        continue;
+                    };
+                    seen.record(name, at, complete(object));
                 }
+                let mut proc = current.lock().unwrap();
+                let (child, ended_cpu) = &mut *proc;
+                // Its CPU time, read while it is a zombie, before `wait` reaps it.
+                let _ = child.try_wait();
+                let spent = proc_stat(child.id()).map_or(0.0, |s| s.cpu_seconds());
+                let status = child.wait();
+                *ended_cpu += spent;
+                note_reaped_watch(spent);
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+                }
+                if stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                let clean = status.is_ok_and(|s| s.success());
+                let (true, Some(rv)) = (clean, last_rv.as_deref()) else {
+                    shared.lock().unwrap().ended =
+                        Some(format!("the watch stream ended: {}", stderr.trim()));
+                    return;
+                };
+                eprintln!("bench_controller: the apiserver closed the watch of {path_shown}; resuming from resourceVersion {rv}");
+                *child = spawn(Some(rv));
             }
-            shared.lock().unwrap().ended = Some("the watch stream ended".into());
         });
         Watch {
             seen,
             proc,
+            stop,
             thread: Some(thread),
         }
     }
@@ -559,14 +643,14 @@ impl Watch {
     fn check(&mut self) -> Result<(), String> {
         match &self.seen.lock().unwrap().ended {
             None => Ok(()),
-            Some(why) => {
-                let mut stderr = String::new();
-                if let Some(mut e) = self.proc.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-                }
-                Err(format!("{why} {}", stderr.trim()))
-            }
+            Some(why) => Err(why.clone()),
         }
+    }
+
+    /// CPU seconds of this watch's kubectl processes so far.
+    fn cpu(&self) -> f64 {
+        let proc = self.proc.lock().unwrap();
+        proc.1 + proc_stat(proc.0.id()).map_or(0.0, |s| s.cpu_seconds())
     }
 
     fn done(&self, name: &str) -> bool {
@@ -576,8 +660,8 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = self.proc.kill();
-        let _ = self.proc.wait();
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.proc.lock().unwrap().0.kill();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -681,7 +765,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
     // allocated, the controller leads and has synced.
     site.kubectl_input(
         &["create", "-f", "-"],
-        &node_list(&["warm-0".into()]).to_string(),
+        &node_list(&["warm-0".into()], args.kubelet_nodes).to_string(),
     )?;
     wait_for(&mut watches, None, "the Node watch", |w| {
         w[0].seen.lock().unwrap().added.contains_key("warm-0")
@@ -689,7 +773,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
 
     let (mut controller, created, before, began) = if args.backlog {
         eprintln!("bench_controller: creating {} Nodes, untimed", args.nodes);
-        let created = create_nodes(&site, &names, args.create_parallel)?;
+        let created = create_nodes(&site, &names, args.create_parallel, args.kubelet_nodes)?;
         let n = names.len();
         wait_for(&mut watches, None, "the Nodes in the watch", |w| {
             w[0].seen.lock().unwrap().timed_added == n
@@ -714,10 +798,11 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         let began = Instant::now();
         let created = {
             let (site, names, parallel) = (&site, &names, args.create_parallel);
+            let kubelet = args.kubelet_nodes;
             let controller = &mut controller;
             let watches = &watches;
             std::thread::scope(|scope| {
-                let creator = scope.spawn(move || create_nodes(site, names, parallel));
+                let creator = scope.spawn(move || create_nodes(site, names, parallel, kubelet));
                 wait_allocated(
                     watches,
                     controller,
@@ -800,10 +885,19 @@ struct Created {
 }
 
 /// Creates the Nodes from `parallel` kubectl processes, each with one List of its share;
-/// returns when all have returned. Nothing else waits for a child meanwhile, so this
+/// returns when all have returned. Only resumed watches reap a child meanwhile, and
+/// their CPU is taken out, so this
 /// process's children CPU time grows by exactly theirs.
-fn create_nodes(site: &Site, names: &[String], parallel: usize) -> Result<Created, String> {
-    let children_cpu = || proc_stat(std::process::id()).map_or(0.0, |s| s.children_cpu_seconds());
+fn create_nodes(
+    site: &Site,
+    names: &[String],
+    parallel: usize,
+    kubelet: bool,
+) -> Result<Created, String> {
+    // Watch processes reaped meanwhile count in the children's time too: not theirs.
+    let children_cpu = || {
+        proc_stat(std::process::id()).map_or(0.0, |s| s.children_cpu_seconds()) - reaped_watch_cpu()
+    };
     let cpu_before = children_cpu();
     let began = Instant::now();
     let share = names.len().div_ceil(parallel);
@@ -811,7 +905,7 @@ fn create_nodes(site: &Site, names: &[String], parallel: usize) -> Result<Create
         let creates: Vec<_> = names
             .chunks(share)
             .map(|chunk| {
-                let list = node_list(chunk).to_string();
+                let list = node_list(chunk, kubelet).to_string();
                 scope.spawn(move || site.kubectl_input(&["create", "-f", "-", "-o", "name"], &list))
             })
             .collect();
@@ -826,12 +920,80 @@ fn create_nodes(site: &Site, names: &[String], parallel: usize) -> Result<Create
     })
 }
 
-fn node_list(names: &[String]) -> Value {
+fn node_list(names: &[String], kubelet: bool) -> Value {
     let items: Vec<Value> = names
         .iter()
-        .map(|n| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}}))
+        .map(|n| {
+            if kubelet {
+                kubelet_node(n)
+            } else {
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}})
+            }
+        })
         .collect();
     json!({"apiVersion": "v1", "kind": "List", "items": items})
+}
+
+/// A Node as a kubelet registers it and reports its status (the apiserver keeps a
+/// Node's status on create, as kubelet's registration relies on): the well-known
+/// labels, kubelet's annotations, capacity, conditions, addresses, node info and the 50
+/// images kubelet lists by default (`--node-status-max-images`), each by digest and tag.
+fn kubelet_node(name: &str) -> Value {
+    let now = "2026-11-23T00:00:00Z";
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": type_, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    let images: Vec<Value> = (0..50)
+        .map(|i| {
+            let repo = format!("registry.example.com/team-{}/service-{i}", i % 7);
+            let digest = format!(
+                "{:064x}",
+                (i as u128 + 1) * 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834
+            );
+            json!({"names": [format!("{repo}@sha256:{digest}"), format!("{repo}:v1.{i}.0")],
+                   "sizeBytes": 20_000_000 + i * 1_234_567})
+        })
+        .collect();
+    let resources = json!({"cpu": "8", "ephemeral-storage": "101430960Ki", "hugepages-1Gi": "0",
+                           "hugepages-2Mi": "0", "memory": "32780412Ki", "pods": "110"});
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux", "node.kubernetes.io/instance-type": "standard-8",
+            },
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///run/containerd/containerd.sock",
+            },
+        },
+        "spec": {"providerID": format!("example://{name}")},
+        "status": {
+            "capacity": resources, "allocatable": resources,
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": "192.0.2.10"},
+                          {"type": "Hostname", "address": name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": format!("{:032x}", name.len() * 7919), "systemUUID": "4c4c4544-0042-3510-8052-b7c04f4e3132",
+                "bootID": "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "kernelVersion": "6.18.0",
+                "osImage": "Debian GNU/Linux 13 (trixie)", "containerRuntimeVersion": "containerd://2.1.4",
+                "kubeletVersion": "v1.35.8", "kubeProxyVersion": "", "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+            "images": images,
+        },
+    })
 }
 
 /// Waits up to [`WARM_UP_TIMEOUT`] for `ready`, failing early when a watch or the
@@ -960,7 +1122,7 @@ fn counters(site: &Site, controller: Option<&Proc>, watches: &[Watch]) -> Result
         cpu(etcd),
         machine_ticks(),
     );
-    let bench_cpu = cpu(std::process::id()) + watches.iter().map(|w| cpu(w.proc.id())).sum::<f64>();
+    let bench_cpu = cpu(std::process::id()) + watches.iter().map(Watch::cpu).sum::<f64>();
     let metrics = site.kubectl(&["get", "--raw", "/metrics"])?;
     let list = site.kubectl(&[
         "get",
@@ -1203,6 +1365,13 @@ fn machine_facts(args: &Args, bins: &KubeBinaries) -> Vec<String> {
                 "while the controller runs"
             }
         ),
+        if args.kubelet_nodes {
+            "Nodes shaped as a kubelet keeps them: labels, annotations, status with 50 \
+             images, conditions, addresses, capacity, node info (about 12 KiB of JSON each)"
+                .to_owned()
+        } else {
+            "bare Nodes: a name only".to_owned()
+        },
     ]);
     facts
 }
