@@ -522,14 +522,16 @@ async fn write_conditions(
     if !conditions_differ(previous, &wanted) {
         return Ok(());
     }
-    let allocated = wanted.iter().find(|c| c.type_ == "Allocated");
-    if let Some(c) = allocated.filter(|c| c.status == "False") {
-        let was = previous.iter().find(|p| p.type_ == "Allocated");
-        if was.is_none_or(|p| p.status != "False" || p.reason != c.reason) {
-            ctx.event(node, EventType::Warning, &c.reason, c.message.clone())
-                .await;
-        }
-    }
+    // Published once the condition is written: a failed write is retried, and the
+    // retry must not say it twice.
+    let warning = wanted
+        .iter()
+        .find(|c| c.type_ == "Allocated" && c.status == "False")
+        .filter(|c| {
+            let was = previous.iter().find(|p| p.type_ == "Allocated");
+            was.is_none_or(|p| p.status != "False" || p.reason != c.reason)
+        })
+        .map(|c| (c.reason.clone(), c.message.clone()));
     let name = node.name_any();
     let patch = serde_json::json!({
         "apiVersion": "weft.dev/v1alpha1",
@@ -549,6 +551,9 @@ async fn write_conditions(
         .map_err(Error::WeftNodeWrite)?;
     ctx.fresh_weftnodes
         .record(&name, before.as_deref(), written);
+    if let Some((reason, message)) = warning {
+        ctx.event(node, EventType::Warning, &reason, message).await;
+    }
     Ok(())
 }
 

@@ -357,8 +357,13 @@ impl ControlPlane {
             "--allow-privileged=true".into(),
             // No controller-manager creates the `default` service accounts.
             "--disable-admission-plugins=ServiceAccount".into(),
-            // Lean: the watch cache stays on (the default); no profiling, no audit log.
-            "--profiling=false".into(),
+            // Lean: the watch cache stays on (the default); no audit log, and no
+            // profiling unless WEFT_APISERVER_PROFILING=1 asks for /debug/pprof (to
+            // see where the apiserver's CPU goes under a benchmark).
+            format!(
+                "--profiling={}",
+                std::env::var("WEFT_APISERVER_PROFILING").is_ok_and(|v| v == "1")
+            ),
             "--v=0".into(),
         ]
         .into()
