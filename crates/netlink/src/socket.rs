@@ -11,6 +11,7 @@ use rtnetlink::packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::net::IpAddr;
+use std::time::Duration;
 
 /// Largest batch sent in one sendmsg; larger batches go in several.
 const MAX_SEND_BYTES: usize = 32 * 1024;
@@ -21,6 +22,12 @@ const MAX_SEND_BYTES: usize = 32 * 1024;
 const MAX_SEND_REQUESTS: usize = 128;
 /// Receive buffer per recv(2): the kernel sends dumps in chunks of about a page.
 const RECV_BYTES: usize = 64 * 1024;
+/// How long one recv(2) waits for the kernel. rtnetlink answers are queued before the
+/// sendmsg returns (and a dump's next chunk as soon as the last is read), so waiting
+/// at all means an answer weft expects will never come, e.g. a request that asked for
+/// no ack. An error naming the wait beats a plugin, or a convergence pass of weftd,
+/// hanging for ever.
+const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One rtnetlink socket, bound for life to the namespace it was opened in.
 #[derive(Debug)]
@@ -41,6 +48,9 @@ impl Netlink {
         socket.connect(&SocketAddr::new(0, 0)).map_err(io)?;
         // Acks carry only the header of the request they answer.
         socket.set_cap_ack(true).map_err(io)?;
+        socket2::SockRef::from(&socket)
+            .set_read_timeout(Some(RECV_TIMEOUT))
+            .map_err(io)?;
         Ok(Netlink {
             socket,
             sequence: 0,
@@ -78,10 +88,18 @@ impl Netlink {
         loop {
             self.receive.clear();
             self.receive.reserve(RECV_BYTES);
-            let n = self
-                .socket
-                .recv(&mut self.receive, 0)
-                .map_err(|e| NetlinkError::io("read rtnetlink answers", e))?;
+            let n = self.socket.recv(&mut self.receive, 0).map_err(|e| {
+                let e = match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer from the kernel within {RECV_TIMEOUT:?}"),
+                        )
+                    }
+                    _ => e,
+                };
+                NetlinkError::io("read rtnetlink answers", e)
+            })?;
             let mut offset = 0;
             while offset < n {
                 let message =
@@ -345,5 +363,36 @@ impl Netlink {
             Err(e) if e.errno() != Some(Errno::NotFound) => Err(e),
             _ => Ok(parked),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket left waiting for an answer the kernel will never send (nothing was
+    /// asked) fails with a timeout instead of blocking. Real kernel, any user: an
+    /// rtnetlink socket needs no privilege.
+    #[test]
+    fn a_missing_answer_is_a_timeout_not_a_hang() {
+        let mut netlink = Netlink::connect().unwrap();
+        let socket = socket2::SockRef::from(&netlink.socket);
+        assert_eq!(socket.read_timeout().unwrap(), Some(RECV_TIMEOUT));
+        // Shortened, so the test does not wait the full timeout.
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let began = std::time::Instant::now();
+        let error = netlink.read(|_| true).unwrap_err();
+        assert!(began.elapsed() < Duration::from_secs(5));
+        let NetlinkError::Io { operation, source } = &error else {
+            panic!("not an I/O error: {error}");
+        };
+        assert_eq!(operation, "read rtnetlink answers");
+        assert_eq!(source.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            error
+                .to_string()
+                .contains("no answer from the kernel within 10s"),
+            "{error}"
+        );
     }
 }
