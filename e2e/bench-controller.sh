@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Node allocation at scale: weft-controller next to kube-controller-manager's node IPAM
 # (stock, and with its client's QPS limit raised), each on a fresh real control plane,
-# in one run; prints a markdown table. See e2e/src/bin/bench_controller.rs for what is
+# in one run; prints a markdown table. See e2e/src/bin/bench_controller/main.rs for what is
 # measured and how.
 #
 #   e2e/bench-controller.sh [--nodes 5000] [--create-parallel 8] [--anchors stock,2000]

@@ -379,7 +379,9 @@ mod tests {
         let socket = socket2::SockRef::from(&netlink.socket);
         assert_eq!(socket.read_timeout().unwrap(), Some(RECV_TIMEOUT));
         // Shortened, so the test does not wait the full timeout.
-        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let began = std::time::Instant::now();
         let error = netlink.read(|_| true).unwrap_err();
         assert!(began.elapsed() < Duration::from_secs(5));

@@ -1,0 +1,69 @@
+//! What /proc says of a process and of the machine: CPU time, start time, memory.
+
+use std::process::Command;
+
+#[derive(Debug)]
+pub(crate) struct ProcStat {
+    /// utime, stime, cutime, cstime in ticks.
+    times: [u64; 4],
+    pub(crate) start_time: u64,
+}
+
+impl ProcStat {
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        (self.times[0] + self.times[1]) as f64 / ticks_per_second()
+    }
+    pub(crate) fn children_cpu_seconds(&self) -> f64 {
+        (self.times[2] + self.times[3]) as f64 / ticks_per_second()
+    }
+}
+
+pub(crate) fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm) ": field 3 (state) is index 0.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some(ProcStat {
+        times: [field(14)?, field(15)?, field(16)?, field(17)?],
+        start_time: field(22)?,
+    })
+}
+
+pub(crate) fn ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// A `kB` line of /proc/PID/status (VmHWM, VmRSS); 0 when unreadable.
+pub(crate) fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// (busy, total) ticks of all CPUs since boot.
+pub(crate) fn machine_ticks() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
