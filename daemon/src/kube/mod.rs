@@ -32,7 +32,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 use weft_api::{condition, WeftNetwork, WeftNode, WeftNodeSpec, WeftNodeStatus};
 use weft_wire::Family;
-use weft_wire::Peer;
+use weft_wire::{Peer, PeerEntry};
 
 /// Field manager of everything weftd writes.
 const FIELD_MANAGER: &str = "weftd";
@@ -43,6 +43,11 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 const PEER_DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often the allocation is looked for while waiting.
 const WAIT_POLL: Duration = Duration::from_secs(1);
+/// WeftNodes per page of the watch's initial list. A page is decoded whole, managedFields
+/// and status included, before its objects shrink to peer entries. With 5,000 WeftNodes
+/// (e2e/bench-kube-peers.sh) weftd peaked at 43 MiB with the watcher's default of 500
+/// per page and at 31 MiB with 100 (27.6 MiB from a peers file), converging as fast.
+const LIST_PAGE: u32 = 100;
 
 /// Connects to the apiserver named by `kubeconfig`, else in-cluster.
 pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, String> {
@@ -166,11 +171,19 @@ impl Cluster {
 
     /// Watches every WeftNode and hands the peer list to the datapath after each burst
     /// of changes. Runs until the process ends; a broken watch is retried with backoff.
+    ///
+    /// Of each WeftNode only its peer entry is kept, as it arrives: the object's
+    /// metadata, managedFields (four writers) and status are several times its size, and
+    /// every weftd holds one per node of the cluster.
     pub async fn feed_peers(self, datapath: Datapath) {
-        let stream = watcher::watcher(self.nodes(), watcher::Config::default()).default_backoff();
+        let stream = watcher::watcher(
+            self.nodes(),
+            watcher::Config::default().page_size(LIST_PAGE),
+        )
+        .default_backoff();
         futures::pin_mut!(stream);
-        let mut nodes: BTreeMap<String, WeftNode> = BTreeMap::new();
-        let mut listing: Option<BTreeMap<String, WeftNode>> = None;
+        let mut nodes: BTreeMap<String, PeerEntry> = BTreeMap::new();
+        let mut listing: Option<BTreeMap<String, PeerEntry>> = None;
         let mut pending = false;
         loop {
             let next = if pending {
@@ -191,7 +204,7 @@ impl Cluster {
                 Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
                 Some(Ok(Event::InitApply(node))) => {
                     if let Some(l) = listing.as_mut() {
-                        l.insert(node_name(&node), node);
+                        l.insert(node_name(&node), node.peer_entry());
                     }
                 }
                 Some(Ok(Event::InitDone)) => {
@@ -199,7 +212,7 @@ impl Cluster {
                     pending = true;
                 }
                 Some(Ok(Event::Apply(node))) => {
-                    nodes.insert(node_name(&node), node);
+                    nodes.insert(node_name(&node), node.peer_entry());
                     pending = true;
                 }
                 Some(Ok(Event::Delete(node))) => {
@@ -289,15 +302,11 @@ fn node_name(node: &WeftNode) -> String {
 /// Every WeftNode that has ranges and an underlay address, validated like peers-file
 /// entries (bad ones are logged and skipped). A node still waiting for its ranges, or
 /// whose weftd has not published yet, is not a peer yet.
-fn peers_of(nodes: &BTreeMap<String, WeftNode>) -> Vec<Peer> {
-    let entries: Vec<_> = nodes
+fn peers_of(nodes: &BTreeMap<String, PeerEntry>) -> Vec<Peer> {
+    nodes
         .values()
-        .filter(|n| n.spec.ipv6_prefix.is_some() || n.spec.ipv4_subnet.is_some())
-        .filter(|n| n.spec.underlay_ipv4.is_some() || n.spec.underlay_ipv6.is_some())
-        .map(WeftNode::peer_entry)
-        .collect();
-    entries
-        .iter()
+        .filter(|n| n.ipv6_prefix.is_some() || n.ipv4_subnet.is_some())
+        .filter(|n| n.underlay_ipv4.is_some() || n.underlay_ipv6.is_some())
         .enumerate()
         .filter_map(|(index, entry)| {
             entry
