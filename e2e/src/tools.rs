@@ -11,10 +11,16 @@ fn target_dir() -> PathBuf {
 
 /// A weft binary (`weft`, `weftd`) built by `cargo build --workspace`; release when
 /// `WEFT_PROFILE=release`. `WEFT_PLUGIN` names another plugin binary (the statically
-/// linked release build the benchmark uses).
+/// linked release build the benchmark uses), `WEFTD` another weftd (an earlier build,
+/// to measure before and after).
 pub fn binary(name: &str) -> PathBuf {
-    if let (Some(plugin), "weft") = (std::env::var_os("WEFT_PLUGIN"), name) {
-        return PathBuf::from(plugin).canonicalize().unwrap();
+    let other = match name {
+        "weft" => std::env::var_os("WEFT_PLUGIN"),
+        "weftd" => std::env::var_os("WEFTD"),
+        _ => None,
+    };
+    if let Some(other) = other {
+        return PathBuf::from(other).canonicalize().unwrap();
     }
     let profile = std::env::var("WEFT_PROFILE").unwrap_or_else(|_| "debug".into());
     let path = target_dir().join(profile).join(name);

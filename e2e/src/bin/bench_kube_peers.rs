@@ -1,0 +1,388 @@
+//! weftd's peers at scale in Kubernetes mode, beside the same peers from a peers file:
+//! issue 3's target ("converging 5,000 peers from empty completes in <= 10 s with weftd
+//! RSS <= 40 MiB") on issue 4's path, where the peers are WeftNode objects watched from
+//! a real kube-apiserver.
+//!
+//! Setup, untimed, once: a control plane in a namespace of its own (apiserver on
+//! 2001:db8:ffff::2), the WeftNetwork, this node's WeftNode and N peer WeftNodes written
+//! as a cluster writes them, by four field managers: the controller creates each with
+//! its ranges and applies its conditions to the status; weftd applies its underlay
+//! address and VTEP MAC to the spec, and its `Ready` and usage to the status. So every
+//! object carries the managedFields and status a real one does.
+//!
+//! Each round, for each source (the order alternating): a fresh node namespace whose
+//! uplink (2001:db8:fffe::10/64, VXLAN over IPv6, `--ipv6-routing direct` from the
+//! WeftNetwork) is a veth into the control plane's namespace. weftd starts there:
+//!
+//! - `kubernetes`: `--kubeconfig`, its allocation and peers from the apiserver;
+//! - `file`: standalone, the same ranges by flag and the same N peers in a peers file.
+//!
+//! Measured: the wall time from spawning weftd until its /metrics show
+//! `weft_peers_programmed == N`, and weftd's peak RSS (VmHWM) a moment later. The ratio
+//! is Kubernetes mode over the peers file. `WEFTD=PATH` runs another weftd build (to
+//! measure before and after a change).
+//!
+//! ```text
+//! e2e/bench-kube-peers.sh [--peers 5000] [--rounds 2] [--out PATH]
+//! ```
+//!
+//! Needs root. Documentation prefixes and 10.0.0.0/8 only, inside namespaces this
+//! program creates and removes.
+#![allow(clippy::unwrap_used)]
+
+use clap::builder::RangedU64ValueParser as Ranged;
+use clap::Parser as _;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use weft_e2e::{
+    binary, report_header, serving_namespace, ControlPlane, Netns, Node, NodeOptions, TempDir,
+};
+
+/// The control plane's address, on its own namespace's link.
+const APISERVER: &str = "2001:db8:ffff::2";
+/// The node link: the node's uplink address, the control plane's end of it.
+const NODE_V6: &str = "2001:db8:fffe::10";
+const LINK_V6: &str = "2001:db8:fffe::1";
+/// The measured node's own WeftNode and ranges.
+const SELF_NAME: &str = "kube-peers-self";
+const SELF_PREFIX: &str = "2001:db8:1000::/80";
+const SELF_SUBNET: &str = "10.0.0.0/24";
+const TARGET_TIME: Duration = Duration::from_secs(10);
+const TARGET_RSS_MIB: f64 = 40.0;
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Peer WeftNodes (at most 65,535: one /80 and one /24 each).
+    #[arg(long, default_value_t = 5000, value_parser = Ranged::<u32>::new().range(1..=65_535))]
+    peers: u32,
+    /// Rounds; each runs both sources.
+    #[arg(long, default_value_t = 2, value_parser = Ranged::<usize>::new().range(1..))]
+    rounds: usize,
+    /// Also write the report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    Kubernetes,
+    File,
+}
+
+/// One weftd start: until every peer is programmed, and its peak RSS.
+#[derive(Debug)]
+struct Sample {
+    source: Source,
+    converged: Duration,
+    peak_rss_kib: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let (mut facts, profile) = weft_e2e::machine_facts("bench_kube_peers");
+    facts.push(format!(
+        "weft build profile: {profile}; weftd: {}",
+        binary("weftd").display()
+    ));
+    let cp_ns = serving_namespace("kc", &[&format!("{APISERVER}/64")]);
+    let cp = ControlPlane::start(&cp_ns, APISERVER.parse().unwrap());
+    let setup = Instant::now();
+    write_cluster(&cp, args.peers);
+    eprintln!(
+        "bench_kube_peers: {} WeftNodes written in {:.1} s",
+        args.peers,
+        setup.elapsed().as_secs_f64()
+    );
+    let scratch = TempDir::new("kube-peers");
+    let peers_file = scratch.path().join("peers.json");
+    let entries: Vec<Value> = (1..=args.peers).map(|i| peer(i).1).collect();
+    std::fs::write(&peers_file, serde_json::to_vec(&entries).unwrap()).unwrap();
+    let mut samples = Vec::new();
+    for round in 0..args.rounds {
+        let order = if round % 2 == 0 {
+            [Source::Kubernetes, Source::File]
+        } else {
+            [Source::File, Source::Kubernetes]
+        };
+        for source in order {
+            let sample = measure(&cp, &cp_ns, source, &peers_file, args.peers);
+            eprintln!("bench_kube_peers: round {}: {sample:?}", round + 1);
+            samples.push(sample);
+        }
+    }
+    let report = render(&args, facts, &samples);
+    print!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).unwrap();
+        eprintln!("bench_kube_peers: wrote {}", out.display());
+    }
+}
+
+/// Peer `i`: its WeftNode spec (as the controller and weftd together write it) and its
+/// peers-file entry. The same fields, in the two shapes.
+fn peer(i: u32) -> (Value, Value) {
+    let [hi, lo] = (i as u16).to_be_bytes();
+    let name = format!("kube-peer-{i}");
+    let prefix = format!("2001:db8:1000:0:{i:x}::/80");
+    let subnet = format!("10.{hi}.{lo}.0/24");
+    let underlay = format!("2001:db8:fffe::1:{i:x}");
+    let mac = format!("ee:ee:0a:{hi:02x}:{lo:02x}:00");
+    let spec = json!({"nodeName": name, "ipv6Prefix": prefix, "ipv4Subnet": subnet,
+                      "underlayIPv6": underlay, "vtepMAC": mac});
+    let entry = json!({"name": name, "ipv6Prefix": prefix, "ipv4Subnet": subnet,
+                       "underlayIPv6": underlay, "vtepMAC": mac});
+    (spec, entry)
+}
+
+/// The WeftNetwork, this node's WeftNode, and the peers, by the four field managers.
+fn write_cluster(cp: &ControlPlane, n: u32) {
+    cp.install_weft_crds();
+    let network = json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNetwork",
+        "metadata": {"name": "default"},
+        "spec": {"mode": "dual", "ipv6Routing": "direct",
+                 "ipv6Ranges": [{"range": "2001:db8:1000::/64", "prefixLength": 80}],
+                 "ipv4Network": "10.0.0.0/8", "ipv4SubnetLength": 24}});
+    kubectl(cp, &["apply", "-f", "-"], &network);
+    let object = |name: &str, body: Value| {
+        json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+               "metadata": {"name": name}, "spec": body["spec"], "status": body["status"]})
+    };
+    let list = |items: Vec<Value>| json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let now = "2026-11-23T00:00:00Z";
+    let condition = |t: &str, reason: &str| {
+        json!({"type": t, "status": "True", "reason": reason, "message": reason,
+               "lastTransitionTime": now})
+    };
+    let (mut controller, mut weftd_spec, mut controller_status, mut weftd_status) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    controller.push(object(
+        SELF_NAME,
+        json!({"spec": {"nodeName": SELF_NAME, "ipv6Prefix": SELF_PREFIX, "ipv4Subnet": SELF_SUBNET}}),
+    ));
+    for i in 1..=n {
+        let (spec, _) = peer(i);
+        let name = spec["nodeName"].as_str().unwrap().to_owned();
+        controller.push(object(
+            &name,
+            json!({"spec": {"nodeName": name,
+            "ipv6Prefix": spec["ipv6Prefix"], "ipv4Subnet": spec["ipv4Subnet"]}}),
+        ));
+        weftd_spec.push(object(
+            &name,
+            json!({"spec": {"nodeName": name,
+            "underlayIPv6": spec["underlayIPv6"], "vtepMAC": spec["vtepMAC"]}}),
+        ));
+        controller_status.push(object(
+            &name,
+            json!({"status": {"conditions": [
+            condition("Allocated", "Allocated"), condition("PodCIDRs", "Set")]}}),
+        ));
+        weftd_status.push(object(
+            &name,
+            json!({"status": {"conditions": [condition("Ready", "Serving")],
+            "ipv6InUse": 12, "ipv4InUse": 12, "ipv4Capacity": 253, "ipv4Usage": "12/253",
+            "reportedAt": now}}),
+        ));
+    }
+    let apply = ["apply", "--server-side", "--force-conflicts", "-f", "-"];
+    kubectl(
+        cp,
+        &["create", "--field-manager=weft-controller", "-f", "-"],
+        &list(controller),
+    );
+    kubectl(
+        cp,
+        &[&apply[..], &["--field-manager=weftd"]].concat(),
+        &list(weftd_spec),
+    );
+    kubectl(
+        cp,
+        &[
+            &apply[..],
+            &[
+                "--field-manager=weft-controller",
+                "--subresource=status",
+                "--validate=false",
+            ],
+        ]
+        .concat(),
+        &list(controller_status),
+    );
+    kubectl(
+        cp,
+        &[
+            &apply[..],
+            &[
+                "--field-manager=weftd",
+                "--subresource=status",
+                "--validate=false",
+            ],
+        ]
+        .concat(),
+        &list(weftd_status),
+    );
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str], input: &Value) {
+    let out = cp.kubectl_input(args, &input.to_string());
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh node namespace, its uplink a veth into the control plane's namespace.
+fn node_netns(cp_ns: &Netns) -> Netns {
+    let ns = Netns::new("kq");
+    let far = format!("k{}", &ns.name()[ns.name().len().saturating_sub(12)..]);
+    ns.ip(&[
+        "link", "add", "uplink", "type", "veth", "peer", "name", &far,
+    ]);
+    ns.ip(&["link", "set", &far, "netns", cp_ns.name()]);
+    ns.ip(&[
+        "addr",
+        "add",
+        &format!("{NODE_V6}/64"),
+        "dev",
+        "uplink",
+        "nodad",
+    ]);
+    ns.ip(&["link", "set", "uplink", "up"]);
+    ns.ip(&["route", "add", &format!("{APISERVER}/128"), "via", LINK_V6]);
+    cp_ns.ip(&[
+        "addr",
+        "add",
+        &format!("{LINK_V6}/64"),
+        "dev",
+        &far,
+        "nodad",
+    ]);
+    cp_ns.ip(&["link", "set", &far, "up"]);
+    ns
+}
+
+fn measure(cp: &ControlPlane, cp_ns: &Netns, source: Source, peers: &Path, n: u32) -> Sample {
+    let ns = node_netns(cp_ns);
+    let mut options = NodeOptions {
+        node_name: Some(SELF_NAME.into()),
+        extra_args: vec!["--resync-seconds".into(), "3600".into()],
+        ..NodeOptions::default()
+    };
+    match source {
+        Source::Kubernetes => {
+            options.kubeconfig = Some(cp.kubeconfig());
+            options.ipv6_prefix = None;
+            options.ipv4_subnet = None;
+        }
+        Source::File => {
+            options.ipv6_prefix = Some(SELF_PREFIX.into());
+            options.ipv4_subnet = Some(SELF_SUBNET.into());
+            options.extra_args.extend([
+                "--ipv6-routing".into(),
+                "direct".into(),
+                "--peers".into(),
+                peers.display().to_string(),
+            ]);
+        }
+    }
+    let began = Instant::now();
+    let node = Node::start_in(ns, options);
+    loop {
+        if node.metric("weft_peers_programmed") == Some(f64::from(n)) {
+            break;
+        }
+        assert!(
+            began.elapsed() < CONVERGE_TIMEOUT,
+            "{source:?}: {n} peers not programmed within {CONVERGE_TIMEOUT:?}: {:?}\n{}",
+            node.metric("weft_peers_programmed"),
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let converged = began.elapsed();
+    // The peak is reached while converging; a moment later it is all in.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = node.weftd_pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    Sample {
+        source,
+        converged,
+        peak_rss_kib,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    }
+}
+
+fn render(args: &Args, mut facts: Vec<String>, samples: &[Sample]) -> String {
+    facts.push(format!(
+        "{} peer WeftNodes (4 field managers each, status included), {} rounds, sources alternating",
+        args.peers, args.rounds
+    ));
+    let mut out = report_header("weftd's peers in Kubernetes mode vs the peers file", &facts);
+    let of = |source: Source, f: fn(&Sample) -> f64| {
+        median(
+            samples
+                .iter()
+                .filter(|s| s.source == source)
+                .map(f)
+                .collect(),
+        )
+    };
+    let time = |s: &Sample| s.converged.as_secs_f64();
+    let rss = |s: &Sample| s.peak_rss_kib as f64 / 1024.0;
+    let (kt, ft) = (of(Source::Kubernetes, time), of(Source::File, time));
+    let (kr, fr) = (of(Source::Kubernetes, rss), of(Source::File, rss));
+    let _ = writeln!(
+        out,
+        "| measure (median) | Kubernetes mode | peers file | Kubernetes / file |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| spawn -> {} peers programmed | {kt:.2} s | {ft:.2} s | {:.2} |",
+        args.peers,
+        kt / ft
+    );
+    let _ = writeln!(
+        out,
+        "| weftd peak RSS (VmHWM) | {kr:.1} MiB | {fr:.1} MiB | {:.2} |",
+        kr / fr
+    );
+    let _ = writeln!(out, "\nEvery sample:\n");
+    for s in samples {
+        let _ = writeln!(out, "- {:?}: {:.2} s, {:.1} MiB", s.source, time(s), rss(s));
+    }
+    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
+    let _ = writeln!(out, "\nTargets (issue 3, here in Kubernetes mode):\n");
+    let _ = writeln!(
+        out,
+        "- converge {} peers <= {} s: {kt:.2} s -> {}",
+        args.peers,
+        TARGET_TIME.as_secs(),
+        verdict(kt <= TARGET_TIME.as_secs_f64())
+    );
+    let _ = writeln!(
+        out,
+        "- weftd RSS <= {TARGET_RSS_MIB} MiB: {kr:.1} MiB -> {}",
+        verdict(kr <= TARGET_RSS_MIB)
+    );
+    out
+}
