@@ -711,11 +711,7 @@ pub fn serving_namespace(tag: &str, addrs: &[&str]) -> Netns {
     ]);
     ns.ip(&["link", "set", "eth1", "up"]);
     for addr in addrs {
-        if addr.contains(':') {
-            ns.ip(&["addr", "add", addr, "dev", "eth0", "nodad"]);
-        } else {
-            ns.ip(&["addr", "add", addr, "dev", "eth0"]);
-        }
+        ns.add_address("eth0", addr);
     }
     ns.ip(&["link", "set", "eth0", "up"]);
     ns

@@ -72,6 +72,16 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Adds `cidr` to `dev`; an IPv6 address without DAD, so it is usable at once (the
+    /// tests' addresses are unique by construction).
+    pub fn add_address(&self, dev: &str, cidr: &str) {
+        if cidr.contains(':') {
+            self.ip(&["addr", "add", cidr, "dev", dev, "nodad"]);
+        } else {
+            self.ip(&["addr", "add", cidr, "dev", dev]);
+        }
+    }
+
     /// Reads a sysctl inside (slashed or dotted key).
     pub fn sysctl(&self, key: &str) -> String {
         let out = self.run("cat", &[&format!("/proc/sys/{}", key.replace('.', "/"))]);

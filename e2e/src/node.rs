@@ -91,16 +91,9 @@ impl Node {
             &mtu,
         ]);
         if !options.ipv6_underlay {
-            netns.ip(&["addr", "add", &format!("{HOST_V4}/24"), "dev", "uplink"]);
+            netns.add_address("uplink", &format!("{HOST_V4}/24"));
         }
-        netns.ip(&[
-            "addr",
-            "add",
-            &format!("{HOST_V6}/64"),
-            "dev",
-            "uplink",
-            "nodad",
-        ]);
+        netns.add_address("uplink", &format!("{HOST_V6}/64"));
         netns.ip(&["link", "set", "uplink", "up"]);
         netns.ip(&["link", "set", "uplink-peer", "up"]);
         Node::start_in(netns, options)

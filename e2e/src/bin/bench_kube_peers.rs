@@ -244,24 +244,10 @@ fn node_netns(cp_ns: &Netns) -> Netns {
         "link", "add", "uplink", "type", "veth", "peer", "name", &far,
     ]);
     ns.ip(&["link", "set", &far, "netns", cp_ns.name()]);
-    ns.ip(&[
-        "addr",
-        "add",
-        &format!("{NODE_V6}/64"),
-        "dev",
-        "uplink",
-        "nodad",
-    ]);
+    ns.add_address("uplink", &format!("{NODE_V6}/64"));
     ns.ip(&["link", "set", "uplink", "up"]);
     ns.ip(&["route", "add", &format!("{APISERVER}/128"), "via", LINK_V6]);
-    cp_ns.ip(&[
-        "addr",
-        "add",
-        &format!("{LINK_V6}/64"),
-        "dev",
-        &far,
-        "nodad",
-    ]);
+    cp_ns.add_address(&far, &format!("{LINK_V6}/64"));
     cp_ns.ip(&["link", "set", &far, "up"]);
     ns
 }

@@ -291,16 +291,9 @@ fn node_netns(underlay: Underlay) -> Netns {
         "uplink-peer",
     ]);
     if underlay == Underlay::Ipv4 {
-        ns.ip(&["addr", "add", &format!("{NODE_V4}/24"), "dev", "uplink"]);
+        ns.add_address("uplink", &format!("{NODE_V4}/24"));
     }
-    ns.ip(&[
-        "addr",
-        "add",
-        &format!("{NODE_V6}/64"),
-        "dev",
-        "uplink",
-        "nodad",
-    ]);
+    ns.add_address("uplink", &format!("{NODE_V6}/64"));
     ns.ip(&["link", "set", "uplink", "up"]);
     ns.ip(&["link", "set", "uplink-peer", "up"]);
     ns
