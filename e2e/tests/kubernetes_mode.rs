@@ -1,11 +1,16 @@
 //! weftd in Kubernetes mode on a real kube-apiserver with weft-controller: three
 //! namespace nodes get their ranges from the controller and their peers from the
 //! WeftNode objects; a deleted Node is dropped by its peers and its prefix comes back
-//! only after the cooldown; a stopped apiserver stops nothing on the nodes.
+//! only after the cooldown; a stopped apiserver stops nothing on the nodes; a weftd
+//! waiting for its allocation watches for it instead of polling.
 #![allow(clippy::unwrap_used)]
 
+use serde_json::json;
 use std::time::{Duration, Instant};
-use weft_e2e::{wait_until, Topology, TopologyOptions, Underlay};
+use weft_e2e::{
+    node_beside, serving_namespace, wait_until, ControlPlane, Node, NodeOptions, Topology,
+    TopologyOptions, Underlay, SOLO_APISERVER, SOLO_NODE_V6,
+};
 
 fn cluster(pods_per_node: usize, cooldown: u64) -> Topology {
     let topology = Topology::start(TopologyOptions {
@@ -202,4 +207,91 @@ fn a_stopped_apiserver_stops_nothing_on_the_nodes() {
         .start_apiserver();
     topology.wait_converged(Duration::from_secs(30));
     assert_full_matrix(&topology);
+}
+
+/// GET requests the apiserver has served for WeftNodes and WeftNetworks.
+fn object_reads(cp: &ControlPlane) -> f64 {
+    cp.kubectl_ok(&["get", "--raw", "/metrics"])
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("verb=\"GET\""))
+        .filter(|l| l.contains("resource=\"weftnodes\"") || l.contains("resource=\"weftnetworks\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn weftd_waits_for_its_allocation_by_watching_not_polling() {
+    let cp_ns = serving_namespace("kw", &[&format!("{SOLO_APISERVER}/64")]);
+    let cp = ControlPlane::start(&cp_ns, SOLO_APISERVER.parse().unwrap());
+    cp.install_weft_crds();
+    let network = json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNetwork",
+        "metadata": {"name": "default"},
+        "spec": {"mode": "dual", "ipv6Ranges": [{"range": "2001:db8:1000::/64"}]}});
+    assert!(cp
+        .kubectl_input(&["apply", "-f", "-"], &network.to_string())
+        .status
+        .success());
+    let name = "waiting-node";
+    let before = object_reads(&cp);
+    let waited = Duration::from_secs(6);
+    // The controller's write arrives while weftd waits (no controller runs here).
+    let allocation = json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+        "metadata": {"name": name},
+        "spec": {"nodeName": name, "ipv6Prefix": "2001:db8:1000:0:7::/80",
+                 "ipv4Subnet": "10.255.7.0/24"}});
+    let node = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(waited);
+            let out = cp.kubectl_input(
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=weft-controller",
+                    "-f",
+                    "-",
+                ],
+                &allocation.to_string(),
+            );
+            assert!(out.status.success(), "{out:?}");
+        });
+        let began = Instant::now();
+        let node = Node::start_in(
+            node_beside(&cp_ns, "kw"),
+            NodeOptions {
+                node_name: Some(name.into()),
+                kubeconfig: Some(cp.kubeconfig()),
+                ipv6_prefix: None,
+                ipv4_subnet: None,
+                ..NodeOptions::default()
+            },
+        );
+        assert!(
+            began.elapsed() >= waited,
+            "ready before its allocation existed"
+        );
+        node
+    });
+    // While it waited it read nothing: polling would have read both objects about once a
+    // second. (Allowed: kubectl's apply, and weftd's read before its first report.)
+    let reads = object_reads(&cp) - before;
+    assert!(
+        reads <= 3.0,
+        "{reads} reads while waiting {waited:?}\n{}",
+        node.log()
+    );
+    // It serves the allocation, having published its identity and said why it waited.
+    let wn = cp.kubectl_ok(&["get", "weftnode", name, "-o", "json"]);
+    let wn: serde_json::Value = serde_json::from_str(&wn).unwrap();
+    assert_eq!(wn["spec"]["underlayIPv6"], SOLO_NODE_V6, "{}", node.log());
+    assert!(
+        node.log().contains("no IPv6 prefix allocated yet"),
+        "{}",
+        node.log()
+    );
+    assert_eq!(
+        node.metric("weft_ipam_addresses_capacity{family=\"ipv4\"}"),
+        Some(254.0),
+        "{}",
+        node.log()
+    );
 }

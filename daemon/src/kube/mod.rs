@@ -41,7 +41,7 @@ const FIELD_MANAGER: &str = "weftd";
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// A burst of WeftNode changes (a cluster starting) is applied as one peer list.
 const PEER_DEBOUNCE: Duration = Duration::from_millis(200);
-/// How often the allocation is looked for while waiting.
+/// How often publishing the identity is retried while the apiserver cannot be reached.
 const WAIT_POLL: Duration = Duration::from_secs(1);
 /// WeftNodes per page of the watch's initial list. A page is decoded whole, managedFields
 /// and status included, before its objects shrink to peer entries. With 5,000 WeftNodes
@@ -125,48 +125,78 @@ impl Cluster {
 
     /// The allocation, once the controller has written it. While the apiserver cannot
     /// be reached, a saved allocation is used at once.
+    ///
+    /// After publishing its identity, weftd watches its own WeftNode and the WeftNetwork
+    /// (field selectors on their names) rather than polling them: when thousands of
+    /// nodes join at once and wait for the controller, polling would cost the apiserver
+    /// two reads per node per second, while a watch costs it one event per change.
     pub async fn wait_allocation(
         &self,
         uplink: &Uplink,
         saved: Option<NodeAllocation>,
     ) -> NodeAllocation {
-        let networks: Api<WeftNetwork> = Api::all(self.client.clone());
-        let mut published = false;
-        let mut last_reason = String::new();
         loop {
-            if !published {
-                match self.publish_identity(uplink, None).await {
-                    Ok(()) => published = true,
-                    Err(e) => {
-                        if let Some(saved) = &saved {
-                            warn!(error = %e, "apiserver unreachable: serving from the last known allocation");
-                            return saved.clone();
-                        }
-                        warn!(error = %e, "waiting for the apiserver");
+            match self.publish_identity(uplink, None).await {
+                Ok(()) => break,
+                Err(e) => {
+                    if let Some(saved) = &saved {
+                        warn!(error = %e, "apiserver unreachable: serving from the last known allocation");
+                        return saved.clone();
                     }
-                }
-            }
-            if published {
-                let reason = match (
-                    networks.get(&self.network).await,
-                    self.nodes().get(&self.node_name).await,
-                ) {
-                    (Ok(network), Ok(node)) => {
-                        match NodeAllocation::from_objects(&network, &node) {
-                            Ok(allocation) => return allocation,
-                            Err(reason) => reason,
-                        }
-                    }
-                    (Err(e), _) => format!("WeftNetwork {}: {e}", self.network),
-                    (_, Err(e)) => format!("WeftNode {}: {e}", self.node_name),
-                };
-                if reason != last_reason {
-                    info!(reason = %reason, "waiting for this node's allocation");
-                    last_reason = reason;
+                    warn!(error = %e, "waiting for the apiserver");
                 }
             }
             tokio::time::sleep(WAIT_POLL).await;
         }
+        let named =
+            |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let node_events = watcher::watcher(self.nodes(), named(&self.node_name))
+            .default_backoff()
+            .map(Seen::Node);
+        let networks: Api<WeftNetwork> = Api::all(self.client.clone());
+        let network_events = watcher::watcher(networks, named(&self.network))
+            .default_backoff()
+            .map(Seen::Network);
+        let events = futures::stream::select(node_events, network_events);
+        futures::pin_mut!(events);
+        let (mut node, mut network): (Option<WeftNode>, Option<WeftNetwork>) = (None, None);
+        // Whether each watch has listed once: until both have, absence means nothing.
+        let (mut node_listed, mut network_listed) = (false, false);
+        let mut last_reason = String::new();
+        // Watch streams with backoff retry for ever; should one end, waiting goes on.
+        while let Some(seen) = events.next().await {
+            let (settled, error) = match seen {
+                Seen::Node(Ok(event)) => {
+                    node_listed |= matches!(event, Event::InitDone);
+                    (latest(&mut node, event), None)
+                }
+                Seen::Network(Ok(event)) => {
+                    network_listed |= matches!(event, Event::InitDone);
+                    (latest(&mut network, event), None)
+                }
+                Seen::Node(Err(e)) => (true, Some(format!("WeftNode {}: {e}", self.node_name))),
+                Seen::Network(Err(e)) => (true, Some(format!("WeftNetwork {}: {e}", self.network))),
+            };
+            if !settled || (error.is_none() && !(node_listed && network_listed)) {
+                continue;
+            }
+            let reason = match (error, &network, &node) {
+                (Some(error), _, _) => error,
+                (None, Some(network), Some(node)) => {
+                    match NodeAllocation::from_objects(network, node) {
+                        Ok(allocation) => return allocation,
+                        Err(reason) => reason,
+                    }
+                }
+                (None, None, _) => format!("WeftNetwork {} does not exist", self.network),
+                (None, _, None) => format!("WeftNode {} does not exist", self.node_name),
+            };
+            if reason != last_reason {
+                info!(reason = %reason, "waiting for this node's allocation");
+                last_reason = reason;
+            }
+        }
+        std::future::pending().await
     }
 
     /// Watches every WeftNode and hands the peer list to the datapath after each burst
@@ -293,6 +323,32 @@ impl Cluster {
             }
         }
     }
+}
+
+/// An event of the watch on this node's WeftNode or on the WeftNetwork.
+enum Seen {
+    Node(Result<Event<WeftNode>, watcher::Error>),
+    Network(Result<Event<WeftNetwork>, watcher::Error>),
+}
+
+/// Keeps the object a single-object watch says is current (None: deleted or absent).
+/// True when the state is settled and worth evaluating: not in the middle of a relist,
+/// whose start forgets the object and whose end says it is still absent if unlisted.
+fn latest<K>(current: &mut Option<K>, event: Event<K>) -> bool {
+    match event {
+        Event::Apply(object) => *current = Some(object),
+        Event::Delete(_) => *current = None,
+        Event::Init => {
+            *current = None;
+            return false;
+        }
+        Event::InitApply(object) => {
+            *current = Some(object);
+            return false;
+        }
+        Event::InitDone => {}
+    }
+    true
 }
 
 fn node_name(node: &WeftNode) -> String {
