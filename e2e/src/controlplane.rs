@@ -701,6 +701,37 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Where a control plane serves when nodes reach it over [`node_beside`] links.
+pub const SOLO_APISERVER: &str = "2001:db8:ffff::2";
+/// A [`node_beside`] node's uplink address, and the control plane's end of the link.
+pub const SOLO_NODE_V6: &str = "2001:db8:fffe::10";
+const SOLO_LINK_V6: &str = "2001:db8:fffe::1";
+
+/// A node namespace whose `uplink` is a veth into the control plane's namespace (served
+/// by [`serving_namespace`] on [`SOLO_APISERVER`]): no fabric, one node at a time (the
+/// control plane's end of every link has the same address). Dropping the node's
+/// namespace removes the link.
+pub fn node_beside(cp_ns: &Netns, tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    let far = format!("k{}", &ns.name()[ns.name().len().saturating_sub(12)..]);
+    ns.ip(&[
+        "link", "add", "uplink", "type", "veth", "peer", "name", &far,
+    ]);
+    ns.ip(&["link", "set", &far, "netns", cp_ns.name()]);
+    ns.add_address("uplink", &format!("{SOLO_NODE_V6}/64"));
+    ns.ip(&["link", "set", "uplink", "up"]);
+    ns.ip(&[
+        "route",
+        "add",
+        &format!("{SOLO_APISERVER}/128"),
+        "via",
+        SOLO_LINK_V6,
+    ]);
+    cp_ns.add_address(&far, &format!("{SOLO_LINK_V6}/64"));
+    cp_ns.ip(&["link", "set", &far, "up"]);
+    ns
+}
+
 /// A namespace of its own for a control plane to serve from: a veth with both ends
 /// inside (this kernel has no dummy driver) carrying `addrs` (CIDRs; IPv6 without DAD,
 /// usable at once), up.

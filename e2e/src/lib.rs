@@ -22,7 +22,10 @@ mod topology;
 mod traffic;
 mod underlay;
 
-pub use controlplane::{serving_namespace, ControlPlane, KubeBinaries, APISERVER_PORT};
+pub use controlplane::{
+    node_beside, serving_namespace, ControlPlane, KubeBinaries, APISERVER_PORT, SOLO_APISERVER,
+    SOLO_NODE_V6,
+};
 pub use kubernetes::{KubeCluster, NetworkOptions, CONTROL_PLANE_V4, CONTROL_PLANE_V6};
 pub use netns::{unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};

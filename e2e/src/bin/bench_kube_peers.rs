@@ -37,14 +37,10 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, report_header, serving_namespace, ControlPlane, Netns, Node, NodeOptions, TempDir,
+    binary, node_beside, report_header, serving_namespace, ControlPlane, Netns, Node, NodeOptions,
+    TempDir, SOLO_APISERVER,
 };
 
-/// The control plane's address, on its own namespace's link.
-const APISERVER: &str = "2001:db8:ffff::2";
-/// The node link: the node's uplink address, the control plane's end of it.
-const NODE_V6: &str = "2001:db8:fffe::10";
-const LINK_V6: &str = "2001:db8:fffe::1";
 /// The measured node's own WeftNode and ranges.
 const SELF_NAME: &str = "kube-peers-self";
 const SELF_PREFIX: &str = "2001:db8:1000::/80";
@@ -87,8 +83,8 @@ fn main() {
         "weft build profile: {profile}; weftd: {}",
         binary("weftd").display()
     ));
-    let cp_ns = serving_namespace("kc", &[&format!("{APISERVER}/64")]);
-    let cp = ControlPlane::start(&cp_ns, APISERVER.parse().unwrap());
+    let cp_ns = serving_namespace("kc", &[&format!("{SOLO_APISERVER}/64")]);
+    let cp = ControlPlane::start(&cp_ns, SOLO_APISERVER.parse().unwrap());
     let setup = Instant::now();
     write_cluster(&cp, args.peers);
     eprintln!(
@@ -236,24 +232,8 @@ fn kubectl(cp: &ControlPlane, args: &[&str], input: &Value) {
     );
 }
 
-/// A fresh node namespace, its uplink a veth into the control plane's namespace.
-fn node_netns(cp_ns: &Netns) -> Netns {
-    let ns = Netns::new("kq");
-    let far = format!("k{}", &ns.name()[ns.name().len().saturating_sub(12)..]);
-    ns.ip(&[
-        "link", "add", "uplink", "type", "veth", "peer", "name", &far,
-    ]);
-    ns.ip(&["link", "set", &far, "netns", cp_ns.name()]);
-    ns.add_address("uplink", &format!("{NODE_V6}/64"));
-    ns.ip(&["link", "set", "uplink", "up"]);
-    ns.ip(&["route", "add", &format!("{APISERVER}/128"), "via", LINK_V6]);
-    cp_ns.add_address(&far, &format!("{LINK_V6}/64"));
-    cp_ns.ip(&["link", "set", &far, "up"]);
-    ns
-}
-
 fn measure(cp: &ControlPlane, cp_ns: &Netns, source: Source, peers: &Path, n: u32) -> Sample {
-    let ns = node_netns(cp_ns);
+    let ns = node_beside(cp_ns, "kq");
     let mut options = NodeOptions {
         node_name: Some(SELF_NAME.into()),
         extra_args: vec!["--resync-seconds".into(), "3600".into()],
