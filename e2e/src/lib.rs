@@ -32,8 +32,8 @@ pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
 pub use report::{machine_facts, report_header, tool_version};
 pub use scratch::{
-    install_namespace_cleanup_hook, log_tail, read_trimmed, remove_own_namespaces, stop_requested,
-    watch_stop_signals, TempDir,
+    install_namespace_cleanup_hook, log_tail, proc_status_kib, read_trimmed, remove_own_namespaces,
+    stop_requested, watch_stop_signals, TempDir,
 };
 pub use tools::{binary, reference_plugins_dir, tools_bin, Tools};
 pub use topology::{Pod, Topology, TopologyOptions};

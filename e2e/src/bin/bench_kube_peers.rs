@@ -37,8 +37,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, node_beside, report_header, serving_namespace, ControlPlane, Netns, Node, NodeOptions,
-    TempDir, SOLO_APISERVER,
+    binary, node_beside, proc_status_kib, report_header, serving_namespace, ControlPlane, Netns,
+    Node, NodeOptions, TempDir, SOLO_APISERVER,
 };
 
 /// The measured node's own WeftNode and ranges.
@@ -273,17 +273,10 @@ fn measure(cp: &ControlPlane, cp_ns: &Netns, source: Source, peers: &Path, n: u3
     let converged = began.elapsed();
     // The peak is reached while converging; a moment later it is all in.
     std::thread::sleep(Duration::from_millis(500));
-    let pid = node.weftd_pid().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let peak_rss_kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
     Sample {
         source,
         converged,
-        peak_rss_kib,
+        peak_rss_kib: proc_status_kib(node.weftd_pid().unwrap(), "VmHWM"),
     }
 }
 

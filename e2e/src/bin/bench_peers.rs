@@ -71,8 +71,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, install_namespace_cleanup_hook, log_tail, report_header, tool_version, unique_name,
-    Netns, TempDir,
+    binary, install_namespace_cleanup_hook, log_tail, proc_status_kib, report_header, tool_version,
+    unique_name, Netns, TempDir,
 };
 
 /// The targets.
@@ -503,17 +503,8 @@ impl Weftd {
 
     /// (VmHWM, VmRSS) in KiB.
     fn rss_kib(&self) -> (u64, u64) {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmHWM:"), field("VmRSS:"))
+        let pid = self.pid();
+        (proc_status_kib(pid, "VmHWM"), proc_status_kib(pid, "VmRSS"))
     }
 }
 

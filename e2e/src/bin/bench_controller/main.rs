@@ -71,8 +71,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, log_tail, serving_namespace, stop_requested, watch_stop_signals, ControlPlane,
-    KubeBinaries, Netns,
+    binary, log_tail, proc_status_kib, serving_namespace, stop_requested, watch_stop_signals,
+    ControlPlane, KubeBinaries, Netns,
 };
 
 mod procfs;
@@ -80,7 +80,7 @@ mod report;
 mod shapes;
 mod watch;
 
-use procfs::{machine_ticks, proc_stat, proc_status_kib};
+use procfs::{machine_ticks, proc_stat};
 use report::{machine_facts, render};
 use shapes::node_list;
 use watch::{node_complete, reaped_watch_cpu, weftnode_complete, Watch};

@@ -1,4 +1,4 @@
-//! What /proc says of a process and of the machine: CPU time, start time, memory.
+//! What /proc says of a process and of the machine: CPU time and start time.
 
 use std::process::Command;
 
@@ -39,16 +39,6 @@ pub(crate) fn ticks_per_second() -> f64 {
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(100.0)
     })
-}
-
-/// A `kB` line of /proc/PID/status (VmHWM, VmRSS); 0 when unreadable.
-pub(crate) fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// (busy, total) ticks of all CPUs since boot.
