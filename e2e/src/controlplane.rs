@@ -259,6 +259,11 @@ impl ControlPlane {
         out
     }
 
+    /// [`ControlPlane::kubectl_input`], asserting success; its stdout.
+    pub fn kubectl_input_ok(&self, args: &[&str], input: &str) -> String {
+        checked(self.kubectl_input(args, input), args)
+    }
+
     /// kubectl inside another namespace with any kubeconfig (say one from
     /// `write_kubeconfig`), reaching the apiserver over the network; output whatever the
     /// status.

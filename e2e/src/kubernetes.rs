@@ -81,14 +81,8 @@ impl KubeCluster {
 
     /// `kubectl apply` of one object.
     pub fn apply(&self, object: &Value) {
-        let out = self
-            .control_plane
-            .kubectl_input(&["apply", "-f", "-"], &object.to_string());
-        assert!(
-            out.status.success(),
-            "kubectl apply {object}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.control_plane
+            .kubectl_input_ok(&["apply", "-f", "-"], &object.to_string());
     }
 
     /// Creates the Node object `name` in `zone`.

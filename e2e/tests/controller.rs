@@ -36,13 +36,8 @@ impl Cluster {
     }
 
     fn kubectl_input(&self, verb: &str, doc: &Value) -> String {
-        let out = self.cp.kubectl_input(&[verb, "-f", "-"], &doc.to_string());
-        assert!(
-            out.status.success(),
-            "kubectl {verb}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.cp
+            .kubectl_input_ok(&[verb, "-f", "-"], &doc.to_string())
     }
 
     fn apply(&self, doc: Value) {

@@ -94,7 +94,9 @@ fn main() {
     );
     let scratch = TempDir::new("kube-peers");
     let peers_file = scratch.path().join("peers.json");
-    let entries: Vec<Value> = (1..=args.peers).map(|i| peer(i).1).collect();
+    let entries: Vec<Value> = (1..=args.peers)
+        .map(|i| peers_file_entry(peer(i)))
+        .collect();
     std::fs::write(&peers_file, serde_json::to_vec(&entries).unwrap()).unwrap();
     let mut samples = Vec::new();
     for round in 0..args.rounds {
@@ -117,20 +119,23 @@ fn main() {
     }
 }
 
-/// Peer `i`: its WeftNode spec (as the controller and weftd together write it) and its
-/// peers-file entry. The same fields, in the two shapes.
-fn peer(i: u32) -> (Value, Value) {
+/// Peer `i`'s WeftNode spec, as the controller and weftd together write it.
+fn peer(i: u32) -> Value {
     let [hi, lo] = (i as u16).to_be_bytes();
-    let name = format!("kube-peer-{i}");
-    let prefix = format!("2001:db8:1000:0:{i:x}::/80");
-    let subnet = format!("10.{hi}.{lo}.0/24");
-    let underlay = format!("2001:db8:fffe::1:{i:x}");
-    let mac = format!("ee:ee:0a:{hi:02x}:{lo:02x}:00");
-    let spec = json!({"nodeName": name, "ipv6Prefix": prefix, "ipv4Subnet": subnet,
-                      "underlayIPv6": underlay, "vtepMAC": mac});
-    let entry = json!({"name": name, "ipv6Prefix": prefix, "ipv4Subnet": subnet,
-                       "underlayIPv6": underlay, "vtepMAC": mac});
-    (spec, entry)
+    json!({"nodeName": format!("kube-peer-{i}"),
+           "ipv6Prefix": format!("2001:db8:1000:0:{i:x}::/80"),
+           "ipv4Subnet": format!("10.{hi}.{lo}.0/24"),
+           "underlayIPv6": format!("2001:db8:fffe::1:{i:x}"),
+           "vtepMAC": format!("ee:ee:0a:{hi:02x}:{lo:02x}:00")})
+}
+
+/// The same peer as a peers-file entry: the fields keep their names but `nodeName`,
+/// which is `name` there.
+fn peers_file_entry(mut spec: Value) -> Value {
+    let fields = spec.as_object_mut().unwrap();
+    let name = fields.remove("nodeName").unwrap();
+    fields.insert("name".into(), name);
+    spec
 }
 
 /// The WeftNetwork, this node's WeftNode, and the peers, by the four field managers.
@@ -141,12 +146,13 @@ fn write_cluster(cp: &ControlPlane, n: u32) {
         "spec": {"mode": "dual", "ipv6Routing": "direct",
                  "ipv6Ranges": [{"range": "2001:db8:1000::/64", "prefixLength": 80}],
                  "ipv4Network": "10.0.0.0/8", "ipv4SubnetLength": 24}});
-    kubectl(cp, &["apply", "-f", "-"], &network);
+    cp.kubectl_input_ok(&["apply", "-f", "-"], &network.to_string());
     let object = |name: &str, body: Value| {
         json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
                "metadata": {"name": name}, "spec": body["spec"], "status": body["status"]})
     };
-    let list = |items: Vec<Value>| json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let list =
+        |items: Vec<Value>| json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
     let now = "2026-11-23T00:00:00Z";
     let condition = |t: &str, reason: &str| {
         json!({"type": t, "status": "True", "reason": reason, "message": reason,
@@ -159,7 +165,7 @@ fn write_cluster(cp: &ControlPlane, n: u32) {
         json!({"spec": {"nodeName": SELF_NAME, "ipv6Prefix": SELF_PREFIX, "ipv4Subnet": SELF_SUBNET}}),
     ));
     for i in 1..=n {
-        let (spec, _) = peer(i);
+        let spec = peer(i);
         let name = spec["nodeName"].as_str().unwrap().to_owned();
         controller.push(object(
             &name,
@@ -184,18 +190,15 @@ fn write_cluster(cp: &ControlPlane, n: u32) {
         ));
     }
     let apply = ["apply", "--server-side", "--force-conflicts", "-f", "-"];
-    kubectl(
-        cp,
+    cp.kubectl_input_ok(
         &["create", "--field-manager=weft-controller", "-f", "-"],
         &list(controller),
     );
-    kubectl(
-        cp,
+    cp.kubectl_input_ok(
         &[&apply[..], &["--field-manager=weftd"]].concat(),
         &list(weftd_spec),
     );
-    kubectl(
-        cp,
+    cp.kubectl_input_ok(
         &[
             &apply[..],
             &[
@@ -207,8 +210,7 @@ fn write_cluster(cp: &ControlPlane, n: u32) {
         .concat(),
         &list(controller_status),
     );
-    kubectl(
-        cp,
+    cp.kubectl_input_ok(
         &[
             &apply[..],
             &[
@@ -219,16 +221,6 @@ fn write_cluster(cp: &ControlPlane, n: u32) {
         ]
         .concat(),
         &list(weftd_status),
-    );
-}
-
-fn kubectl(cp: &ControlPlane, args: &[&str], input: &Value) {
-    let out = cp.kubectl_input(args, &input.to_string());
-    assert!(
-        out.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 
