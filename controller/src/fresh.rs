@@ -33,12 +33,6 @@ pub struct Fresh<K> {
     trim: fn(&mut K),
 }
 
-impl<K> Default for Fresh<K> {
-    fn default() -> Self {
-        Fresh::new(|_| {})
-    }
-}
-
 impl<K> Fresh<K> {
     pub fn new(trim: fn(&mut K)) -> Self {
         Fresh {
@@ -115,7 +109,7 @@ mod tests {
 
     #[test]
     fn our_writes_win_until_the_store_catches_up() {
-        let fresh = Fresh::default();
+        let fresh = Fresh::new(|_| {});
         let v1 = Arc::new(object("1", "old"));
         // Created from nothing, then updated twice in one reconcile.
         fresh.record("x", None, object("5", "created"));
@@ -141,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_write_from_a_stale_view_starts_a_new_chain_and_prune_drops_caught_up_entries() {
-        let fresh = Fresh::default();
+        let fresh = Fresh::new(|_| {});
         fresh.record("x", Some(&object("1", "a")), object("2", "b"));
         fresh.record("x", Some(&object("9", "z")), object("10", "c"));
         assert_eq!(

@@ -8,7 +8,6 @@
 //! event arrives, and on the responses of our own writes, before anything is kept.
 
 use k8s_openapi::api::core::v1::Node;
-use kube::ResourceExt;
 use weft_api::WeftNode;
 
 /// Keeps a Node's metadata but its annotations and managedFields, and its spec (the
@@ -23,12 +22,13 @@ pub fn node(node: &mut Node) {
 /// Keeps a WeftNode but its managedFields (nothing reads them, and at 5,000 WeftNodes
 /// they are a good part of the store).
 pub fn weftnode(weftnode: &mut WeftNode) {
-    weftnode.managed_fields_mut().clear();
+    weftnode.metadata.managed_fields = None;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::ResourceExt;
 
     #[test]
     fn a_kubelet_node_keeps_what_reconciles_read() {
