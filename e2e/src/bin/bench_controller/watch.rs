@@ -6,7 +6,7 @@ use crate::{register_process, KubeBinaries, Site, NODE_PREFIX};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,8 +22,6 @@ fn note_reaped_watch(cpu_seconds: f64) {
 pub(crate) fn reaped_watch_cpu() -> f64 {
     REAPED_WATCH_CPU_US.load(Ordering::Relaxed) as f64 / 1e6
 }
-
-// ---- watches ----------------------------------------------------------------------
 
 /// When each node's object was first seen and first complete (allocated), with the
 /// ranges it held then.
@@ -63,7 +61,7 @@ pub(crate) struct Watch {
     /// The kubectl process streaming now, and the CPU seconds of those that ended.
     proc: Arc<Mutex<(Child, f64)>>,
     stop: Arc<AtomicBool>,
-    pub(crate) thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watch {
@@ -80,12 +78,10 @@ impl Watch {
         let path = path.to_owned();
         let path_shown = path.clone();
         let spawn = move |resume: Option<&str>| {
-            let query = match resume {
-                Some(rv) => {
-                    format!("{path}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}")
-                }
-                None => format!("{path}?watch=true&allowWatchBookmarks=true"),
-            };
+            let mut query = format!("{path}?watch=true&allowWatchBookmarks=true");
+            if let Some(rv) = resume {
+                query += &format!("&resourceVersion={rv}");
+            }
             let proc = Command::new("ip")
                 .args(["netns", "exec", &ns])
                 .arg(&kubectl)
@@ -107,59 +103,22 @@ impl Watch {
             let mut last_rv: Option<String> = None;
             loop {
                 let stdout = current.lock().unwrap().0.stdout.take().unwrap();
-                let mut reader = BufReader::new(stdout);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    match reader.read_line(&mut line) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    let at = Instant::now();
-                    let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                        shared.lock().unwrap().ended = Some(format!("not an event: {line}"));
-                        return;
-                    };
-                    let object = &event["object"];
-                    let mut seen = shared.lock().unwrap();
-                    if event["type"] == "ERROR" {
-                        seen.ended = Some(format!("watch error: {object}"));
-                        return;
-                    }
-                    if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
-                        last_rv = Some(rv.to_owned());
-                    }
-                    if event["type"] == "BOOKMARK" {
-                        continue;
-                    }
-                    let Some(name) = object["metadata"]["name"].as_str() else {
-                        continue;
-                    };
-                    seen.record(name, at, complete(object));
+                if let Err(why) = read_stream(stdout, &shared, &mut last_rv, complete) {
+                    shared.lock().unwrap().ended = Some(why);
+                    return;
                 }
                 let mut proc = current.lock().unwrap();
-                let (child, ended_cpu) = &mut *proc;
-                // Its CPU time, read while it is a zombie, before `wait` reaps it.
-                let _ = child.try_wait();
-                let spent = proc_stat(child.id()).map_or(0.0, |s| s.cpu_seconds());
-                let status = child.wait();
-                *ended_cpu += spent;
-                note_reaped_watch(spent);
-                let mut stderr = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-                }
+                let (clean, stderr) = reap(&mut proc);
                 if stopping.load(Ordering::Relaxed) {
                     return;
                 }
-                let clean = status.is_ok_and(|s| s.success());
                 let (true, Some(rv)) = (clean, last_rv.as_deref()) else {
                     shared.lock().unwrap().ended =
                         Some(format!("the watch stream ended: {}", stderr.trim()));
                     return;
                 };
                 eprintln!("bench_controller: the apiserver closed the watch of {path_shown}; resuming from resourceVersion {rv}");
-                *child = spawn(Some(rv));
+                proc.0 = spawn(Some(rv));
             }
         });
         Watch {
@@ -186,6 +145,51 @@ impl Watch {
     pub(crate) fn done(&self, name: &str) -> bool {
         self.seen.lock().unwrap().done.contains_key(name)
     }
+}
+
+/// Reads one kubectl stream to its end, recording each event and the last
+/// resourceVersion; `Err` (not an event, an error event) ends the watch for good.
+fn read_stream(
+    stdout: ChildStdout,
+    seen: &Mutex<Seen>,
+    last_rv: &mut Option<String>,
+    complete: fn(&Value) -> Option<Vec<String>>,
+) -> Result<(), String> {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let at = Instant::now();
+        let event: Value =
+            serde_json::from_str(&line).map_err(|_| format!("not an event: {line}"))?;
+        let object = &event["object"];
+        if event["type"] == "ERROR" {
+            return Err(format!("watch error: {object}"));
+        }
+        if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
+            *last_rv = Some(rv.to_owned());
+        }
+        if event["type"] == "BOOKMARK" {
+            continue;
+        }
+        if let Some(name) = object["metadata"]["name"].as_str() {
+            seen.lock().unwrap().record(name, at, complete(object));
+        }
+    }
+    Ok(())
+}
+
+/// Reaps a kubectl whose stream ended, adding its CPU time (read while it is a zombie,
+/// before `wait` reaps it) to the watch's; whether it exited cleanly, and its stderr.
+fn reap((child, ended_cpu): &mut (Child, f64)) -> (bool, String) {
+    let _ = child.try_wait();
+    let spent = proc_stat(child.id()).map_or(0.0, |s| s.cpu_seconds());
+    let status = child.wait();
+    *ended_cpu += spent;
+    note_reaped_watch(spent);
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    (status.is_ok_and(|s| s.success()), stderr)
 }
 
 impl Drop for Watch {
