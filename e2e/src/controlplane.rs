@@ -11,6 +11,7 @@
 //! Certificates come from the `openssl` command (EC P-256, four runs, a few milliseconds).
 //! etcd listens on 127.0.0.1 inside the namespace, without fsync (tmpfs, tests only).
 
+use crate::netns::spawn_logged;
 use crate::{tools_bin, Netns};
 use std::fmt::Write as _;
 use std::fs;
@@ -375,21 +376,13 @@ impl ControlPlane {
     }
 
     fn spawn(&self, name: &str, binary: &Path, args: &[String]) -> Child {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{name}.log")))
-            .unwrap();
         // `ip netns exec` execs the binary: the child's PID is the server's.
-        Command::new("ip")
-            .args(["netns", "exec", &self.netns])
-            .arg(binary)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+        spawn_logged(
+            &self.netns,
+            binary,
+            args,
+            &self.dir.join(format!("{name}.log")),
+        )
     }
 
     /// Records the PIDs, so a later run can end them if this process dies without Drop.

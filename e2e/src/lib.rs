@@ -27,7 +27,7 @@ pub use controlplane::{
     SOLO_NODE_V6,
 };
 pub use kubernetes::{KubeCluster, NetworkOptions, CONTROL_PLANE_V4, CONTROL_PLANE_V6};
-pub use netns::{unique_name, Netns};
+pub use netns::{spawn_logged, unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
 pub use report::{machine_facts, report_header, tool_version};

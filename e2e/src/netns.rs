@@ -1,6 +1,8 @@
 //! Network namespaces with guards.
 
-use std::process::{Command, Output};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A short, unique name: `w<pid>x<n><tag>`, unique across parallel tests and processes.
@@ -11,6 +13,31 @@ pub fn unique_name(tag: &str) -> String {
         std::process::id() % 100_000,
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Starts `program` inside the namespace named `netns`, its stdout and stderr appended
+/// to `log` (created if need be), stdin closed. `ip netns exec` execs the program, so the
+/// child's PID is the program's.
+pub fn spawn_logged<S: AsRef<OsStr>>(
+    netns: &str,
+    program: &Path,
+    args: impl IntoIterator<Item = S>,
+    log: &Path,
+) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+    Command::new("ip")
+        .args(["netns", "exec", netns])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()))
 }
 
 /// A named network namespace (`ip netns add`), deleted on drop.

@@ -2,12 +2,13 @@
 //! that only sets the MTU and the underlay family; `Node::start_in` takes a namespace
 //! whose uplink someone else (the multi-node topology) has already wired to a network.
 
+use crate::netns::spawn_logged;
 use crate::plugin::{Plugin, PluginOutput};
 use crate::{binary, Netns};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The node's own IPv4 address (on its uplink), what pods ping as "the host".
@@ -123,11 +124,6 @@ impl Node {
     }
 
     fn launch(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
         let mut args: Vec<String> = vec![
             "--node-name".into(),
             self.name().into(),
@@ -155,16 +151,12 @@ impl Node {
             args.extend(["--ipv4-subnet".into(), s.clone()]);
         }
         args.extend(self.options.extra_args.iter().cloned());
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.netns.name()])
-            .arg(binary("weftd"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        self.child = Some(spawn_logged(
+            self.netns.name(),
+            &binary("weftd"),
+            &args,
+            &self.log_path(),
+        ));
         self.wait_ready();
     }
 

@@ -71,8 +71,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, install_namespace_cleanup_hook, log_tail, proc_status_kib, report_header, tool_version,
-    unique_name, Netns, TempDir,
+    binary, install_namespace_cleanup_hook, log_tail, proc_status_kib, report_header, spawn_logged,
+    tool_version, unique_name, Netns, TempDir,
 };
 
 /// The targets.
@@ -445,30 +445,25 @@ struct Weftd {
 impl Weftd {
     fn spawn(ns: &Netns, dir: &Path, peers_file: &Path) -> Weftd {
         let log = dir.join("weftd.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
-            .arg(binary("weftd"))
-            .args(["--node-name", "node-0", "--mode", "dual"])
-            .args(["--ipv6-prefix", NODE_PREFIX])
-            .args(["--ipv4-subnet", &format!("{NODE_SUBNET}/24")])
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--socket")
-            .arg(dir.join("weftd.sock"))
-            .args(["--metrics-addr", METRICS_ADDR])
-            .args(["--underlay-interface", "uplink"])
-            .args(["--ipv6-routing", "direct"])
-            .arg("--peers")
-            .arg(peers_file)
-            .args(["--resync-seconds", "3600"])
-            .args(["--vxlan-vni", &VNI.to_string()])
-            .args(["--vxlan-port", &VXLAN_PORT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let path = |p: &Path| p.display().to_string();
+        let args = [
+            ("--node-name", "node-0".to_owned()),
+            ("--mode", "dual".to_owned()),
+            ("--ipv6-prefix", NODE_PREFIX.to_owned()),
+            ("--ipv4-subnet", format!("{NODE_SUBNET}/24")),
+            ("--state-dir", path(&dir.join("state"))),
+            ("--socket", path(&dir.join("weftd.sock"))),
+            ("--metrics-addr", METRICS_ADDR.to_owned()),
+            ("--underlay-interface", "uplink".to_owned()),
+            ("--ipv6-routing", "direct".to_owned()),
+            ("--peers", path(peers_file)),
+            ("--resync-seconds", "3600".to_owned()),
+            ("--vxlan-vni", VNI.to_string()),
+            ("--vxlan-port", VXLAN_PORT.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value]);
+        let child = spawn_logged(ns.name(), &binary("weftd"), args, &log);
         Weftd { child, log }
     }
 

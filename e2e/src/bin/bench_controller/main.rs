@@ -67,12 +67,12 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, log_tail, proc_status_kib, serving_namespace, stop_requested, watch_stop_signals,
-    ControlPlane, KubeBinaries, Netns,
+    binary, log_tail, proc_status_kib, serving_namespace, spawn_logged, stop_requested,
+    watch_stop_signals, ControlPlane, KubeBinaries, Netns,
 };
 
 mod procfs;
@@ -420,16 +420,7 @@ struct Proc {
 
 impl Proc {
     fn spawn(ns: &Netns, program: &Path, args: &[String], log: &Path) -> Proc {
-        let file = std::fs::File::create(log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name()])
-            .arg(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let child = spawn_logged(ns.name(), program, args, log);
         register_process(child.id());
         Proc {
             child,
