@@ -316,6 +316,7 @@ pub async fn create(
         ..PostParams::default()
     };
     let created = ctx.claims.create(&params, &claim).await;
+    ctx.pacing.allocation_written(&node_name);
     match created {
         Ok(c) => {
             let held = Held::of(&c);

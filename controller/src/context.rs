@@ -1,10 +1,11 @@
 //! What every reconcile shares: the APIs, the stores, the claim ledger, the responses of
-//! our own writes, the Event recorder, the metrics, the nodes waiting for space, and
-//! the parsed plan.
+//! our own writes, the Event recorder, the metrics, the pacing of conditions, the nodes
+//! waiting for space, and the parsed plan.
 
 use crate::claims::Ledger;
 use crate::fresh::Fresh;
 use crate::metrics::Metrics;
+use crate::pacing::Pacing;
 use crate::reconcile::Error;
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Node;
@@ -40,6 +41,8 @@ pub struct Context {
     pub fresh_weftnodes: Fresh<WeftNode>,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Good-news conditions held back while allocations are written.
+    pub pacing: Pacing,
     pub retrigger: UnboundedSender<()>,
     waiting: Mutex<BTreeMap<String, Waiting>>,
     plan: Mutex<PlanCache>,
@@ -90,6 +93,7 @@ impl Context {
             fresh_nodes: Fresh::new(crate::trim::node),
             fresh_weftnodes: Fresh::new(crate::trim::weftnode),
             recorder,
+            pacing: Pacing::new(metrics.held_conditions.clone()),
             metrics,
             retrigger,
             waiting: Mutex::default(),

@@ -23,6 +23,7 @@ mod fresh;
 mod leader;
 mod metrics;
 mod network;
+mod pacing;
 mod reconcile;
 mod trim;
 
@@ -237,6 +238,7 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
         () = reconciler => "the Node controller",
         () = claims::run_releaser(&ctx) => "the releaser",
         () = network::run_status(&ctx) => "the status writer",
+        () = pacing::run_nudger(&ctx, touched.clone()) => "the conditions nudger",
     };
     format!("{part} stopped")
 }

@@ -8,6 +8,7 @@
 //! | `weft_controller_reconcile_errors_total` | counter | `error`: the error's variant (`reconcile::Error::label`) |
 //! | `weft_controller_leader` | gauge | 1 while this replica holds the Lease |
 //! | `weft_controller_exhausted_nodes` | gauge | Nodes waiting for space (or for a valid network) |
+//! | `weft_controller_held_conditions` | gauge | Nodes whose good-news conditions wait for allocations to pause (pacing.rs) |
 //!
 //! The range gauges are written by the leader only; a standby shows none.
 
@@ -36,6 +37,8 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// `weft_controller_exhausted_nodes`.
     pub exhausted_nodes: IntGauge,
+    /// `weft_controller_held_conditions`.
+    pub held_conditions: IntGauge,
 }
 
 impl Metrics {
@@ -86,6 +89,13 @@ impl Metrics {
                 IntGauge::new(
                     "weft_controller_exhausted_nodes",
                     "Nodes waiting for address space or for a valid network.",
+                )?,
+            )?,
+            held_conditions: register(
+                &registry,
+                IntGauge::new(
+                    "weft_controller_held_conditions",
+                    "Nodes whose Allocated=True and PodCIDRs=True conditions wait until allocations pause.",
                 )?,
             )?,
             registry,

@@ -122,7 +122,7 @@ fn named(wn: Option<&WeftNode>, family: Family) -> Option<IpNet> {
     claims::parse_cidr(text).filter(|n| family_of(*n) == family)
 }
 
-fn owned_by(wn: &WeftNode, uid: &str) -> bool {
+pub fn owned_by(wn: &WeftNode, uid: &str) -> bool {
     wn.owner_references()
         .iter()
         .any(|o| o.kind == "Node" && o.uid == uid)
@@ -252,6 +252,14 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Err
             conditions.push(condition(&previous, "Allocated", true, "Allocated", text));
             conditions.push(pod_cidrs(&ctx, &node, &cidrs, &previous).await?);
             ctx.wait(&name, None);
+            // Good news waits while other nodes' ranges are being written (pacing.rs);
+            // the nudger, or at worst this requeue, brings the node back.
+            if conditions_differ(&previous, &conditions)
+                && only_good_news(&previous, &conditions)
+                && !ctx.pacing.may_write(&name)
+            {
+                return Ok(Action::requeue(crate::pacing::MAX_DEFER));
+            }
             Ok(Action::requeue(RESYNC))
         }
         Some(e) => {
@@ -275,6 +283,17 @@ pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Err
     };
     write_conditions(&ctx, &node, &previous, conditions).await?;
     result
+}
+
+/// Whether writing `wanted` over `previous` only reports success: every wanted
+/// condition is `True` and none of them replaces a `False`.
+fn only_good_news(previous: &[Condition], wanted: &[Condition]) -> bool {
+    wanted.iter().all(|c| {
+        c.status == "True"
+            && !previous
+                .iter()
+                .any(|p| p.type_ == c.type_ && p.status == "False")
+    })
 }
 
 /// The network is missing or invalid: a node allocated earlier keeps its ranges; one
@@ -440,6 +459,7 @@ async fn apply_weftnode(
             ctx.weftnode_api.create(&params, &wn).await
         }
     };
+    ctx.pacing.allocation_written(&name);
     let written = match written {
         Ok(w) => w,
         Err(kube::Error::Api(s)) if s.code == 409 => return Err(Error::WeftNodeChanged),
@@ -480,8 +500,9 @@ async fn pod_cidrs(
         let written = ctx
             .node_api
             .patch(&node.name_any(), &params, &Patch::Merge(&patch))
-            .await
-            .map_err(Error::NodeWrite)?;
+            .await;
+        ctx.pacing.allocation_written(&node.name_any());
+        let written = written.map_err(Error::NodeWrite)?;
         ctx.fresh_nodes
             .record(&node.name_any(), Some(node), written);
         return Ok(set());
@@ -551,6 +572,7 @@ async fn write_conditions(
         .map_err(Error::WeftNodeWrite)?;
     ctx.fresh_weftnodes
         .record(&name, before.as_deref(), written);
+    ctx.pacing.forget(&name);
     if let Some((reason, message)) = warning {
         ctx.event(node, EventType::Warning, &reason, message).await;
     }

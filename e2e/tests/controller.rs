@@ -803,6 +803,70 @@ fn single_family_networks_allocate_only_their_family() {
     assert!(net["status"]["ipv4Network"].is_null(), "{net}");
 }
 
+/// During a burst of new Nodes the controller writes ranges first and holds back the
+/// `Allocated=True` / `PodCIDRs=True` conditions (controller/src/pacing.rs); once the
+/// burst is over every node gets them, and nothing stays held.
+#[test]
+fn good_news_conditions_follow_a_burst_of_allocations() {
+    let cluster = Cluster::start();
+    cluster.network(
+        json!({"ipv6Ranges": [{"range": "2001:db8:1000::/64"}], "ipv4Network": "10.0.0.0/8"}),
+    );
+    let c = cluster.controller("solo", &[], None);
+    cluster.nodes(&[("warm", None)]);
+    cluster.wait_allocated(&[&c], &["warm"], Duration::from_secs(30));
+    assert_eq!(
+        cluster.metric(&c, "weft_controller_held_conditions"),
+        Some(0.0)
+    );
+
+    let names: Vec<String> = (0..300).map(|i| format!("burst-{i:03}")).collect();
+    let batch: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+    cluster.nodes(&batch);
+    // While the burst is allocated: some nodes hold their ranges without the condition.
+    let (mut most_held, mut ranges_before_condition) = (0.0_f64, 0);
+    cluster.wait(
+        &[&c],
+        "the burst's ranges",
+        Duration::from_secs(120),
+        || {
+            most_held = most_held.max(
+                cluster
+                    .metric(&c, "weft_controller_held_conditions")
+                    .unwrap_or(0.0),
+            );
+            let wns = cluster.weftnodes();
+            let ranged = |wn: &Value| {
+                !wn["spec"]["ipv6Prefix"].is_null() && !wn["spec"]["ipv4Subnet"].is_null()
+            };
+            ranges_before_condition = ranges_before_condition.max(
+                wns.values()
+                    .filter(|wn| ranged(wn) && condition(wn, "Allocated").0.is_empty())
+                    .count(),
+            );
+            names.iter().all(|n| wns.get(n).is_some_and(ranged))
+        },
+    );
+    assert!(
+        most_held > 0.0,
+        "no condition was ever held back during the burst"
+    );
+    assert!(
+        ranges_before_condition > 0,
+        "every node had its condition as soon as its ranges"
+    );
+    // Then every node reports, and the gauge returns to 0.
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    cluster.wait_allocated(&[&c], &all, Duration::from_secs(90));
+    cluster.wait(&[&c], "no held conditions", Duration::from_secs(10), || {
+        cluster.metric(&c, "weft_controller_held_conditions") == Some(0.0)
+    });
+    let wns = cluster.weftnodes();
+    for n in &names {
+        assert_eq!(condition(&wns[n], "PodCIDRs").0, "True", "{n}: {}", wns[n]);
+    }
+}
+
 /// The Lease's holder.
 fn holder(cluster: &Cluster) -> String {
     cluster
