@@ -102,6 +102,9 @@ const WARM_UP_TIMEOUT: Duration = Duration::from_secs(120);
 /// After the last allocation, before the "after" counters are read: trailing writes
 /// (statuses) land in the counts.
 const SETTLE: Duration = Duration::from_secs(2);
+/// How long weft's `Allocated=True` conditions may follow its last allocation (the
+/// controller holds them back at most 60 s).
+const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The timed Nodes' names: `bench-00000`, ... (the warm-up Node is `warm-0`).
 const NODE_PREFIX: &str = "bench-";
 /// Progress lines on stderr.
@@ -512,6 +515,9 @@ struct Measurement {
     unique: Result<(), String>,
     /// First create -> last node allocated.
     total: Duration,
+    /// First create -> last `Allocated=True` condition, and how many were written by the
+    /// last allocation (weft only: KCM writes none).
+    reported: Option<(Duration, usize)>,
     /// First create -> last create returned, and the creating kubectls' CPU.
     created: Created,
     /// Per node: its Node's ADDED event -> allocated.
@@ -622,6 +628,18 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         .max()
         .unwrap()
         .duration_since(began);
+    // weft's conditions may follow its allocations (controller/src/pacing.rs): the
+    // window runs until the last one, so their writes count in the CPU and requests.
+    let reported = match weftnodes_watched {
+        true => Some(wait_reported(
+            &watches[1],
+            &mut controller,
+            &names,
+            began,
+            began + total,
+        )?),
+        false => None,
+    };
     std::thread::sleep(SETTLE);
     let after = counters(&site, Some(&controller), &watches)?;
     let peak_rss_kib = proc_status_kib(controller.pid(), "VmHWM");
@@ -658,6 +676,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         allocated: done.len(),
         unique,
         total,
+        reported,
         created,
         latencies,
         peak_rss_kib,
@@ -782,6 +801,45 @@ fn wait_allocated(
         // Completion times come from the watch events; this only notices the end.
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until every named WeftNode says `Allocated=True`; first create -> the last,
+/// and how many said so by `last_allocation`.
+fn wait_reported(
+    weftnodes: &Watch,
+    controller: &mut Proc,
+    names: &[String],
+    began: Instant,
+    last_allocation: Instant,
+) -> Result<(Duration, usize), String> {
+    let waited = Instant::now();
+    loop {
+        let reported = weftnodes.seen.lock().unwrap().timed_reported;
+        if reported == names.len() {
+            break;
+        }
+        stopped()?;
+        if let Some(e) = controller.exited() {
+            return Err(e);
+        }
+        if waited.elapsed() > REPORT_TIMEOUT {
+            return Err(format!(
+                "{reported} of {} WeftNodes say Allocated=True {REPORT_TIMEOUT:?} after the \
+                 last allocation\n{}",
+                names.len(),
+                controller.log_tail(30)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = weftnodes.seen.lock().unwrap();
+    let at: Vec<Instant> = names.iter().map(|n| seen.reported[n.as_str()]).collect();
+    let early = at.iter().filter(|&&t| t <= last_allocation).count();
+    let last = at.into_iter().max();
+    Ok((
+        last.map_or(Duration::ZERO, |t| t.duration_since(began)),
+        early,
+    ))
 }
 
 /// (timed Nodes seen, the fewest timed nodes any watch has complete). The waiting loop

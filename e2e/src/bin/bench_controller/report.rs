@@ -238,12 +238,19 @@ impl Measurement {
                 "",
                 2,
             ),
+            match self.reported {
+                Some((d, early)) => Cell(
+                    format!("{:.1} s ({early} by the last allocation)", d.as_secs_f64()),
+                    Some(d.as_secs_f64()),
+                ),
+                None => Cell("none written".into(), None),
+            },
         ]
     }
 }
 
-/// The rows' names; the first seven differ with `--backlog`.
-fn row_names(backlog: bool) -> [&'static str; 18] {
+/// The rows' names; some differ with `--backlog`.
+fn row_names(backlog: bool) -> [&'static str; 19] {
     let mut rows = ROWS;
     if backlog {
         rows[1] = "**time to allocate every node** (controller start -> last allocation)";
@@ -252,11 +259,12 @@ fn row_names(backlog: bool) -> [&'static str; 18] {
         rows[5] = "per node, controller start -> allocated: median";
         rows[6] = "per node, controller start -> allocated: p99";
         rows[11] = "kubectl create CPU (before the window)";
+        rows[18] = "every node's `Allocated=True` condition (controller start -> last)";
     }
     rows
 }
 
-const ROWS: [&str; 18] = [
+const ROWS: [&str; 19] = [
     "nodes allocated, ranges",
     "**time to allocate every node** (first create -> last allocation)",
     "nodes/s",
@@ -275,6 +283,7 @@ const ROWS: [&str; 18] = [
     "kube-apiserver peak RSS",
     "apiserver writes per node (besides its create, Leases apart)",
     "etcd revisions per node (besides its create)",
+    "every node's `Allocated=True` condition (first create -> last)",
 ];
 
 pub(crate) fn render(args: &Args, facts: &[String], results: &[Measurement]) -> String {
@@ -296,7 +305,8 @@ pub(crate) fn render(args: &Args, facts: &[String], results: &[Measurement]) -> 
         out,
         "- allocated: weft when its WeftNode names both ranges and the Node's podCIDRs \
          hold both; KCM when the Node's podCIDRs hold both (as the apiserver's watch \
-         delivers them); CPU and writes over first create -> last allocation + {} s\n",
+         delivers them); CPU and writes over first create -> last allocation (weft: \
+         last `Allocated=True` condition, which may follow) + {} s\n",
         SETTLE.as_secs()
     )
     .unwrap();

@@ -33,12 +33,23 @@ pub(crate) struct Seen {
     /// loop reads these instead of walking the maps.
     pub(crate) timed_added: usize,
     pub(crate) timed_done: usize,
+    /// When each node's object first said `Allocated=True` (weft's WeftNodes), and how
+    /// many timed nodes did.
+    pub(crate) reported: HashMap<String, Instant>,
+    pub(crate) timed_reported: usize,
     pub(crate) ended: Option<String>,
 }
 
 impl Seen {
-    /// An event of `name` arrived at `at`; `ranges` if the object is allocated.
-    pub(crate) fn record(&mut self, name: &str, at: Instant, ranges: Option<Vec<String>>) {
+    /// An event of `name` arrived at `at`; `ranges` if the object is allocated,
+    /// `reported` if it says so in an `Allocated=True` condition.
+    pub(crate) fn record(
+        &mut self,
+        name: &str,
+        at: Instant,
+        ranges: Option<Vec<String>>,
+        reported: bool,
+    ) {
         let timed = usize::from(name.starts_with(NODE_PREFIX));
         if !self.added.contains_key(name) {
             self.added.insert(name.to_owned(), at);
@@ -47,6 +58,10 @@ impl Seen {
         if let (false, Some(ranges)) = (self.done.contains_key(name), ranges) {
             self.done.insert(name.to_owned(), (at, ranges));
             self.timed_done += timed;
+        }
+        if reported && !self.reported.contains_key(name) {
+            self.reported.insert(name.to_owned(), at);
+            self.timed_reported += timed;
         }
     }
 }
@@ -171,7 +186,10 @@ fn read_stream(
             continue;
         }
         if let Some(name) = object["metadata"]["name"].as_str() {
-            seen.lock().unwrap().record(name, at, complete(object));
+            let reported = condition_true(object, "Allocated");
+            seen.lock()
+                .unwrap()
+                .record(name, at, complete(object), reported);
         }
     }
     Ok(())
@@ -221,4 +239,12 @@ pub(crate) fn weftnode_complete(wn: &Value) -> Option<Vec<String>> {
         spec["ipv6Prefix"].as_str()?.to_owned(),
         spec["ipv4Subnet"].as_str()?.to_owned(),
     ])
+}
+
+/// Whether the object's `status.conditions` hold `type_` with status `True`.
+fn condition_true(object: &Value, type_: &str) -> bool {
+    object["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == type_ && c["status"] == "True")
+    })
 }
