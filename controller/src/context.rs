@@ -1,7 +1,8 @@
-//! What every reconcile shares: the APIs, the stores, the claim ledger, the responses of
-//! our own writes, the Event recorder, the metrics, the pacing of conditions, the nodes
-//! waiting for space, and the parsed plan.
+//! What every reconcile shares: the APIs, the stores, the claim ledger and block writer,
+//! the responses of our own writes, the Event recorder, the metrics, the pacing of
+//! conditions, the nodes waiting for space, and the parsed plan.
 
+use crate::blocks::BlockWriter;
 use crate::claims::Ledger;
 use crate::fresh::Fresh;
 use crate::metrics::Metrics;
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tracing::warn;
-use weft_api::{Plan, WeftClaim, WeftNetwork, WeftNode};
+use weft_api::{Plan, WeftClaim, WeftClaimBlock, WeftNetwork, WeftNode};
 
 /// Why a node waits: a condition reason and its message.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +30,17 @@ pub struct Waiting {
 pub struct Context {
     pub node_api: Api<Node>,
     pub weftnode_api: Api<WeftNode>,
+    /// `WeftClaim`s of earlier versions, released and deleted, no longer created.
     pub claims: Api<WeftClaim>,
+    pub block_api: Api<WeftClaimBlock>,
     pub network_api: Api<WeftNetwork>,
     pub nodes: Store<Node>,
     pub weftnodes: Store<WeftNode>,
     pub network: Store<WeftNetwork>,
     pub network_name: String,
     pub ledger: Ledger,
+    /// The one writer of claim blocks.
+    pub block_writer: BlockWriter,
     /// Responses of our own writes, fresher than the stores for a moment.
     pub fresh_nodes: Fresh<Node>,
     pub fresh_weftnodes: Fresh<WeftNode>,
@@ -84,12 +89,14 @@ impl Context {
             node_api: Api::all(client.clone()),
             weftnode_api: Api::all(client.clone()),
             claims: Api::all(client.clone()),
+            block_api: Api::all(client.clone()),
             network_api: Api::all(client),
             nodes,
             weftnodes,
             network,
             network_name: network_name.to_owned(),
             ledger: Ledger::default(),
+            block_writer: BlockWriter::default(),
             fresh_nodes: Fresh::new(crate::trim::node),
             fresh_weftnodes: Fresh::new(crate::trim::weftnode),
             recorder,

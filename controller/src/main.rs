@@ -16,11 +16,13 @@
 #![forbid(unsafe_code)]
 
 mod allocator;
+mod blocks;
 mod claims;
 mod context;
 mod flags;
 mod fresh;
 mod leader;
+mod ledger;
 mod metrics;
 mod network;
 mod pacing;
@@ -234,7 +236,8 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     let part = tokio::select! {
         () = weftnode_watch => "the WeftNode watch",
         () = network_watch => "the WeftNetwork watch",
-        () = claims::watch_claims(Api::all(client.clone()), &ctx.ledger, &touched) => "the WeftClaim watch",
+        () = claims::watch_claims(Api::all(client.clone()), Api::all(client.clone()), &ctx.ledger, &touched) => "the claim watches",
+        () = blocks::run_writer(&ctx) => "the claim block writer",
         () = reconciler => "the Node controller",
         () = claims::run_releaser(&ctx) => "the releaser",
         () = network::run_status(&ctx) => "the status writer",

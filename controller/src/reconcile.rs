@@ -10,8 +10,9 @@
 //! something differs, so a resync of an allocated node costs no apiserver call.
 
 use crate::allocator::Exhausted;
-use crate::claims::{self, Held, Outcome};
+use crate::claims::{self, Outcome};
 use crate::context::{Context, Waiting};
+use crate::ledger::{self, Held};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
@@ -46,8 +47,8 @@ pub enum Error {
     RangeExhausted(String),
     #[error("{0} candidates in a row were held by others")]
     Contention(usize),
-    #[error("writing a WeftClaim: {0}")]
-    ClaimWrite(#[source] kube::Error),
+    #[error("writing a claim: {0}")]
+    ClaimWrite(#[source] Arc<kube::Error>),
     #[error("writing the WeftNode: {0}")]
     WeftNodeWrite(#[source] kube::Error),
     #[error("the WeftNode changed since it was read; retrying with what it says now")]
@@ -119,7 +120,7 @@ fn named(wn: Option<&WeftNode>, family: Family) -> Option<IpNet> {
         Family::Ipv6 => spec.ipv6_prefix.as_deref(),
         Family::Ipv4 => spec.ipv4_subnet.as_deref(),
     }?;
-    claims::parse_cidr(text).filter(|n| family_of(*n) == family)
+    ledger::parse_cidr(text).filter(|n| family_of(*n) == family)
 }
 
 pub fn owned_by(wn: &WeftNode, uid: &str) -> bool {
@@ -507,7 +508,7 @@ async fn pod_cidrs(
             .record(&node.name_any(), Some(node), written);
         return Ok(set());
     }
-    let parsed: Vec<Option<IpNet>> = current.iter().map(|c| claims::parse_cidr(c)).collect();
+    let parsed: Vec<Option<IpNet>> = current.iter().map(|c| ledger::parse_cidr(c)).collect();
     let wanted: Vec<Option<IpNet>> = cidrs.iter().copied().map(Some).collect();
     if parsed == wanted {
         return Ok(set());

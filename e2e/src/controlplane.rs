@@ -239,6 +239,7 @@ impl ControlPlane {
             "crd/weftnetworks.weft.dev",
             "crd/weftnodes.weft.dev",
             "crd/weftclaims.weft.dev",
+            "crd/weftclaimblocks.weft.dev",
         ]);
     }
 

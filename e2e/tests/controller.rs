@@ -213,13 +213,25 @@ impl Drop for Controller {
     }
 }
 
+/// Every claim's spec: the entries of the claim blocks, and the `WeftClaim`s of
+/// earlier versions.
+fn claims(cluster: &Cluster) -> Vec<Value> {
+    let blocks = cluster.items("weftclaimblocks");
+    let entries = blocks
+        .iter()
+        .flat_map(|b| b["spec"]["claims"].as_array().cloned().unwrap_or_default());
+    let objects = cluster.items("weftclaims");
+    entries
+        .chain(objects.iter().map(|c| c["spec"].clone()))
+        .collect()
+}
+
 /// The live (not released) claims: (cidr, node).
 fn live_claims(cluster: &Cluster) -> Vec<(String, String)> {
-    cluster
-        .items("weftclaims")
+    claims(cluster)
         .iter()
-        .filter(|c| c["spec"]["releasedAt"].is_null())
-        .map(|c| (text(&c["spec"]["cidr"]), text(&c["spec"]["nodeName"])))
+        .filter(|c| c["releasedAt"].is_null())
+        .map(|c| (text(&c["cidr"]), text(&c["nodeName"])))
         .collect()
 }
 
@@ -281,7 +293,9 @@ fn rbac(user: &str) -> Value {
             rule(&["weft.dev"], &["weftnetworks/status"], &["patch"]),
             rule(&["weft.dev"], &["weftnodes"], &["get", "list", "watch", "create", "patch", "delete"]),
             rule(&["weft.dev"], &["weftnodes/status"], &["patch"]),
-            rule(&["weft.dev"], &["weftclaims"], &["get", "list", "watch", "create", "patch", "delete"]),
+            rule(&["weft.dev"], &["weftclaimblocks"], &["get", "list", "watch", "create", "update", "delete"]),
+            // Claims of earlier versions: released and deleted, no longer created.
+            rule(&["weft.dev"], &["weftclaims"], &["get", "list", "watch", "patch", "delete"]),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
          ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -404,18 +418,17 @@ fn nodes_get_prefixes_by_zone_subnets_and_pod_cidrs() {
         },
     );
 
-    // The claims are labelled with their node and named after their range.
-    let claims =
-        cluster
-            .cp
-            .kubectl_ok(&["get", "weftclaims", "-l", "weft.dev/node=b1", "-o", "name"]);
-    let mut claims: Vec<&str> = claims.lines().collect();
-    claims.sort();
-    assert_eq!(claims.len(), 2, "{claims:?}");
-    assert!(
-        claims.contains(&"weftclaim.weft.dev/ipv6-2001-db8-2000-0-1-0-0-0-80"),
-        "{claims:?}"
-    );
+    // The claims are entries of the blocks named after their ranges' blocks.
+    let block = cluster.get(&["weftclaimblocks", "ipv6-2001-db8-2000-0-0-0-0-0-74-80"]);
+    assert_eq!(block["spec"]["cidr"], "2001:db8:2000::/74");
+    let b1: Vec<String> = block["spec"]["claims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["nodeName"] == "b1")
+        .map(|c| text(&c["cidr"]))
+        .collect();
+    assert_eq!(b1, ["2001:db8:2000:0:1::/80"], "{block}");
 
     // kubectl shows the allocations at a glance.
     let table = cluster.cp.kubectl_ok(&["get", "weftnodes"]);
@@ -703,12 +716,9 @@ fn a_deleted_nodes_ranges_return_only_after_the_cooldown() {
         "n1's claims released",
         Duration::from_secs(10),
         || {
-            let claims = cluster.items("weftclaims");
-            let n1: Vec<&Value> = claims
-                .iter()
-                .filter(|c| c["spec"]["nodeName"] == "n1")
-                .collect();
-            n1.len() == 2 && n1.iter().all(|c| !c["spec"]["releasedAt"].is_null())
+            let claims = claims(&cluster);
+            let n1: Vec<&Value> = claims.iter().filter(|c| c["nodeName"] == "n1").collect();
+            n1.len() == 2 && n1.iter().all(|c| !c["releasedAt"].is_null())
         },
     );
     cluster.wait(
@@ -733,12 +743,7 @@ fn a_deleted_nodes_ranges_return_only_after_the_cooldown() {
         &[&c],
         "n1's claims deleted",
         Duration::from_secs(cooldown + 10),
-        || {
-            !cluster
-                .items("weftclaims")
-                .iter()
-                .any(|c| c["spec"]["nodeName"] == "n1")
-        },
+        || !claims(&cluster).iter().any(|c| c["nodeName"] == "n1"),
     );
     let freed = deleted.elapsed();
     assert!(
@@ -776,6 +781,67 @@ fn a_deleted_nodes_ranges_return_only_after_the_cooldown() {
     );
     let again = check_unique(&cluster, &["n2", "n3", "n4"].map(String::from));
     assert_ne!(again["n2"].0, n2_v6);
+}
+
+/// An upgrade from the version that wrote one `WeftClaim` per range: those claims still
+/// hold their ranges for their nodes, new claims go into blocks, and a gone node's old
+/// claims are released and deleted after the cooldown like any other.
+#[test]
+fn claims_written_before_blocks_are_kept_and_released() {
+    let cluster = Cluster::start();
+    let cooldown = 5;
+    cluster.network(json!({
+        "ipv6Ranges": [{"range": "2001:db8:1000::/64"}],
+        "releaseCooldownSeconds": cooldown,
+    }));
+    cluster.nodes(&[("o1", None), ("o2", None)]);
+    let o1_uid = text(&cluster.get(&["node", "o1"])["metadata"]["uid"]);
+    let old_claim = |name: &str, cidr: &str| {
+        json!({
+            "apiVersion": "weft.dev/v1alpha1", "kind": "WeftClaim",
+            "metadata": {"name": name, "labels": {"weft.dev/node": "o1"}},
+            "spec": {"cidr": cidr, "from": "", "nodeName": "o1", "nodeUID": o1_uid},
+        })
+    };
+    cluster.create(json!({"apiVersion": "v1", "kind": "List", "items": [
+        old_claim("ipv6-2001-db8-1000-0-0-0-0-0-80", "2001:db8:1000::/80"),
+        old_claim("ipv4-10-255-0-0-24", "10.255.0.0/24"),
+    ]}));
+    let c = cluster.controller("solo", &[], None);
+    cluster.wait_allocated(&[&c], &["o1", "o2"], Duration::from_secs(30));
+    let ranges = check_unique(&cluster, &["o1", "o2"].map(String::from));
+    assert_eq!(
+        ranges["o1"],
+        ("2001:db8:1000::/80".into(), "10.255.0.0/24".into())
+    );
+    assert_eq!(
+        ranges["o2"],
+        ("2001:db8:1000:0:1::/80".into(), "10.255.1.0/24".into())
+    );
+    assert_eq!(cluster.items("weftclaimblocks").len(), 2);
+
+    cluster.cp.kubectl_ok(&["delete", "node", "o1"]);
+    cluster.wait(
+        &[&c],
+        "o1's old claims released",
+        Duration::from_secs(10),
+        || {
+            let old = cluster.items("weftclaims");
+            old.len() == 2 && old.iter().all(|c| !c["spec"]["releasedAt"].is_null())
+        },
+    );
+    cluster.wait(
+        &[&c],
+        "o1's old claims deleted",
+        Duration::from_secs(cooldown + 10),
+        || cluster.items("weftclaims").is_empty(),
+    );
+    // Its ranges are free again, and the next node's claims go into blocks.
+    cluster.nodes(&[("o3", None)]);
+    cluster.wait_allocated(&[&c], &["o3"], Duration::from_secs(10));
+    let o3 = check_unique(&cluster, &["o2", "o3"].map(String::from))["o3"].clone();
+    assert_eq!(o3, ("2001:db8:1000::/80".into(), "10.255.0.0/24".into()));
+    assert!(cluster.items("weftclaims").is_empty());
 }
 
 #[test]

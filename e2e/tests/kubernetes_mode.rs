@@ -159,8 +159,8 @@ fn a_deleted_node_is_dropped_by_its_peers_and_its_prefix_returns_after_the_coold
     assert_eq!(allocated["spec"]["ipv6Prefix"], "2001:db8:1000:3:1::/80");
     assert_ne!(allocated["spec"]["ipv4Subnet"], subnet3.as_str());
     // The claim goes after the cooldown, not before; then the prefix is given again.
-    let claim = "ipv6-2001-db8-1000-3-0-0-0-0-80";
-    let claims = || kubectl(&topology, &["get", "weftclaims", "-o", "name"]);
+    let claim = "\"cidr\":\"2001:db8:1000:3::/80\"";
+    let claims = || kubectl(&topology, &["get", "weftclaimblocks", "-o", "json"]).replace(' ', "");
     assert!(claims().contains(claim), "{}", claims());
     wait_until(
         "the released claim to go",

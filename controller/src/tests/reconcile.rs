@@ -3,11 +3,13 @@ use super::*;
 fn held(cidr: &str) -> Held {
     Held {
         name: cidr.into(),
-        uid: String::new(),
         cidr: cidr.parse().unwrap(),
         node_name: "a".into(),
         node_uid: "u".into(),
         released_at: None,
+        stored: crate::ledger::Stored::Block {
+            name: String::new(),
+        },
     }
 }
 

@@ -143,3 +143,22 @@ fn bad_specs_name_every_field_and_value() {
         .contains("no range is given"));
     assert!(spec(serde_json::json!({"mode": "ipv4"})).plan().is_ok());
 }
+
+#[test]
+fn every_range_belongs_to_one_named_block() {
+    let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+    let (block, name) = block_of(net("2001:db8:0:0:3f::/80"));
+    assert_eq!(block, net("2001:db8::/74"));
+    assert_eq!(name, "ipv6-2001-db8-0-0-0-0-0-0-74-80");
+    // The 65th range starts the next block.
+    assert_eq!(
+        block_of(net("2001:db8:0:0:40::/80")).0,
+        net("2001:db8:0:0:40::/74")
+    );
+    assert_eq!(
+        block_of(net("10.255.77.0/24")),
+        (net("10.255.64.0/18"), "ipv4-10-255-64-0-18-24".into())
+    );
+    // Short ranges: the block is as short as a prefix can be.
+    assert_eq!(block_of(net("10.0.0.0/4")).0, net("0.0.0.0/0"));
+}

@@ -74,7 +74,12 @@ fn show_kubernetes(topology: &Topology) {
     for args in [
         &["get", "weftnetworks"][..],
         &["get", "weftnodes", "-o", "wide"],
-        &["get", "weftclaims"],
+        &[
+            "get",
+            "weftclaimblocks",
+            "-o",
+            "custom-columns=BLOCK:.metadata.name,RANGES:.spec.claims[*].cidr,NODES:.spec.claims[*].nodeName",
+        ],
         &[
             "get",
             "nodes",

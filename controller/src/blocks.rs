@@ -1,0 +1,411 @@
+//! The one writer of `WeftClaimBlock`s. Reconciles and the releaser hand it changes
+//! ([`Change`]) and wait for the answer; it takes everything queued at once, groups it
+//! by block, and writes each block once: a burst of joining nodes costs the apiserver a
+//! write per block touched, not one per range.
+//!
+//! Every write carries the `resourceVersion` the block was read at (creates: the name),
+//! so the apiserver, not this process's cache, decides: on a conflict the block is read
+//! again and the changes are applied to what it says now; a range found held by another
+//! node is answered [`Answer::Taken`] and the reconcile tries its next candidate.
+
+use crate::context::Context;
+use crate::ledger::{parse_cidr, Held};
+use crate::reconcile::MANAGER;
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::ResourceExt;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tracing::{debug, info};
+use weft_api::{block_of, WeftClaimBlock, WeftClaimBlockSpec, WeftClaimSpec};
+
+/// Requests taken into one round at most.
+const MAX_BATCH: usize = 512;
+/// Conflicts in a row before a round gives up (the callers retry).
+const MAX_ATTEMPTS: usize = 8;
+
+/// A change to one range's claim.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Claim `net` for the node (the caller has reserved it in the ledger).
+    Claim {
+        net: IpNet,
+        from: String,
+        node_name: String,
+        node_uid: String,
+    },
+    /// The node's claim of `net` is released now; it is forgotten a cooldown later.
+    Release { net: IpNet, node_uid: String },
+    /// Drop the claim of `net` released at `released_at` (its cooldown is over).
+    Forget { net: IpNet, released_at: Timestamp },
+}
+
+impl Change {
+    fn net(&self) -> IpNet {
+        match self {
+            Change::Claim { net, .. }
+            | Change::Release { net, .. }
+            | Change::Forget { net, .. } => *net,
+        }
+    }
+}
+
+/// What became of a change.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// The claim is the node's: just written, or an earlier write adopted.
+    Mine(Held),
+    /// Another node (or another incarnation) holds the range.
+    Taken,
+    /// A release or forget is done (or had nothing left to do).
+    Done,
+}
+
+pub type Reply = Result<Answer, Arc<kube::Error>>;
+
+struct Request {
+    change: Change,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The writer's inbox, kept in the context.
+#[derive(Debug)]
+pub struct BlockWriter {
+    tx: mpsc::UnboundedSender<Request>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.change.fmt(f)
+    }
+}
+
+impl Default for BlockWriter {
+    fn default() -> BlockWriter {
+        let (tx, rx) = mpsc::unbounded();
+        BlockWriter {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+}
+
+impl BlockWriter {
+    /// Hands `change` to the writer and waits for its answer.
+    pub async fn submit(&self, change: Change) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        // A writer that is gone ends the process (main's select), so this only waits.
+        if self.tx.unbounded_send(Request { change, reply }).is_err() {
+            return std::future::pending().await;
+        }
+        match answer.await {
+            Ok(reply) => reply,
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// Writes blocks for ever, while this replica leads.
+pub async fn run_writer(ctx: &Context) {
+    let Some(mut inbox) = ctx
+        .block_writer
+        .rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    else {
+        return;
+    };
+    // The last version of each block this writer read or wrote: its next write's base.
+    let mut latest: HashMap<String, WeftClaimBlock> = HashMap::new();
+    while let Some(first) = inbox.next().await {
+        let mut round = vec![first];
+        while round.len() < MAX_BATCH {
+            match inbox.try_recv() {
+                Ok(r) => round.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut by_block: BTreeMap<String, (IpNet, Vec<Request>)> = BTreeMap::new();
+        for r in round {
+            let (block, name) = block_of(r.change.net());
+            by_block
+                .entry(name)
+                .or_insert((block, Vec::new()))
+                .1
+                .push(r);
+        }
+        let writes = by_block.into_iter().map(|(name, (block, requests))| {
+            let base = latest.remove(&name);
+            async move {
+                let written = write_block(ctx, &name, block, base, requests).await;
+                (name, written)
+            }
+        });
+        for (name, written) in futures::future::join_all(writes).await {
+            if let Some(b) = written {
+                latest.insert(name, b);
+            }
+        }
+    }
+}
+
+/// Applies the requests to one block, writing it once (more on conflicts), answers them,
+/// and returns the block as written, for the next round's base.
+async fn write_block(
+    ctx: &Context,
+    name: &str,
+    block: IpNet,
+    base: Option<WeftClaimBlock>,
+    requests: Vec<Request>,
+) -> Option<WeftClaimBlock> {
+    let mut current = match base {
+        Some(b) => Some(b),
+        None => match ctx.block_api.get_opt(name).await {
+            Ok(b) => b,
+            Err(e) => return fail(ctx, requests, e),
+        },
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let before = current
+            .as_ref()
+            .map(|b| b.spec.claims.clone())
+            .unwrap_or_default();
+        let mut entries = before.clone();
+        let verdicts: Vec<Verdict> = requests
+            .iter()
+            .map(|r| apply(&mut entries, &r.change))
+            .collect();
+        let written = if entries == before {
+            Ok(current
+                .clone()
+                .map(Written::Kept)
+                .unwrap_or(Written::Absent))
+        } else {
+            write(ctx, name, block, current.as_ref(), entries).await
+        };
+        match written {
+            Ok(w) => {
+                let kept = w.block().cloned();
+                if let Some(b) = &kept {
+                    for node in ctx.ledger.apply_block(b, w.deleted()) {
+                        ctx.pacing.allocation_written(&node);
+                    }
+                }
+                answer(ctx, name, requests, &verdicts, kept.as_ref(), w.deleted());
+                return kept.filter(|_| !w.deleted());
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                debug!(block = %name, reason = %s.reason, "block changed since read: reading again");
+                current = match ctx.block_api.get_opt(name).await {
+                    Ok(b) => b,
+                    Err(e) => return fail(ctx, requests, e),
+                };
+            }
+            Err(e) => return fail(ctx, requests, e),
+        }
+    }
+    let message = format!("{MAX_ATTEMPTS} conflicting writes of WeftClaimBlock {name} in a row");
+    let e = kube::Error::Api(
+        kube::core::Status::failure(&message, "Conflict")
+            .with_code(409)
+            .boxed(),
+    );
+    fail(ctx, requests, e)
+}
+
+/// The result of one write.
+enum Written {
+    /// Created or replaced: the block now.
+    Kept(WeftClaimBlock),
+    /// The last claim went: the block, as deleted.
+    Deleted(WeftClaimBlock),
+    /// Nothing to write, and no block.
+    Absent,
+}
+
+impl Written {
+    fn block(&self) -> Option<&WeftClaimBlock> {
+        match self {
+            Written::Kept(b) | Written::Deleted(b) => Some(b),
+            Written::Absent => None,
+        }
+    }
+    fn deleted(&self) -> bool {
+        matches!(self, Written::Deleted(_) | Written::Absent)
+    }
+}
+
+/// One create, replace or delete of the block, guarded by what it was read as.
+async fn write(
+    ctx: &Context,
+    name: &str,
+    block: IpNet,
+    current: Option<&WeftClaimBlock>,
+    entries: Vec<WeftClaimSpec>,
+) -> Result<Written, kube::Error> {
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..PostParams::default()
+    };
+    match current {
+        Some(b) if entries.is_empty() => {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: b.uid(),
+                    resource_version: b.resource_version(),
+                }),
+                ..DeleteParams::default()
+            };
+            ctx.block_api.delete(name, &params).await?;
+            info!(block = %name, "last claim gone: block deleted");
+            Ok(Written::Deleted(b.clone()))
+        }
+        Some(b) => {
+            let mut next = b.clone();
+            next.spec.claims = entries;
+            next.metadata.managed_fields = None;
+            ctx.block_api
+                .replace(name, &params, &next)
+                .await
+                .map(Written::Kept)
+        }
+        None => {
+            let next = WeftClaimBlock::new(
+                name,
+                WeftClaimBlockSpec {
+                    cidr: block.to_string(),
+                    range_length: entries
+                        .first()
+                        .and_then(|e| parse_cidr(&e.cidr))
+                        .map_or(0, |c| c.prefix_len()),
+                    claims: entries,
+                },
+            );
+            ctx.block_api
+                .create(&params, &next)
+                .await
+                .map(Written::Kept)
+        }
+    }
+}
+
+/// The entry of `net`, in whatever text form it was written.
+fn position(entries: &[WeftClaimSpec], net: IpNet) -> Option<usize> {
+    entries
+        .iter()
+        .position(|e| parse_cidr(&e.cidr) == Some(net))
+}
+
+/// What one change found in the block's entries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    /// The claim is the node's (added now, or there already).
+    Ours,
+    Taken,
+    Done,
+}
+
+/// Applies one change to a block's entries.
+fn apply(entries: &mut Vec<WeftClaimSpec>, change: &Change) -> Verdict {
+    match change {
+        Change::Claim {
+            net,
+            from,
+            node_name,
+            node_uid,
+        } => match position(entries, *net) {
+            Some(i) => {
+                let e = &entries[i];
+                if e.node_name == *node_name && e.node_uid == *node_uid && e.released_at.is_none() {
+                    Verdict::Ours
+                } else {
+                    Verdict::Taken
+                }
+            }
+            None => {
+                entries.push(WeftClaimSpec {
+                    cidr: net.to_string(),
+                    from: from.clone(),
+                    node_name: node_name.clone(),
+                    node_uid: node_uid.clone(),
+                    released_at: None,
+                });
+                Verdict::Ours
+            }
+        },
+        Change::Release { net, node_uid } => {
+            if let Some(i) = position(entries, *net) {
+                let e = &mut entries[i];
+                if e.node_uid == *node_uid && e.released_at.is_none() {
+                    e.released_at = Some(Time(Timestamp::now()));
+                }
+            }
+            Verdict::Done
+        }
+        Change::Forget { net, released_at } => {
+            if let Some(i) = position(entries, *net) {
+                if entries[i].released_at.as_ref().map(|t| t.0) == Some(*released_at) {
+                    entries.remove(i);
+                }
+            }
+            Verdict::Done
+        }
+    }
+}
+
+/// Answers every request of a round that reached the apiserver (or needed not to).
+fn answer(
+    ctx: &Context,
+    name: &str,
+    requests: Vec<Request>,
+    verdicts: &[Verdict],
+    block: Option<&WeftClaimBlock>,
+    deleted: bool,
+) {
+    let held = match block {
+        Some(b) if !deleted => Held::of_block(b),
+        _ => Vec::new(),
+    };
+    for (request, verdict) in requests.into_iter().zip(verdicts) {
+        let answer = match (&request.change, verdict) {
+            (Change::Claim { net, .. }, verdict) => {
+                ctx.ledger.settle(*net, true);
+                match held.iter().find(|h| h.cidr == *net) {
+                    Some(h) if *verdict == Verdict::Ours => Answer::Mine(h.clone()),
+                    _ => Answer::Taken,
+                }
+            }
+            (Change::Forget { net, .. }, _) => {
+                if !held.iter().any(|h| h.cidr == *net) {
+                    info!(block = %name, cidr = %net, "cooldown over, range free");
+                }
+                Answer::Done
+            }
+            (Change::Release { .. }, _) => Answer::Done,
+        };
+        let _ = request.reply.send(Ok(answer));
+    }
+}
+
+/// A write that did not reach a verdict: every request fails (the claims' reservations
+/// are dropped; the watch shows what the apiserver has, should the write have happened).
+fn fail(ctx: &Context, requests: Vec<Request>, e: kube::Error) -> Option<WeftClaimBlock> {
+    let e = Arc::new(e);
+    for r in requests {
+        if let Change::Claim { net, .. } = r.change {
+            ctx.ledger.settle(net, false);
+        }
+        let _ = r.reply.send(Err(e.clone()));
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "tests/blocks.rs"]
+mod tests;

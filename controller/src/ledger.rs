@@ -1,0 +1,406 @@
+//! The [`Ledger`]: every claim seen (the watches of `WeftClaimBlock`s and of the older
+//! one-per-range `WeftClaim`s, plus this process's own writes), indexed by node, and the
+//! allocator's pool, behind one lock so a candidate is chosen and marked in one step.
+
+use crate::allocator::{Exhausted, Pool};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::watch;
+use tracing::warn;
+use weft_api::{
+    block_of, claim_name, Plan, RangeUsage, WeftClaim, WeftClaimBlock, WeftClaimSpec, BLOCK_BITS,
+};
+
+/// Where a claim is written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// An entry of this `WeftClaimBlock`.
+    Block { name: String },
+    /// A `WeftClaim` of its own, with this UID (written before blocks; still honoured
+    /// and released, no longer created).
+    Object { uid: String },
+}
+
+/// What the controller needs of a claim.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    /// The range's canonical claim name (`weft_api::claim_name`): the ledger's key.
+    pub name: String,
+    pub cidr: IpNet,
+    pub node_name: String,
+    pub node_uid: String,
+    pub released_at: Option<Timestamp>,
+    pub stored: Stored,
+}
+
+impl Held {
+    fn new(cidr: IpNet, spec: &WeftClaimSpec, stored: Stored) -> Held {
+        Held {
+            name: claim_name(cidr),
+            cidr,
+            node_name: spec.node_name.clone(),
+            node_uid: spec.node_uid.clone(),
+            released_at: spec.released_at.as_ref().map(|t| t.0),
+            stored,
+        }
+    }
+
+    /// None for a claim whose name is not its CIDR's canonical name: such an object
+    /// (made by hand) proves nothing about uniqueness, so it is ignored.
+    pub fn of(claim: &WeftClaim) -> Option<Held> {
+        let cidr = parse_cidr(&claim.spec.cidr)?;
+        let name = claim.name_any();
+        if name != claim_name(cidr) {
+            warn!(claim = %name, cidr = %claim.spec.cidr, "ignoring a claim not named after its CIDR");
+            return None;
+        }
+        let uid = claim.uid().unwrap_or_default();
+        Some(Held::new(cidr, &claim.spec, Stored::Object { uid }))
+    }
+
+    /// The block's entries, each once. A block not named after its CIDR, or an entry
+    /// outside it or of another length, is ignored (only the canonical object of a
+    /// range's block proves the range unique).
+    pub fn of_block(block: &WeftClaimBlock) -> Vec<Held> {
+        let name = block.name_any();
+        let len = block.spec.range_length;
+        let canonical = parse_cidr(&block.spec.cidr).is_some_and(|b| {
+            b.prefix_len() == len.saturating_sub(BLOCK_BITS)
+                && format!("{}-{len}", claim_name(b)) == name
+        });
+        if !canonical {
+            warn!(block = %name, cidr = %block.spec.cidr, "ignoring a claim block not named after its CIDR");
+            return Vec::new();
+        }
+        let mut seen = HashSet::new();
+        block
+            .spec
+            .claims
+            .iter()
+            .filter_map(|entry| {
+                let cidr = parse_cidr(&entry.cidr)
+                    .filter(|c| c.prefix_len() == len && block_of(*c).1 == name)?;
+                seen.insert(cidr)
+                    .then(|| Held::new(cidr, entry, Stored::Block { name: name.clone() }))
+            })
+            .collect()
+    }
+
+    /// Held by this incarnation of the node and not released.
+    pub fn live_for(&self, node: &str, uid: &str) -> bool {
+        self.node_name == node && self.node_uid == uid && self.released_at.is_none()
+    }
+}
+
+/// Any text form of either family.
+pub fn parse_cidr(text: &str) -> Option<IpNet> {
+    weft_wire::parse_ipv6_prefix("cidr", text, 0..=128)
+        .map(IpNet::V6)
+        .or_else(|_| weft_wire::parse_ipv4_subnet("cidr", text, 0..=32).map(IpNet::V4))
+        .ok()
+}
+
+/// The block's resourceVersion as a number, to drop a watch event older than a write
+/// this process already applied (the apiserver's versions are etcd revisions).
+fn version(block: &WeftClaimBlock) -> Option<u64> {
+    block.resource_version()?.parse().ok()
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    pool: Pool,
+    claims: HashMap<String, Held>,
+    by_node: HashMap<String, BTreeSet<String>>,
+    /// Per block: its version and the claim names it holds.
+    blocks: HashMap<String, (Option<u64>, Vec<String>)>,
+    /// Relists in progress: the objects listed so far.
+    relist_objects: Option<Vec<Held>>,
+    relist_blocks: Option<Vec<WeftClaimBlock>>,
+    objects_listed: bool,
+    blocks_listed: bool,
+}
+
+impl Index {
+    fn insert(&mut self, held: Held) {
+        self.pool.mark(held.cidr);
+        self.by_node
+            .entry(held.node_name.clone())
+            .or_default()
+            .insert(held.name.clone());
+        if let Some(old) = self.claims.insert(held.name.clone(), held) {
+            self.unlink(&old);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(old) = self.claims.remove(name) {
+            self.pool.unmark(old.cidr);
+            self.unlink(&old);
+        }
+    }
+
+    /// Drops `old` from the node index unless the current entry of its name is still there.
+    fn unlink(&mut self, old: &Held) {
+        if self
+            .claims
+            .get(&old.name)
+            .is_some_and(|h| h.node_name == old.node_name)
+        {
+            return;
+        }
+        if let Some(names) = self.by_node.get_mut(&old.node_name) {
+            names.remove(&old.name);
+            if names.is_empty() {
+                self.by_node.remove(&old.node_name);
+            }
+        }
+    }
+
+    /// Replaces what the ledger knows of one block (`deleted`: that it is gone), unless
+    /// `block` is older than what it has. Returns the nodes whose claims changed.
+    fn apply_block(&mut self, block: &WeftClaimBlock, deleted: bool) -> Vec<String> {
+        let name = block.name_any();
+        let new_version = version(block);
+        if let (Some((Some(have), _)), Some(new)) = (self.blocks.get(&name), new_version) {
+            if new < *have || (new == *have && !deleted) {
+                return Vec::new();
+            }
+        }
+        let held = if deleted {
+            Vec::new()
+        } else {
+            Held::of_block(block)
+        };
+        // A deleted block leaves its version behind, so a late event cannot revive it.
+        let names = held.iter().map(|h| h.name.clone()).collect();
+        let old = self.blocks.insert(name.clone(), (new_version, names));
+        let mut touched = Vec::new();
+        for old_name in old.map(|(_, names)| names).unwrap_or_default() {
+            let Some(was) = self.claims.get(&old_name).cloned() else {
+                continue;
+            };
+            if was.stored == (Stored::Block { name: name.clone() })
+                && !held.iter().any(|h| h.name == old_name)
+            {
+                self.remove(&old_name);
+                touched.push(was.node_name);
+            }
+        }
+        for h in held {
+            if self.claims.get(&h.name) != Some(&h) {
+                touched.push(h.node_name.clone());
+                self.insert(h);
+            }
+        }
+        touched
+    }
+
+    /// A relist of one kind is complete: its claims are exactly `listed`.
+    fn replace(&mut self, of_kind: impl Fn(&Stored) -> bool, listed: Vec<Held>) {
+        self.claims.retain(|_, h| !of_kind(&h.stored));
+        let kept: Vec<Held> = self.claims.drain().map(|(_, h)| h).collect();
+        self.by_node.clear();
+        self.pool
+            .replace(kept.iter().chain(&listed).map(|h| h.cidr));
+        for h in kept.into_iter().chain(listed) {
+            self.insert(h);
+        }
+    }
+}
+
+/// The claims seen and the allocator's pool. See the module documentation.
+#[derive(Debug)]
+pub struct Ledger {
+    index: Mutex<Index>,
+    ready: watch::Sender<bool>,
+}
+
+impl Default for Ledger {
+    fn default() -> Ledger {
+        Ledger {
+            index: Mutex::default(),
+            ready: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Ledger {
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        // A panic while holding the lock leaves a consistent index (each step is whole).
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the first complete lists of claims and claim blocks.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Records a claim that exists.
+    pub fn insert(&self, held: Held) {
+        self.lock().insert(held);
+    }
+
+    /// Forgets a deleted claim.
+    pub fn remove(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    /// Records a block as written (or `deleted`) by this process; returns the nodes
+    /// whose claims changed.
+    pub fn apply_block(&self, block: &WeftClaimBlock, deleted: bool) -> Vec<String> {
+        self.lock().apply_block(block, deleted)
+    }
+
+    /// The node's claims (every incarnation, released ones too).
+    pub fn of_node(&self, node: &str) -> Vec<Held> {
+        let index = self.lock();
+        index
+            .by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| index.claims.get(name).cloned())
+            .collect()
+    }
+
+    /// The claims `pick` selects.
+    pub fn select(&self, pick: impl Fn(&Held) -> bool) -> Vec<Held> {
+        self.lock()
+            .claims
+            .values()
+            .filter(|h| pick(h))
+            .cloned()
+            .collect()
+    }
+
+    /// Nodes holding at least one claim.
+    #[cfg(test)]
+    pub fn nodes(&self) -> Vec<String> {
+        self.lock().by_node.keys().cloned().collect()
+    }
+
+    pub fn reserve_ipv6(
+        &self,
+        plan: &Plan,
+        zone: Option<&str>,
+    ) -> Result<(Ipv6Net, String), Exhausted> {
+        let (net, range) = self.lock().pool.reserve_ipv6(plan, zone)?;
+        Ok((net, range.range.to_string()))
+    }
+
+    pub fn reserve_ipv4(&self, plan: &Plan) -> Result<Ipv4Net, Exhausted> {
+        self.lock().pool.reserve_ipv4(plan)
+    }
+
+    /// Reserves exactly `net` if no claim marks it.
+    pub fn reserve_exact(&self, net: IpNet) -> bool {
+        self.lock().pool.reserve_exact(net)
+    }
+
+    pub fn settle(&self, net: IpNet, held: bool) {
+        self.lock().pool.settle(net, held);
+    }
+
+    /// Per IPv6 range of the plan, then the IPv4 network.
+    pub fn usage(&self, plan: &Plan) -> (Vec<RangeUsage>, RangeUsage) {
+        let index = self.lock();
+        let v6 = plan
+            .ipv6_ranges
+            .iter()
+            .map(|r| index.pool.ipv6_usage(r))
+            .collect();
+        (v6, index.pool.ipv4_usage(plan))
+    }
+
+    /// Follows the `WeftClaim` watch; returns the holders to reconcile.
+    pub fn on_claim_event(&self, event: watcher::Event<WeftClaim>) -> Vec<String> {
+        let mut index = self.lock();
+        match event {
+            watcher::Event::Apply(c) => {
+                let holder = c.spec.node_name.clone();
+                if let Some(h) = Held::of(&c) {
+                    index.insert(h);
+                }
+                vec![holder]
+            }
+            watcher::Event::Delete(c) => {
+                index.remove(&c.name_any());
+                vec![c.spec.node_name]
+            }
+            watcher::Event::Init => {
+                index.relist_objects = Some(Vec::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(c) => {
+                let holder = c.spec.node_name.clone();
+                if let (Some(list), Some(h)) = (index.relist_objects.as_mut(), Held::of(&c)) {
+                    list.push(h);
+                }
+                vec![holder]
+            }
+            watcher::Event::InitDone => {
+                let listed = index.relist_objects.take().unwrap_or_default();
+                index.replace(|s| matches!(s, Stored::Object { .. }), listed);
+                index.objects_listed = true;
+                self.announce_ready(index);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Follows the `WeftClaimBlock` watch; returns the holders to reconcile.
+    pub fn on_block_event(&self, event: watcher::Event<WeftClaimBlock>) -> Vec<String> {
+        let mut index = self.lock();
+        match event {
+            watcher::Event::Apply(b) => index.apply_block(&b, false),
+            watcher::Event::Delete(b) => index.apply_block(&b, true),
+            watcher::Event::Init => {
+                index.relist_blocks = Some(Vec::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(b) => {
+                let holders = b.spec.claims.iter().map(|c| c.node_name.clone()).collect();
+                if let Some(list) = index.relist_blocks.as_mut() {
+                    list.push(b);
+                }
+                holders
+            }
+            watcher::Event::InitDone => {
+                let listed = index.relist_blocks.take().unwrap_or_default();
+                index.blocks = listed
+                    .iter()
+                    .map(|b| (b.name_any(), (version(b), Vec::new())))
+                    .collect();
+                let mut held = Vec::new();
+                for b in &listed {
+                    let entries = Held::of_block(b);
+                    if let Some((_, names)) = index.blocks.get_mut(&b.name_any()) {
+                        *names = entries.iter().map(|h| h.name.clone()).collect();
+                    }
+                    held.extend(entries);
+                }
+                index.replace(|s| matches!(s, Stored::Block { .. }), held);
+                index.blocks_listed = true;
+                self.announce_ready(index);
+                Vec::new()
+            }
+        }
+    }
+
+    fn announce_ready(&self, index: MutexGuard<'_, Index>) {
+        let ready = index.objects_listed && index.blocks_listed;
+        drop(index);
+        if ready {
+            self.ready.send_replace(true);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/ledger.rs"]
+mod tests;
