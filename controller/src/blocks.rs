@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::ResourceExt;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{debug, info};
 use weft_api::{block_of, WeftClaimBlock, WeftClaimBlockSpec, WeftClaimSpec};
 
@@ -77,6 +77,8 @@ struct Request {
 pub struct BlockWriter {
     tx: mpsc::UnboundedSender<Request>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
+    /// The claims handed in and not answered yet: node and range.
+    claiming: Mutex<HashSet<(String, IpNet)>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -91,6 +93,7 @@ impl Default for BlockWriter {
         BlockWriter {
             tx,
             rx: Mutex::new(Some(rx)),
+            claiming: Mutex::default(),
         }
     }
 }
@@ -98,15 +101,38 @@ impl Default for BlockWriter {
 impl BlockWriter {
     /// Hands `change` to the writer and waits for its answer.
     pub async fn submit(&self, change: Change) -> Reply {
+        let claim = match &change {
+            Change::Claim { net, node_name, .. } => Some((node_name.clone(), *net)),
+            _ => None,
+        };
+        if let Some(c) = &claim {
+            self.claims_in_flight().insert(c.clone());
+        }
         let (reply, answer) = oneshot::channel();
         // A writer that is gone ends the process (main's select), so this only waits.
-        if self.tx.unbounded_send(Request { change, reply }).is_err() {
-            return std::future::pending().await;
+        let sent = self.tx.unbounded_send(Request { change, reply });
+        let answer = match sent {
+            Ok(()) => answer.await.ok(),
+            Err(_) => None,
+        };
+        if let Some(c) = &claim {
+            self.claims_in_flight().remove(c);
         }
-        match answer.await {
-            Ok(reply) => reply,
-            Err(_) => std::future::pending().await,
+        match answer {
+            Some(reply) => reply,
+            None => std::future::pending().await,
         }
+    }
+
+    /// Whether the node's claim of `net` is being written by this process: the watch's
+    /// echo of that write need not trigger the node, whose reconcile is waiting for the
+    /// writer's answer and goes on from it.
+    pub fn is_claiming(&self, node: &str, net: IpNet) -> bool {
+        self.claims_in_flight().contains(&(node.to_owned(), net))
+    }
+
+    fn claims_in_flight(&self) -> MutexGuard<'_, HashSet<(String, IpNet)>> {
+        self.claiming.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -193,7 +219,7 @@ async fn write_block(
             Ok(w) => {
                 let kept = w.block().cloned();
                 if let Some(b) = &kept {
-                    for node in ctx.ledger.apply_block(b, w.deleted()) {
+                    for (node, _) in ctx.ledger.apply_block(b, w.deleted()) {
                         ctx.pacing.allocation_written(&node);
                     }
                 }

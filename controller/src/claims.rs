@@ -28,19 +28,35 @@ pub use crate::ledger::Ledger;
 /// Feeds the ledger from the watches of claim blocks and of `WeftClaim`s, until the
 /// process ends, and sends the holders of the claims that changed to `touched`, once
 /// the ledger has them: the Node controller's trigger (one watch per kind serves both).
+/// The echo of a claim this process is writing triggers nothing (`is_claiming`).
 pub async fn watch_claims(
     blocks: Api<WeftClaimBlock>,
     objects: Api<WeftClaim>,
-    ledger: &Ledger,
+    ctx: &Context,
     touched: &UnboundedSender<ObjectRef<Node>>,
 ) {
     let blocks = follow(
         blocks,
         "WeftClaimBlock",
-        |e| ledger.on_block_event(e),
+        |e| {
+            let mut nodes: Vec<String> = ctx
+                .ledger
+                .on_block_event(e)
+                .into_iter()
+                .filter(|(node, net)| !net.is_some_and(|n| ctx.block_writer.is_claiming(node, n)))
+                .map(|(node, _)| node)
+                .collect();
+            nodes.dedup();
+            nodes
+        },
         touched,
     );
-    let objects = follow(objects, "WeftClaim", |e| ledger.on_claim_event(e), touched);
+    let objects = follow(
+        objects,
+        "WeftClaim",
+        |e| ctx.ledger.on_claim_event(e),
+        touched,
+    );
     futures::future::join(blocks, objects).await;
 }
 

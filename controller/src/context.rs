@@ -16,6 +16,7 @@ use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::warn;
 use weft_api::{Plan, WeftClaim, WeftClaimBlock, WeftNetwork, WeftNode};
 
@@ -49,6 +50,8 @@ pub struct Context {
     /// Good-news conditions held back while allocations are written.
     pub pacing: Pacing,
     pub retrigger: UnboundedSender<()>,
+    /// `--workers` turns at reconciling, handed out first come, first served.
+    turns: Option<Semaphore>,
     waiting: Mutex<BTreeMap<String, Waiting>>,
     plan: Mutex<PlanCache>,
 }
@@ -80,7 +83,7 @@ impl Context {
         nodes: Store<Node>,
         weftnodes: Store<WeftNode>,
         network: Store<WeftNetwork>,
-        network_name: &str,
+        flags: &crate::flags::Flags,
         recorder: Recorder,
         metrics: Metrics,
         retrigger: UnboundedSender<()>,
@@ -94,7 +97,8 @@ impl Context {
             nodes,
             weftnodes,
             network,
-            network_name: network_name.to_owned(),
+            network_name: flags.network.clone(),
+            turns: (flags.workers > 0).then(|| Semaphore::new(usize::from(flags.workers))),
             ledger: Ledger::default(),
             block_writer: BlockWriter::default(),
             fresh_nodes: Fresh::new(crate::trim::node),
@@ -105,6 +109,14 @@ impl Context {
             retrigger,
             waiting: Mutex::default(),
             plan: Mutex::default(),
+        }
+    }
+
+    /// Waits for a turn to reconcile (see `reconcile::reconcile`).
+    pub async fn turn(&self) -> Option<SemaphorePermit<'_>> {
+        match &self.turns {
+            Some(turns) => turns.acquire().await.ok(),
+            None => None,
         }
     }
 

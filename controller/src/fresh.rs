@@ -21,6 +21,8 @@ const MAX_AGE: Duration = Duration::from_secs(30);
 struct Written<K> {
     /// The versions older than `object` (None: the object did not exist).
     superseded: Vec<Option<String>>,
+    /// The versions our earlier writes in this chain produced.
+    ours: Vec<String>,
     object: Arc<K>,
     at: Instant,
 }
@@ -66,19 +68,36 @@ impl<K: kube::Resource> Fresh<K> {
         (self.trim)(&mut response);
         let before = before.and_then(|b| b.resource_version());
         let mut written = self.lock();
-        let mut superseded = match written.remove(name) {
-            Some(w) if w.object.resource_version() == before => w.superseded,
-            _ => Vec::new(),
+        let (mut superseded, mut ours) = match written.remove(name) {
+            Some(w) if w.object.resource_version() == before => (w.superseded, w.ours),
+            _ => (Vec::new(), Vec::new()),
         };
+        ours.extend(before.clone().filter(|_| !superseded.is_empty()));
         superseded.push(before);
         written.insert(
             name.to_owned(),
             Written {
                 superseded,
+                ours,
                 object: Arc::new(response),
                 at: Instant::now(),
             },
         );
+    }
+
+    /// Whether version `rv` of `name` is one our own writes produced: its watch event
+    /// is the echo of a write whose reconcile already acted on it, and need not
+    /// trigger another. False when unsure (the entry is gone): an extra reconcile is
+    /// harmless, a missed one is not.
+    pub fn is_echo(&self, name: &str, rv: Option<&str>) -> bool {
+        let Some(rv) = rv else {
+            return false;
+        };
+        self.lock().get(name).is_some_and(|w| {
+            w.at.elapsed() < MAX_AGE
+                && (w.object.resource_version().as_deref() == Some(rv)
+                    || w.ours.iter().any(|v| v == rv))
+        })
     }
 
     /// Drops the entries the store has caught up with (or that are too old).
@@ -151,5 +170,21 @@ mod tests {
         assert_eq!(fresh.lock().len(), 1);
         fresh.prune(|_| Some(Arc::new(object("2", "b"))));
         assert_eq!(fresh.lock().len(), 0);
+    }
+
+    #[test]
+    fn the_watch_echoes_of_our_writes_are_recognised() {
+        let fresh = Fresh::new(|_| {});
+        // The store had version 1 (someone else's); we wrote 5, then 6.
+        fresh.record("x", Some(&object("1", "theirs")), object("5", "created"));
+        let now = fresh.view("x", Some(Arc::new(object("1", "theirs"))));
+        fresh.record("x", now.as_deref(), object("6", "status"));
+        assert!(fresh.is_echo("x", Some("5")));
+        assert!(fresh.is_echo("x", Some("6")));
+        // Not ours: the version we started from, a later one, another object, none.
+        assert!(!fresh.is_echo("x", Some("1")));
+        assert!(!fresh.is_echo("x", Some("7")));
+        assert!(!fresh.is_echo("y", Some("5")));
+        assert!(!fresh.is_echo("x", None));
     }
 }

@@ -161,8 +161,8 @@ impl Index {
     }
 
     /// Replaces what the ledger knows of one block (`deleted`: that it is gone), unless
-    /// `block` is older than what it has. Returns the nodes whose claims changed.
-    fn apply_block(&mut self, block: &WeftClaimBlock, deleted: bool) -> Vec<String> {
+    /// `block` is older than what it has. Returns the claims that changed: holder and range.
+    fn apply_block(&mut self, block: &WeftClaimBlock, deleted: bool) -> Vec<(String, IpNet)> {
         let name = block.name_any();
         let new_version = version(block);
         if let (Some((Some(have), _)), Some(new)) = (self.blocks.get(&name), new_version) {
@@ -187,12 +187,12 @@ impl Index {
                 && !held.iter().any(|h| h.name == old_name)
             {
                 self.remove(&old_name);
-                touched.push(was.node_name);
+                touched.push((was.node_name, was.cidr));
             }
         }
         for h in held {
             if self.claims.get(&h.name) != Some(&h) {
-                touched.push(h.node_name.clone());
+                touched.push((h.node_name.clone(), h.cidr));
                 self.insert(h);
             }
         }
@@ -250,9 +250,9 @@ impl Ledger {
         self.lock().remove(name);
     }
 
-    /// Records a block as written (or `deleted`) by this process; returns the nodes
-    /// whose claims changed.
-    pub fn apply_block(&self, block: &WeftClaimBlock, deleted: bool) -> Vec<String> {
+    /// Records a block as written (or `deleted`) by this process; returns the claims
+    /// that changed.
+    pub fn apply_block(&self, block: &WeftClaimBlock, deleted: bool) -> Vec<(String, IpNet)> {
         self.lock().apply_block(block, deleted)
     }
 
@@ -353,18 +353,28 @@ impl Ledger {
         }
     }
 
-    /// Follows the `WeftClaimBlock` watch; returns the holders to reconcile.
-    pub fn on_block_event(&self, event: watcher::Event<WeftClaimBlock>) -> Vec<String> {
+    /// Follows the `WeftClaimBlock` watch; returns the claims that changed (holder and
+    /// range; no range: reconcile the holder whatever changed).
+    pub fn on_block_event(
+        &self,
+        event: watcher::Event<WeftClaimBlock>,
+    ) -> Vec<(String, Option<IpNet>)> {
+        let changed = |c: Vec<(String, IpNet)>| c.into_iter().map(|(n, r)| (n, Some(r))).collect();
         let mut index = self.lock();
         match event {
-            watcher::Event::Apply(b) => index.apply_block(&b, false),
-            watcher::Event::Delete(b) => index.apply_block(&b, true),
+            watcher::Event::Apply(b) => changed(index.apply_block(&b, false)),
+            watcher::Event::Delete(b) => changed(index.apply_block(&b, true)),
             watcher::Event::Init => {
                 index.relist_blocks = Some(Vec::new());
                 Vec::new()
             }
             watcher::Event::InitApply(b) => {
-                let holders = b.spec.claims.iter().map(|c| c.node_name.clone()).collect();
+                let holders = b
+                    .spec
+                    .claims
+                    .iter()
+                    .map(|c| (c.node_name.clone(), None))
+                    .collect();
                 if let Some(list) = index.relist_blocks.as_mut() {
                     list.push(b);
                 }

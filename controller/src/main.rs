@@ -30,7 +30,7 @@ mod reconcile;
 mod trim;
 
 use clap::Parser;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::controller::{self, Controller};
@@ -153,16 +153,7 @@ async fn connect(flags: &flags::Flags) -> Result<Client, String> {
 
 /// The controller, while this replica leads. Returns only if one of its parts ends.
 async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -> String {
-    // The Node watch of the controller, its Nodes trimmed before they are stored.
     let (nodes, node_writer) = reflector::store();
-    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(trim::node);
-    let controller = Controller::for_stream(
-        reflector::reflector(node_writer, node_events).applied_objects(),
-        nodes,
-    )
-    .with_config(controller::Config::default().concurrency(flags.workers));
     let (weftnodes, weftnode_writer) = reflector::store();
     let (network, network_writer) = reflector::store();
     let (retrigger, retriggered) = futures::channel::mpsc::unbounded();
@@ -172,14 +163,33 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     };
     let ctx = Arc::new(context::Context::new(
         client.clone(),
-        controller.store(),
+        nodes.clone(),
         weftnodes.clone(),
         network.clone(),
-        &flags.network,
+        flags,
         Recorder::new(client.clone(), reporter),
         metrics,
         retrigger.clone(),
     ));
+    // The Node watch of the controller, its Nodes trimmed before they are stored. The
+    // echoes of our own podCIDRs writes trigger nothing: the reconcile that wrote them
+    // went on from the response.
+    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(trim::node);
+    let echoes = ctx.clone();
+    let node_changes = reflector::reflector(node_writer, node_events)
+        .applied_objects()
+        .try_filter(move |node| {
+            let echo = echoes
+                .fresh_nodes
+                .is_echo(&node.name_any(), node.resource_version().as_deref());
+            std::future::ready(!echo)
+        });
+    // Unbounded: `--workers` is enforced in the reconcile, first come first served
+    // (`reconcile::reconcile`).
+    let controller = Controller::for_stream(node_changes, nodes)
+        .with_config(controller::Config::default().concurrency(0));
     let weftnodes_seen = watcher(
         Api::<WeftNode>::all(client.clone()),
         watcher::Config::default(),
@@ -194,6 +204,11 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     let (touched, touched_nodes) = futures::channel::mpsc::unbounded::<ObjectRef<Node>>();
     let weftnode_watch = reflector::reflector(weftnode_writer, weftnodes_seen).for_each(|e| {
         match e {
+            // The echo of our own write triggers nothing (see the Node watch).
+            Ok(watcher::Event::Apply(wn))
+                if ctx
+                    .fresh_weftnodes
+                    .is_echo(&wn.name_any(), wn.resource_version().as_deref()) => {}
             Ok(
                 watcher::Event::Apply(wn)
                 | watcher::Event::InitApply(wn)
@@ -236,7 +251,7 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     let part = tokio::select! {
         () = weftnode_watch => "the WeftNode watch",
         () = network_watch => "the WeftNetwork watch",
-        () = claims::watch_claims(Api::all(client.clone()), Api::all(client.clone()), &ctx.ledger, &touched) => "the claim watches",
+        () = claims::watch_claims(Api::all(client.clone()), Api::all(client.clone()), &ctx, &touched) => "the claim watches",
         () = blocks::run_writer(&ctx) => "the claim block writer",
         () = reconciler => "the Node controller",
         () = claims::run_releaser(&ctx) => "the releaser",

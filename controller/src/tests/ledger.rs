@@ -176,7 +176,13 @@ fn block_entries_are_claims_and_each_write_replaces_the_last() {
     );
     let mut touched = ledger.on_block_event(watcher::Event::Apply(v2));
     touched.sort();
-    assert_eq!(touched, ["b", "c"]);
+    assert_eq!(
+        touched,
+        [
+            ("b".to_owned(), parse_cidr("2001:db8:0:0:1::/80")),
+            ("c".to_owned(), parse_cidr("2001:db8:0:0:2::/80"))
+        ]
+    );
     assert!(ledger.of_node("b").is_empty());
     // A late event of an older version changes nothing.
     let stale = block("2001:db8::/80", 11, vec![entry("2001:db8::/80", "a", "u1")]);
