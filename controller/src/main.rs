@@ -3,16 +3,17 @@
 //! The story: parse the flags ([`flags`]); connect to the apiserver; serve /metrics,
 //! /healthz and /readyz (weft-health, [`metrics`]); then, for ever: win the Lease
 //! ([`leader`]), and while holding it run the controller. It watches the claims into a
-//! ledger ([`claims`]) and the WeftNodes and the WeftNetwork into stores ([`network`]).
-//! It reconciles every Node ([`reconcile`], sharing a [`context`]), triggered by its
-//! own watch and by those two: candidates come from the [`allocator`], the apiserver
-//! decides through claim objects, and the controller's own writes count until the
-//! stores catch up ([`fresh`]); what the stores keep is trimmed ([`trim`]). It releases
-//! the ranges of gone Nodes after their cooldown ([`claims`]) and keeps the network's
-//! status current ([`network`]). Losing the Lease drops all of that at once, in-flight
-//! writes included (the claim design tolerates a write cut short), and the replica
-//! stands by again. SIGTERM or SIGINT hands the Lease back, so a standby takes over at
-//! once.
+//! [`ledger`] ([`claims`]) and the WeftNodes and the WeftNetwork into stores
+//! ([`network`]). It reconciles every Node ([`reconcile`], sharing a [`context`]), in
+//! the order they were triggered, by its own watch and by those: candidates come from
+//! the [`allocator`], the apiserver decides through claim blocks that one task writes
+//! ([`blocks`]), and the controller's own writes count until the stores catch up
+//! ([`fresh`]); what the stores keep is trimmed ([`trim`]). It releases the ranges of
+//! gone Nodes after their cooldown ([`claims`]), keeps the network's status current
+//! ([`network`]), and holds good-news conditions back while others wait for ranges
+//! ([`pacing`]). Losing the Lease drops all of that at once, in-flight writes included
+//! (the claim design tolerates a write cut short), and the replica stands by again.
+//! SIGTERM or SIGINT hands the Lease back, so a standby takes over at once.
 #![forbid(unsafe_code)]
 
 mod allocator;

@@ -3,16 +3,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn claim(cidr: &str, node: &str, uid: &str) -> WeftClaim {
     let net = parse_cidr(cidr).unwrap();
-    let mut c = WeftClaim::new(
-        &claim_name(net),
-        WeftClaimSpec {
-            cidr: cidr.into(),
-            from: String::new(),
-            node_name: node.into(),
-            node_uid: uid.into(),
-            released_at: None,
-        },
-    );
+    let mut c = WeftClaim::new(&claim_name(net), entry(cidr, node, uid));
     c.metadata.uid = Some(format!("claim-{cidr}"));
     c
 }
