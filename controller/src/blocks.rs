@@ -190,6 +190,10 @@ async fn write_block(
     base: Option<WeftClaimBlock>,
     requests: Vec<Request>,
 ) -> Option<WeftClaimBlock> {
+    // A write proves the base current (its resourceVersion matched); an answer given
+    // without one comes from a read made for it, never from the cached base, which a
+    // racing writer may have outdated.
+    let mut read = base.is_none();
     let mut current = match base {
         Some(b) => Some(b),
         None => match ctx.block_api.get_opt(name).await {
@@ -207,6 +211,14 @@ async fn write_block(
             .iter()
             .map(|r| apply(&mut entries, &r.change))
             .collect();
+        if entries == before && !read {
+            read = true;
+            current = match ctx.block_api.get_opt(name).await {
+                Ok(b) => b,
+                Err(e) => return fail(ctx, requests, e),
+            };
+            continue;
+        }
         let written = if entries == before {
             Ok(current
                 .clone()
@@ -228,6 +240,7 @@ async fn write_block(
             }
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
                 debug!(block = %name, reason = %s.reason, "block changed since read: reading again");
+                read = true;
                 current = match ctx.block_api.get_opt(name).await {
                     Ok(b) => b,
                     Err(e) => return fail(ctx, requests, e),
