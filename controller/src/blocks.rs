@@ -157,12 +157,14 @@ pub async fn run_writer(ctx: &Context) {
                 Err(_) => break,
             }
         }
-        let mut by_block: BTreeMap<String, (IpNet, Vec<Request>)> = BTreeMap::new();
+        // Keyed by the block's name, which also names the ranges' length.
+        let mut by_block: BTreeMap<String, ((IpNet, u8), Vec<Request>)> = BTreeMap::new();
         for r in round {
-            let (block, name) = block_of(r.change.net());
+            let net = r.change.net();
+            let (block, name) = block_of(net);
             by_block
                 .entry(name)
-                .or_insert((block, Vec::new()))
+                .or_insert(((block, net.prefix_len()), Vec::new()))
                 .1
                 .push(r);
         }
@@ -186,7 +188,7 @@ pub async fn run_writer(ctx: &Context) {
 async fn write_block(
     ctx: &Context,
     name: &str,
-    block: IpNet,
+    block: (IpNet, u8),
     base: Option<WeftClaimBlock>,
     requests: Vec<Request>,
 ) -> Option<WeftClaimBlock> {
@@ -231,9 +233,7 @@ async fn write_block(
             Ok(w) => {
                 let kept = w.block().cloned();
                 if let Some(b) = &kept {
-                    for (node, _) in ctx.ledger.apply_block(b, w.deleted()) {
-                        ctx.pacing.allocation_written(&node);
-                    }
+                    ctx.ledger.apply_block(b, w.deleted());
                 }
                 answer(ctx, name, requests, &verdicts, kept.as_ref(), w.deleted());
                 return kept.filter(|_| !w.deleted());
@@ -284,7 +284,7 @@ impl Written {
 async fn write(
     ctx: &Context,
     name: &str,
-    block: IpNet,
+    (block, range_length): (IpNet, u8),
     current: Option<&WeftClaimBlock>,
     entries: Vec<WeftClaimSpec>,
 ) -> Result<Written, kube::Error> {
@@ -319,10 +319,7 @@ async fn write(
                 name,
                 WeftClaimBlockSpec {
                     cidr: block.to_string(),
-                    range_length: entries
-                        .first()
-                        .and_then(|e| parse_cidr(&e.cidr))
-                        .map_or(0, |c| c.prefix_len()),
+                    range_length,
                     claims: entries,
                 },
             );

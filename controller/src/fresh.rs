@@ -100,6 +100,11 @@ impl<K: kube::Resource> Fresh<K> {
         })
     }
 
+    /// [`Fresh::is_echo`] of a watched object.
+    pub fn echoes(&self, object: &K) -> bool {
+        self.is_echo(&object.name_any(), object.resource_version().as_deref())
+    }
+
     /// Drops the entries the store has caught up with (or that are too old).
     pub fn prune(&self, cached: impl Fn(&str) -> Option<Arc<K>>) {
         self.lock().retain(|name, w| {

@@ -12,7 +12,8 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tracing::warn;
 use weft_api::{
-    block_of, claim_name, Plan, RangeUsage, WeftClaim, WeftClaimBlock, WeftClaimSpec, BLOCK_BITS,
+    block_name, block_of, claim_name, Plan, RangeUsage, WeftClaim, WeftClaimBlock, WeftClaimSpec,
+    BLOCK_BITS,
 };
 
 /// Where a claim is written.
@@ -69,8 +70,7 @@ impl Held {
         let name = block.name_any();
         let len = block.spec.range_length;
         let canonical = parse_cidr(&block.spec.cidr).is_some_and(|b| {
-            b.prefix_len() == len.saturating_sub(BLOCK_BITS)
-                && format!("{}-{len}", claim_name(b)) == name
+            b.prefix_len() == len.saturating_sub(BLOCK_BITS) && block_name(b, len) == name
         });
         if !canonical {
             warn!(block = %name, cidr = %block.spec.cidr, "ignoring a claim block not named after its CIDR");
@@ -382,18 +382,16 @@ impl Ledger {
             }
             watcher::Event::InitDone => {
                 let listed = index.relist_blocks.take().unwrap_or_default();
+                let mut held = Vec::new();
                 index.blocks = listed
                     .iter()
-                    .map(|b| (b.name_any(), (version(b), Vec::new())))
+                    .map(|b| {
+                        let entries = Held::of_block(b);
+                        let names = entries.iter().map(|h| h.name.clone()).collect();
+                        held.extend(entries);
+                        (b.name_any(), (version(b), names))
+                    })
                     .collect();
-                let mut held = Vec::new();
-                for b in &listed {
-                    let entries = Held::of_block(b);
-                    if let Some((_, names)) = index.blocks.get_mut(&b.name_any()) {
-                        *names = entries.iter().map(|h| h.name.clone()).collect();
-                    }
-                    held.extend(entries);
-                }
                 index.replace(|s| matches!(s, Stored::Block { .. }), held);
                 index.blocks_listed = true;
                 self.announce_ready(index);

@@ -181,12 +181,7 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     let echoes = ctx.clone();
     let node_changes = reflector::reflector(node_writer, node_events)
         .applied_objects()
-        .try_filter(move |node| {
-            let echo = echoes
-                .fresh_nodes
-                .is_echo(&node.name_any(), node.resource_version().as_deref());
-            std::future::ready(!echo)
-        });
+        .try_filter(move |node| std::future::ready(!echoes.fresh_nodes.echoes(node)));
     // Unbounded: `--workers` is enforced in the reconcile, first come first served
     // (`reconcile::reconcile`).
     let controller = Controller::for_stream(node_changes, nodes)
@@ -206,10 +201,7 @@ async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -
     let weftnode_watch = reflector::reflector(weftnode_writer, weftnodes_seen).for_each(|e| {
         match e {
             // The echo of our own write triggers nothing (see the Node watch).
-            Ok(watcher::Event::Apply(wn))
-                if ctx
-                    .fresh_weftnodes
-                    .is_echo(&wn.name_any(), wn.resource_version().as_deref()) => {}
+            Ok(watcher::Event::Apply(wn)) if ctx.fresh_weftnodes.echoes(&wn) => {}
             Ok(
                 watcher::Event::Apply(wn)
                 | watcher::Event::InitApply(wn)

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -156,10 +157,7 @@ async fn settle(name: &str, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_duration.start_timer();
     let name = name.to_owned();
     // The Node as it is now, after the wait for a turn.
-    let Some(node) = ctx
-        .nodes
-        .get(&kube::runtime::reflector::ObjectRef::new(&name))
-    else {
+    let Some(node) = ctx.nodes.get(&ObjectRef::new(&name)) else {
         return Ok(Action::await_change());
     };
     let Some(uid) = node.uid() else {

@@ -46,8 +46,7 @@ pub struct WeftClaimBlockSpec {
     pub claims: Vec<WeftClaimSpec>,
 }
 
-/// The block holding `range`: its CIDR and its object name (the block's claim name and
-/// the range length: `ipv6-2001-db8-0-0-0-0-0-0-74-80`, `ipv4-10-255-0-0-18-24`).
+/// The block holding `range`: its CIDR and its object name ([`block_name`]).
 pub fn block_of(range: IpNet) -> (IpNet, String) {
     let len = range.prefix_len();
     let block_len = len.saturating_sub(BLOCK_BITS);
@@ -55,5 +54,12 @@ pub fn block_of(range: IpNet) -> (IpNet, String) {
         IpNet::V6(n) => IpNet::V6(Ipv6Net::new(n.network(), block_len).map_or(n, |b| b.trunc())),
         IpNet::V4(n) => IpNet::V4(Ipv4Net::new(n.network(), block_len).map_or(n, |b| b.trunc())),
     };
-    (block, format!("{}-{len}", claim_name(block)))
+    (block, block_name(block, len))
+}
+
+/// The object name of the block `block` of ranges `range_length` long: the block's
+/// claim name and the range length (`ipv6-2001-db8-0-0-0-0-0-0-74-80`,
+/// `ipv4-10-255-0-0-18-24`).
+pub fn block_name(block: IpNet, range_length: u8) -> String {
+    format!("{}-{range_length}", claim_name(block))
 }

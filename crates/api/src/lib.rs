@@ -22,7 +22,7 @@ mod network;
 mod node;
 
 pub use claim::{claim_name, WeftClaim, WeftClaimSpec};
-pub use claim_block::{block_of, WeftClaimBlock, WeftClaimBlockSpec, BLOCK_BITS};
+pub use claim_block::{block_name, block_of, WeftClaimBlock, WeftClaimBlockSpec, BLOCK_BITS};
 pub use conditions::{condition, conditions_differ};
 pub use network::{
     Ipv6Range, Plan, PlannedRange, RangeUsage, SpecError, WeftNetwork, WeftNetworkSpec,

@@ -566,7 +566,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         &["create", "-f", "-"],
         &node_list(&["warm-0".into()], args.kubelet_nodes).to_string(),
     )?;
-    wait_for(&mut watches, None, "the Node watch", |w| {
+    wait_for(&mut watches, None, "the Node watch", WARM_UP_TIMEOUT, |w| {
         w[0].seen.lock().unwrap().added.contains_key("warm-0")
     })?;
 
@@ -574,9 +574,13 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
         eprintln!("bench_controller: creating {} Nodes, untimed", args.nodes);
         let created = create_nodes(&site, &names, args.create_parallel, args.kubelet_nodes)?;
         let n = names.len();
-        wait_for(&mut watches, None, "the Nodes in the watch", |w| {
-            w[0].seen.lock().unwrap().timed_added == n
-        })?;
+        wait_for(
+            &mut watches,
+            None,
+            "the Nodes in the watch",
+            WARM_UP_TIMEOUT,
+            |w| w[0].seen.lock().unwrap().timed_added == n,
+        )?;
         let before = counters(&site, None, &watches)?;
         let began = Instant::now();
         eprintln!("bench_controller: starting the controller");
@@ -587,6 +591,7 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
             &mut watches,
             Some(&mut controller),
             "the warm-up node",
+            WARM_UP_TIMEOUT,
             |w| w.iter().all(|w| w.done("warm-0")),
         )?;
         eprintln!(
@@ -631,13 +636,17 @@ fn run(args: &Args, bins: &KubeBinaries, subject: Subject) -> Result<Measurement
     // weft's conditions may follow its allocations (controller/src/pacing.rs): the
     // window runs until the last one, so their writes count in the CPU and requests.
     let reported = match weftnodes_watched {
-        true => Some(wait_reported(
-            &watches[1],
-            &mut controller,
-            &names,
-            began,
-            began + total,
-        )?),
+        true => {
+            let n = names.len();
+            wait_for(
+                &mut watches,
+                Some(&mut controller),
+                "every WeftNode's Allocated=True",
+                REPORT_TIMEOUT,
+                |w| w[1].seen.lock().unwrap().timed_reported == n,
+            )?;
+            Some(reported_at(&watches[1], &names, began, began + total))
+        }
         false => None,
     };
     std::thread::sleep(SETTLE);
@@ -732,15 +741,16 @@ fn create_nodes(
     })
 }
 
-/// Waits up to [`WARM_UP_TIMEOUT`] for `ready`, failing early when a watch or the
-/// controller ends.
+/// Waits up to `timeout` for `ready`, failing early when a watch or the controller
+/// ends.
 fn wait_for(
     watches: &mut [Watch],
     mut controller: Option<&mut Proc>,
     what: &str,
+    timeout: Duration,
     ready: impl Fn(&[Watch]) -> bool,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + WARM_UP_TIMEOUT;
+    let deadline = Instant::now() + timeout;
     while !ready(watches) {
         stopped()?;
         for w in watches.iter_mut() {
@@ -753,7 +763,7 @@ fn wait_for(
         }
         if Instant::now() > deadline {
             let log = controller.map(|c| c.log_tail(30)).unwrap_or_default();
-            return Err(format!("{what} not ready after {WARM_UP_TIMEOUT:?}\n{log}"));
+            return Err(format!("{what} not ready after {timeout:?}\n{log}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -803,43 +813,22 @@ fn wait_allocated(
     }
 }
 
-/// Waits until every named WeftNode says `Allocated=True`; first create -> the last,
-/// and how many said so by `last_allocation`.
-fn wait_reported(
+/// First create -> the last named WeftNode's `Allocated=True`, and how many said so by
+/// `last_allocation`.
+fn reported_at(
     weftnodes: &Watch,
-    controller: &mut Proc,
     names: &[String],
     began: Instant,
     last_allocation: Instant,
-) -> Result<(Duration, usize), String> {
-    let waited = Instant::now();
-    loop {
-        let reported = weftnodes.seen.lock().unwrap().timed_reported;
-        if reported == names.len() {
-            break;
-        }
-        stopped()?;
-        if let Some(e) = controller.exited() {
-            return Err(e);
-        }
-        if waited.elapsed() > REPORT_TIMEOUT {
-            return Err(format!(
-                "{reported} of {} WeftNodes say Allocated=True {REPORT_TIMEOUT:?} after the \
-                 last allocation\n{}",
-                names.len(),
-                controller.log_tail(30)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+) -> (Duration, usize) {
     let seen = weftnodes.seen.lock().unwrap();
     let at: Vec<Instant> = names.iter().map(|n| seen.reported[n.as_str()]).collect();
     let early = at.iter().filter(|&&t| t <= last_allocation).count();
     let last = at.into_iter().max();
-    Ok((
+    (
         last.map_or(Duration::ZERO, |t| t.duration_since(began)),
         early,
-    ))
+    )
 }
 
 /// (timed Nodes seen, the fewest timed nodes any watch has complete). The waiting loop
