@@ -39,15 +39,12 @@ pub async fn watch_claims(
         blocks,
         "WeftClaimBlock",
         |e| {
-            let mut nodes: Vec<String> = ctx
-                .ledger
+            ctx.ledger
                 .on_block_event(e)
                 .into_iter()
                 .filter(|(node, net)| !net.is_some_and(|n| ctx.block_writer.is_claiming(node, n)))
                 .map(|(node, _)| node)
-                .collect();
-            nodes.dedup();
-            nodes
+                .collect()
         },
         touched,
     );

@@ -30,9 +30,6 @@ pub use network::{
 };
 pub use node::{WeftNode, WeftNodeSpec, WeftNodeStatus};
 
-/// The label every `WeftClaim` carries with its node's name, to list a node's claims.
-pub const NODE_LABEL: &str = "weft.dev/node";
-
 /// The CRDs, for `kubectl apply` and for the checked-in files.
 pub fn crds(
 ) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
