@@ -26,7 +26,7 @@
 //!
 //! ```text
 //! e2e/bench-cni.sh [--pods 110] [--parallel 16] [--rounds 6] [--warmup 8]
-//!                  [--no-go-bridge] [--out PATH]
+//!                  [--no-go-bridge] [--out PATH] [--also-weft PATH]
 //! ```
 //!
 //! Needs root (namespaces), like the e2e tests. weftd's state directory and host-local's
@@ -60,7 +60,17 @@ fn main() {
     let args = Args::parse();
     let mut facts = machine_facts(&args);
     eprintln!("bench_cni: setting up ({} pods per set)", args.pods);
-    let mut subjects = vec![Subject::weft(args.pods), Subject::debian_bridge(args.pods)];
+    let mut subjects = vec![
+        Subject::weft("weft", binary("weft"), args.pods),
+        Subject::debian_bridge(args.pods),
+    ];
+    if let Some(other) = &args.also_weft {
+        subjects.push(Subject::weft(
+            "weft-b",
+            other.canonicalize().unwrap(),
+            args.pods,
+        ));
+    }
     if args.go_bridge {
         match Subject::go_bridge(args.pods) {
             Some(s) => subjects.push(s),
@@ -107,6 +117,11 @@ struct Args {
     /// Also write the report here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also measure this other build of the plugin (as `weft-b`, with a weftd of its
+    /// own), to compare two builds in one run: this VM drifts more between runs than
+    /// most changes move ADD.
+    #[arg(long = "also-weft")]
+    also_weft: Option<PathBuf>,
 }
 
 // ---- plugins under test -----------------------------------------------------------
@@ -144,17 +159,16 @@ struct Subject {
 }
 
 impl Subject {
-    fn weft(pods: usize) -> Subject {
+    fn weft(label: &str, binary: PathBuf, pods: usize) -> Subject {
         let node = Node::start(NodeOptions {
             cooldown_seconds: 0,
             ..NodeOptions::default()
         });
         let config = node.plugin_config("1.1.0").to_string();
-        let binary = binary("weft");
         let version = format!("weft {} ({})", env!("CARGO_PKG_VERSION"), binary.display());
         let cni_path = binary.parent().unwrap().display().to_string();
         Subject::new(
-            "weft",
+            label,
             version,
             binary,
             cni_path,
@@ -607,11 +621,12 @@ fn render(
             if matches!(subject.site, Site::Weft(_)) {
                 writeln!(
                     out,
-                    "- {} (x{}) weft: host veths gone {} (median of {} sets) after the \
+                    "- {} (x{}) {}: host veths gone {} (median of {} sets) after the \
                      last DEL returned; weftd removes them in the background, untimed \
                      (bridge's DEL deletes its veth before returning)",
                     scenario.name,
                     scenario.parallel,
+                    subject.label,
                     ms(stats(si, pi, SETTLE).median),
                     stats(si, pi, SETTLE).n
                 )
