@@ -37,12 +37,14 @@
 //!
 //! ```text
 //! e2e/bench-datapath.sh [--runs 4] [--time 4] [--omit 1] [--pings 200] [--mtu 1500]
-//!                       [--reference-nat] [--out PATH]
+//!                       [--reference-nat] [--weft-notrack-pods] [--out PATH]
 //! ```
 //!
 //! `--reference-nat` is a diagnostic: it copies weft's nftables table (`nft list table ip
 //! weft`) into the reference nodes, so that a gap can be told apart from the cost of
-//! connection tracking that weft's NAT rule turns on.
+//! connection tracking that weft's NAT rule turns on. `--weft-notrack-pods` is another:
+//! it exempts pod-to-pod IPv4 from tracking on weft's nodes, to tell the cost of tracking
+//! flows from the cost of the netfilter hooks a NAT table registers.
 //!
 //! Addresses are the topology's (documentation prefixes, 10.255.0.0/16) inside the
 //! namespaces this program creates; everything is removed on exit (a panic hook removes
@@ -111,6 +113,34 @@ fn main() {
         facts.push(
             "DIAGNOSTIC (--reference-nat): the reference nodes carry a verbatim copy of weft's \
              nftables table"
+                .to_owned(),
+        );
+    }
+
+    if args.weft_notrack_pods {
+        // Not weft's behaviour (unsafe with kube-proxy, see the README): measures what
+        // tracking itself costs, apart from the hooks that any NAT table registers.
+        for node in &weft.nodes {
+            let script = "table ip weft-bench-notrack {\n\
+                 \tchain prerouting {\n\
+                 \t\ttype filter hook prerouting priority raw; policy accept;\n\
+                 \t\tip saddr 10.255.0.0/16 ip daddr 10.255.0.0/16 notrack\n\
+                 \t}\n\
+                 }\n";
+            let path = std::env::temp_dir()
+                .join(format!("weft-bench-{}.nft", weft_e2e::unique_name("nt")));
+            std::fs::write(&path, script).unwrap();
+            let out = node.netns.run("nft", &["-f", &path.display().to_string()]);
+            let _ = std::fs::remove_file(&path);
+            assert!(
+                out.status.success(),
+                "nft -f on weft's node: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        facts.push(
+            "DIAGNOSTIC (--weft-notrack-pods): weft's nodes skip connection tracking for \
+             10.255.0.0/16 to 10.255.0.0/16 (a table of the benchmark's own)"
                 .to_owned(),
         );
     }
@@ -227,6 +257,10 @@ struct Args {
     /// Diagnostic: load weft's nftables table into the reference nodes too.
     #[arg(long)]
     reference_nat: bool,
+    /// Diagnostic: on weft's nodes, take pod-to-pod IPv4 (10.255.0.0/16 to itself) out
+    /// of connection tracking with a `notrack` rule in a table of the benchmark's own.
+    #[arg(long)]
+    weft_notrack_pods: bool,
     /// Also write the report here.
     #[arg(long)]
     out: Option<String>,
@@ -701,12 +735,34 @@ impl Cell {
     }
 }
 
-/// One iperf3 run: receiver's Gbit/s and the sender's retransmits.
+/// One iperf3 run: receiver's Gbit/s, the sender's retransmits, and what the bytes cost.
 #[derive(Debug, Clone, Copy)]
 struct Throughput {
     gbps: f64,
     retransmits: u64,
+    /// Busy CPU of the whole machine (every core, steal excluded) over the run, per GB
+    /// received (ms/GB). Both ends share this 2-core machine and the run is CPU-bound,
+    /// so this is the per-byte cost the throughput derives from, with the VM's steal
+    /// time taken out: it varies less between runs than Gbit/s does.
+    cpu_ms_per_gb: f64,
 }
+
+/// Busy and wall jiffies of all cores from /proc/stat: user, nice, system, irq and
+/// softirq; idle, iowait and steal (the hypervisor's) excluded.
+fn busy_jiffies() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu = stat.lines().next().unwrap();
+    let fields: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+}
+
+/// USER_HZ, the unit of /proc/stat, is 100 on Linux.
+const MS_PER_JIFFY: f64 = 10.0;
 
 /// One ping series: median and mean RTT (ms), replies received.
 #[derive(Debug, Clone, Copy)]
@@ -768,6 +824,7 @@ impl Side<'_> {
             args.omit.to_string(),
             cell.streams.to_string(),
         );
+        let busy_before = busy_jiffies();
         let out = self.client.run(
             "iperf3",
             &[
@@ -802,9 +859,13 @@ impl Side<'_> {
                     self.label
                 )
             });
+        let busy_ms = (busy_jiffies() - busy_before) as f64 * MS_PER_JIFFY;
+        // The CPU window spans the omitted seconds too; they run at the same rate.
+        let gb = bps / 8e9 * f64::from(args.time + args.omit);
         Throughput {
             gbps: bps / 1e9,
             retransmits: json["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
+            cpu_ms_per_gb: busy_ms / gb,
         }
     }
 
@@ -907,6 +968,25 @@ fn render(args: &Args, facts: &[String], cells: &[Cell; 4], samples: &Samples) -
     }
     writeln!(
         out,
+        "\n| path | streams | weft CPU ms/GB | reference CPU ms/GB | weft / reference |"
+    )
+    .unwrap();
+    writeln!(out, "|---|---|---|---|---|").unwrap();
+    for (ci, cell) in cells.iter().enumerate() {
+        let [w, r] = &samples.throughput[ci];
+        let wm = median_of(w.iter().map(|t| t.cpu_ms_per_gb));
+        let rm = median_of(r.iter().map(|t| t.cpu_ms_per_gb));
+        writeln!(
+            out,
+            "| {} | {} | {wm:.0} | {rm:.0} | {:.3} |",
+            cell.family.label(),
+            cell.streams,
+            wm / rm
+        )
+        .unwrap();
+    }
+    writeln!(
+        out,
         "\n| path | weft RTT median (mean) | reference RTT median (mean) | weft / reference (median) |"
     )
     .unwrap();
@@ -940,12 +1020,18 @@ fn render(args: &Args, facts: &[String], cells: &[Cell; 4], samples: &Samples) -
         args.runs
     )
     .unwrap();
-    writeln!(out, "Per run (Gbit/s, retransmits):\n").unwrap();
+    writeln!(
+        out,
+        "CPU ms/GB: busy CPU of both cores (steal excluded) over each iperf3 run, omitted \
+         seconds included, per GB received; medians over runs.\n"
+    )
+    .unwrap();
+    writeln!(out, "Per run (Gbit/s, retransmits, CPU ms/GB):\n").unwrap();
     for (ci, cell) in cells.iter().enumerate() {
         for (si, label) in ["weft", "reference"].into_iter().enumerate() {
             let runs: Vec<String> = samples.throughput[ci][si]
                 .iter()
-                .map(|t| format!("{:.2} ({})", t.gbps, t.retransmits))
+                .map(|t| format!("{:.2} ({}, {:.0})", t.gbps, t.retransmits, t.cpu_ms_per_gb))
                 .collect();
             writeln!(
                 out,
