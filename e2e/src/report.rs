@@ -56,3 +56,38 @@ pub fn report_header(title: &str, facts: &[String]) -> String {
     );
     out
 }
+
+/// Busy CPU time of the whole machine so far, every core summed: user, nice, system, irq
+/// and softirq from /proc/stat; idle, iowait and steal (time the hypervisor took) left
+/// out. The difference of two readings is what the work between them cost, on a machine
+/// that does nothing else; its unit is USER_HZ (10 ms), so measure spans of seconds.
+pub fn busy_cpu() -> std::time::Duration {
+    const MS_PER_JIFFY: u64 = 10; // USER_HZ is 100 on Linux
+    let stat = read_trimmed("/proc/stat");
+    let jiffies: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let busy = [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&i| jiffies.get(i))
+        .sum::<u64>();
+    std::time::Duration::from_millis(busy * MS_PER_JIFFY)
+}
+
+/// CPU time (user + system) of every child process this process has waited for so far,
+/// and of their waited-for descendants (getrusage RUSAGE_CHILDREN).
+pub fn children_cpu() -> std::time::Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(std::time::Duration::ZERO, |usage| {
+        let time = |t: nix::sys::time::TimeVal| {
+            std::time::Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+        };
+        time(usage.user_time()) + time(usage.system_time())
+    })
+}

@@ -47,7 +47,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weft_e2e::{
-    binary, reference_plugins_dir, report_header, unique_name, Netns, Node, NodeOptions, TempDir,
+    binary, busy_cpu, children_cpu, reference_plugins_dir, report_header, unique_name, Netns, Node,
+    NodeOptions, TempDir,
 };
 
 /// The issue's targets.
@@ -403,8 +404,12 @@ impl Scenario {
 
 /// (scenario index, subject index, "ADD"/"DEL") -> call latencies; with [`SETTLE`]: how
 /// long each set's background teardown went on after its last DEL returned.
+/// with [`ADD_CPU`]: per set, the plugin processes' own CPU per ADD; with
+/// [`ADD_BUSY`]: per set, the whole machine's busy CPU over the set's ADDs per call.
 type Samples = BTreeMap<(usize, usize, &'static str), Vec<Duration>>;
 const SETTLE: &str = "settle";
+const ADD_CPU: &str = "ADD CPU";
+const ADD_BUSY: &str = "ADD busy";
 
 /// Fairness: within a round, each scenario runs one complete set per plugin, back to
 /// back, and the order of the plugins rotates every round (weft first, then bridge first,
@@ -426,7 +431,15 @@ fn run_rounds(subjects: &[Subject], scenarios: &[Scenario], rounds: usize) -> Sa
                     scenario.name,
                     subject.label
                 );
-                let (add, del, settle) = run_set(subject, scenario, round);
+                let (add, add_cpu, del, settle) = run_set(subject, scenario, round);
+                samples
+                    .entry((si, pi, ADD_CPU))
+                    .or_default()
+                    .push(add_cpu.plugin);
+                samples
+                    .entry((si, pi, ADD_BUSY))
+                    .or_default()
+                    .push(add_cpu.machine);
                 samples.entry((si, pi, "ADD")).or_default().extend(add);
                 samples.entry((si, pi, "DEL")).or_default().extend(del);
                 samples.entry((si, pi, SETTLE)).or_default().push(settle);
@@ -436,20 +449,36 @@ fn run_rounds(subjects: &[Subject], scenarios: &[Scenario], rounds: usize) -> Sa
     samples
 }
 
+/// What one ADD of a set cost in CPU, on average.
+struct CpuPerCall {
+    /// The plugin process's own (user + system, its children included: host-local for
+    /// bridge): a lower bound of what a call costs the machine.
+    plugin: Duration,
+    /// The whole machine's busy CPU over the set (steal excluded): also weftd, the
+    /// kernel's deferred work and the harness's spawning; 10 ms ticks.
+    machine: Duration,
+}
+
 /// ADD every pod, then DEL every pod, `scenario.parallel` calls in flight; then settle.
-/// Returns the ADD and DEL latencies and the settle time.
+/// Returns the ADD latencies, the CPU per ADD, the DEL latencies and the settle time.
 fn run_set(
     subject: &Subject,
     scenario: &Scenario,
     round: usize,
-) -> (Vec<Duration>, Vec<Duration>, Duration) {
+) -> (Vec<Duration>, CpuPerCall, Vec<Duration>, Duration) {
     let ids: Vec<String> = (0..subject.pods.len())
         .map(|i| format!("bench-{}-r{round}-p{i}", scenario.name))
         .collect();
+    let calls = ids.len() as u32;
+    let (busy_before, children_before) = (busy_cpu(), children_cpu());
     let add = timed_calls(subject, "ADD", &ids, scenario.parallel);
+    let add_cpu = CpuPerCall {
+        plugin: (children_cpu() - children_before) / calls,
+        machine: (busy_cpu() - busy_before) / calls,
+    };
     let del = timed_calls(subject, "DEL", &ids, scenario.parallel);
     let settle = subject.settle();
-    (add, del, settle)
+    (add, add_cpu, del, settle)
 }
 
 /// `command` for pod i with container ID ids[i], for every i, from `parallel` workers
@@ -634,6 +663,23 @@ fn render(
             }
         }
     }
+    for (si, scenario) in scenarios.iter().enumerate() {
+        for (pi, subject) in subjects.iter().enumerate() {
+            writeln!(
+                out,
+                "- {} (x{}) {}: CPU per ADD {} in the plugin process, {} for the whole \
+                 machine (medians of {} sets; the machine's is its busy CPU over the set's \
+                 ADDs, steal excluded, so also weftd and the harness)",
+                scenario.name,
+                scenario.parallel,
+                subject.label,
+                ms(stats(si, pi, ADD_CPU).median),
+                ms(stats(si, pi, ADD_BUSY).median),
+                stats(si, pi, ADD_CPU).n
+            )
+            .unwrap();
+        }
+    }
     writeln!(out, "\nTargets (weft against {}):\n", subjects[1].label).unwrap();
     for (si, scenario) in scenarios.iter().enumerate() {
         for line in verdicts(
@@ -644,8 +690,41 @@ fn render(
         ) {
             writeln!(out, "- {} (x{}): {line}", scenario.name, scenario.parallel).unwrap();
         }
+        if scenario.parallel > 1 {
+            writeln!(
+                out,
+                "- {} (x{}): {}",
+                scenario.name,
+                scenario.parallel,
+                littles_law_floor(
+                    scenario.parallel,
+                    stats(si, 0, ADD_CPU).median,
+                    stats(si, 0, "ADD").mean
+                )
+            )
+            .unwrap();
+        }
     }
     out
+}
+
+/// The lowest mean ADD latency the machine allows with `parallel` calls in flight.
+/// Little's law: calls in flight = throughput x mean latency, and throughput is at most
+/// cores / CPU per call. The plugin process's own CPU is a lower bound of a call's cost
+/// (weftd's share and the kernel's deferred work come on top); the set's first and last
+/// calls run with fewer in flight, so a set's mean can dip a little under the bound.
+fn littles_law_floor(parallel: usize, plugin_cpu: Duration, mean: Duration) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let floor = plugin_cpu * parallel as u32 / cores as u32;
+    format!(
+        "Little's law: {parallel} ADDs in flight, each taking {} of CPU in the plugin \
+         process alone, on {cores} cores: mean ADD >= {parallel} x {} / {cores} = {} \
+         (measured mean {})",
+        ms(plugin_cpu),
+        ms(plugin_cpu),
+        ms(floor),
+        ms(mean)
+    )
 }
 
 fn verdicts(weft_add: Stats, weft_del: Stats, bridge_add: Stats, bridge_del: Stats) -> Vec<String> {

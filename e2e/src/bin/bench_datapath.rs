@@ -58,8 +58,8 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::Duration;
 use weft_e2e::{
-    build_fabric, install_namespace_cleanup_hook, report_header, tool_version, wait_until,
-    wire_node, Background, Netns, Topology, TopologyOptions, Underlay,
+    build_fabric, busy_cpu, install_namespace_cleanup_hook, report_header, tool_version,
+    wait_until, wire_node, Background, Netns, Topology, TopologyOptions, Underlay,
 };
 
 /// The target: weft's throughput at least this fraction of the reference's.
@@ -747,23 +747,6 @@ struct Throughput {
     cpu_ms_per_gb: f64,
 }
 
-/// Busy and wall jiffies of all cores from /proc/stat: user, nice, system, irq and
-/// softirq; idle, iowait and steal (the hypervisor's) excluded.
-fn busy_jiffies() -> u64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let cpu = stat.lines().next().unwrap();
-    let fields: Vec<u64> = cpu
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
-    fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
-}
-
-/// USER_HZ, the unit of /proc/stat, is 100 on Linux.
-const MS_PER_JIFFY: f64 = 10.0;
-
 /// One ping series: median and mean RTT (ms), replies received.
 #[derive(Debug, Clone, Copy)]
 struct Rtt {
@@ -824,7 +807,7 @@ impl Side<'_> {
             args.omit.to_string(),
             cell.streams.to_string(),
         );
-        let busy_before = busy_jiffies();
+        let busy_before = busy_cpu();
         let out = self.client.run(
             "iperf3",
             &[
@@ -859,7 +842,7 @@ impl Side<'_> {
                     self.label
                 )
             });
-        let busy_ms = (busy_jiffies() - busy_before) as f64 * MS_PER_JIFFY;
+        let busy_ms = (busy_cpu() - busy_before).as_secs_f64() * 1000.0;
         // The CPU window spans the omitted seconds too; they run at the same rate.
         let gb = bps / 8e9 * f64::from(args.time + args.omit);
         Throughput {
