@@ -99,16 +99,7 @@ fn main() {
                 table.status.success(),
                 "nft list table ip weft on weft's node"
             );
-            let path = std::env::temp_dir()
-                .join(format!("weft-bench-{}.nft", weft_e2e::unique_name("nat")));
-            std::fs::write(&path, &table.stdout).unwrap();
-            let out = node.run("nft", &["-f", &path.display().to_string()]);
-            let _ = std::fs::remove_file(&path);
-            assert!(
-                out.status.success(),
-                "nft -f on the reference node: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            load_nft(node, &table.stdout, "the reference node");
         }
         facts.push(
             "DIAGNOSTIC (--reference-nat): the reference nodes carry a verbatim copy of weft's \
@@ -127,16 +118,7 @@ fn main() {
                  \t\tip saddr 10.255.0.0/16 ip daddr 10.255.0.0/16 notrack\n\
                  \t}\n\
                  }\n";
-            let path = std::env::temp_dir()
-                .join(format!("weft-bench-{}.nft", weft_e2e::unique_name("nt")));
-            std::fs::write(&path, script).unwrap();
-            let out = node.netns.run("nft", &["-f", &path.display().to_string()]);
-            let _ = std::fs::remove_file(&path);
-            assert!(
-                out.status.success(),
-                "nft -f on weft's node: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            load_nft(&node.netns, script.as_bytes(), "weft's node");
         }
         facts.push(
             "DIAGNOSTIC (--weft-notrack-pods): weft's nodes skip connection tracking for \
@@ -266,9 +248,22 @@ struct Args {
     out: Option<String>,
 }
 
-// ---- cleanup ----------------------------------------------------------------------
-
 // ---- what both sides share --------------------------------------------------------
+
+/// Loads an nftables script into `netns` (`nft -f` of a temp file), or panics naming
+/// `which` node it was for.
+fn load_nft(netns: &Netns, script: &[u8], which: &str) {
+    let path =
+        std::env::temp_dir().join(format!("weft-bench-{}.nft", weft_e2e::unique_name("nft")));
+    std::fs::write(&path, script).unwrap();
+    let out = netns.run("nft", &["-f", &path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "nft -f on {which}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
