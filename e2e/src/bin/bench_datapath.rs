@@ -253,16 +253,22 @@ struct Args {
 /// Loads an nftables script into `netns` (`nft -f` of a temp file), or panics naming
 /// `which` node it was for.
 fn load_nft(netns: &Netns, script: &[u8], which: &str) {
-    let path =
-        std::env::temp_dir().join(format!("weft-bench-{}.nft", weft_e2e::unique_name("nft")));
-    std::fs::write(&path, script).unwrap();
-    let out = netns.run("nft", &["-f", &path.display().to_string()]);
-    let _ = std::fs::remove_file(&path);
+    let out = try_nft(netns, script);
     assert!(
         out.status.success(),
         "nft -f on {which}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `nft -f` of `script` (through a temp file) in `netns`.
+fn try_nft(netns: &Netns, script: &[u8]) -> std::process::Output {
+    let path =
+        std::env::temp_dir().join(format!("weft-bench-{}.nft", weft_e2e::unique_name("nft")));
+    std::fs::write(&path, script).unwrap();
+    let out = netns.run("nft", &["-f", &path.display().to_string()]);
+    let _ = std::fs::remove_file(&path);
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -911,8 +917,29 @@ fn machine_facts(args: &Args) -> Vec<String> {
          (VXLAN over IPv4) on a bridge in a fabric namespace, one pod per node via the CNI \
          binary; reference: the same hops made with ip/bridge commands"
             .to_owned(),
+        flowtable_fact(),
     ]);
     facts
+}
+
+/// Whether this kernel has nftables flowtables (`CONFIG_NF_FLOW_TABLE`), the software
+/// fast path that would take established forwarded flows past the NAT's connection
+/// tracking: tried for real, in a scratch namespace.
+fn flowtable_fact() -> String {
+    let script = "table ip probe {\n\
+         \tflowtable ft { hook ingress priority 0; devices = { lo }; }\n\
+         }\n";
+    let out = try_nft(&Netns::new("ft"), script.as_bytes());
+    if out.status.success() {
+        "kernel flowtables (nftables software fast path): available".to_owned()
+    } else {
+        let error = String::from_utf8_lossy(&out.stderr);
+        let first = error.lines().next().unwrap_or_default();
+        format!(
+            "kernel flowtables (nftables software fast path): absent, a flowtable on lo is \
+             refused ({first})"
+        )
+    }
 }
 
 fn render(args: &Args, facts: &[String], cells: &[Cell; 4], samples: &Samples) -> String {
