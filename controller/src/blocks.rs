@@ -189,21 +189,22 @@ async fn write_block(
     ctx: &Context,
     name: &str,
     block: (IpNet, u8),
-    base: Option<WeftClaimBlock>,
+    mut base: Option<WeftClaimBlock>,
     requests: Vec<Request>,
 ) -> Option<WeftClaimBlock> {
     // A write proves the base current (its resourceVersion matched); an answer given
     // without one comes from a read made for it, never from the cached base, which a
     // racing writer may have outdated.
-    let mut read = base.is_none();
-    let mut current = match base {
-        Some(b) => Some(b),
-        None => match ctx.block_api.get_opt(name).await {
-            Ok(b) => b,
-            Err(e) => return fail(ctx, requests, e),
-        },
-    };
     for _ in 0..MAX_ATTEMPTS {
+        // The cached base on the first pass only; a read on every other.
+        let read = base.is_none();
+        let current = match base.take() {
+            Some(b) => Some(b),
+            None => match ctx.block_api.get_opt(name).await {
+                Ok(b) => b,
+                Err(e) => return fail(ctx, requests, e),
+            },
+        };
         let before = current
             .as_ref()
             .map(|b| b.spec.claims.clone())
@@ -214,18 +215,10 @@ async fn write_block(
             .map(|r| apply(&mut entries, &r.change))
             .collect();
         if entries == before && !read {
-            read = true;
-            current = match ctx.block_api.get_opt(name).await {
-                Ok(b) => b,
-                Err(e) => return fail(ctx, requests, e),
-            };
             continue;
         }
         let written = if entries == before {
-            Ok(current
-                .clone()
-                .map(Written::Kept)
-                .unwrap_or(Written::Absent))
+            Ok(current.map_or(Written::Absent, Written::Kept))
         } else {
             write(ctx, name, block, current.as_ref(), entries).await
         };
@@ -240,11 +233,6 @@ async fn write_block(
             }
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
                 debug!(block = %name, reason = %s.reason, "block changed since read: reading again");
-                read = true;
-                current = match ctx.block_api.get_opt(name).await {
-                    Ok(b) => b,
-                    Err(e) => return fail(ctx, requests, e),
-                };
             }
             Err(e) => return fail(ctx, requests, e),
         }

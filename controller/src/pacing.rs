@@ -31,7 +31,6 @@ use prometheus::IntGauge;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use weft_wire::Family;
 
 /// How long allocations must have been quiet before held-back conditions are written.
 pub const QUIET: Duration = Duration::from_secs(1);
@@ -210,10 +209,7 @@ fn unallocated(ctx: &Context) -> HashSet<String> {
         let name = node.name_any();
         let ranges = ctx.weftnode(&name).is_some_and(|wn| {
             owned_by(&wn, node.uid().as_deref().unwrap_or_default())
-                && plan.mode.families().all(|f| match f {
-                    Family::Ipv6 => wn.spec.ipv6_prefix.is_some(),
-                    Family::Ipv4 => wn.spec.ipv4_subnet.is_some(),
-                })
+                && plan.mode.families().all(|f| wn.spec.range(f).is_some())
         });
         let pod_cidrs = node
             .spec

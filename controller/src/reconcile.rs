@@ -116,11 +116,7 @@ fn family_of(net: IpNet) -> Family {
 
 /// The ranges a WeftNode of this node incarnation names.
 fn named(wn: Option<&WeftNode>, family: Family) -> Option<IpNet> {
-    let spec = &wn?.spec;
-    let text = match family {
-        Family::Ipv6 => spec.ipv6_prefix.as_deref(),
-        Family::Ipv4 => spec.ipv4_subnet.as_deref(),
-    }?;
+    let text = wn?.spec.range(family)?;
     ledger::parse_cidr(text).filter(|n| family_of(*n) == family)
 }
 
@@ -149,13 +145,12 @@ pub fn keeper(mut mine: Vec<Held>, named: Option<IpNet>) -> (Held, Vec<Held>) {
 /// context: the work itself is boxed, sized when it starts.
 pub async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _turn = ctx.turn().await;
-    Box::pin(settle(&node.name_any(), ctx.clone())).await
+    Box::pin(settle(node.name_any(), ctx.clone())).await
 }
 
 /// See the module documentation.
-async fn settle(name: &str, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn settle(name: String, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_duration.start_timer();
-    let name = name.to_owned();
     // The Node as it is now, after the wait for a turn.
     let Some(node) = ctx.nodes.get(&ObjectRef::new(&name)) else {
         return Ok(Action::await_change());

@@ -117,6 +117,16 @@ pub struct WeftNodeStatus {
     pub reported_at: Option<Time>,
 }
 
+impl WeftNodeSpec {
+    /// The range of `family` the controller wrote, as written.
+    pub fn range(&self, family: weft_wire::Family) -> Option<&str> {
+        match family {
+            weft_wire::Family::Ipv6 => self.ipv6_prefix.as_deref(),
+            weft_wire::Family::Ipv4 => self.ipv4_subnet.as_deref(),
+        }
+    }
+}
+
 impl WeftNode {
     /// The node as a peer of the others, when it has what peers need.
     pub fn peer_entry(&self) -> weft_wire::PeerEntry {
