@@ -30,7 +30,9 @@ pub use kubernetes::{KubeCluster, NetworkOptions, CONTROL_PLANE_V4, CONTROL_PLAN
 pub use netns::{spawn_logged, unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
-pub use report::{busy_cpu, children_cpu, machine_facts, report_header, tool_version};
+pub use report::{
+    busy_cpu, children_cpu, machine_facts, report_header, tool_version, MachineTicks,
+};
 pub use scratch::{
     install_namespace_cleanup_hook, log_tail, proc_status_kib, read_trimmed, remove_own_namespaces,
     stop_requested, watch_stop_signals, TempDir,

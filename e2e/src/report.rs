@@ -57,27 +57,51 @@ pub fn report_header(title: &str, facts: &[String]) -> String {
     out
 }
 
-/// Busy CPU time of the whole machine so far, every core summed: user, nice, system, irq
-/// and softirq from /proc/stat; idle, iowait and steal (time the hypervisor took) left
-/// out. The difference of two readings is what the work between them cost, on a machine
-/// that does nothing else; its unit is USER_HZ (10 ms), so measure spans of seconds.
+/// All CPUs' time since boot, from the first line of /proc/stat, in ticks (USER_HZ).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineTicks {
+    /// user, nice, system, irq and softirq (guest time is inside user).
+    pub busy: u64,
+    /// Time the hypervisor took from this machine.
+    pub steal: u64,
+    /// idle and iowait.
+    pub idle: u64,
+}
+
+impl MachineTicks {
+    /// The ticks so far (zeros if /proc/stat cannot be read).
+    pub fn read() -> MachineTicks {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let sum = |fields: &[usize]| fields.iter().filter_map(|&i| ticks.get(i)).sum::<u64>();
+        MachineTicks {
+            busy: sum(&[0, 1, 2, 5, 6]),
+            steal: sum(&[7]),
+            idle: sum(&[3, 4]),
+        }
+    }
+
+    /// Every tick: busy, stolen and idle.
+    pub fn total(&self) -> u64 {
+        self.busy + self.steal + self.idle
+    }
+}
+
+/// Busy CPU time of the whole machine so far, every core summed, steal left out
+/// ([`MachineTicks::busy`]). The difference of two readings is what the work between
+/// them cost, on a machine that does nothing else; its unit is USER_HZ (10 ms), so
+/// measure spans of seconds.
 pub fn busy_cpu() -> std::time::Duration {
-    const MS_PER_JIFFY: u64 = 10; // USER_HZ is 100 on Linux
-    let stat = read_trimmed("/proc/stat");
-    let jiffies: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal guest guest_nice
-    let busy = [0, 1, 2, 5, 6]
-        .iter()
-        .filter_map(|&i| jiffies.get(i))
-        .sum::<u64>();
-    std::time::Duration::from_millis(busy * MS_PER_JIFFY)
+    const MS_PER_TICK: u64 = 10; // USER_HZ is 100 on Linux
+    std::time::Duration::from_millis(MachineTicks::read().busy * MS_PER_TICK)
 }
 
 /// CPU time (user + system) of every child process this process has waited for so far,

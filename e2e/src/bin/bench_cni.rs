@@ -402,10 +402,10 @@ impl Scenario {
     }
 }
 
-/// (scenario index, subject index, "ADD"/"DEL") -> call latencies; with [`SETTLE`]: how
-/// long each set's background teardown went on after its last DEL returned.
-/// with [`ADD_CPU`]: per set, the plugin processes' own CPU per ADD; with
-/// [`ADD_BUSY`]: per set, the whole machine's busy CPU over the set's ADDs per call.
+/// (scenario index, subject index, "ADD"/"DEL") -> call latencies. With [`SETTLE`]: how
+/// long each set's background teardown went on after its last DEL returned; with
+/// [`ADD_CPU`]: per set, the plugin processes' own CPU per ADD; with [`ADD_BUSY`]: per
+/// set, the whole machine's busy CPU over the set's ADDs per call.
 type Samples = BTreeMap<(usize, usize, &'static str), Vec<Duration>>;
 const SETTLE: &str = "settle";
 const ADD_CPU: &str = "ADD CPU";
@@ -716,14 +716,11 @@ fn render(
 fn littles_law_floor(parallel: usize, plugin_cpu: Duration, mean: Duration) -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let floor = plugin_cpu * parallel as u32 / cores as u32;
+    let (cpu, floor, mean) = (ms(plugin_cpu), ms(floor), ms(mean));
     format!(
-        "Little's law: {parallel} ADDs in flight, each taking {} of CPU in the plugin \
-         process alone, on {cores} cores: mean ADD >= {parallel} x {} / {cores} = {} \
-         (measured mean {})",
-        ms(plugin_cpu),
-        ms(plugin_cpu),
-        ms(floor),
-        ms(mean)
+        "Little's law: {parallel} ADDs in flight, each taking {cpu} of CPU in the plugin \
+         process alone, on {cores} cores: mean ADD >= {parallel} x {cpu} / {cores} = \
+         {floor} (measured mean {mean})"
     )
 }
 

@@ -41,19 +41,8 @@ pub(crate) fn ticks_per_second() -> f64 {
     })
 }
 
-/// (busy, total) ticks of all CPUs since boot.
+/// (busy, total) ticks of all CPUs since boot; busy includes steal.
 pub(crate) fn machine_ticks() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let values: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is inside user).
-    let total: u64 = values.iter().take(8).sum();
-    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let ticks = weft_e2e::MachineTicks::read();
+    (ticks.busy + ticks.steal, ticks.total())
 }
