@@ -25,8 +25,8 @@ pub use claim::{claim_name, WeftClaim, WeftClaimSpec};
 pub use claim_block::{block_name, block_of, WeftClaimBlock, WeftClaimBlockSpec, BLOCK_BITS};
 pub use conditions::{condition, conditions_differ};
 pub use network::{
-    Ipv6Range, Plan, PlannedRange, RangeUsage, SpecError, WeftNetwork, WeftNetworkSpec,
-    WeftNetworkStatus,
+    Ipv6Range, Ipv6Routing, Plan, PlannedRange, RangeUsage, SpecError, WeftNetwork,
+    WeftNetworkSpec, WeftNetworkStatus,
 };
 pub use node::{WeftNode, WeftNodeSpec, WeftNodeStatus};
 

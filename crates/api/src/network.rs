@@ -52,8 +52,8 @@ pub struct WeftNetworkSpec {
     pub mode: String,
     /// How nodes' IPv6 prefixes are reached: `fabric` or `direct` (see weftd's
     /// `--ipv6-routing`).
-    #[serde(default = "default_routing")]
-    pub ipv6_routing: String,
+    #[serde(default)]
+    pub ipv6_routing: Ipv6Routing,
     /// Ranges node prefixes are delegated from.
     #[serde(default)]
     pub ipv6_ranges: Vec<Ipv6Range>,
@@ -73,6 +73,48 @@ pub struct WeftNetworkSpec {
     /// so late packets to a recycled range cannot reach a new node.
     #[serde(default = "default_cooldown")]
     pub release_cooldown_seconds: u64,
+}
+
+/// How peers' IPv6 prefixes are reached: the `WeftNetwork`'s `ipv6Routing` and weftd's
+/// `--ipv6-routing`, one type for both so the CRD's schema and the flag accept the same
+/// words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Ipv6Routing {
+    /// The network routes each node's prefix to the node (AWS VPC prefix delegation,
+    /// BOSH): weftd adds no peer routes.
+    #[default]
+    Fabric,
+    /// Nodes share a link: weftd routes each peer's prefix via its underlay address.
+    Direct,
+}
+
+impl Ipv6Routing {
+    /// The word the API and the flag use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ipv6Routing::Fabric => "fabric",
+            Ipv6Routing::Direct => "direct",
+        }
+    }
+}
+
+impl std::fmt::Display for Ipv6Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Ipv6Routing {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Ipv6Routing, String> {
+        match text {
+            "fabric" => Ok(Ipv6Routing::Fabric),
+            "direct" => Ok(Ipv6Routing::Direct),
+            other => Err(format!("'{other}' is not fabric or direct")),
+        }
+    }
 }
 
 /// One IPv6 range (a BOSH manual-network subnet).
@@ -135,9 +177,6 @@ pub struct RangeUsage {
 fn default_mode() -> String {
     "dual".into()
 }
-fn default_routing() -> String {
-    "fabric".into()
-}
 fn default_ipv4_network() -> String {
     "10.255.0.0/16".into()
 }
@@ -193,8 +232,8 @@ pub struct PlannedRange {
 pub struct Plan {
     /// `dual`, `ipv6` or `ipv4`.
     pub mode: weft_wire::Mode,
-    /// `fabric` or `direct`.
-    pub ipv6_routing: String,
+    /// How peers' IPv6 prefixes are reached.
+    pub ipv6_routing: Ipv6Routing,
     /// IPv6 ranges, in spec order (allocation order).
     pub ipv6_ranges: Vec<PlannedRange>,
     /// The IPv4 overlay network.
@@ -220,12 +259,6 @@ impl WeftNetworkSpec {
                 format!("'{}' is not dual, ipv6 or ipv4", self.mode),
             )
         });
-        if !matches!(self.ipv6_routing.as_str(), "fabric" | "direct") {
-            errors.push(spec_error(
-                "spec.ipv6Routing",
-                format!("'{}' is not fabric or direct", self.ipv6_routing),
-            ));
-        }
         let mut ranges = Vec::new();
         for (i, r) in self.ipv6_ranges.iter().enumerate() {
             match plan_range(i, r) {
@@ -291,7 +324,7 @@ impl WeftNetworkSpec {
         match (mode, ipv4_network, errors.is_empty()) {
             (Some(mode), Some(ipv4_network), true) => Ok(Plan {
                 mode,
-                ipv6_routing: self.ipv6_routing.clone(),
+                ipv6_routing: self.ipv6_routing,
                 ipv6_ranges: ranges,
                 ipv4_network,
                 ipv4_subnet_length: self.ipv4_subnet_length,

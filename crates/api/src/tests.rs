@@ -50,7 +50,7 @@ fn defaults_follow_the_documented_plan() {
     let s = spec(serde_json::json!({"ipv6Ranges": [{"range": "2001:db8:1000::/64"}]}));
     let plan = s.plan().unwrap();
     assert_eq!(plan.mode, weft_wire::Mode::Dual);
-    assert_eq!(plan.ipv6_routing, "fabric");
+    assert_eq!(plan.ipv6_routing, Ipv6Routing::Fabric);
     assert_eq!(plan.ipv4_network.to_string(), "10.255.0.0/16");
     assert_eq!(plan.ipv4_subnet_length, 24);
     assert_eq!(plan.ipv6_ranges[0].prefix_length, 80);
@@ -80,7 +80,6 @@ fn reserved_entries_take_the_bosh_forms_and_every_ipv6_text_form() {
 fn bad_specs_name_every_field_and_value() {
     let s = spec(serde_json::json!({
         "mode": "triple",
-        "ipv6Routing": "bgp",
         "ipv6Ranges": [
             {"range": "2001:db8:1000::/64", "prefixLength": 56},
             {"range": "2001:db8:1000::/72"},
@@ -102,7 +101,6 @@ fn bad_specs_name_every_field_and_value() {
     let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
     for needle in [
         "spec.mode: 'triple'",
-        "spec.ipv6Routing: 'bgp'",
         "spec.ipv6Ranges[0].prefixLength: 56 is not between 64 and 120",
         "spec.ipv6Ranges[2].reserved[0]: '2001:db8:3000::/80' is outside the range 2001:db8:2000::/64",
         "spec.ipv6Ranges[2].reserved[1]: 'x::y'",
@@ -161,4 +159,27 @@ fn every_range_belongs_to_one_named_block() {
     );
     // Short ranges: the block is as short as a prefix can be.
     assert_eq!(block_of(net("10.0.0.0/4")).0, net("0.0.0.0/0"));
+}
+
+/// `ipv6Routing` is an enum in the schema, so the apiserver itself refuses any other
+/// word (naming the field) before a controller or weftd ever reads it.
+#[test]
+fn ipv6_routing_is_an_enum_defaulting_to_fabric() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(WeftNetwork::crd()).unwrap();
+    let field = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["ipv6Routing"];
+    assert_eq!(
+        field["enum"],
+        serde_json::json!(["fabric", "direct"]),
+        "{field}"
+    );
+    assert_eq!(field["default"], "fabric", "{field}");
+    let routing = |json| spec(serde_json::json!({"ipv6Routing": json})).ipv6_routing;
+    assert_eq!(routing("direct"), Ipv6Routing::Direct);
+    assert_eq!(routing("fabric"), Ipv6Routing::Fabric);
+    let bad = serde_json::from_value::<WeftNetworkSpec>(serde_json::json!({"ipv6Routing": "bgp"}));
+    assert!(bad.unwrap_err().to_string().contains("bgp"));
+    assert_eq!("direct".parse(), Ok(Ipv6Routing::Direct));
+    assert!("bgp".parse::<Ipv6Routing>().unwrap_err().contains("'bgp'"));
 }
