@@ -10,12 +10,13 @@
 //! pod addresses come from the overlay configured for the test node.
 #![allow(clippy::unwrap_used)]
 
+pub mod bench;
 mod controlplane;
 mod kubernetes;
+mod metrics;
 mod netns;
 mod node;
 mod plugin;
-mod report;
 mod scratch;
 mod tools;
 mod topology;
@@ -27,15 +28,13 @@ pub use controlplane::{
     SOLO_NODE_V6,
 };
 pub use kubernetes::{KubeCluster, NetworkOptions, CONTROL_PLANE_V4, CONTROL_PLANE_V6};
+pub use metrics::Metrics;
 pub use netns::{spawn_logged, unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
 pub use plugin::{run_in, Plugin, PluginOutput};
-pub use report::{
-    busy_cpu, children_cpu, machine_facts, report_header, tool_version, MachineTicks,
-};
 pub use scratch::{
-    install_namespace_cleanup_hook, log_tail, proc_status_kib, read_trimmed, remove_own_namespaces,
-    stop_requested, watch_stop_signals, TempDir,
+    install_namespace_cleanup_hook, log_tail, read_trimmed, remove_own_namespaces, stop_requested,
+    watch_stop_signals, TempDir,
 };
 pub use tools::{binary, reference_plugins_dir, tools_bin, Tools};
 pub use topology::{Pod, Topology, TopologyOptions};

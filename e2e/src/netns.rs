@@ -109,6 +109,33 @@ impl Netns {
         }
     }
 
+    /// A stub underlay: a veth `uplink` of `mtu` whose peer `uplink-peer` stays in the
+    /// namespace, both up, with `cidrs` on `uplink`. It carries no traffic; it gives weftd
+    /// an uplink with addresses, an MTU and an underlay family.
+    pub fn add_stub_uplink(&self, mtu: u32, cidrs: &[String]) {
+        let mtu = mtu.to_string();
+        self.ip(&[
+            "link",
+            "add",
+            "name",
+            "uplink",
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "uplink-peer",
+            "mtu",
+            &mtu,
+        ]);
+        for cidr in cidrs {
+            self.add_address("uplink", cidr);
+        }
+        self.ip(&["link", "set", "uplink", "up"]);
+        self.ip(&["link", "set", "uplink-peer", "up"]);
+    }
+
     /// Reads a sysctl inside (slashed or dotted key).
     pub fn sysctl(&self, key: &str) -> String {
         let out = self.run("cat", &[&format!("/proc/sys/{}", key.replace('.', "/"))]);

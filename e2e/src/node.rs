@@ -4,7 +4,7 @@
 
 use crate::netns::spawn_logged;
 use crate::plugin::{Plugin, PluginOutput};
-use crate::{binary, Netns};
+use crate::{binary, log_tail, Metrics, Netns};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -75,28 +75,11 @@ impl Node {
     /// weftd; panics with weftd's log if it does not come up.
     pub fn start(options: NodeOptions) -> Node {
         let netns = Netns::new("n");
-        let mtu = options.uplink_mtu.to_string();
-        netns.ip(&[
-            "link",
-            "add",
-            "name",
-            "uplink",
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "uplink-peer",
-            "mtu",
-            &mtu,
-        ]);
+        let mut cidrs = vec![format!("{HOST_V6}/64")];
         if !options.ipv6_underlay {
-            netns.add_address("uplink", &format!("{HOST_V4}/24"));
+            cidrs.insert(0, format!("{HOST_V4}/24"));
         }
-        netns.add_address("uplink", &format!("{HOST_V6}/64"));
-        netns.ip(&["link", "set", "uplink", "up"]);
-        netns.ip(&["link", "set", "uplink-peer", "up"]);
+        netns.add_stub_uplink(options.uplink_mtu, &cidrs);
         Node::start_in(netns, options)
     }
 
@@ -104,6 +87,15 @@ impl Node {
     /// (`uplink_mtu` and `ipv6_underlay` are not used); panics with weftd's log if it
     /// does not come up.
     pub fn start_in(netns: Netns, options: NodeOptions) -> Node {
+        let mut node = Node::spawn_in(netns, options);
+        node.wait_ready();
+        node
+    }
+
+    /// Like [`Node::start_in`], but returns as soon as weftd is spawned: for timing its
+    /// start-up, and for a weftd that may fail to come up ([`Node::wait_metrics`] reports
+    /// that instead of panicking).
+    pub fn spawn_in(netns: Netns, options: NodeOptions) -> Node {
         let dir = state_base().join(format!("weft-e2e-{}", netns.name()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("conf")).unwrap();
@@ -119,11 +111,16 @@ impl Node {
             netns,
         };
         node.write_conflist("1.1.0", &[]);
-        node.launch();
+        node.spawn_weftd();
         node
     }
 
     fn launch(&mut self) {
+        self.spawn_weftd();
+        self.wait_ready();
+    }
+
+    fn spawn_weftd(&mut self) {
         let mut args: Vec<String> = vec![
             "--node-name".into(),
             self.name().into(),
@@ -157,7 +154,6 @@ impl Node {
             &args,
             &self.log_path(),
         ));
-        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -316,12 +312,71 @@ impl Node {
 
     /// The value of one metric sample (exact name with labels), if exported.
     pub fn metric(&self, sample: &str) -> Option<f64> {
-        let (_, body) = self.http_get("/metrics");
-        body.lines().find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
+        self.metrics().and_then(|m| m.get(sample))
+    }
+
+    /// One scrape of weftd's /metrics; `None` while it does not answer.
+    pub fn metrics(&self) -> Option<Metrics> {
+        match self.http_get("/metrics") {
+            (200, body) => Some(Metrics(body)),
+            _ => None,
+        }
+    }
+
+    /// Scrapes /metrics every `poll` until `done` holds (the instant that scrape returned,
+    /// and the scrape); an error with the last scrape's `shown` samples and weftd's log
+    /// tail when weftd exits or `deadline` passes first.
+    pub fn wait_metrics(
+        &mut self,
+        deadline: Instant,
+        poll: Duration,
+        shown: &[&str],
+        done: impl Fn(&Metrics) -> bool,
+    ) -> Result<(Instant, Metrics), String> {
+        let mut last = Metrics::default();
+        loop {
+            let scraped = self.metrics();
+            let now = Instant::now();
+            if let Some(m) = scraped {
+                if done(&m) {
+                    return Ok((now, m));
+                }
+                last = m;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!("weftd exited ({status}):\n{}", self.log_tail()));
+            }
+            if now > deadline {
+                let samples: Vec<String> = shown
+                    .iter()
+                    .map(|s| format!("{s} {:?}", last.get(s)))
+                    .collect();
+                return Err(format!(
+                    "timed out; last {}; weftd's log ends:\n{}",
+                    samples.join(", "),
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
+    /// The last lines of weftd's log.
+    fn log_tail(&self) -> String {
+        log_tail(self.log_path(), 20)
+    }
+
+    /// Lines of weftd's log at WARN or ERROR.
+    pub fn complaints(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Host veths of weft in the node.

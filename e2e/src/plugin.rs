@@ -1,7 +1,8 @@
 //! Invoking a CNI plugin exactly as a runtime does: a fresh process with only the CNI
 //! environment, config on stdin, result or error on stdout. The process is started
 //! from inside the node's namespace (the thread enters it around the spawn, so the
-//! child inherits it without `ip netns exec`'s own cost, which benchmarks would pay).
+//! child inherits it without `ip netns exec`'s own cost, which benchmarks would pay),
+//! and timed from the spawn until the process has exited.
 
 use crate::binary;
 use crate::Netns;
@@ -9,12 +10,14 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A plugin binary bound to a node namespace.
 #[derive(Debug, Clone)]
 pub struct Plugin {
     binary: PathBuf,
     node_netns: PathBuf,
+    cni_path: String,
 }
 
 /// What the plugin did.
@@ -26,6 +29,8 @@ pub struct PluginOutput {
     pub stdout: String,
     /// stderr.
     pub stderr: String,
+    /// Wall-clock time from spawning the process until it had exited.
+    pub elapsed: Duration,
 }
 
 impl PluginOutput {
@@ -70,7 +75,20 @@ impl Plugin {
         Plugin {
             binary,
             node_netns: PathBuf::from(node.path()),
+            cni_path: "/opt/cni/bin".into(),
         }
+    }
+
+    /// The same plugin with another `CNI_PATH` (where a chained or delegated plugin,
+    /// such as bridge's host-local, is found).
+    pub fn with_cni_path(mut self, cni_path: impl Into<String>) -> Plugin {
+        self.cni_path = cni_path.into();
+        self
+    }
+
+    /// The binary it runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// Runs the binary with exactly `env` and `stdin`.
@@ -97,7 +115,7 @@ impl Plugin {
             ("CNI_COMMAND", command),
             ("CNI_CONTAINERID", container_id),
             ("CNI_IFNAME", ifname),
-            ("CNI_PATH", "/opt/cni/bin"),
+            ("CNI_PATH", &self.cni_path),
         ];
         if let Some(ns) = netns {
             env.push(("CNI_NETNS", ns));
@@ -106,28 +124,45 @@ impl Plugin {
     }
 }
 
-/// Spawns `command` from inside the namespace at `netns`, feeds `stdin`, collects output.
+/// Input up to this size fits a pipe's buffer (POSIX guarantees PIPE_BUF, 4096 on Linux,
+/// and a pipe holds 64 KiB by default): written at once, it never blocks.
+const FITS_A_PIPE: usize = 4096;
+
+/// Spawns `command` from inside the namespace at `netns`, feeds `stdin`, collects output
+/// and the time from spawn to exit.
 pub fn run_in(netns: &Path, command: &mut Command, stdin: &[u8]) -> PluginOutput {
     let ns = weft_netlink::Netns::open(netns).unwrap();
-    let mut child = {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (started, mut child) = {
         let _inside = ns.enter().unwrap();
-        command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        (Instant::now(), command.spawn().unwrap())
     };
     let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
+    // A config is far smaller than a pipe's buffer: written here, no thread is started
+    // inside the timed span; a larger input (the tests' huge ones) needs a writer that
+    // may block while the plugin reads. Dropping the handle closes stdin.
+    let writer = if stdin.len() <= FITS_A_PIPE {
+        let _ = input.write_all(stdin);
+        drop(input);
+        None
+    } else {
+        let stdin = stdin.to_vec();
+        Some(std::thread::spawn(move || {
+            let _ = input.write_all(&stdin);
+        }))
+    };
     let out = child.wait_with_output().unwrap();
-    let _ = writer.join();
+    let elapsed = started.elapsed();
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     PluginOutput {
         status: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed,
     }
 }

@@ -63,16 +63,6 @@ impl Drop for TempDir {
     }
 }
 
-/// A `kB` line of /proc/PID/status (`VmHWM`, `VmRSS`) in KiB; 0 when unreadable.
-pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A file's content, trimmed, or `unknown` (for the machine facts of a report).
 pub fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path)

@@ -1,8 +1,9 @@
-//! What every benchmark report starts with: the machine it ran on and how busy it was,
-//! before and after.
+//! What every benchmark report starts with (the machine it ran on and how busy it was,
+//! before and after), and where the report goes.
 
 use crate::read_trimmed;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::Command;
 
 /// The machine: cores and CPU model, kernel, load average now; and the build profile
@@ -57,61 +58,12 @@ pub fn report_header(title: &str, facts: &[String]) -> String {
     out
 }
 
-/// All CPUs' time since boot, from the first line of /proc/stat, in ticks (USER_HZ).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MachineTicks {
-    /// user, nice, system, irq and softirq (guest time is inside user).
-    pub busy: u64,
-    /// Time the hypervisor took from this machine.
-    pub steal: u64,
-    /// idle and iowait.
-    pub idle: u64,
-}
-
-impl MachineTicks {
-    /// The ticks so far (zeros if /proc/stat cannot be read).
-    pub fn read() -> MachineTicks {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let ticks: Vec<u64> = stat
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .split_whitespace()
-            .skip(1)
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        // user nice system idle iowait irq softirq steal guest guest_nice
-        let sum = |fields: &[usize]| fields.iter().filter_map(|&i| ticks.get(i)).sum::<u64>();
-        MachineTicks {
-            busy: sum(&[0, 1, 2, 5, 6]),
-            steal: sum(&[7]),
-            idle: sum(&[3, 4]),
-        }
+/// Prints the report and, with `--out`, writes it there too.
+pub fn publish(bench: &str, report: &str, out: Option<&Path>) {
+    print!("{report}");
+    if let Some(out) = out {
+        std::fs::write(out, report)
+            .unwrap_or_else(|e| panic!("{bench}: cannot write {}: {e}", out.display()));
+        eprintln!("{bench}: wrote {}", out.display());
     }
-
-    /// Every tick: busy, stolen and idle.
-    pub fn total(&self) -> u64 {
-        self.busy + self.steal + self.idle
-    }
-}
-
-/// Busy CPU time of the whole machine so far, every core summed, steal left out
-/// ([`MachineTicks::busy`]). The difference of two readings is what the work between
-/// them cost, on a machine that does nothing else; its unit is USER_HZ (10 ms), so
-/// measure spans of seconds.
-pub fn busy_cpu() -> std::time::Duration {
-    const MS_PER_TICK: u64 = 10; // USER_HZ is 100 on Linux
-    std::time::Duration::from_millis(MachineTicks::read().busy * MS_PER_TICK)
-}
-
-/// CPU time (user + system) of every child process this process has waited for so far,
-/// and of their waited-for descendants (getrusage RUSAGE_CHILDREN).
-pub fn children_cpu() -> std::time::Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(std::time::Duration::ZERO, |usage| {
-        let time = |t: nix::sys::time::TimeVal| {
-            std::time::Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
-        };
-        time(usage.user_time()) + time(usage.system_time())
-    })
 }

@@ -36,8 +36,11 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use weft_e2e::bench::{
+    self, median_f64, proc_status_kib, publish, ratio, report_header, turns, verdict, Table,
+};
 use weft_e2e::{
-    binary, node_beside, proc_status_kib, report_header, serving_namespace, ControlPlane, Netns,
+    binary, install_namespace_cleanup_hook, node_beside, serving_namespace, ControlPlane, Netns,
     Node, NodeOptions, TempDir, SOLO_APISERVER,
 };
 
@@ -78,7 +81,8 @@ struct Sample {
 
 fn main() {
     let args = Args::parse();
-    let (mut facts, profile) = weft_e2e::machine_facts("bench_kube_peers");
+    install_namespace_cleanup_hook();
+    let (mut facts, profile) = bench::machine_facts("bench_kube_peers");
     facts.push(format!(
         "weft build profile: {profile}; weftd: {}",
         binary("weftd").display()
@@ -100,23 +104,14 @@ fn main() {
     std::fs::write(&peers_file, serde_json::to_vec(&entries).unwrap()).unwrap();
     let mut samples = Vec::new();
     for round in 0..args.rounds {
-        let order = if round % 2 == 0 {
-            [Source::Kubernetes, Source::File]
-        } else {
-            [Source::File, Source::Kubernetes]
-        };
-        for source in order {
+        for source in turns(round, 2).map(|i| [Source::Kubernetes, Source::File][i]) {
             let sample = measure(&cp, &cp_ns, source, &peers_file, args.peers);
             eprintln!("bench_kube_peers: round {}: {sample:?}", round + 1);
             samples.push(sample);
         }
     }
     let report = render(&args, facts, &samples);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).unwrap();
-        eprintln!("bench_kube_peers: wrote {}", out.display());
-    }
+    publish("bench_kube_peers", &report, args.out.as_deref());
 }
 
 /// Peer `i`'s WeftNode spec, as the controller and weftd together write it.
@@ -249,36 +244,22 @@ fn measure(cp: &ControlPlane, cp_ns: &Netns, source: Source, peers: &Path, n: u3
         }
     }
     let began = Instant::now();
-    let node = Node::start_in(ns, options);
-    loop {
-        if node.metric("weft_peers_programmed") == Some(f64::from(n)) {
-            break;
-        }
-        assert!(
-            began.elapsed() < CONVERGE_TIMEOUT,
-            "{source:?}: {n} peers not programmed within {CONVERGE_TIMEOUT:?}: {:?}\n{}",
-            node.metric("weft_peers_programmed"),
-            node.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let converged = began.elapsed();
+    let mut node = Node::start_in(ns, options);
+    let (at, _) = node
+        .wait_metrics(
+            began + CONVERGE_TIMEOUT,
+            Duration::from_millis(20),
+            &["weft_peers_programmed"],
+            |m| m.get("weft_peers_programmed") == Some(f64::from(n)),
+        )
+        .unwrap_or_else(|e| panic!("{source:?}: {n} peers not programmed: {e}"));
+    let converged = at - began;
     // The peak is reached while converging; a moment later it is all in.
     std::thread::sleep(Duration::from_millis(500));
     Sample {
         source,
         converged,
         peak_rss_kib: proc_status_kib(node.weftd_pid().unwrap(), "VmHWM"),
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len().is_multiple_of(2) {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
     }
 }
 
@@ -289,39 +270,35 @@ fn render(args: &Args, mut facts: Vec<String>, samples: &[Sample]) -> String {
     ));
     let mut out = report_header("weftd's peers in Kubernetes mode vs the peers file", &facts);
     let of = |source: Source, f: fn(&Sample) -> f64| {
-        median(
-            samples
-                .iter()
-                .filter(|s| s.source == source)
-                .map(f)
-                .collect(),
-        )
+        median_f64(samples.iter().filter(|s| s.source == source).map(f))
     };
     let time = |s: &Sample| s.converged.as_secs_f64();
     let rss = |s: &Sample| s.peak_rss_kib as f64 / 1024.0;
     let (kt, ft) = (of(Source::Kubernetes, time), of(Source::File, time));
     let (kr, fr) = (of(Source::Kubernetes, rss), of(Source::File, rss));
-    let _ = writeln!(
-        out,
-        "| measure (median) | Kubernetes mode | peers file | Kubernetes / file |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|");
-    let _ = writeln!(
-        out,
-        "| spawn -> {} peers programmed | {kt:.2} s | {ft:.2} s | {:.2} |",
-        args.peers,
-        kt / ft
-    );
-    let _ = writeln!(
-        out,
-        "| weftd peak RSS (VmHWM) | {kr:.1} MiB | {fr:.1} MiB | {:.2} |",
-        kr / fr
-    );
+    let mut table = Table::new([
+        "measure (median)",
+        "Kubernetes mode",
+        "peers file",
+        "Kubernetes / file",
+    ]);
+    table.row([
+        format!("spawn -> {} peers programmed", args.peers),
+        format!("{kt:.2} s"),
+        format!("{ft:.2} s"),
+        ratio(kt / ft, 2),
+    ]);
+    table.row([
+        "weftd peak RSS (VmHWM)".to_owned(),
+        format!("{kr:.1} MiB"),
+        format!("{fr:.1} MiB"),
+        ratio(kr / fr, 2),
+    ]);
+    let _ = write!(out, "{table}");
     let _ = writeln!(out, "\nEvery sample:\n");
     for s in samples {
         let _ = writeln!(out, "- {:?}: {:.2} s, {:.1} MiB", s.source, time(s), rss(s));
     }
-    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
     let _ = writeln!(out, "\nTargets (issue 3, here in Kubernetes mode):\n");
     let _ = writeln!(
         out,

@@ -70,17 +70,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use weft_e2e::bench::{proc_stat, proc_status_kib, publish, MachineTicks};
 use weft_e2e::{
-    binary, log_tail, proc_status_kib, serving_namespace, spawn_logged, stop_requested,
-    watch_stop_signals, ControlPlane, KubeBinaries, Netns,
+    binary, log_tail, serving_namespace, spawn_logged, stop_requested, watch_stop_signals,
+    ControlPlane, KubeBinaries, Netns,
 };
 
-mod procfs;
 mod report;
 mod shapes;
 mod watch;
 
-use procfs::{machine_ticks, proc_stat};
 use report::{machine_facts, render};
 use shapes::node_list;
 use watch::{node_complete, reaped_watch_cpu, weftnode_complete, Watch};
@@ -139,11 +138,7 @@ fn main() {
         }
     }
     let report = render(&args, &facts, &results);
-    print!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).unwrap();
-        eprintln!("bench_controller: wrote {}", out.display());
-    }
+    publish("bench_controller", &report, args.out.as_deref());
 }
 
 fn fail(message: &str) -> ! {
@@ -496,8 +491,8 @@ struct Counters {
     etcd_cpu: f64,
     /// This process (the watch threads) and its watching kubectl processes.
     bench_cpu: f64,
-    /// /proc/stat: (busy, total) ticks of the whole machine.
-    machine: (u64, u64),
+    /// /proc/stat: the whole machine's ticks.
+    machine: MachineTicks,
     /// ((verb, resource[/subresource]), failed) -> apiserver requests.
     requests: BTreeMap<(Kind, bool), f64>,
     /// (verb, resource[/subresource]) -> seconds the apiserver spent serving them.
@@ -884,7 +879,7 @@ fn counters(site: &Site, controller: Option<&Proc>, watches: &[Watch]) -> Result
         controller.map_or(0.0, |c| cpu(c.pid())),
         cpu(apiserver),
         cpu(etcd),
-        machine_ticks(),
+        MachineTicks::read(),
     );
     let bench_cpu = cpu(std::process::id()) + watches.iter().map(Watch::cpu).sum::<f64>();
     let metrics = site.kubectl(&["get", "--raw", "/metrics"])?;

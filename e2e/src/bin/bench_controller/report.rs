@@ -1,7 +1,6 @@
 //! The markdown report: the machine's facts, one column per controller, the ratios and
 //! the verdicts against the issue's targets.
 
-use crate::procfs::ticks_per_second;
 use crate::{
     Args, Counters, Kind, Measurement, IPV4_NETWORK, IPV4_SUBNET_LENGTH, IPV6_PREFIX_LENGTH,
     IPV6_RANGE, SETTLE, TARGET_RSS_MIB, TARGET_TIME, WRITES,
@@ -10,10 +9,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::Duration;
-use weft_e2e::{report_header, tool_version, KubeBinaries};
+use weft_e2e::bench::{
+    self, fraction, mib, percentile, report_header, secs, ticks_per_second, tool_version, verdict,
+    MachineTicks, Table,
+};
+use weft_e2e::KubeBinaries;
 
 pub(crate) fn machine_facts(args: &Args, bins: &KubeBinaries) -> Vec<String> {
-    let (mut facts, profile) = weft_e2e::machine_facts("bench_controller");
+    let (mut facts, profile) = bench::machine_facts("bench_controller");
     let apiserver = tool_version(&bins.kube_apiserver, "--version");
     facts.extend([
         format!("weft build profile: {profile}; source: {}", source_state()),
@@ -80,8 +83,8 @@ fn source_state() -> String {
 /// One table cell and, when it is a number, the value for the ratio.
 struct Cell(String, Option<f64>);
 
-fn secs(d: Duration) -> Cell {
-    Cell(format!("{:.1} s", d.as_secs_f64()), Some(d.as_secs_f64()))
+fn secs_cell(d: Duration) -> Cell {
+    Cell(secs(d, 1), Some(d.as_secs_f64()))
 }
 
 fn number_cell(v: f64, unit: &str, decimals: usize) -> Cell {
@@ -93,27 +96,22 @@ fn number_cell(v: f64, unit: &str, decimals: usize) -> Cell {
     Cell(text, Some(v))
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-/// Nearest rank: the smallest sample with at least `pct` % of the samples at or below.
-fn percentile(samples: &[Duration], pct: usize) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = (sorted.len() * pct).div_ceil(100).max(1);
-    sorted[rank - 1]
-}
-
 impl Measurement {
     fn delta(&self, f: impl Fn(&Counters) -> f64) -> f64 {
         f(&self.after) - f(&self.before)
     }
 
+    /// The machine's (busy, total) ticks in the window; busy with the hypervisor's steal.
+    fn machine_window(&self) -> (u64, u64) {
+        let busy = |t: &MachineTicks| t.busy + t.steal;
+        let (after, before) = (&self.after.machine, &self.before.machine);
+        (busy(after) - busy(before), after.total() - before.total())
+    }
+
     /// The machine's busy CPU seconds in the window that none of the measured processes
     /// used: other work on a shared machine, and the kernel's work for the namespace.
     fn others_cpu(&self) -> f64 {
-        let busy = (self.after.machine.0 - self.before.machine.0) as f64 / ticks_per_second();
+        let busy = self.machine_window().0 as f64 / ticks_per_second();
         let ours = self.delta(|c| c.controller_cpu + c.apiserver_cpu + c.etcd_cpu + c.bench_cpu)
             + self.created.kubectl_cpu;
         (busy - ours).max(0.0)
@@ -187,10 +185,7 @@ impl Measurement {
 
     fn rows(&self) -> Vec<Cell> {
         let nodes = self.allocated as f64;
-        let (busy, total) = (
-            self.after.machine.0 - self.before.machine.0,
-            self.after.machine.1 - self.before.machine.1,
-        );
+        let (busy, total) = self.machine_window();
         vec![
             Cell(
                 format!(
@@ -204,13 +199,13 @@ impl Measurement {
                 ),
                 None,
             ),
-            secs(self.total),
+            secs_cell(self.total),
             number_cell(nodes / self.total.as_secs_f64(), "", 0),
-            secs(self.created.took),
+            secs_cell(self.created.took),
             if self.backlog {
-                secs(percentile(&self.latencies, 0))
+                secs_cell(percentile(&self.latencies, 0))
             } else {
-                secs(self.total.saturating_sub(self.created.took))
+                secs_cell(self.total.saturating_sub(self.created.took))
             },
             number_cell(
                 percentile(&self.latencies, 50).as_secs_f64() * 1000.0,
@@ -311,33 +306,29 @@ pub(crate) fn render(args: &Args, facts: &[String], results: &[Measurement]) -> 
     )
     .unwrap();
     let weft = &results[0];
-    let anchors = &results[1..];
-    let mut header = String::from("| measure |");
-    let mut rule = String::from("|---|");
+    let mut table = Table::new(["measure"]);
     for m in results {
-        let _ = write!(header, " {} |", m.subject.label());
-        rule.push_str("---|");
+        table.column(m.subject.label());
     }
-    for a in anchors {
-        let _ = write!(header, " weft / {} |", a.subject.short());
-        rule.push_str("---|");
+    for a in &results[1..] {
+        table.column(format!("weft / {}", a.subject.short()));
     }
-    writeln!(out, "{header}\n{rule}").unwrap();
     let rows: Vec<Vec<Cell>> = results.iter().map(Measurement::rows).collect();
     for (r, name) in row_names(args.backlog).iter().enumerate() {
-        let mut line = format!("| {name} |");
-        for cells in &rows {
-            let _ = write!(line, " {} |", cells[r].0);
-        }
-        for a in 1..rows.len() {
-            let cell = match (rows[0][r].1, rows[a][r].1) {
-                (Some(w), Some(k)) if w >= 0.05 && k >= 0.05 => ratio(w / k),
+        let values = rows.iter().map(|cells| cells[r].0.clone());
+        let ratios = rows[1..]
+            .iter()
+            .map(|anchor| match (rows[0][r].1, anchor[r].1) {
+                (Some(w), Some(k)) if w >= 0.05 && k >= 0.05 => fraction(w / k, 2),
                 _ => String::new(),
-            };
-            let _ = write!(line, " {cell} |");
-        }
-        writeln!(out, "{line}").unwrap();
+            });
+        table.row(
+            std::iter::once(name.to_string())
+                .chain(values)
+                .chain(ratios),
+        );
     }
+    write!(out, "{table}").unwrap();
     writeln!(
         out,
         "\napiserver requests in the window (verb resource count, x mean time serving \
@@ -388,16 +379,7 @@ pub(crate) fn render(args: &Args, facts: &[String], results: &[Measurement]) -> 
     out
 }
 
-fn ratio(r: f64) -> String {
-    if r >= 1.0 {
-        format!("{r:.2}")
-    } else {
-        format!("{r:.2} (1/{:.1})", 1.0 / r)
-    }
-}
-
 fn verdicts(weft: &Measurement, nodes: usize) -> Vec<String> {
-    let verdict = |met: bool| if met { "MET" } else { "MISSED" };
     let rss = mib(weft.peak_rss_kib);
     let mut lines = vec![
         format!(

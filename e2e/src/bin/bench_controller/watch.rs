@@ -1,7 +1,6 @@
 //! The benchmark's own watches: `kubectl get --raw ...?watch=true` streams, each event
 //! stamped as it arrives, resumed when the apiserver closes them.
 
-use crate::procfs::proc_stat;
 use crate::{register_process, KubeBinaries, Site, NODE_PREFIX};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -10,6 +9,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use weft_e2e::bench::proc_stat;
 
 /// CPU seconds (in microseconds) of the watch processes reaped so far: they count in
 /// this process's children CPU time, beside the creating kubectl processes.
