@@ -6,7 +6,7 @@
 # e2e/src/bin/bench_datapath.rs for what is measured and how. Takes about 4 minutes.
 #
 #   e2e/bench-datapath.sh [--runs 4] [--time 4] [--omit 1] [--pings 200] [--mtu 1500]
-#                         [--reference-nat] [--out PATH]
+#                         [--out PATH]
 #
 # Needs root (network namespaces). Builds release binaries first.
 set -euo pipefail

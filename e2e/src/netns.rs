@@ -113,27 +113,26 @@ impl Netns {
     /// namespace, both up, with `cidrs` on `uplink`. It carries no traffic; it gives weftd
     /// an uplink with addresses, an MTU and an underlay family.
     pub fn add_stub_uplink(&self, mtu: u32, cidrs: &[String]) {
-        let mtu = mtu.to_string();
-        self.ip(&[
-            "link",
-            "add",
-            "name",
-            "uplink",
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "uplink-peer",
-            "mtu",
-            &mtu,
-        ]);
+        self.add_uplink_veth(mtu, "uplink-peer", None);
         for cidr in cidrs {
             self.add_address("uplink", cidr);
         }
         self.ip(&["link", "set", "uplink", "up"]);
         self.ip(&["link", "set", "uplink-peer", "up"]);
+    }
+
+    /// A veth `uplink` of `mtu` whose other end `peer` (same MTU) is moved into the
+    /// namespace named `peer_netns`, or stays here.
+    pub(crate) fn add_uplink_veth(&self, mtu: u32, peer: &str, peer_netns: Option<&str>) {
+        let mtu = mtu.to_string();
+        let mut args = vec![
+            "link", "add", "name", "uplink", "mtu", &mtu, "type", "veth", "peer", "name", peer,
+            "mtu", &mtu,
+        ];
+        if let Some(ns) = peer_netns {
+            args.extend(["netns", ns]);
+        }
+        self.ip(&args);
     }
 
     /// Reads a sysctl inside (slashed or dotted key).

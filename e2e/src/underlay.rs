@@ -43,24 +43,8 @@ pub fn wire_node(
     fabric_route: Option<String>,
 ) {
     quiet_dad(node);
-    let mtu = mtu.to_string();
     let port = format!("n{n}");
-    node.ip(&[
-        "link",
-        "add",
-        "uplink",
-        "mtu",
-        &mtu,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &port,
-        "mtu",
-        &mtu,
-        "netns",
-        fabric.name(),
-    ]);
+    node.add_uplink_veth(mtu, &port, Some(fabric.name()));
     fabric.ip(&["link", "set", &port, "master", "fabric0", "up"]);
     let (v4, v6) = addrs;
     if let Some(a) = &v4 {

@@ -57,31 +57,30 @@
 //! after a failure, Ctrl-C or SIGTERM. The release profile aborts on panic, so a panic
 //! hook does what the guards' Drop would have done.
 //!
-//! This file runs the scenario; [`watch`] holds the benchmark's watches, [`shapes`] the
-//! Nodes it creates, [`procfs`] what /proc says, and [`report`] the table.
+//! This file runs the scenario; [`site`] holds the control plane and the controller
+//! process, [`watch`] the benchmark's watches, [`shapes`] the Nodes it creates,
+//! [`apiserver`] what the apiserver counts, and [`report`] the table.
 #![allow(clippy::unwrap_used)]
 
 use clap::builder::RangedU64ValueParser as Ranged;
 use clap::Parser as _;
-use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
-use weft_e2e::bench::{proc_stat, proc_status_kib, publish, MachineTicks};
-use weft_e2e::{
-    binary, log_tail, serving_namespace, spawn_logged, stop_requested, watch_stop_signals,
-    ControlPlane, KubeBinaries, Netns,
-};
+use weft_e2e::bench::{proc_stat, proc_status_kib, publish};
+use weft_e2e::{binary, watch_stop_signals, KubeBinaries};
 
+mod apiserver;
 mod report;
 mod shapes;
+mod site;
 mod watch;
 
+use apiserver::{counters, open_watches, weft_reconciles, Counters};
 use report::{machine_facts, render};
 use shapes::node_list;
+use site::{install_panic_cleanup, stopped, Proc, Site};
 use watch::{node_complete, reaped_watch_cpu, weftnode_complete, Watch};
 
 /// The issue's targets for weft-controller.
@@ -203,93 +202,17 @@ fn anchors(text: &str) -> Result<Anchors, String> {
         .map(Anchors)
 }
 
-// ---- signals and clean-up after a panic -------------------------------------------
-
-/// Ctrl-C, SIGTERM and SIGHUP (`watch_stop_signals`) end the waits with an error, and
-/// the guards remove everything.
-fn stopped() -> Result<(), String> {
-    if stop_requested() {
-        Err("interrupted".into())
-    } else {
-        Ok(())
-    }
-}
-
-/// What this process created, for the panic hook: release builds abort on panic, so no
-/// Drop runs. Every guard registers here when it is created; clean-up is idempotent.
-#[derive(Debug, Default)]
-struct Leftovers {
-    /// (pid, start time in ticks): killed only while the same process runs.
-    processes: Vec<(u32, u64)>,
-    namespaces: Vec<String>,
-}
-
-static LEFTOVERS: Mutex<Leftovers> = Mutex::new(Leftovers {
-    processes: Vec::new(),
-    namespaces: Vec::new(),
-});
-
-fn register_process(pid: u32) {
-    if let Some(start) = proc_stat(pid).map(|s| s.start_time) {
-        LEFTOVERS.lock().unwrap().processes.push((pid, start));
-    }
-}
-
-fn install_panic_cleanup() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default(info);
-        eprintln!("bench_controller: panicked; removing what it created");
-        let left = match LEFTOVERS.lock() {
-            Ok(mut l) => std::mem::take(&mut *l),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        };
-        for (pid, start) in left.processes.into_iter().rev() {
-            if proc_stat(pid).is_some_and(|s| s.start_time == start) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
-        // Control planes (etcd, kube-apiserver) and their directories: what ControlPlane's
-        // own sweep does for dead owners, for this process.
-        let prefix = format!("weft-cp-{}-", std::process::id());
-        for entry in std::fs::read_dir("/dev/shm")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
-                continue;
-            }
-            let dir = entry.path();
-            let pids = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
-            for pid in pids.lines() {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        for ns in left.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        }
-    }));
-}
-
 // ---- subjects ---------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy)]
-enum Subject {
+pub(crate) enum Subject {
     Weft,
     /// kube-controller-manager; `Some(q)`: client QPS and burst raised to q.
     Kcm(Option<u32>),
 }
 
 impl Subject {
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Subject::Weft => "weft-controller".into(),
             Subject::Kcm(None) => "KCM nodeipam (stock, 20 QPS)".into(),
@@ -297,7 +220,7 @@ impl Subject {
         }
     }
 
-    fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         match self {
             Subject::Weft => "weft".into(),
             Subject::Kcm(None) => "KCM stock".into(),
@@ -306,202 +229,7 @@ impl Subject {
     }
 }
 
-/// A control plane in a namespace of its own. Field order is drop order.
-struct Site {
-    cp: ControlPlane,
-    ns: Netns,
-}
-
-impl Site {
-    fn start() -> Site {
-        let ns = serving_namespace("bc", &[&format!("{SERVER}/64")]);
-        LEFTOVERS
-            .lock()
-            .unwrap()
-            .namespaces
-            .push(ns.name().to_owned());
-        let cp = ControlPlane::start(&ns, SERVER.parse::<IpAddr>().unwrap());
-        Site { cp, ns }
-    }
-
-    /// (etcd, kube-apiserver) PIDs, from the control plane's own record.
-    fn server_pids(&self) -> (u32, u32) {
-        let text = std::fs::read_to_string(self.cp.dir().join("pids")).unwrap();
-        let pids: Vec<u32> = text.lines().filter_map(|l| l.parse().ok()).collect();
-        (pids[0], pids[1])
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Result<String, String> {
-        let out = self.cp.kubectl(args);
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    fn kubectl_input(&self, args: &[&str], input: &str) -> Result<(), String> {
-        let out = self.cp.kubectl_input(args, input);
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    }
-
-    /// weft's CRDs and a WeftNetwork holding the plan.
-    fn install_weft(&self) -> Result<(), String> {
-        self.cp.install_weft_crds();
-        let network = json!({
-            "apiVersion": "weft.dev/v1alpha1", "kind": "WeftNetwork",
-            "metadata": {"name": "default"},
-            "spec": {
-                "ipv6Ranges": [{"range": IPV6_RANGE, "prefixLength": IPV6_PREFIX_LENGTH}],
-                "ipv4Network": IPV4_NETWORK,
-                "ipv4SubnetLength": IPV4_SUBNET_LENGTH,
-            },
-        });
-        self.kubectl_input(&["apply", "-f", "-"], &network.to_string())
-    }
-
-    /// Starts the controller under test inside the namespace, logging to the control
-    /// plane's directory.
-    fn start_controller(&self, subject: Subject, bins: &KubeBinaries) -> Proc {
-        let kubeconfig = format!("--kubeconfig={}", self.cp.kubeconfig().display());
-        let (program, args): (PathBuf, Vec<String>) = match subject {
-            Subject::Weft => (
-                binary("weft-controller"),
-                vec![
-                    kubeconfig,
-                    "--network=default".into(),
-                    "--metrics-addr=[::1]:9642".into(),
-                    "--identity=bench".into(),
-                    "--log-level=info".into(),
-                ],
-            ),
-            Subject::Kcm(qps) => {
-                let mut args = vec![
-                    kubeconfig,
-                    "--controllers=node-ipam-controller".into(),
-                    "--allocate-node-cidrs=true".into(),
-                    format!("--cluster-cidr={IPV4_NETWORK},{IPV6_RANGE}"),
-                    format!("--node-cidr-mask-size-ipv4={IPV4_SUBNET_LENGTH}"),
-                    format!("--node-cidr-mask-size-ipv6={IPV6_PREFIX_LENGTH}"),
-                    "--leader-elect=true".into(),
-                    "--use-service-account-credentials=false".into(),
-                    "--v=1".into(),
-                ];
-                if let Some(q) = qps {
-                    args.push(format!("--kube-api-qps={q}"));
-                    args.push(format!("--kube-api-burst={q}"));
-                }
-                (bins.kube_controller_manager.clone().unwrap(), args)
-            }
-        };
-        let log = self.cp.dir().join("controller.log");
-        Proc::spawn(&self.ns, &program, &args, &log)
-    }
-}
-
-/// A process started with `ip netns exec` (which execs it: the PID is the program's),
-/// killed on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(ns: &Netns, program: &Path, args: &[String], log: &Path) -> Proc {
-        let child = spawn_logged(ns.name(), program, args, log);
-        register_process(child.id());
-        Proc {
-            child,
-            log: log.to_owned(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<String> {
-        self.child
-            .try_wait()
-            .ok()
-            .flatten()
-            .map(|status| format!("the controller exited ({status})\n{}", self.log_tail(30)))
-    }
-
-    /// Warning and error lines of the log: counts and the first of each. weft logs
-    /// ` WARN `/` ERROR `, klog starts its lines with `W`/`E` and the date.
-    fn log_summary(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let klog = |l: &str, c: char| {
-            l.starts_with(c) && l.as_bytes().get(1).is_some_and(u8::is_ascii_digit)
-        };
-        [("warning", " WARN ", 'W'), ("error", " ERROR ", 'E')]
-            .into_iter()
-            .map(|(what, tag, letter)| {
-                let lines: Vec<&str> = text
-                    .lines()
-                    .filter(|l| l.contains(tag) || klog(l, letter))
-                    .collect();
-                match lines.first() {
-                    None => format!("0 {what} lines in the log"),
-                    Some(first) => format!(
-                        "{} {what} lines in the log, the first: `{}`",
-                        lines.len(),
-                        first.chars().take(240).collect::<String>()
-                    ),
-                }
-            })
-            .collect()
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        format!(
-            "--- {} (tail) ---\n{}",
-            self.log.display(),
-            log_tail(&self.log, lines)
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // ---- one run ----------------------------------------------------------------------
-
-/// Counters read before and after the timed window.
-#[derive(Debug, Clone, Default)]
-struct Counters {
-    /// CPU seconds.
-    controller_cpu: f64,
-    apiserver_cpu: f64,
-    etcd_cpu: f64,
-    /// This process (the watch threads) and its watching kubectl processes.
-    bench_cpu: f64,
-    /// /proc/stat: the whole machine's ticks.
-    machine: MachineTicks,
-    /// ((verb, resource[/subresource]), failed) -> apiserver requests.
-    requests: BTreeMap<(Kind, bool), f64>,
-    /// (verb, resource[/subresource]) -> seconds the apiserver spent serving them.
-    request_seconds: BTreeMap<Kind, f64>,
-    /// resource -> watches open (`apiserver_longrunning_requests`).
-    open_watches: BTreeMap<String, f64>,
-    revision: u64,
-}
-
 #[derive(Debug)]
 struct Measurement {
     subject: Subject,
@@ -869,147 +597,6 @@ fn check_ranges(watches: &[Watch], names: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn counters(site: &Site, controller: Option<&Proc>, watches: &[Watch]) -> Result<Counters, String> {
-    let (etcd, apiserver) = site.server_pids();
-    let cpu = |pid: u32| proc_stat(pid).map_or(0.0, |s| s.cpu_seconds());
-    // The processes first: the kubectl calls below are not part of the window.
-    let (controller_cpu, apiserver_cpu, etcd_cpu, machine) = (
-        controller.map_or(0.0, |c| cpu(c.pid())),
-        cpu(apiserver),
-        cpu(etcd),
-        MachineTicks::read(),
-    );
-    let bench_cpu = cpu(std::process::id()) + watches.iter().map(Watch::cpu).sum::<f64>();
-    let metrics = site.kubectl(&["get", "--raw", "/metrics"])?;
-    let list = site.kubectl(&[
-        "get",
-        "--raw",
-        "/api/v1/namespaces/default/configmaps?limit=1",
-    ])?;
-    let (requests, request_seconds) = requests(&metrics);
-    let list: Value = serde_json::from_str(&list).map_err(|e| e.to_string())?;
-    let revision = list["metadata"]["resourceVersion"]
-        .as_str()
-        .and_then(|rv| rv.parse().ok())
-        .ok_or("no resourceVersion on a list")?;
-    Ok(Counters {
-        controller_cpu,
-        apiserver_cpu,
-        etcd_cpu,
-        bench_cpu,
-        machine,
-        open_watches: open_watches(&metrics),
-        requests,
-        request_seconds,
-        revision,
-    })
-}
-
-/// Verbs that change objects.
-const WRITES: [&str; 6] = [
-    "POST",
-    "PUT",
-    "PATCH",
-    "APPLY",
-    "DELETE",
-    "DELETECOLLECTION",
-];
-
-/// Request kind: (verb, resource[/subresource]).
-type Kind = (String, String);
-
-/// From the apiserver's /metrics: `apiserver_request_total` summed over the other labels,
-/// (kind, failed (code >= 400)) -> requests; and `apiserver_request_duration_seconds_sum`,
-/// kind -> seconds spent serving them.
-fn requests(metrics: &str) -> (BTreeMap<(Kind, bool), f64>, BTreeMap<Kind, f64>) {
-    let (mut counts, mut seconds) = (BTreeMap::new(), BTreeMap::new());
-    for line in metrics.lines() {
-        let (is_count, rest) = if let Some(r) = line.strip_prefix("apiserver_request_total{") {
-            (true, r)
-        } else if let Some(r) = line.strip_prefix("apiserver_request_duration_seconds_sum{") {
-            (false, r)
-        } else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let labels: HashMap<&str, &str> = labels
-            .split("\",")
-            .filter_map(|kv| kv.split_once("=\""))
-            .map(|(k, v)| (k, v.trim_end_matches('"')))
-            .collect();
-        let label = |k: &str| labels.get(k).copied().unwrap_or_default();
-        let mut resource = label("resource").to_owned();
-        if !label("subresource").is_empty() {
-            resource = format!("{resource}/{}", label("subresource"));
-        }
-        let kind = (label("verb").to_owned(), resource);
-        let value = value.trim().parse::<f64>().unwrap_or(0.0);
-        if is_count {
-            let failed = label("code").parse::<u16>().is_ok_and(|c| c >= 400);
-            *counts.entry((kind, failed)).or_default() += value;
-        } else {
-            *seconds.entry(kind).or_default() += value;
-        }
-    }
-    (counts, seconds)
-}
-
-/// The `apiserver_longrunning_requests` gauge of WATCH, summed per resource.
-fn open_watches(metrics: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in metrics.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_longrunning_requests{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        if !labels.contains("verb=\"WATCH\"") {
-            continue;
-        }
-        let resource = labels
-            .split("resource=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or_default();
-        *out.entry(resource.to_owned()).or_default() += value.trim().parse().unwrap_or(0.0);
-    }
-    out.retain(|_, n| *n > 0.0);
-    out
-}
-
-/// weft-controller's own account (its /metrics): reconciles and their errors.
-fn weft_reconciles(site: &Site) -> String {
-    let (status, body) = site.ns.http_get("[::1]:9642", "/metrics");
-    if status != 200 {
-        return format!("weft-controller /metrics answered {status}");
-    }
-    let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
-    let reconciles = body
-        .lines()
-        .find(|l| l.starts_with("weft_controller_reconcile_duration_seconds_count"))
-        .and_then(value)
-        .unwrap_or(0.0);
-    let errors: Vec<String> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("weft_controller_reconcile_errors_total{error=\""))
-        .filter_map(|l| {
-            let (label, _) = l.split_once('"')?;
-            Some(format!("{label} {}", value(l)?))
-        })
-        .collect();
-    format!(
-        "{reconciles} reconciles since start (warm-up included), errors: {}",
-        if errors.is_empty() {
-            "none".to_owned()
-        } else {
-            errors.join(", ")
-        }
-    )
 }
 
 fn version(subject: Subject, bins: &KubeBinaries) -> String {

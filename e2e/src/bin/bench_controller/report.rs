@@ -1,9 +1,10 @@
 //! The markdown report: the machine's facts, one column per controller, the ratios and
 //! the verdicts against the targets.
 
+use crate::apiserver::{Counters, Kind, WRITES};
 use crate::{
-    Args, Counters, Kind, Measurement, IPV4_NETWORK, IPV4_SUBNET_LENGTH, IPV6_PREFIX_LENGTH,
-    IPV6_RANGE, SETTLE, TARGET_RSS_MIB, TARGET_TIME, WRITES,
+    Args, Measurement, IPV4_NETWORK, IPV4_SUBNET_LENGTH, IPV6_PREFIX_LENGTH, IPV6_RANGE, SETTLE,
+    TARGET_RSS_MIB, TARGET_TIME,
 };
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

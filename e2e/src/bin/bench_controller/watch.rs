@@ -1,7 +1,8 @@
 //! The benchmark's own watches: `kubectl get --raw ...?watch=true` streams, each event
 //! stamped as it arrives, resumed when the apiserver closes them.
 
-use crate::{register_process, KubeBinaries, Site, NODE_PREFIX};
+use crate::site::{register_process, Site};
+use crate::NODE_PREFIX;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use weft_e2e::bench::proc_stat;
+use weft_e2e::KubeBinaries;
 
 /// CPU seconds (in microseconds) of the watch processes reaped so far: they count in
 /// this process's children CPU time, beside the creating kubectl processes.
