@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Proves an image from e2e/image/build.sh complete: unpacks its OCI tar with umoci and
+# runs every program inside the image's root filesystem (chroot, in fresh network and
+# mount namespaces made by unshare, so nothing touches the host's network or mounts):
+#   weftd --help, weft-controller --help, daemonset-wait's usage, weft and the
+#   reference plugins answering CNI VERSION, nft applying and listing weftd's table,
+#   iproute2 flushing only protocol-119 routes (called by path, as the chart's
+#   clean-up does: the image's busybox sh prefers its own `ip` applet), and the chart's install script
+#   (charts/weft/files/install-cni.sh) installing the plugins into a directory,
+#   then leaving them alone the second time.
+#
+#   e2e/image/verify.sh IMAGE_TAR
+set -euo pipefail
+tar_file=${1:?usage: $0 IMAGE_TAR}
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/weft-image-verify.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir "$work/layout"
+tar -C "$work/layout" -xf "$tar_file"
+tag=$(umoci ls --layout "$work/layout")
+[ "$(printf '%s\n' "$tag" | wc -l)" = 1 ] || { echo "$tar_file holds several tags: $tag" >&2; exit 1; }
+umoci unpack --image "$work/layout:$tag" "$work/bundle" >/dev/null
+rootfs=$work/bundle/rootfs
+mkdir -p "$rootfs/dev"
+
+failures=0
+check() { # NAME EXPECTED-SUBSTRING COMMAND...: COMMAND inside the image prints EXPECTED
+	local name=$1 expected=$2 output
+	shift 2
+	# /dev as a runtime provides it, bound in the private mount namespace only.
+	if output=$(unshare --net --mount sh -c 'mount --bind /dev "$0/dev" && exec chroot "$0" "$@"' \
+		"$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin "$@" 2>&1) &&
+		[[ $output == *"$expected"* ]]; then
+		printf 'ok   %s\n' "$name"
+	else
+		printf 'FAIL %s: %s\n' "$name" "$(printf '%s\n' "$output" | head -n 5)"
+		failures=$((failures + 1))
+	fi
+}
+
+check "weftd --help" "--node-name" weftd --help
+check "weft-controller --help" "--lease-name" weft-controller --help
+check "daemonset-wait usage" "usage: daemonset-wait NAMESPACE NAME" sh -c 'daemonset-wait 2>&1; true'
+for plugin in weft portmap bandwidth loopback; do
+	check "$plugin VERSION" '"supportedVersions"' \
+		sh -c "echo '{\"cniVersion\":\"1.1.0\"}' | CNI_COMMAND=VERSION /usr/lib/weft/cni/$plugin"
+done
+check "nft --version" "nftables v" nft --version
+# The table shape weftd writes (daemon/src/nftables.rs), applied and listed back.
+check "nft applies weft's table" 'oifname != "weft*" masquerade' sh -c '
+	printf "%s\n" "table ip weft {" " chain postrouting {" \
+		"  type nat hook postrouting priority srcnat; policy accept;" \
+		"  ip saddr 10.255.1.0/24 oifname != \"weft*\" masquerade" " }" \
+		" chain tunnel-out {" "  type filter hook output priority raw; policy accept;" \
+		"  udp dport 4789 notrack" " }" "}" | nft -f - && nft list table ip weft'
+# The clean-up's route flush must take weft's routes (protocol 119) and nothing else.
+check "ip route flush proto 119 keeps other routes" "198.51.100.0/24 dev lo proto static" sh -c '
+	ip=/usr/sbin/ip
+	$ip link set lo up &&
+	$ip route add 192.0.2.0/24 dev lo proto 119 && $ip route add 198.51.100.0/24 dev lo proto static &&
+	$ip -4 route flush proto 119 && $ip route show && ! $ip route show | grep -q 192.0.2.0'
+mkdir "$rootfs/tmp/cni-bin"
+install_script=$(cat "$repo/charts/weft/files/install-cni.sh")
+check "install-cni.sh installs" "/tmp/cni-bin/portmap: installed" \
+	sh -c "$install_script" install-cni.sh /usr/lib/weft/cni /tmp/cni-bin weft portmap bandwidth loopback
+check "install-cni.sh leaves identical plugins alone" "/tmp/cni-bin/weft: up to date" \
+	sh -c "$install_script" install-cni.sh /usr/lib/weft/cni /tmp/cni-bin weft portmap bandwidth loopback
+check "installed plugins are the image's" "" \
+	sh -c 'for p in weft portmap bandwidth loopback; do cmp /usr/lib/weft/cni/$p /tmp/cni-bin/$p || exit 1; [ -x /tmp/cni-bin/$p ] || exit 1; done'
+# The uninstall clean-up on a node made of a fresh network namespace: weft's device,
+# table, routes and files go; another route and another conflist stay.
+mkdir "$rootfs/tmp/cni-conf"
+touch "$rootfs/tmp/cni-conf/05-weft.conflist" "$rootfs/tmp/cni-conf/10-other.conflist"
+cleanup_script=$(cat "$repo/charts/weft/files/cleanup.sh")
+check "cleanup.sh removes weft and only weft" "left: 10-other.conflist 198.51.100.0/24" sh -c '
+	ip=/usr/sbin/ip
+	$ip link set lo up && $ip addr add 192.0.2.1/32 dev lo &&
+	$ip link add weft-vxlan type vxlan id 1 dstport 4789 local 192.0.2.1 nolearning &&
+	$ip route add 10.255.2.0/24 dev lo proto 119 && $ip route add 198.51.100.0/24 dev lo proto static &&
+	echo "table ip weft { chain postrouting { type nat hook postrouting priority srcnat; }; }" | nft -f - &&
+	sh -c "$1" cleanup.sh /tmp/cni-conf/05-weft.conflist /tmp/cni-bin/weft /tmp/no-weftd.sock >/dev/null &&
+	! $ip link show weft-vxlan 2>/dev/null && ! nft list table ip weft 2>/dev/null &&
+	! $ip route show proto 119 | grep -q . && [ ! -e /tmp/cni-bin/weft ] && [ -e /tmp/cni-bin/portmap ] &&
+	echo "left: $(ls /tmp/cni-conf) $($ip route show proto static)"' cleanup "$cleanup_script"
+
+echo "image $tag: $(du -sk --apparent-size "$rootfs" | cut -f1) KiB unpacked, $(($(stat -c %s "$tar_file") / 1024)) KiB as an OCI tar, $failures failure(s)"
+[ "$failures" = 0 ]
