@@ -7,21 +7,24 @@
 //! so the apiserver, not this process's cache, decides: on a conflict the block is read
 //! again and the changes are applied to what it says now; a range found held by another
 //! node is answered [`Answer::Taken`] and the reconcile tries its next candidate.
+//!
+//! [`BlockWriter::new`] returns the handle (cheap to clone, kept by whoever submits) and
+//! the writing task, which the caller runs and supervises: it ends only when every
+//! handle is gone.
 
-use crate::context::Context;
-use crate::ledger::{parse_cidr, Held};
-use crate::reconcile::MANAGER;
+use crate::ledger::{Held, Ledger};
+use crate::shared::{lock, parse_cidr, MANAGER};
 use futures::channel::{mpsc, oneshot};
-use futures::StreamExt;
+use futures::{Future, StreamExt};
 use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use kube::ResourceExt;
+use kube::{Api, ResourceExt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::{debug, info};
-use weft_api::{block_of, WeftClaimBlock, WeftClaimBlockSpec, WeftClaimSpec};
+use weft_api::{block_of, BlockClaim, WeftClaimBlock, WeftClaimBlockSpec};
 
 /// Requests taken into one round at most.
 const MAX_BATCH: usize = 512;
@@ -72,13 +75,12 @@ struct Request {
     reply: oneshot::Sender<Reply>,
 }
 
-/// The writer's inbox, kept in the context.
-#[derive(Debug)]
+/// The handle to the writer: its inbox, and the claims handed in and not answered yet
+/// (node and range). Cheap to clone.
+#[derive(Debug, Clone)]
 pub struct BlockWriter {
-    tx: mpsc::UnboundedSender<Request>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Request>>>,
-    /// The claims handed in and not answered yet: node and range.
-    claiming: Mutex<HashSet<(String, IpNet)>>,
+    inbox: mpsc::UnboundedSender<Request>,
+    claiming: Arc<Mutex<HashSet<(String, IpNet)>>>,
 }
 
 impl std::fmt::Debug for Request {
@@ -87,18 +89,21 @@ impl std::fmt::Debug for Request {
     }
 }
 
-impl Default for BlockWriter {
-    fn default() -> BlockWriter {
-        let (tx, rx) = mpsc::unbounded();
-        BlockWriter {
-            tx,
-            rx: Mutex::new(Some(rx)),
-            claiming: Mutex::default(),
-        }
-    }
-}
-
 impl BlockWriter {
+    /// The handle, and the task that writes the blocks through `api` and records every
+    /// block it wrote in `ledger`.
+    pub fn new(
+        api: Api<WeftClaimBlock>,
+        ledger: Arc<Ledger>,
+    ) -> (BlockWriter, impl Future<Output = ()>) {
+        let (inbox, requests) = mpsc::unbounded();
+        let handle = BlockWriter {
+            inbox,
+            claiming: Arc::default(),
+        };
+        (handle, Writer { api, ledger }.run(requests))
+    }
+
     /// Hands `change` to the writer and waits for its answer.
     pub async fn submit(&self, change: Change) -> Reply {
         let claim = match &change {
@@ -110,7 +115,7 @@ impl BlockWriter {
         }
         let (reply, answer) = oneshot::channel();
         // A writer that is gone ends the process (main's select), so this only waits.
-        let sent = self.tx.unbounded_send(Request { change, reply });
+        let sent = self.inbox.unbounded_send(Request { change, reply });
         let answer = match sent {
             Ok(()) => answer.await.ok(),
             Err(_) => None,
@@ -132,118 +137,119 @@ impl BlockWriter {
     }
 
     fn claims_in_flight(&self) -> MutexGuard<'_, HashSet<(String, IpNet)>> {
-        self.claiming.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.claiming)
     }
 }
 
-/// Writes blocks for ever, while this replica leads.
-pub async fn run_writer(ctx: &Context) {
-    let Some(mut inbox) = ctx
-        .block_writer
-        .rx
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    else {
-        return;
-    };
-    // The last version of each block this writer read or wrote: its next write's base.
-    let mut latest: HashMap<String, WeftClaimBlock> = HashMap::new();
-    while let Some(first) = inbox.next().await {
-        let mut round = vec![first];
-        while round.len() < MAX_BATCH {
-            match inbox.try_recv() {
-                Ok(r) => round.push(r),
-                Err(_) => break,
-            }
-        }
-        // Keyed by the block's name, which also names the ranges' length.
-        let mut by_block: BTreeMap<String, ((IpNet, u8), Vec<Request>)> = BTreeMap::new();
-        for r in round {
-            let net = r.change.net();
-            let (block, name) = block_of(net);
-            by_block
-                .entry(name)
-                .or_insert(((block, net.prefix_len()), Vec::new()))
-                .1
-                .push(r);
-        }
-        let writes = by_block.into_iter().map(|(name, (block, requests))| {
-            let base = latest.remove(&name);
-            async move {
-                let written = write_block(ctx, &name, block, base, requests).await;
-                (name, written)
-            }
-        });
-        for (name, written) in futures::future::join_all(writes).await {
-            if let Some(b) = written {
-                latest.insert(name, b);
-            }
-        }
-    }
+/// The writing task's own state.
+struct Writer {
+    api: Api<WeftClaimBlock>,
+    ledger: Arc<Ledger>,
 }
 
-/// Applies the requests to one block, writing it once (more on conflicts), answers them,
-/// and returns the block as written, for the next round's base.
-async fn write_block(
-    ctx: &Context,
-    name: &str,
-    block: (IpNet, u8),
-    mut base: Option<WeftClaimBlock>,
-    requests: Vec<Request>,
-) -> Option<WeftClaimBlock> {
-    // A write proves the base current (its resourceVersion matched); an answer given
-    // without one comes from a read made for it, never from the cached base, which a
-    // racing writer may have outdated.
-    for _ in 0..MAX_ATTEMPTS {
-        // The cached base on the first pass only; a read on every other.
-        let read = base.is_none();
-        let current = match base.take() {
-            Some(b) => Some(b),
-            None => match ctx.block_api.get_opt(name).await {
-                Ok(b) => b,
-                Err(e) => return fail(ctx, requests, e),
-            },
-        };
-        let before = current
-            .as_ref()
-            .map(|b| b.spec.claims.clone())
-            .unwrap_or_default();
-        let mut entries = before.clone();
-        let verdicts: Vec<Verdict> = requests
-            .iter()
-            .map(|r| apply(&mut entries, &r.change))
-            .collect();
-        if entries == before && !read {
-            continue;
-        }
-        let written = if entries == before {
-            Ok(current.map_or(Written::Absent, Written::Kept))
-        } else {
-            write(ctx, name, block, current.as_ref(), entries).await
-        };
-        match written {
-            Ok(w) => {
-                let kept = w.block().cloned();
-                if let Some(b) = &kept {
-                    ctx.ledger.apply_block(b, w.deleted());
+impl Writer {
+    /// Writes blocks until every handle is gone.
+    async fn run(self, mut inbox: mpsc::UnboundedReceiver<Request>) {
+        // The last version of each block this writer read or wrote: its next write's base.
+        let mut latest: HashMap<String, WeftClaimBlock> = HashMap::new();
+        while let Some(first) = inbox.next().await {
+            let mut round = vec![first];
+            while round.len() < MAX_BATCH {
+                match inbox.try_recv() {
+                    Ok(r) => round.push(r),
+                    Err(_) => break,
                 }
-                answer(ctx, name, requests, &verdicts, kept.as_ref(), w.deleted());
-                return kept.filter(|_| !w.deleted());
             }
-            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-                debug!(block = %name, reason = %s.reason, "block changed since read: reading again");
+            // Keyed by the block's name, which also names the ranges' length.
+            let mut by_block: BTreeMap<String, ((IpNet, u8), Vec<Request>)> = BTreeMap::new();
+            for r in round {
+                let net = r.change.net();
+                let (block, name) = block_of(net);
+                by_block
+                    .entry(name)
+                    .or_insert(((block, net.prefix_len()), Vec::new()))
+                    .1
+                    .push(r);
             }
-            Err(e) => return fail(ctx, requests, e),
+            let this = &self;
+            let writes = by_block.into_iter().map(|(name, (block, requests))| {
+                let base = latest.remove(&name);
+                async move {
+                    let written = this.write_block(&name, block, base, requests).await;
+                    (name, written)
+                }
+            });
+            for (name, written) in futures::future::join_all(writes).await {
+                if let Some(b) = written {
+                    latest.insert(name, b);
+                }
+            }
         }
     }
-    let message = format!("{MAX_ATTEMPTS} conflicting writes of WeftClaimBlock {name} in a row");
-    let e = kube::Error::Api(
-        kube::core::Status::failure(&message, "Conflict")
-            .with_code(409)
-            .boxed(),
-    );
-    fail(ctx, requests, e)
+
+    /// Applies the requests to one block, writing it once (more on conflicts), answers them,
+    /// and returns the block as written, for the next round's base.
+    async fn write_block(
+        &self,
+        name: &str,
+        block: (IpNet, u8),
+        mut base: Option<WeftClaimBlock>,
+        requests: Vec<Request>,
+    ) -> Option<WeftClaimBlock> {
+        // A write proves the base current (its resourceVersion matched); an answer given
+        // without one comes from a read made for it, never from the cached base, which a
+        // racing writer may have outdated.
+        for _ in 0..MAX_ATTEMPTS {
+            // The cached base on the first pass only; a read on every other.
+            let read = base.is_none();
+            let current = match base.take() {
+                Some(b) => Some(b),
+                None => match self.api.get_opt(name).await {
+                    Ok(b) => b,
+                    Err(e) => return self.fail(requests, e),
+                },
+            };
+            let before = current
+                .as_ref()
+                .map(|b| b.spec.claims.clone())
+                .unwrap_or_default();
+            let mut entries = before.clone();
+            let verdicts: Vec<Verdict> = requests
+                .iter()
+                .map(|r| apply(&mut entries, &r.change))
+                .collect();
+            if entries == before && !read {
+                continue;
+            }
+            let written = if entries == before {
+                Ok(current.map_or(Written::Absent, Written::Kept))
+            } else {
+                self.write(name, block, current.as_ref(), entries).await
+            };
+            match written {
+                Ok(w) => {
+                    let kept = w.block().cloned();
+                    if let Some(b) = &kept {
+                        self.ledger.apply_block(b, w.deleted());
+                    }
+                    self.answer(name, requests, &verdicts, kept.as_ref(), w.deleted());
+                    return kept.filter(|_| !w.deleted());
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                    debug!(block = %name, reason = %s.reason, "block changed since read: reading again");
+                }
+                Err(e) => return self.fail(requests, e),
+            }
+        }
+        let message =
+            format!("{MAX_ATTEMPTS} conflicting writes of WeftClaimBlock {name} in a row");
+        let e = kube::Error::Api(
+            kube::core::Status::failure(&message, "Conflict")
+                .with_code(409)
+                .boxed(),
+        );
+        self.fail(requests, e)
+    }
 }
 
 /// The result of one write.
@@ -268,59 +274,58 @@ impl Written {
     }
 }
 
-/// One create, replace or delete of the block, guarded by what it was read as.
-async fn write(
-    ctx: &Context,
-    name: &str,
-    (block, range_length): (IpNet, u8),
-    current: Option<&WeftClaimBlock>,
-    entries: Vec<WeftClaimSpec>,
-) -> Result<Written, kube::Error> {
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..PostParams::default()
-    };
-    match current {
-        Some(b) if entries.is_empty() => {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: b.uid(),
-                    resource_version: b.resource_version(),
-                }),
-                ..DeleteParams::default()
-            };
-            ctx.block_api.delete(name, &params).await?;
-            info!(block = %name, "last claim gone: block deleted");
-            Ok(Written::Deleted(b.clone()))
-        }
-        Some(b) => {
-            let mut next = b.clone();
-            next.spec.claims = entries;
-            next.metadata.managed_fields = None;
-            ctx.block_api
-                .replace(name, &params, &next)
-                .await
-                .map(Written::Kept)
-        }
-        None => {
-            let next = WeftClaimBlock::new(
-                name,
-                WeftClaimBlockSpec {
-                    cidr: block.to_string(),
-                    range_length,
-                    claims: entries,
-                },
-            );
-            ctx.block_api
-                .create(&params, &next)
-                .await
-                .map(Written::Kept)
+impl Writer {
+    /// One create, replace or delete of the block, guarded by what it was read as.
+    async fn write(
+        &self,
+        name: &str,
+        (block, range_length): (IpNet, u8),
+        current: Option<&WeftClaimBlock>,
+        entries: Vec<BlockClaim>,
+    ) -> Result<Written, kube::Error> {
+        let params = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..PostParams::default()
+        };
+        match current {
+            Some(b) if entries.is_empty() => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: b.uid(),
+                        resource_version: b.resource_version(),
+                    }),
+                    ..DeleteParams::default()
+                };
+                self.api.delete(name, &params).await?;
+                info!(block = %name, "last claim gone: block deleted");
+                Ok(Written::Deleted(b.clone()))
+            }
+            Some(b) => {
+                let mut next = b.clone();
+                next.spec.claims = entries;
+                next.metadata.managed_fields = None;
+                self.api
+                    .replace(name, &params, &next)
+                    .await
+                    .map(Written::Kept)
+            }
+            None => {
+                let next = WeftClaimBlock::new(
+                    name,
+                    WeftClaimBlockSpec {
+                        cidr: block.to_string(),
+                        range_length,
+                        claims: entries,
+                    },
+                );
+                self.api.create(&params, &next).await.map(Written::Kept)
+            }
         }
     }
 }
 
 /// The entry of `net`, in whatever text form it was written.
-fn position(entries: &[WeftClaimSpec], net: IpNet) -> Option<usize> {
+fn position(entries: &[BlockClaim], net: IpNet) -> Option<usize> {
     entries
         .iter()
         .position(|e| parse_cidr(&e.cidr) == Some(net))
@@ -336,7 +341,7 @@ enum Verdict {
 }
 
 /// Applies one change to a block's entries.
-fn apply(entries: &mut Vec<WeftClaimSpec>, change: &Change) -> Verdict {
+fn apply(entries: &mut Vec<BlockClaim>, change: &Change) -> Verdict {
     match change {
         Change::Claim {
             net,
@@ -353,7 +358,7 @@ fn apply(entries: &mut Vec<WeftClaimSpec>, change: &Change) -> Verdict {
                 }
             }
             None => {
-                entries.push(WeftClaimSpec {
+                entries.push(BlockClaim {
                     cidr: net.to_string(),
                     from: from.clone(),
                     node_name: node_name.clone(),
@@ -383,51 +388,53 @@ fn apply(entries: &mut Vec<WeftClaimSpec>, change: &Change) -> Verdict {
     }
 }
 
-/// Answers every request of a round that reached the apiserver (or needed not to).
-fn answer(
-    ctx: &Context,
-    name: &str,
-    requests: Vec<Request>,
-    verdicts: &[Verdict],
-    block: Option<&WeftClaimBlock>,
-    deleted: bool,
-) {
-    let held = match block {
-        Some(b) if !deleted => Held::of_block(b),
-        _ => Vec::new(),
-    };
-    for (request, verdict) in requests.into_iter().zip(verdicts) {
-        let answer = match (&request.change, verdict) {
-            (Change::Claim { net, .. }, verdict) => {
-                ctx.ledger.settle(*net, true);
-                match held.iter().find(|h| h.cidr == *net) {
-                    Some(h) if *verdict == Verdict::Ours => Answer::Mine(h.clone()),
-                    _ => Answer::Taken,
-                }
-            }
-            (Change::Forget { net, .. }, _) => {
-                if !held.iter().any(|h| h.cidr == *net) {
-                    info!(block = %name, cidr = %net, "cooldown over, range free");
-                }
-                Answer::Done
-            }
-            (Change::Release { .. }, _) => Answer::Done,
+impl Writer {
+    /// Answers every request of a round that reached the apiserver (or needed not to).
+    fn answer(
+        &self,
+        name: &str,
+        requests: Vec<Request>,
+        verdicts: &[Verdict],
+        block: Option<&WeftClaimBlock>,
+        deleted: bool,
+    ) {
+        let held = match block {
+            Some(b) if !deleted => Held::of_block(b),
+            _ => Vec::new(),
         };
-        let _ = request.reply.send(Ok(answer));
-    }
-}
-
-/// A write that did not reach a verdict: every request fails (the claims' reservations
-/// are dropped; the watch shows what the apiserver has, should the write have happened).
-fn fail(ctx: &Context, requests: Vec<Request>, e: kube::Error) -> Option<WeftClaimBlock> {
-    let e = Arc::new(e);
-    for r in requests {
-        if let Change::Claim { net, .. } = r.change {
-            ctx.ledger.settle(net, false);
+        for (request, verdict) in requests.into_iter().zip(verdicts) {
+            let answer = match (&request.change, verdict) {
+                (Change::Claim { net, .. }, verdict) => {
+                    self.ledger.settle(*net, true);
+                    match held.iter().find(|h| h.cidr == *net) {
+                        Some(h) if *verdict == Verdict::Ours => Answer::Mine(h.clone()),
+                        _ => Answer::Taken,
+                    }
+                }
+                (Change::Forget { net, .. }, _) => {
+                    if !held.iter().any(|h| h.cidr == *net) {
+                        info!(block = %name, cidr = %net, "cooldown over, range free");
+                    }
+                    Answer::Done
+                }
+                (Change::Release { .. }, _) => Answer::Done,
+            };
+            let _ = request.reply.send(Ok(answer));
         }
-        let _ = r.reply.send(Err(e.clone()));
     }
-    None
+
+    /// A write that did not reach a verdict: every request fails (the claims' reservations
+    /// are dropped; the watch shows what the apiserver has, should the write have happened).
+    fn fail(&self, requests: Vec<Request>, e: kube::Error) -> Option<WeftClaimBlock> {
+        let e = Arc::new(e);
+        for r in requests {
+            if let Change::Claim { net, .. } = r.change {
+                self.ledger.settle(net, false);
+            }
+            let _ = r.reply.send(Err(e.clone()));
+        }
+        None
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! The [`Ledger`]: every claim seen (the watches of `WeftClaimBlock`s and of the older
-//! one-per-range `WeftClaim`s, plus this process's own writes), indexed by node, and the
-//! allocator's pool, behind one lock so a candidate is chosen and marked in one step.
+//! The [`Ledger`]: every claim seen (the `WeftClaimBlock` watch, plus this process's own
+//! writes), indexed by node, and the allocator's pool, behind one lock so a candidate is
+//! chosen and marked in one step.
 
 use crate::allocator::{Exhausted, Pool};
+use crate::shared::{lock, parse_cidr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher;
@@ -12,55 +13,32 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::watch;
 use tracing::warn;
 use weft_api::{
-    block_name, block_of, claim_name, Plan, RangeUsage, WeftClaim, WeftClaimBlock, WeftClaimSpec,
-    BLOCK_BITS,
+    block_name, block_of, claim_name, BlockClaim, Plan, RangeUsage, WeftClaimBlock, BLOCK_BITS,
 };
-
-/// Where a claim is written.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Stored {
-    /// An entry of this `WeftClaimBlock`.
-    Block { name: String },
-    /// A `WeftClaim` of its own, with this UID (written before blocks; still honoured
-    /// and released, no longer created).
-    Object { uid: String },
-}
 
 /// What the controller needs of a claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Held {
-    /// The range's canonical claim name (`weft_api::claim_name`): the ledger's key.
+    /// The range's canonical name (`weft_api::claim_name`): the ledger's key.
     pub name: String,
     pub cidr: IpNet,
     pub node_name: String,
     pub node_uid: String,
     pub released_at: Option<Timestamp>,
-    pub stored: Stored,
+    /// The `WeftClaimBlock` holding the claim.
+    pub block: String,
 }
 
 impl Held {
-    fn new(cidr: IpNet, spec: &WeftClaimSpec, stored: Stored) -> Held {
+    fn new(cidr: IpNet, claim: &BlockClaim, block: String) -> Held {
         Held {
             name: claim_name(cidr),
             cidr,
-            node_name: spec.node_name.clone(),
-            node_uid: spec.node_uid.clone(),
-            released_at: spec.released_at.as_ref().map(|t| t.0),
-            stored,
+            node_name: claim.node_name.clone(),
+            node_uid: claim.node_uid.clone(),
+            released_at: claim.released_at.as_ref().map(|t| t.0),
+            block,
         }
-    }
-
-    /// None for a claim whose name is not its CIDR's canonical name: such an object
-    /// (made by hand) proves nothing about uniqueness, so it is ignored.
-    pub fn of(claim: &WeftClaim) -> Option<Held> {
-        let cidr = parse_cidr(&claim.spec.cidr)?;
-        let name = claim.name_any();
-        if name != claim_name(cidr) {
-            warn!(claim = %name, cidr = %claim.spec.cidr, "ignoring a claim not named after its CIDR");
-            return None;
-        }
-        let uid = claim.uid().unwrap_or_default();
-        Some(Held::new(cidr, &claim.spec, Stored::Object { uid }))
     }
 
     /// The block's entries, each once. A block not named after its CIDR, or an entry
@@ -85,7 +63,7 @@ impl Held {
                 let cidr = parse_cidr(&entry.cidr)
                     .filter(|c| c.prefix_len() == len && block_of(*c).1 == name)?;
                 seen.insert(cidr)
-                    .then(|| Held::new(cidr, entry, Stored::Block { name: name.clone() }))
+                    .then(|| Held::new(cidr, entry, name.clone()))
             })
             .collect()
     }
@@ -94,14 +72,6 @@ impl Held {
     pub fn live_for(&self, node: &str, uid: &str) -> bool {
         self.node_name == node && self.node_uid == uid && self.released_at.is_none()
     }
-}
-
-/// Any text form of either family.
-pub fn parse_cidr(text: &str) -> Option<IpNet> {
-    weft_wire::parse_ipv6_prefix("cidr", text, 0..=128)
-        .map(IpNet::V6)
-        .or_else(|_| weft_wire::parse_ipv4_subnet("cidr", text, 0..=32).map(IpNet::V4))
-        .ok()
 }
 
 /// The block's resourceVersion as a number, to drop a watch event older than a write
@@ -117,11 +87,8 @@ struct Index {
     by_node: HashMap<String, BTreeSet<String>>,
     /// Per block: its version and the claim names it holds.
     blocks: HashMap<String, (Option<u64>, Vec<String>)>,
-    /// Relists in progress: the objects listed so far.
-    relist_objects: Option<Vec<Held>>,
-    relist_blocks: Option<Vec<WeftClaimBlock>>,
-    objects_listed: bool,
-    blocks_listed: bool,
+    /// A relist in progress: the blocks listed so far.
+    relist: Option<Vec<WeftClaimBlock>>,
 }
 
 impl Index {
@@ -183,9 +150,7 @@ impl Index {
             let Some(was) = self.claims.get(&old_name).cloned() else {
                 continue;
             };
-            if was.stored == (Stored::Block { name: name.clone() })
-                && !held.iter().any(|h| h.name == old_name)
-            {
+            if was.block == name && !held.iter().any(|h| h.name == old_name) {
                 self.remove(&old_name);
                 touched.push((was.node_name, was.cidr));
             }
@@ -199,14 +164,12 @@ impl Index {
         touched
     }
 
-    /// A relist of one kind is complete: its claims are exactly `listed`.
-    fn replace(&mut self, of_kind: impl Fn(&Stored) -> bool, listed: Vec<Held>) {
-        self.claims.retain(|_, h| !of_kind(&h.stored));
-        let kept: Vec<Held> = self.claims.drain().map(|(_, h)| h).collect();
+    /// A relist is complete: the claims are exactly `listed`.
+    fn replace(&mut self, listed: Vec<Held>) {
+        self.claims.clear();
         self.by_node.clear();
-        self.pool
-            .replace(kept.iter().chain(&listed).map(|h| h.cidr));
-        for h in kept.into_iter().chain(listed) {
+        self.pool.replace(listed.iter().map(|h| h.cidr));
+        for h in listed {
             self.insert(h);
         }
     }
@@ -230,24 +193,13 @@ impl Default for Ledger {
 
 impl Ledger {
     fn lock(&self) -> MutexGuard<'_, Index> {
-        // A panic while holding the lock leaves a consistent index (each step is whole).
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.index)
     }
 
-    /// Waits for the first complete lists of claims and claim blocks.
+    /// Waits for the first complete list of claim blocks.
     pub async fn wait_ready(&self) {
         let mut rx = self.ready.subscribe();
         let _ = rx.wait_for(|r| *r).await;
-    }
-
-    /// Records a claim that exists.
-    pub fn insert(&self, held: Held) {
-        self.lock().insert(held);
-    }
-
-    /// Forgets a deleted claim.
-    pub fn remove(&self, name: &str) {
-        self.lock().remove(name);
     }
 
     /// Records a block as written (or `deleted`) by this process; returns the claims
@@ -317,42 +269,6 @@ impl Ledger {
         (v6, index.pool.ipv4_usage(plan))
     }
 
-    /// Follows the `WeftClaim` watch; returns the holders to reconcile.
-    pub fn on_claim_event(&self, event: watcher::Event<WeftClaim>) -> Vec<String> {
-        let mut index = self.lock();
-        match event {
-            watcher::Event::Apply(c) => {
-                let holder = c.spec.node_name.clone();
-                if let Some(h) = Held::of(&c) {
-                    index.insert(h);
-                }
-                vec![holder]
-            }
-            watcher::Event::Delete(c) => {
-                index.remove(&c.name_any());
-                vec![c.spec.node_name]
-            }
-            watcher::Event::Init => {
-                index.relist_objects = Some(Vec::new());
-                Vec::new()
-            }
-            watcher::Event::InitApply(c) => {
-                let holder = c.spec.node_name.clone();
-                if let (Some(list), Some(h)) = (index.relist_objects.as_mut(), Held::of(&c)) {
-                    list.push(h);
-                }
-                vec![holder]
-            }
-            watcher::Event::InitDone => {
-                let listed = index.relist_objects.take().unwrap_or_default();
-                index.replace(|s| matches!(s, Stored::Object { .. }), listed);
-                index.objects_listed = true;
-                self.announce_ready(index);
-                Vec::new()
-            }
-        }
-    }
-
     /// Follows the `WeftClaimBlock` watch; returns the claims that changed (holder and
     /// range; no range: reconcile the holder whatever changed).
     pub fn on_block_event(
@@ -365,7 +281,7 @@ impl Ledger {
             watcher::Event::Apply(b) => changed(index.apply_block(&b, false)),
             watcher::Event::Delete(b) => changed(index.apply_block(&b, true)),
             watcher::Event::Init => {
-                index.relist_blocks = Some(Vec::new());
+                index.relist = Some(Vec::new());
                 Vec::new()
             }
             watcher::Event::InitApply(b) => {
@@ -375,13 +291,13 @@ impl Ledger {
                     .iter()
                     .map(|c| (c.node_name.clone(), None))
                     .collect();
-                if let Some(list) = index.relist_blocks.as_mut() {
+                if let Some(list) = index.relist.as_mut() {
                     list.push(b);
                 }
                 holders
             }
             watcher::Event::InitDone => {
-                let listed = index.relist_blocks.take().unwrap_or_default();
+                let listed = index.relist.take().unwrap_or_default();
                 let mut held = Vec::new();
                 index.blocks = listed
                     .iter()
@@ -392,19 +308,11 @@ impl Ledger {
                         (b.name_any(), (version(b), names))
                     })
                     .collect();
-                index.replace(|s| matches!(s, Stored::Block { .. }), held);
-                index.blocks_listed = true;
-                self.announce_ready(index);
+                index.replace(held);
+                drop(index);
+                self.ready.send_replace(true);
                 Vec::new()
             }
-        }
-    }
-
-    fn announce_ready(&self, index: MutexGuard<'_, Index>) {
-        let ready = index.objects_listed && index.blocks_listed;
-        drop(index);
-        if ready {
-            self.ready.send_replace(true);
         }
     }
 }

@@ -1,19 +1,29 @@
-//! `weft-controller`, the weft cluster controller.
+//! `weft-controller`, the weft cluster controller: it gives each Node an IPv6 prefix
+//! from its zone's ranges and an IPv4 subnet, through claim blocks the apiserver keeps
+//! unique.
 //!
-//! The story: parse the flags ([`flags`]); connect to the apiserver; serve /metrics,
-//! /healthz and /readyz (weft-health, [`metrics`]); then, for ever: win the Lease
-//! ([`leader`]), and while holding it run the controller. It watches the claims into a
-//! [`ledger`] ([`claims`]) and the WeftNodes and the WeftNetwork into stores
-//! ([`network`]). It reconciles every Node ([`reconcile`], sharing a [`context`]), in
-//! the order they were triggered, by its own watch and by those: candidates come from
-//! the [`allocator`], the apiserver decides through claim blocks that one task writes
-//! ([`blocks`]), and the controller's own writes count until the stores catch up
-//! ([`fresh`]); what the stores keep is trimmed ([`trim`]). It releases the ranges of
-//! gone Nodes after their cooldown ([`claims`]), keeps the network's status current
-//! ([`network`]), and holds good-news conditions back while others wait for ranges
-//! ([`pacing`]). Losing the Lease drops all of that at once, in-flight writes included
-//! (the claim design tolerates a write cut short), and the replica stands by again.
-//! SIGTERM or SIGINT hands the Lease back, so a standby takes over at once.
+//! The story, top-down:
+//!
+//! - [`main`] parses the flags ([`flags`]), connects to the apiserver and serves
+//!   /metrics, /healthz and /readyz (weft-health, [`metrics`]).
+//! - Then, for ever: win the Lease ([`leader`]); while holding it, run the controller's
+//!   parts ([`lead`]) and supervise them in one `select!` with the Lease and the signals.
+//! - The parts: the Node controller reconciles every Node in the order it was triggered
+//!   ([`reconcile`], sharing a small [`context`]). Candidates come from the [`allocator`]
+//!   through the [`ledger`] of claims, which one task writes into claim blocks
+//!   ([`blocks`], behind [`claims`]); the apiserver decides. What the controller knows
+//!   of the cluster is in [`stores`] (trimmed by [`trim`], our writes kept fresh by
+//!   [`fresh`]); a reconcile's own writes go through [`writes`]. The [`releaser`] frees
+//!   the ranges of gone Nodes after their cooldown, [`network`] keeps the WeftNetwork's
+//!   status current, and [`pacing`] holds good-news conditions back while others wait
+//!   for ranges; [`waitlist`] keeps the nodes waiting for space. Shared items are in
+//!   [`shared`], which imports nothing of this crate.
+//! - A part that ends (or panics) is a bug: the replica hands the Lease back and exits
+//!   non-zero, so a standby takes over at once and this one restarts with fresh caches.
+//!   The same goes for a metrics server. Losing the Lease stops every part at once,
+//!   in-flight writes included (the claim design tolerates a write cut short), and the
+//!   replica stands by again. SIGTERM or SIGINT hands the Lease back, so a standby takes
+//!   over at once.
 #![forbid(unsafe_code)]
 
 mod allocator;
@@ -22,29 +32,30 @@ mod claims;
 mod context;
 mod flags;
 mod fresh;
+mod lead;
 mod leader;
 mod ledger;
 mod metrics;
 mod network;
 mod pacing;
 mod reconcile;
+mod releaser;
+mod shared;
+mod stores;
 mod trim;
+mod waitlist;
+mod writes;
 
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Node;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::Client;
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{debug, error, info, warn};
-use weft_api::WeftNode;
+use tokio::task::{Id, JoinSet};
+use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
     let flags = flags::Flags::parse();
@@ -86,13 +97,11 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
     let client = connect(&flags).await?;
     let metrics = metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
     let ready = Arc::new(AtomicBool::new(false));
+    let mut servers = Supervised::default();
     for addr in &flags.metrics_addr.0 {
         let listener = weft_health::bind(*addr)?;
-        tokio::spawn(weft_health::serve(
-            listener,
-            metrics.registry().clone(),
-            ready.clone(),
-        ));
+        let serve = weft_health::serve(listener, metrics.registry().clone(), ready.clone());
+        servers.spawn("the metrics server", serve);
     }
     let mut elector = leader::Elector::new(
         client.clone(),
@@ -107,13 +116,21 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
         tokio::select! {
             () = elector.acquire(&reachable) => {}
             () = &mut shutdown => return Ok(()),
+            died = servers.next_death() => return Err(died),
         }
         metrics.leader.set(1);
+        let mut parts = Supervised::default();
+        for part in lead::tasks(&client, &flags, &metrics) {
+            parts.spawn(part.name, part.run);
+        }
+        // The one place every long-running task is watched.
         let end = tokio::select! {
-            e = lead(client.clone(), &flags, metrics.clone()) => End::Failed(e),
+            died = parts.next_death() => End::Failed(died),
+            died = servers.next_death() => End::Failed(died),
             () = elector.hold() => End::Lost,
             () = &mut shutdown => End::Shutdown,
         };
+        parts.stop().await;
         metrics.leader.set(0);
         metrics.allocations.reset();
         metrics.free_prefixes.reset();
@@ -129,6 +146,44 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
                 return Err(e);
             }
         }
+    }
+}
+
+/// Long-running tasks, each named; dropping the set aborts them.
+#[derive(Default)]
+struct Supervised {
+    tasks: JoinSet<()>,
+    names: HashMap<Id, &'static str>,
+}
+
+impl Supervised {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let id = self.tasks.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    /// Waits until a task ends (none should) and says which and how. Never returns
+    /// while the set is empty.
+    async fn next_death(&mut self) -> String {
+        let Some(ended) = self.tasks.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        let (id, how) = match ended {
+            Ok((id, ())) => (id, "stopped".to_owned()),
+            Err(e) => (e.id(), format!("failed: {e}")),
+        };
+        let name = self.names.get(&id).copied().unwrap_or("a task");
+        format!("{name} {how}")
+    }
+
+    /// Aborts every task and waits until they are gone.
+    async fn stop(&mut self) {
+        self.tasks.shutdown().await;
+        self.names.clear();
     }
 }
 
@@ -150,108 +205,6 @@ async fn connect(flags: &flags::Flags) -> Result<Client, String> {
             .map_err(|e| format!("no --kubeconfig or KUBECONFIG, and not in a cluster: {e}"))?,
     };
     Client::try_from(config).map_err(|e| format!("cannot build the Kubernetes client: {e}"))
-}
-
-/// The controller, while this replica leads. Returns only if one of its parts ends.
-async fn lead(client: Client, flags: &flags::Flags, metrics: metrics::Metrics) -> String {
-    let (nodes, node_writer) = reflector::store();
-    let (weftnodes, weftnode_writer) = reflector::store();
-    let (network, network_writer) = reflector::store();
-    let (retrigger, retriggered) = futures::channel::mpsc::unbounded();
-    let reporter = Reporter {
-        controller: reconcile::MANAGER.into(),
-        instance: Some(flags.identity().into()),
-    };
-    let ctx = Arc::new(context::Context::new(
-        client.clone(),
-        nodes.clone(),
-        weftnodes.clone(),
-        network.clone(),
-        flags,
-        Recorder::new(client.clone(), reporter),
-        metrics,
-        retrigger.clone(),
-    ));
-    // The Node watch of the controller, its Nodes trimmed before they are stored. The
-    // echoes of our own podCIDRs writes trigger nothing: the reconcile that wrote them
-    // went on from the response.
-    let node_events = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(trim::node);
-    let echoes = ctx.clone();
-    let node_changes = reflector::reflector(node_writer, node_events)
-        .applied_objects()
-        .try_filter(move |node| std::future::ready(!echoes.fresh_nodes.echoes(node)));
-    // Unbounded: `--workers` is enforced in the reconcile, first come first served
-    // (`reconcile::reconcile`).
-    let controller = Controller::for_stream(node_changes, nodes)
-        .with_config(controller::Config::default().concurrency(0));
-    let weftnodes_seen = watcher(
-        Api::<WeftNode>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(trim::weftnode);
-    // One watch per kind feeds both the stores and the Node controller's triggers: a
-    // WeftNode or claim event triggers its node once the store or ledger holds it (a
-    // second watch per kind, as `Controller::watches` would open, doubles what the
-    // apiserver sends and this process decodes, and can trigger before the store has
-    // caught up).
-    let (touched, touched_nodes) = futures::channel::mpsc::unbounded::<ObjectRef<Node>>();
-    let weftnode_watch = reflector::reflector(weftnode_writer, weftnodes_seen).for_each(|e| {
-        match e {
-            // The echo of our own write triggers nothing (see the Node watch).
-            Ok(watcher::Event::Apply(wn)) if ctx.fresh_weftnodes.echoes(&wn) => {}
-            Ok(
-                watcher::Event::Apply(wn)
-                | watcher::Event::InitApply(wn)
-                | watcher::Event::Delete(wn),
-            ) => {
-                let _ = touched.unbounded_send(ObjectRef::new(&wn.name_any()));
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
-            Err(e) => warn!(error = %e, "WeftNode watch"),
-        }
-        std::future::ready(())
-    });
-    let network_watch = network::watch_network(
-        Api::all(client.clone()),
-        &flags.network,
-        network_writer,
-        network.clone(),
-        retrigger,
-    );
-    let reconciler = async {
-        // Reconciling before the claims are listed would take new ranges for nodes that
-        // hold some already.
-        ctx.ledger.wait_ready().await;
-        let _ = weftnodes.wait_until_ready().await;
-        let _ = network.wait_until_ready().await;
-        info!("caches ready: reconciling Nodes");
-        controller
-            .reconcile_on(touched_nodes)
-            .reconcile_all_on(retriggered)
-            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|r| {
-                if let Err(e) = r {
-                    debug!(error = %e, "reconcile");
-                }
-                std::future::ready(())
-            })
-            .await;
-    };
-    // Each part runs for ever; one ending is a bug, and the process exits to be restarted.
-    let part = tokio::select! {
-        () = weftnode_watch => "the WeftNode watch",
-        () = network_watch => "the WeftNetwork watch",
-        () = claims::watch_claims(Api::all(client.clone()), Api::all(client.clone()), &ctx, &touched) => "the claim watches",
-        () = blocks::run_writer(&ctx) => "the claim block writer",
-        () = reconciler => "the Node controller",
-        () = claims::run_releaser(&ctx) => "the releaser",
-        () = network::run_status(&ctx) => "the status writer",
-        () = pacing::run_nudger(&ctx, touched.clone()) => "the conditions nudger",
-    };
-    format!("{part} stopped")
 }
 
 async fn shutdown_signal() {

@@ -3,17 +3,20 @@
 //! what the controller knows: `Valid`, `Exhausted`, per-range use, observedGeneration.
 //! The per-range gauges come from the same numbers.
 
-use crate::context::Context;
-use crate::reconcile::MANAGER;
-use futures::channel::mpsc::UnboundedSender;
+use crate::claims::Claims;
+use crate::metrics::Metrics;
+use crate::shared::{Error, MANAGER};
+use crate::stores::Stores;
+use crate::waitlist::Waitlist;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 use weft_api::{condition, RangeUsage, WeftNetwork, WeftNetworkStatus};
@@ -22,14 +25,15 @@ use weft_api::{condition, RangeUsage, WeftNetwork, WeftNetworkStatus};
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 /// Feeds `writer` from a watch on the one WeftNetwork named `name`; a new generation (or
-/// the object appearing or going) sends on `retrigger`.
+/// the object appearing or going) reconciles every Node again.
 pub async fn watch_network(
     api: Api<WeftNetwork>,
-    name: &str,
+    name: Arc<str>,
     writer: reflector::store::Writer<WeftNetwork>,
     store: Store<WeftNetwork>,
-    retrigger: UnboundedSender<()>,
+    waitlist: Waitlist,
 ) {
+    let name = &*name;
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let events = reflector::reflector(writer, watcher(api, config)).default_backoff();
     let mut events = std::pin::pin!(events);
@@ -44,169 +48,187 @@ pub async fn watch_network(
             .map(|n| (n.uid(), n.metadata.generation));
         if seen != Some(now.clone()) {
             seen = Some(now);
-            let _ = retrigger.unbounded_send(());
+            waitlist.retrigger_all();
         }
     }
 }
 
-/// Keeps the network's status and the range gauges current while this replica leads.
-pub async fn run_status(ctx: &Context) {
-    let _ = ctx.network.wait_until_ready().await;
-    ctx.ledger.wait_ready().await;
-    let mut labels = BTreeSet::new();
-    let mut written: Option<WeftNetworkStatus> = None;
-    loop {
-        publish(ctx, &mut labels, &mut written).await;
-        tokio::time::sleep(STATUS_EVERY).await;
-    }
+/// What the status writer reads, and where it writes.
+pub struct StatusWriter {
+    pub api: Api<WeftNetwork>,
+    pub stores: Stores,
+    pub claims: Claims,
+    pub waitlist: Waitlist,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
 }
 
-async fn publish(
-    ctx: &Context,
-    labels: &mut BTreeSet<String>,
-    written: &mut Option<WeftNetworkStatus>,
-) {
-    let Some(net) = ctx.network.get(&ObjectRef::new(&ctx.network_name)) else {
-        gauges(ctx, labels, &[]);
-        return;
-    };
-    let before = net.status.clone().unwrap_or_default();
-    let previous = &before.conditions;
-    let mut status = WeftNetworkStatus {
-        observed_generation: net.metadata.generation,
-        ..WeftNetworkStatus::default()
-    };
-    match ctx.plan() {
-        Ok(plan) => {
-            let summary = format!(
-                "mode {}, {} IPv6 range(s), IPv4 network {}",
-                plan.mode,
-                plan.ipv6_ranges.len(),
-                plan.ipv4_network
-            );
-            status
-                .conditions
-                .push(condition(previous, "Valid", true, "Valid", summary));
-            let (v6, v4) = ctx.ledger.usage(&plan);
-            if plan.mode.has_ipv6() {
-                status.ipv6_ranges = v6;
-            }
-            if plan.mode.has_ipv4() {
-                status.ipv4_network = Some(v4);
-            }
-            status.conditions.push(exhausted(ctx, previous));
-        }
-        Err(e) => {
-            let problems = match &e {
-                crate::reconcile::Error::InvalidNetwork { problems, .. } => problems.clone(),
-                other => other.to_string(),
-            };
-            // An Event when the network turns invalid (or its problems change).
-            let told = |conditions: &[Condition]| {
-                conditions
-                    .iter()
-                    .any(|c| c.type_ == "Valid" && c.status == "False" && c.message == problems)
-            };
-            if !told(previous) && !written.as_ref().is_some_and(|w| told(&w.conditions)) {
-                invalid_event(ctx, &net, &problems).await;
-            }
-            status
-                .conditions
-                .push(condition(previous, "Valid", false, "InvalidSpec", problems));
+impl StatusWriter {
+    /// Keeps the network's status and the range gauges current while this replica leads.
+    pub async fn run(self) {
+        let _ = self.stores.network.wait_until_ready().await;
+        self.claims.ledger().wait_ready().await;
+        let mut labels = BTreeSet::new();
+        let mut written: Option<WeftNetworkStatus> = None;
+        loop {
+            self.publish(&mut labels, &mut written).await;
+            tokio::time::sleep(STATUS_EVERY).await;
         }
     }
-    let in_use: Vec<RangeUsage> = status
-        .ipv6_ranges
-        .iter()
-        .chain(&status.ipv4_network)
-        .cloned()
-        .collect();
-    gauges(ctx, labels, &in_use);
-    let unchanged = |s: &WeftNetworkStatus| {
-        s.observed_generation == status.observed_generation
-            && s.ipv6_ranges == status.ipv6_ranges
-            && s.ipv4_network == status.ipv4_network
-            && !weft_api::conditions_differ(&s.conditions, &status.conditions)
-            && s.conditions.len() == status.conditions.len()
-    };
-    if unchanged(&before) || written.as_ref().is_some_and(unchanged) {
-        return;
-    }
-    let patch = serde_json::json!({
-        "apiVersion": "weft.dev/v1alpha1",
-        "kind": "WeftNetwork",
-        "metadata": {"name": ctx.network_name},
-        "status": status,
-    });
-    match ctx
-        .network_api
-        .patch_status(
-            &ctx.network_name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => *written = Some(status),
-        Err(e) => warn!(network = %ctx.network_name, error = %e, "cannot write the status"),
-    }
-}
 
-/// `Exhausted`: true while some node waits for space, naming a few of them.
-fn exhausted(ctx: &Context, previous: &[Condition]) -> Condition {
-    let waiting: Vec<_> = ctx
-        .waiting()
-        .into_iter()
-        .filter(|(_, w)| w.reason == "RangeExhausted")
-        .collect();
-    if waiting.is_empty() {
-        return condition(previous, "Exhausted", false, "SpaceLeft", String::new());
-    }
-    let examples: Vec<String> = waiting
-        .iter()
-        .take(3)
-        .map(|(node, w)| format!("{node}: {}", w.message))
-        .collect();
-    let message = format!(
-        "{} node(s) wait for address space; {}",
-        waiting.len(),
-        examples.join("; ")
-    );
-    condition(previous, "Exhausted", true, "RangeExhausted", message)
-}
-
-async fn invalid_event(ctx: &Context, net: &WeftNetwork, problems: &str) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "InvalidSpec".into(),
-        note: Some(problems.chars().take(1000).collect()),
-        action: "Validate".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &net.object_ref(&())).await {
-        warn!(network = %ctx.network_name, error = %e, "cannot publish an event");
-    }
-}
-
-/// Sets the per-range gauges, dropping ranges no longer in the plan.
-fn gauges(ctx: &Context, labels: &mut BTreeSet<String>, usage: &[RangeUsage]) {
-    let now: BTreeSet<String> = usage.iter().map(|u| u.range.clone()).collect();
-    if now != *labels {
-        ctx.metrics.allocations.reset();
-        ctx.metrics.free_prefixes.reset();
-        *labels = now;
-    }
-    for u in usage {
-        #[allow(clippy::cast_precision_loss)]
+    async fn publish(
+        &self,
+        labels: &mut BTreeSet<String>,
+        written: &mut Option<WeftNetworkStatus>,
+    ) {
+        let network_name = &*self.stores.network_name;
+        let Some(net) = self.stores.network() else {
+            self.gauges(labels, &[]);
+            return;
+        };
+        let before = net.status.clone().unwrap_or_default();
+        let previous = &before.conditions;
+        let mut status = WeftNetworkStatus {
+            observed_generation: net.metadata.generation,
+            ..WeftNetworkStatus::default()
+        };
+        match self.stores.plan() {
+            Ok(plan) => {
+                let summary = format!(
+                    "mode {}, {} IPv6 range(s), IPv4 network {}",
+                    plan.mode,
+                    plan.ipv6_ranges.len(),
+                    plan.ipv4_network
+                );
+                status
+                    .conditions
+                    .push(condition(previous, "Valid", true, "Valid", summary));
+                let (v6, v4) = self.claims.ledger().usage(&plan);
+                if plan.mode.has_ipv6() {
+                    status.ipv6_ranges = v6;
+                }
+                if plan.mode.has_ipv4() {
+                    status.ipv4_network = Some(v4);
+                }
+                status.conditions.push(self.exhausted(previous));
+            }
+            Err(e) => {
+                let problems = match &e {
+                    Error::InvalidNetwork { problems, .. } => problems.clone(),
+                    other => other.to_string(),
+                };
+                // An Event when the network turns invalid (or its problems change).
+                let told = |conditions: &[Condition]| {
+                    conditions
+                        .iter()
+                        .any(|c| c.type_ == "Valid" && c.status == "False" && c.message == problems)
+                };
+                if !told(previous) && !written.as_ref().is_some_and(|w| told(&w.conditions)) {
+                    self.invalid_event(&net, &problems).await;
+                }
+                status.conditions.push(condition(
+                    previous,
+                    "Valid",
+                    false,
+                    "InvalidSpec",
+                    problems,
+                ));
+            }
+        }
+        let in_use: Vec<RangeUsage> = status
+            .ipv6_ranges
+            .iter()
+            .chain(&status.ipv4_network)
+            .cloned()
+            .collect();
+        self.gauges(labels, &in_use);
+        let unchanged = |s: &WeftNetworkStatus| {
+            s.observed_generation == status.observed_generation
+                && s.ipv6_ranges == status.ipv6_ranges
+                && s.ipv4_network == status.ipv4_network
+                && !weft_api::conditions_differ(&s.conditions, &status.conditions)
+                && s.conditions.len() == status.conditions.len()
+        };
+        if unchanged(&before) || written.as_ref().is_some_and(unchanged) {
+            return;
+        }
+        let patch = serde_json::json!({
+            "apiVersion": "weft.dev/v1alpha1",
+            "kind": "WeftNetwork",
+            "metadata": {"name": network_name},
+            "status": status,
+        });
+        match self
+            .api
+            .patch_status(
+                network_name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
         {
-            ctx.metrics
-                .allocations
-                .with_label_values(&[&u.range])
-                .set(u.allocated as f64);
-            ctx.metrics
-                .free_prefixes
-                .with_label_values(&[&u.range])
-                .set(u.free as f64);
+            Ok(_) => *written = Some(status),
+            Err(e) => warn!(network = %network_name, error = %e, "cannot write the status"),
+        }
+    }
+
+    /// `Exhausted`: true while some node waits for space, naming a few of them.
+    fn exhausted(&self, previous: &[Condition]) -> Condition {
+        let waiting: Vec<_> = self
+            .waitlist
+            .waiting()
+            .into_iter()
+            .filter(|(_, w)| w.reason == "RangeExhausted")
+            .collect();
+        if waiting.is_empty() {
+            return condition(previous, "Exhausted", false, "SpaceLeft", String::new());
+        }
+        let examples: Vec<String> = waiting
+            .iter()
+            .take(3)
+            .map(|(node, w)| format!("{node}: {}", w.message))
+            .collect();
+        let message = format!(
+            "{} node(s) wait for address space; {}",
+            waiting.len(),
+            examples.join("; ")
+        );
+        condition(previous, "Exhausted", true, "RangeExhausted", message)
+    }
+
+    async fn invalid_event(&self, net: &WeftNetwork, problems: &str) {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "InvalidSpec".into(),
+            note: Some(problems.chars().take(1000).collect()),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &net.object_ref(&())).await {
+            warn!(network = %net.name_any(), error = %e, "cannot publish an event");
+        }
+    }
+
+    /// Sets the per-range gauges, dropping ranges no longer in the plan.
+    fn gauges(&self, labels: &mut BTreeSet<String>, usage: &[RangeUsage]) {
+        let now: BTreeSet<String> = usage.iter().map(|u| u.range.clone()).collect();
+        if now != *labels {
+            self.metrics.allocations.reset();
+            self.metrics.free_prefixes.reset();
+            *labels = now;
+        }
+        for u in usage {
+            #[allow(clippy::cast_precision_loss)]
+            {
+                self.metrics
+                    .allocations
+                    .with_label_values(&[&u.range])
+                    .set(u.allocated as f64);
+                self.metrics
+                    .free_prefixes
+                    .with_label_values(&[&u.range])
+                    .set(u.free as f64);
+            }
         }
     }
 }

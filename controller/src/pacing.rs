@@ -20,16 +20,20 @@
 //! cluster stays. Bad news (`Allocated=False`, `PodCIDRs=False`, or clearing an earlier
 //! `False`) is never held back, and nodes that wait for space or a valid network do not
 //! count as allocations under way.
+//!
+//! [`Pacing::new`] returns the handle reconciles ask, and the nudger's task.
 
-use crate::context::Context;
-use crate::reconcile::owned_by;
+use crate::shared::{lock, owned_by};
+use crate::stores::Stores;
+use crate::waitlist::Waitlist;
 use futures::channel::mpsc::UnboundedSender;
+use futures::Future;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use prometheus::IntGauge;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long allocations must have been quiet before held-back conditions are written.
@@ -79,13 +83,23 @@ pub struct Pacing {
     held_gauge: IntGauge,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// What the nudger reads: the Nodes and their WeftNodes, the plan, the nodes waiting
+/// for space; and where it sends the nodes to reconcile again.
+pub struct Nudger {
+    pub stores: Stores,
+    pub waitlist: Waitlist,
+    pub reconcile: UnboundedSender<ObjectRef<Node>>,
 }
 
 impl Pacing {
-    /// `held_gauge` is `weft_controller_held_conditions`.
-    pub fn new(held_gauge: IntGauge) -> Pacing {
+    /// The handle, and the nudger's task, which runs for ever. `held_gauge` is
+    /// `weft_controller_held_conditions`.
+    pub fn new(held_gauge: IntGauge, nudger: Nudger) -> (Arc<Pacing>, impl Future<Output = ()>) {
+        let pacing = Arc::new(Pacing::counted_in(held_gauge));
+        (pacing.clone(), nudger.run(pacing))
+    }
+
+    fn counted_in(held_gauge: IntGauge) -> Pacing {
         Pacing {
             writes: Mutex::default(),
             unallocated: Mutex::default(),
@@ -184,48 +198,56 @@ impl Pacing {
     }
 }
 
-/// Reconciles the held nodes again whenever allocations are quiet. Runs for ever.
-pub async fn run_nudger(ctx: &Context, reconcile: UnboundedSender<ObjectRef<Node>>) {
-    let mut tick = tokio::time::interval(NUDGE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        ctx.pacing.set_unallocated(unallocated(ctx));
-        let exists = |node: &str| ctx.nodes.get(&ObjectRef::new(node)).is_some();
-        for node in ctx.pacing.due_at(Instant::now(), exists) {
-            let _ = reconcile.unbounded_send(ObjectRef::new(&node));
+impl Nudger {
+    /// Reconciles the held nodes again whenever allocations are quiet. Runs for ever.
+    async fn run(self, pacing: Arc<Pacing>) {
+        let mut tick = tokio::time::interval(NUDGE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            pacing.set_unallocated(self.unallocated());
+            let exists = |node: &str| self.stores.nodes.get(&ObjectRef::new(node)).is_some();
+            for node in pacing.due_at(Instant::now(), exists) {
+                let _ = self.reconcile.unbounded_send(ObjectRef::new(&node));
+            }
         }
     }
-}
 
-/// The cached Nodes that still lack a range their network serves or their podCIDRs,
-/// not counting those that wait for space or a valid network (they may wait for ever).
-fn unallocated(ctx: &Context) -> HashSet<String> {
-    let Ok(plan) = ctx.plan() else {
-        return HashSet::new();
-    };
-    let waiting: HashSet<String> = ctx.waiting().into_iter().map(|(n, _)| n).collect();
-    let allocated = |node: &Node| {
-        let name = node.name_any();
-        let ranges = ctx.weftnode(&name).is_some_and(|wn| {
-            owned_by(&wn, node.uid().as_deref().unwrap_or_default())
-                && plan.mode.families().all(|f| wn.spec.range(f).is_some())
-        });
-        let pod_cidrs = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidrs.as_ref())
-            .is_some_and(|c| !c.is_empty());
-        ranges && pod_cidrs
-    };
-    ctx.nodes
-        .state()
-        .iter()
-        .filter(|node| node.metadata.deletion_timestamp.is_none())
-        .filter(|node| !allocated(node))
-        .map(|node| node.name_any())
-        .filter(|name| !waiting.contains(name))
-        .collect()
+    /// The cached Nodes that still lack a range their network serves or their podCIDRs,
+    /// not counting those that wait for space or a valid network (they may wait for ever).
+    fn unallocated(&self) -> HashSet<String> {
+        let Ok(plan) = self.stores.plan() else {
+            return HashSet::new();
+        };
+        let waiting: HashSet<String> = self
+            .waitlist
+            .waiting()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let allocated = |node: &Node| {
+            let name = node.name_any();
+            let ranges = self.stores.weftnode(&name).is_some_and(|wn| {
+                owned_by(&wn, node.uid().as_deref().unwrap_or_default())
+                    && plan.mode.families().all(|f| wn.spec.range(f).is_some())
+            });
+            let pod_cidrs = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.pod_cidrs.as_ref())
+                .is_some_and(|c| !c.is_empty());
+            ranges && pod_cidrs
+        };
+        self.stores
+            .nodes
+            .state()
+            .iter()
+            .filter(|node| node.metadata.deletion_timestamp.is_none())
+            .filter(|node| !allocated(node))
+            .map(|node| node.name_any())
+            .filter(|name| !waiting.contains(name))
+            .collect()
+    }
 }
 
 #[cfg(test)]

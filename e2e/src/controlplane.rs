@@ -238,7 +238,6 @@ impl ControlPlane {
             "--timeout=60s",
             "crd/weftnetworks.weft.dev",
             "crd/weftnodes.weft.dev",
-            "crd/weftclaims.weft.dev",
             "crd/weftclaimblocks.weft.dev",
         ]);
     }

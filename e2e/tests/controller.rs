@@ -213,16 +213,12 @@ impl Drop for Controller {
     }
 }
 
-/// Every claim's spec: the entries of the claim blocks, and the `WeftClaim`s of
-/// earlier versions.
+/// Every claim: the entries of the claim blocks.
 fn claims(cluster: &Cluster) -> Vec<Value> {
-    let blocks = cluster.items("weftclaimblocks");
-    let entries = blocks
+    cluster
+        .items("weftclaimblocks")
         .iter()
-        .flat_map(|b| b["spec"]["claims"].as_array().cloned().unwrap_or_default());
-    let objects = cluster.items("weftclaims");
-    entries
-        .chain(objects.iter().map(|c| c["spec"].clone()))
+        .flat_map(|b| b["spec"]["claims"].as_array().cloned().unwrap_or_default())
         .collect()
 }
 
@@ -294,8 +290,6 @@ fn rbac(user: &str) -> Value {
             rule(&["weft.dev"], &["weftnodes"], &["get", "list", "watch", "create", "patch", "delete"]),
             rule(&["weft.dev"], &["weftnodes/status"], &["patch"]),
             rule(&["weft.dev"], &["weftclaimblocks"], &["get", "list", "watch", "create", "update", "delete"]),
-            // Claims of earlier versions: released and deleted, no longer created.
-            rule(&["weft.dev"], &["weftclaims"], &["get", "list", "watch", "patch", "delete"]),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
          ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -781,67 +775,6 @@ fn a_deleted_nodes_ranges_return_only_after_the_cooldown() {
     );
     let again = check_unique(&cluster, &["n2", "n3", "n4"].map(String::from));
     assert_ne!(again["n2"].0, n2_v6);
-}
-
-/// An upgrade from the version that wrote one `WeftClaim` per range: those claims still
-/// hold their ranges for their nodes, new claims go into blocks, and a gone node's old
-/// claims are released and deleted after the cooldown like any other.
-#[test]
-fn claims_written_before_blocks_are_kept_and_released() {
-    let cluster = Cluster::start();
-    let cooldown = 5;
-    cluster.network(json!({
-        "ipv6Ranges": [{"range": "2001:db8:1000::/64"}],
-        "releaseCooldownSeconds": cooldown,
-    }));
-    cluster.nodes(&[("o1", None), ("o2", None)]);
-    let o1_uid = text(&cluster.get(&["node", "o1"])["metadata"]["uid"]);
-    let old_claim = |name: &str, cidr: &str| {
-        json!({
-            "apiVersion": "weft.dev/v1alpha1", "kind": "WeftClaim",
-            "metadata": {"name": name, "labels": {"weft.dev/node": "o1"}},
-            "spec": {"cidr": cidr, "from": "", "nodeName": "o1", "nodeUID": o1_uid},
-        })
-    };
-    cluster.create(json!({"apiVersion": "v1", "kind": "List", "items": [
-        old_claim("ipv6-2001-db8-1000-0-0-0-0-0-80", "2001:db8:1000::/80"),
-        old_claim("ipv4-10-255-0-0-24", "10.255.0.0/24"),
-    ]}));
-    let c = cluster.controller("solo", &[], None);
-    cluster.wait_allocated(&[&c], &["o1", "o2"], Duration::from_secs(30));
-    let ranges = check_unique(&cluster, &["o1", "o2"].map(String::from));
-    assert_eq!(
-        ranges["o1"],
-        ("2001:db8:1000::/80".into(), "10.255.0.0/24".into())
-    );
-    assert_eq!(
-        ranges["o2"],
-        ("2001:db8:1000:0:1::/80".into(), "10.255.1.0/24".into())
-    );
-    assert_eq!(cluster.items("weftclaimblocks").len(), 2);
-
-    cluster.cp.kubectl_ok(&["delete", "node", "o1"]);
-    cluster.wait(
-        &[&c],
-        "o1's old claims released",
-        Duration::from_secs(10),
-        || {
-            let old = cluster.items("weftclaims");
-            old.len() == 2 && old.iter().all(|c| !c["spec"]["releasedAt"].is_null())
-        },
-    );
-    cluster.wait(
-        &[&c],
-        "o1's old claims deleted",
-        Duration::from_secs(cooldown + 10),
-        || cluster.items("weftclaims").is_empty(),
-    );
-    // Its ranges are free again, and the next node's claims go into blocks.
-    cluster.nodes(&[("o3", None)]);
-    cluster.wait_allocated(&[&c], &["o3"], Duration::from_secs(10));
-    let o3 = check_unique(&cluster, &["o2", "o3"].map(String::from))["o3"].clone();
-    assert_eq!(o3, ("2001:db8:1000::/80".into(), "10.255.0.0/24".into()));
-    assert!(cluster.items("weftclaims").is_empty());
 }
 
 #[test]

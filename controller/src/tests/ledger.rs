@@ -1,11 +1,8 @@
 use super::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-fn claim(cidr: &str, node: &str, uid: &str) -> WeftClaim {
-    let net = parse_cidr(cidr).unwrap();
-    let mut c = WeftClaim::new(&claim_name(net), entry(cidr, node, uid));
-    c.metadata.uid = Some(format!("claim-{cidr}"));
-    c
+fn parse(cidr: &str) -> IpNet {
+    parse_cidr(cidr).unwrap()
 }
 
 fn cidrs(held: &[Held]) -> Vec<String> {
@@ -14,17 +11,53 @@ fn cidrs(held: &[Held]) -> Vec<String> {
     v
 }
 
+fn entry(cidr: &str, node: &str, uid: &str) -> BlockClaim {
+    BlockClaim {
+        cidr: cidr.into(),
+        from: String::new(),
+        node_name: node.into(),
+        node_uid: uid.into(),
+        released_at: None,
+    }
+}
+
+fn block(first: &str, version: u64, entries: Vec<BlockClaim>) -> WeftClaimBlock {
+    let (cidr, name) = block_of(parse(first));
+    let mut b = WeftClaimBlock::new(
+        &name,
+        weft_api::WeftClaimBlockSpec {
+            cidr: cidr.to_string(),
+            range_length: parse(first).prefix_len(),
+            claims: entries,
+        },
+    );
+    b.metadata.resource_version = Some(version.to_string());
+    b
+}
+
+fn listed(ledger: &Ledger, blocks: Vec<WeftClaimBlock>) {
+    ledger.on_block_event(watcher::Event::Init);
+    for b in blocks {
+        ledger.on_block_event(watcher::Event::InitApply(b));
+    }
+    ledger.on_block_event(watcher::Event::InitDone);
+}
+
 #[test]
 fn the_ledger_indexes_claims_by_node_and_follows_the_watch() {
     let ledger = Ledger::default();
-    ledger.on_claim_event(watcher::Event::Init);
-    ledger.on_claim_event(watcher::Event::InitApply(claim("2001:db8::/80", "a", "u1")));
-    ledger.on_claim_event(watcher::Event::InitApply(claim("10.255.0.0/24", "a", "u1")));
-    // Nothing is visible before the list is complete.
-    assert!(ledger.of_node("a").is_empty());
-    ledger.on_claim_event(watcher::Event::InitDone);
     ledger.on_block_event(watcher::Event::Init);
+    let v6 = block("2001:db8::/80", 1, vec![entry("2001:db8::/80", "a", "u1")]);
+    let v4 = block("10.255.0.0/24", 2, vec![entry("10.255.0.0/24", "a", "u1")]);
+    // Each listed block's holders are triggered.
+    let holders = ledger.on_block_event(watcher::Event::InitApply(v6));
+    assert_eq!(holders, [("a".to_owned(), None)]);
+    ledger.on_block_event(watcher::Event::InitApply(v4));
+    // Nothing is visible, and the ledger is not ready, before the list is complete.
+    assert!(ledger.of_node("a").is_empty());
+    assert!(!*ledger.ready.borrow());
     ledger.on_block_event(watcher::Event::InitDone);
+    assert!(*ledger.ready.borrow());
     assert_eq!(
         cidrs(&ledger.of_node("a")),
         ["10.255.0.0/24", "2001:db8::/80"]
@@ -32,18 +65,23 @@ fn the_ledger_indexes_claims_by_node_and_follows_the_watch() {
     assert!(ledger.of_node("a").iter().all(|h| h.live_for("a", "u1")));
     assert!(!ledger.of_node("a")[0].live_for("a", "u2"));
 
-    ledger.on_claim_event(watcher::Event::Apply(claim(
-        "2001:db8:0:0:1::/80",
-        "b",
-        "u2",
-    )));
+    let v6 = block(
+        "2001:db8::/80",
+        3,
+        vec![entry("2001:db8:0:0:1::/80", "b", "u2")],
+    );
+    ledger.on_block_event(watcher::Event::Apply(v6));
     assert_eq!(ledger.nodes().len(), 2);
-    ledger.on_claim_event(watcher::Event::Delete(claim("2001:db8::/80", "a", "u1")));
     assert_eq!(cidrs(&ledger.of_node("a")), ["10.255.0.0/24"]);
-    // A relist replaces everything: a claim deleted while the watch was down is gone.
-    ledger.on_claim_event(watcher::Event::Init);
-    ledger.on_claim_event(watcher::Event::InitApply(claim("10.255.0.0/24", "a", "u1")));
-    ledger.on_claim_event(watcher::Event::InitDone);
+    // A relist replaces everything: a block deleted while the watch was down is gone.
+    listed(
+        &ledger,
+        vec![block(
+            "10.255.0.0/24",
+            4,
+            vec![entry("10.255.0.0/24", "a", "u1")],
+        )],
+    );
     assert!(ledger.of_node("b").is_empty());
     assert_eq!(ledger.nodes(), ["a"]);
 }
@@ -58,8 +96,14 @@ fn the_ledger_marks_claims_for_the_allocator() {
     .plan()
     .unwrap();
     let ledger = Ledger::default();
-    ledger.insert(Held::of(&claim("2001:db8::/80", "a", "u1")).unwrap());
-    ledger.insert(Held::of(&claim("10.255.0.0/24", "a", "u1")).unwrap());
+    ledger.apply_block(
+        &block("2001:db8::/80", 1, vec![entry("2001:db8::/80", "a", "u1")]),
+        false,
+    );
+    ledger.apply_block(
+        &block("10.255.0.0/24", 1, vec![entry("10.255.0.0/24", "a", "u1")]),
+        false,
+    );
     let (net, from) = ledger.reserve_ipv6(&plan, None).unwrap();
     assert_eq!(
         (net.to_string(), from.as_str()),
@@ -69,69 +113,12 @@ fn the_ledger_marks_claims_for_the_allocator() {
         ledger.reserve_ipv4(&plan).unwrap().to_string(),
         "10.255.1.0/24"
     );
-    // Deleting the claim frees its range.
-    ledger.remove(&claim_name(parse_cidr("2001:db8::/80").unwrap()));
+    // The claim dropped from its block frees its range.
+    ledger.apply_block(&block("2001:db8::/80", 2, vec![]), false);
     let (again, _) = ledger.reserve_ipv6(&plan, None).unwrap();
     assert_eq!(again.to_string(), "2001:db8::/80");
     let (v6, v4) = ledger.usage(&plan);
     assert_eq!((v6[0].allocated, v4.allocated), (2, 2));
-}
-
-#[test]
-fn a_claim_not_named_after_its_cidr_is_ignored() {
-    let mut c = claim("2001:db8::/80", "a", "u1");
-    c.metadata.name = Some("my-own-name".into());
-    assert_eq!(Held::of(&c), None);
-    // Any text form of the CIDR names the same claim.
-    let full = claim("2001:0DB8:0000:0000:0000:0000:0000:0000/80", "a", "u1");
-    assert_eq!(full.name_any(), "ipv6-2001-db8-0-0-0-0-0-0-80");
-    assert_eq!(
-        Held::of(&full).unwrap().cidr,
-        parse_cidr("2001:db8::/80").unwrap()
-    );
-    assert_eq!(parse_cidr("[2001:db8::]/80"), parse_cidr("2001:db8::/80"));
-    assert_eq!(parse_cidr("2001:db8::5/80"), None);
-    assert_eq!(
-        parse_cidr("10.255.1.0/24").unwrap().to_string(),
-        "10.255.1.0/24"
-    );
-}
-
-fn entry(cidr: &str, node: &str, uid: &str) -> WeftClaimSpec {
-    WeftClaimSpec {
-        cidr: cidr.into(),
-        from: String::new(),
-        node_name: node.into(),
-        node_uid: uid.into(),
-        released_at: None,
-    }
-}
-
-fn block(first: &str, version: u64, entries: Vec<WeftClaimSpec>) -> WeftClaimBlock {
-    let (cidr, name) = block_of(parse_cidr(first).unwrap());
-    let mut b = WeftClaimBlock::new(
-        &name,
-        weft_api::WeftClaimBlockSpec {
-            cidr: cidr.to_string(),
-            range_length: parse_cidr(first).unwrap().prefix_len(),
-            claims: entries,
-        },
-    );
-    b.metadata.resource_version = Some(version.to_string());
-    b
-}
-
-fn listed(ledger: &Ledger, blocks: Vec<WeftClaimBlock>, claims: Vec<WeftClaim>) {
-    ledger.on_block_event(watcher::Event::Init);
-    for b in blocks {
-        ledger.on_block_event(watcher::Event::InitApply(b));
-    }
-    ledger.on_block_event(watcher::Event::InitDone);
-    ledger.on_claim_event(watcher::Event::Init);
-    for c in claims {
-        ledger.on_claim_event(watcher::Event::InitApply(c));
-    }
-    ledger.on_claim_event(watcher::Event::InitDone);
 }
 
 #[test]
@@ -145,16 +132,15 @@ fn block_entries_are_claims_and_each_write_replaces_the_last() {
             entry("2001:db8:0:0:1::/80", "b", "u2"),
         ],
     );
-    listed(&ledger, vec![v1], vec![claim("10.255.0.0/24", "a", "u1")]);
+    let v4 = block("10.255.0.0/24", 5, vec![entry("10.255.0.0/24", "a", "u1")]);
+    listed(&ledger, vec![v1, v4]);
     assert_eq!(
         cidrs(&ledger.of_node("a")),
         ["10.255.0.0/24", "2001:db8::/80"]
     );
     assert_eq!(
-        ledger.of_node("b")[0].stored,
-        Stored::Block {
-            name: "ipv6-2001-db8-0-0-0-0-0-0-74-80".into()
-        }
+        ledger.of_node("b")[0].block,
+        "ipv6-2001-db8-0-0-0-0-0-0-74-80"
     );
     // b's entry goes, c's comes: only their nodes are touched.
     let v2 = block(
@@ -181,19 +167,21 @@ fn block_entries_are_claims_and_each_write_replaces_the_last() {
         .on_block_event(watcher::Event::Apply(stale))
         .is_empty());
     assert_eq!(ledger.of_node("c").len(), 1);
-    // The block deleted: its claims go, and the WeftClaim stays.
+    // The block deleted: its claims go, and the other block's stay.
     let gone = block("2001:db8::/80", 13, vec![]);
     ledger.on_block_event(watcher::Event::Delete(gone));
     assert_eq!(cidrs(&ledger.of_node("a")), ["10.255.0.0/24"]);
-    // A relist of blocks keeps the WeftClaims.
+    // A relist holds what is listed.
     listed(
         &ledger,
         vec![block(
-            "10.255.1.0/24",
+            "10.255.0.0/24",
             20,
-            vec![entry("10.255.1.0/24", "d", "u4")],
+            vec![
+                entry("10.255.0.0/24", "a", "u1"),
+                entry("10.255.1.0/24", "d", "u4"),
+            ],
         )],
-        vec![claim("10.255.0.0/24", "a", "u1")],
     );
     let mut nodes = ledger.nodes();
     nodes.sort();

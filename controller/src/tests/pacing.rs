@@ -3,7 +3,7 @@ use super::*;
 const MS: Duration = Duration::from_millis(1);
 
 fn pacing() -> Pacing {
-    Pacing::new(IntGauge::new("held", "held").unwrap())
+    Pacing::counted_in(IntGauge::new("held", "held").unwrap())
 }
 
 fn set(names: &[&str]) -> HashSet<String> {

@@ -7,9 +7,7 @@ fn held(cidr: &str) -> Held {
         node_name: "a".into(),
         node_uid: "u".into(),
         released_at: None,
-        stored: crate::ledger::Stored::Block {
-            name: String::new(),
-        },
+        block: String::new(),
     }
 }
 
@@ -32,22 +30,4 @@ fn the_node_keeps_the_claim_its_weftnode_names_else_the_lowest() {
             .collect::<Vec<_>>(),
         ["2001:db8:0:0:1::/80", "2001:db8:0:0:2::/80"]
     );
-}
-
-#[test]
-fn error_labels_are_the_variant_names() {
-    let e = Error::InvalidNetwork {
-        name: "default".into(),
-        problems: "spec.mode: 'x'".into(),
-    };
-    assert_eq!(e.label(), "InvalidNetwork");
-    assert_eq!(
-        e.to_string(),
-        "WeftNetwork default is invalid: spec.mode: 'x'"
-    );
-    assert_eq!(
-        Error::RangeExhausted(String::new()).label(),
-        "RangeExhausted"
-    );
-    assert_eq!(Error::Contention(64).label(), "Contention");
 }

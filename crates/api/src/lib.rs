@@ -8,21 +8,20 @@
 //! | `WeftNetwork` | cluster | the operator | the address plan: IPv6 ranges per zone, IPv4 overlay, VXLAN, modes |
 //! | `WeftNode` | cluster, owned by its Node | controller (ranges), weftd (underlay, usage) | one node's allocation and identity |
 //! | `WeftClaimBlock` | cluster | controller | the claims of 64 consecutive ranges, named after their block: the apiserver enforces uniqueness |
-//! | `WeftClaim` | cluster | controller (before blocks) | one per delegated range, named after it; still honoured and released, no longer created |
 #![forbid(unsafe_code)]
 // kube's derive takes one `printcolumn(...)` per column, which this lint misreads as
 // repeated attributes.
 #![allow(clippy::duplicated_attributes)]
 #![warn(missing_docs)]
 
-mod claim;
 mod claim_block;
 mod conditions;
 mod network;
 mod node;
 
-pub use claim::{claim_name, WeftClaim, WeftClaimSpec};
-pub use claim_block::{block_name, block_of, WeftClaimBlock, WeftClaimBlockSpec, BLOCK_BITS};
+pub use claim_block::{
+    block_name, block_of, claim_name, BlockClaim, WeftClaimBlock, WeftClaimBlockSpec, BLOCK_BITS,
+};
 pub use conditions::{condition, conditions_differ};
 pub use network::{
     Ipv6Range, Ipv6Routing, Plan, PlannedRange, RangeUsage, SpecError, WeftNetwork,
@@ -35,12 +34,7 @@ pub fn crds(
 ) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![
-        WeftNetwork::crd(),
-        WeftNode::crd(),
-        WeftClaim::crd(),
-        WeftClaimBlock::crd(),
-    ]
+    vec![WeftNetwork::crd(), WeftNode::crd(), WeftClaimBlock::crd()]
 }
 
 #[cfg(test)]
