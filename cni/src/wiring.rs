@@ -4,11 +4,12 @@
 //! The pod's gateways are link-local (169.254.1.1, fe80::1) with permanent neighbour
 //! entries pointing at the host veth's fixed MAC, and the host holds permanent entries
 //! for the pod's addresses: no ARP, no neighbour discovery, no proxy_arp, so the first
-//! packet in either direction leaves at once.
+//! packet in either direction leaves at once. The gateways also answer the pod: each
+//! host veth holds fe80::1, and weftd holds 169.254.1.1 on the node's loopback.
 
 use crate::error::{CniError, Result};
 use crate::result::{mac_text, pod_routes};
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use std::net::IpAddr;
 use weft_netlink::{
     messages, sysctl, Errno, LinkConf, LinkInfo, Netlink, Netns, RouteInfo, RouteSpec, VethSpec,
@@ -266,6 +267,12 @@ pub fn configure(
         };
         host.push(messages::route(&route)?);
     }
+    if plan.allocation.ipv6.is_some() {
+        host.push(messages::host_address(
+            host_link.index,
+            gateway_v6_on_host(),
+        ));
+    }
     let mut pod: Vec<_> = plan
         .pod_addresses()
         .into_iter()
@@ -291,6 +298,15 @@ pub fn configure(
     sockets.host.execute(&host)?;
     sockets.pod.execute(&pod)?;
     Ok(())
+}
+
+/// The pod's IPv6 gateway, held by the host veth so that it answers the pod (a ping of
+/// the gateway is the first thing an operator tries). Link-local addresses belong to one
+/// link (RFC 4291 section 2.5.6), so every host veth holds its own; source selection
+/// never picks it for the host's traffic to a pod's global address (RFC 6724 rule 2).
+/// The IPv4 gateway is one address on the node's loopback, which weftd holds.
+fn gateway_v6_on_host() -> IpNet {
+    IpNet::V6(Ipv6Net::new(GATEWAY_V6, 128).expect("valid /128"))
 }
 
 /// Removes the host veth now (its pod end goes with it). Used when ADD fails half way
@@ -371,6 +387,16 @@ pub fn check(plan: &PodPlan<'_>) -> Result<()> {
                 route.destination, route.gateway, plan.pair.pod_name
             ));
         }
+    }
+    if plan.allocation.ipv6.is_some()
+        && !host
+            .addresses(host_link.index)?
+            .contains(&gateway_v6_on_host())
+    {
+        return drift(format!(
+            "gateway {GATEWAY_V6} is missing on host interface {}",
+            plan.pair.host_name
+        ));
     }
     let host_routes = routes_of_served_families(&mut host, plan.allocation)?;
     for addr in plan.pod_addresses() {

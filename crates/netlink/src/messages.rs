@@ -2,12 +2,12 @@
 //! its netlink flags and a description for errors; every answer is read here.
 
 use crate::NetlinkError;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use rtnetlink::packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use rtnetlink::packet_route::link::{
     AfSpecInet, AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
@@ -327,6 +327,17 @@ pub fn host_address(index: u32, address: IpNet) -> Request {
         flags: CREATE_EXCL,
         what: format!("add address {address}"),
     }
+}
+
+/// Adds `address` (IPv4) to a link with link scope: the node answers it, but never picks
+/// it as the source of its own packets to other destinations (the kernel's source
+/// selection skips link-scoped addresses on other links).
+pub fn link_scoped_address(index: u32, address: Ipv4Net) -> Request {
+    let mut request = host_address(index, IpNet::V4(address));
+    if let RouteNetlinkMessage::NewAddress(message) = &mut request.message {
+        message.header.scope = AddressScope::Link;
+    }
+    request
 }
 
 /// Lists the addresses of one family.
