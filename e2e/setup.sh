@@ -8,12 +8,25 @@
 #     wrapper Go modules in e2e/controlplane/ (their go.mod/go.sum are the pins;
 #     e2e/controlplane/update.sh regenerates them), in the same cache dir.
 #     The first build compiles Kubernetes (long); later runs only check a stamp.
+#   - With --cluster, also the cluster tier's (e2e/cluster/): runc, umoci, mmdebstrap
+#     and gcc from Debian; kube-scheduler, kubelet, kube-proxy and agnhost from the same
+#     wrapper module as the control plane; containerd, its runc shim and ctr from
+#     e2e/cluster/containerd/; the pause and agnhost images as OCI archives (built here,
+#     never pulled). Stamped like the control plane: binaries and images separately.
 #
 # Idempotent: a second run does no apt and no Go work and takes well under a second.
 # Only the final KEY=VALUE lines go to stdout, so callers can do:
-#   eval "$(e2e/setup.sh)"
+#   eval "$(e2e/setup.sh)"            (or: eval "$(e2e/setup.sh --cluster)")
 # Everything else goes to stderr.
 set -euo pipefail
+
+CLUSTER=
+for arg in "$@"; do
+	case $arg in
+	--cluster) CLUSTER=1 ;;
+	*) echo "setup.sh: unknown argument '$arg' (--cluster)" >&2; exit 2 ;;
+	esac
+done
 
 # Keep fd 3 as the real stdout for the final lines; all chatter -> stderr.
 exec 3>&1 1>&2
@@ -33,12 +46,21 @@ APT_PACKAGES=(
 	iproute2 nftables iptables containernetworking-plugins
 	iputils-ping iperf3 procps prometheus openssl
 )
+# The cluster tier: the OCI runtime, the image tools, a C compiler for the static pause
+# binary, and curl (readiness checks inside nodes).
+CLUSTER_APT_PACKAGES=(runc umoci mmdebstrap gcc libc6-dev curl)
 
 TOOLS_DIR=${WEFT_TOOLS_DIR:-${HOME:?HOME must be set}/.cache/weft/tools}
 BIN_DIR=$TOOLS_DIR/bin
 PLUGINS_DIR=$TOOLS_DIR/plugins
 STAMP=$TOOLS_DIR/versions.stamp
-CONTROLPLANE_SRC=$(cd "$(dirname "$0")" && pwd)/controlplane
+E2E_DIR=$(cd "$(dirname "$0")" && pwd)
+CONTROLPLANE_SRC=$E2E_DIR/controlplane
+CLUSTER_SRC=$E2E_DIR/cluster
+CLUSTER_STAMP=$TOOLS_DIR/cluster.stamp
+CLUSTER_BINS=(kube-scheduler kubelet kube-proxy agnhost containerd containerd-shim-runc-v2 ctr)
+IMAGES_DIR=$TOOLS_DIR/images
+IMAGES_STAMP=$IMAGES_DIR/images.stamp
 CONTROLPLANE_STAMP=$TOOLS_DIR/controlplane.stamp
 CONTROLPLANE_BINS=(kube-apiserver kubectl etcd kube-controller-manager)
 
@@ -59,6 +81,7 @@ is_installed() {
 }
 
 missing=()
+[ -z "$CLUSTER" ] || APT_PACKAGES+=("${CLUSTER_APT_PACKAGES[@]}")
 for pkg in "${APT_PACKAGES[@]}"; do
 	is_installed "$pkg" || missing+=("$pkg")
 done
@@ -195,6 +218,57 @@ else
 	printf '%s\n' "$want_controlplane" >"$CONTROLPLANE_STAMP"
 fi
 
+# ---- the cluster tier (--cluster) -----------------------------------------------------
+# Binaries: the same kube module as the control plane plus the containerd module; the
+# stamp hashes both modules and both build scripts. Images: the stamp hashes the image
+# recipe (e2e/cluster/build.sh) and the agnhost binary they carry.
+if [ -n "$CLUSTER" ]; then
+	containerd_version=$(awk '$1 == "github.com/containerd/containerd/v2" { print $2 }' "$CLUSTER_SRC/containerd/go.mod")
+	cluster_hash=$(cat "$CONTROLPLANE_SRC"/kube/go.mod "$CONTROLPLANE_SRC"/kube/go.sum \
+		"$CONTROLPLANE_SRC"/build.sh "$CLUSTER_SRC"/containerd/go.mod \
+		"$CLUSTER_SRC"/containerd/go.sum "$CLUSTER_SRC"/build.sh | sha256sum | cut -c1-16)
+	want_cluster="kubernetes=$kube_version containerd=$containerd_version sources=$cluster_hash"
+
+	cluster_ok() {
+		[ -f "$CLUSTER_STAMP" ] && [ "$(cat "$CLUSTER_STAMP")" = "$want_cluster" ] || return 1
+		local n
+		for n in "${CLUSTER_BINS[@]}"; do [ -x "$BIN_DIR/$n" ] || return 1; done
+	}
+	if cluster_ok; then
+		log "cluster tier up to date ($want_cluster)"
+	else
+		command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
+		log "building the cluster tier with $(go version): $want_cluster"
+		rm -f "$CLUSTER_STAMP"
+		start=$SECONDS
+		"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR" cluster >/dev/null
+		"$CLUSTER_SRC/build.sh" containerd "$BIN_DIR" >/dev/null
+		for n in "${CLUSTER_BINS[@]}"; do
+			[ -x "$BIN_DIR/$n" ] || { log "missing $BIN_DIR/$n after build"; exit 1; }
+		done
+		log "cluster tier built in $((SECONDS - start)) s"
+		printf '%s\n' "$want_cluster" >"$CLUSTER_STAMP"
+	fi
+
+	want_images="recipe=$(sha256sum <"$CLUSTER_SRC/build.sh" | cut -c1-16) agnhost=$(sha256sum <"$BIN_DIR/agnhost" | cut -c1-16)"
+	images_ok() {
+		[ -f "$IMAGES_STAMP" ] && [ "$(cat "$IMAGES_STAMP")" = "$want_images" ] || return 1
+		[ -f "$IMAGES_DIR/pause.tar" ] && [ -f "$IMAGES_DIR/agnhost.tar" ] && [ -f "$IMAGES_DIR/images.env" ]
+	}
+	if images_ok; then
+		log "cluster images up to date ($want_images)"
+	else
+		log "building the cluster images: $want_images"
+		rm -f "$IMAGES_STAMP"
+		start=$SECONDS
+		mkdir -p "$IMAGES_DIR"
+		"$CLUSTER_SRC/build.sh" images "$BIN_DIR" "$IMAGES_DIR" >"$IMAGES_DIR/images.env.tmp"
+		mv -f "$IMAGES_DIR/images.env.tmp" "$IMAGES_DIR/images.env"
+		log "cluster images built in $((SECONDS - start)) s"
+		printf '%s\n' "$want_images" >"$IMAGES_STAMP"
+	fi
+fi
+
 # ---- result for `eval` --------------------------------------------------------
 printf 'WEFT_TOOLS_BIN=%q\n' "$BIN_DIR" >&3
 printf 'WEFT_CNI_PLUGINS=%q\n' "$PLUGINS_DIR" >&3
@@ -203,3 +277,8 @@ printf 'WEFT_KUBE_BIN=%q\n' "$BIN_DIR" >&3
 printf 'KUBE_APISERVER=%q\n' "$BIN_DIR/kube-apiserver" >&3
 printf 'ETCD=%q\n' "$BIN_DIR/etcd" >&3
 printf 'KUBECTL=%q\n' "$BIN_DIR/kubectl" >&3
+if [ -n "$CLUSTER" ]; then
+	printf 'WEFT_CLUSTER_IMAGES=%q\n' "$IMAGES_DIR" >&3
+	# PAUSE_IMAGE=... and AGNHOST_IMAGE=...: the image references the archives carry.
+	cat "$IMAGES_DIR/images.env" >&3
+fi
