@@ -1,0 +1,734 @@
+//! The Helm chart (charts/weft), rendered by the pinned helm (e2e/helm) with several value
+//! sets: the objects each value changes, and bad values refused by values.schema.json
+//! with their path. `helm lint` must be clean. Rendering is client-side (`helm
+//! template`), so no cluster is involved; `kubectl patch --local` with an empty patch
+//! turns the YAML into JSON without touching it.
+//!
+//! Needs helm and kubectl in `WEFT_TOOLS_BIN` (e2e/helm/build.sh, e2e/setup.sh), or
+//! `HELM` and `KUBECTL` naming them.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const NAMESPACE: &str = "kube-system";
+const RELEASE: &str = "weft";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tool(variable: &str, name: &str, builder: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| weft_e2e::tools_bin().join(name));
+    assert!(
+        path.exists(),
+        "{} is missing: {builder} builds it (or set {variable})",
+        path.display()
+    );
+    path
+}
+
+fn helm() -> Command {
+    let mut helm = Command::new(tool(
+        "HELM",
+        "helm",
+        "e2e/helm/build.sh ~/.cache/weft/tools/bin",
+    ));
+    // No repositories, plugins or cache of the user's: the chart alone.
+    let home = std::env::temp_dir().join(format!("weft-chart-test-helm-{}", std::process::id()));
+    helm.env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    helm
+}
+
+/// `helm template` with `--set` values (`json:` before one makes it `--set-json`): its
+/// stdout, or its stderr as the error.
+fn template(values: &[&str]) -> Result<String, String> {
+    let mut helm = helm();
+    helm.args(["template", RELEASE])
+        .arg(repo().join("charts/weft"))
+        .args(["--namespace", NAMESPACE]);
+    for value in values {
+        match value.strip_prefix("json:") {
+            Some(json) => helm.args(["--set-json", json]),
+            None => helm.args(["--set", value]),
+        };
+    }
+    let out = helm.output().unwrap();
+    match out.status.success() {
+        true => Ok(String::from_utf8(out.stdout).unwrap()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// The rendered objects, as JSON.
+fn render(values: &[&str]) -> Vec<Value> {
+    let yaml = template(values).unwrap_or_else(|e| panic!("helm template {values:?}: {e}"));
+    let mut kubectl = Command::new(tool("KUBECTL", "kubectl", "e2e/setup.sh"))
+        .args([
+            "patch", "--local", "-f", "-", "--type", "merge", "-p", "{}", "-o", "json",
+        ])
+        .args(["--kubeconfig", "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    kubectl
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = kubectl.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl could not read the rendered chart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The one object of `kind` named `name`.
+fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    let found: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .collect();
+    assert_eq!(found.len(), 1, "{kind} {name}: found {}", found.len());
+    found[0]
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    let mut kinds: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn container<'a>(pod_spec: &'a Value, list: &str, name: &str) -> &'a Value {
+    pod_spec[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {list} entry {name}"))
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+fn weftd(objects: &[Value]) -> &Value {
+    &object(objects, "DaemonSet", "weft-weftd")["spec"]["template"]["spec"]
+}
+
+fn conflist(objects: &[Value]) -> Value {
+    let map = object(objects, "ConfigMap", "weft-cni-conflist");
+    serde_json::from_str(map["data"]["conflist.json"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn defaults_render_every_object_once() {
+    let objects = render(&[]);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ClusterRole/weft-controller",
+            "ClusterRole/weft-weftd",
+            "ClusterRoleBinding/weft-controller",
+            "ClusterRoleBinding/weft-weftd",
+            "ConfigMap/weft-cni-conflist",
+            "CustomResourceDefinition/weftclaimblocks.weft.dev",
+            "CustomResourceDefinition/weftnetworks.weft.dev",
+            "CustomResourceDefinition/weftnodes.weft.dev",
+            "DaemonSet/weft-weftd",
+            "Deployment/weft-controller",
+            "PodDisruptionBudget/weft-controller",
+            "Role/weft-controller-lease",
+            "RoleBinding/weft-controller-lease",
+            "ServiceAccount/weft-controller",
+            "ServiceAccount/weft-weftd",
+            "ValidatingAdmissionPolicy/weft-weftd-own-weftnode",
+            "ValidatingAdmissionPolicyBinding/weft-weftd-own-weftnode",
+            "WeftNetwork/default",
+        ]
+    );
+}
+
+#[test]
+fn weftd_runs_with_net_admin_only_on_every_node() {
+    let objects = render(&[]);
+    let daemonset = object(&objects, "DaemonSet", "weft-weftd");
+    assert_eq!(
+        daemonset["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}})
+    );
+    let pod = weftd(&objects);
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["priorityClassName"], "system-node-critical");
+    assert_eq!(pod["tolerations"], json!([{"operator": "Exists"}]));
+    assert_eq!(pod["serviceAccountName"], "weft-weftd");
+    let weftd = container(pod, "containers", "weftd");
+    assert_eq!(
+        weftd["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "seccompProfile": {"type": "RuntimeDefault"},
+               "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}})
+    );
+    assert_eq!(
+        weftd["env"][0],
+        json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+    );
+    assert_eq!(
+        weftd["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": 9641})
+    );
+    assert_eq!(
+        weftd["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": 9641})
+    );
+    let args = strings(&weftd["args"]);
+    for expected in [
+        "--in-cluster",
+        "--network=default",
+        "--state-dir=/run/weft/state",
+        "--socket=/run/weft/weftd.sock",
+        "--metrics-addr=:9641",
+        "--cni-conflist=/host/cni-conf/05-weft.conflist",
+        "--cni-conflist-template=/etc/weft/cni/conflist.json",
+        "--proc-sys=/host/proc/sys",
+    ] {
+        assert!(
+            args.contains(&expected),
+            "weftd args {args:?} lack {expected}"
+        );
+    }
+    // State on the node's tmpfs, never in an emptyDir; /proc/sys/net writable.
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(volumes.iter().all(|v| v.get("emptyDir").is_none()));
+    let host_path = |name: &str| &volumes.iter().find(|v| v["name"] == name).unwrap()["hostPath"];
+    assert_eq!(
+        host_path("run"),
+        &json!({"path": "/run/weft", "type": "DirectoryOrCreate"})
+    );
+    assert_eq!(
+        host_path("proc-sys-net"),
+        &json!({"path": "/proc/sys/net", "type": "Directory"})
+    );
+    assert_eq!(host_path("cni-bin")["path"], "/opt/cni/bin");
+    assert_eq!(host_path("cni-conf")["path"], "/etc/cni/net.d");
+    let annotations = &daemonset["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "9641");
+}
+
+#[test]
+fn the_init_container_installs_the_chained_plugins_by_rename() {
+    let objects = render(&[]);
+    let install = container(weftd(&objects), "initContainers", "install-cni");
+    assert_eq!(
+        strings(&install["args"]),
+        ["/usr/lib/weft/cni", "/host/cni-bin", "weft", "portmap"]
+    );
+    let script = install["command"][2].as_str().unwrap();
+    assert_eq!(
+        script,
+        std::fs::read_to_string(repo().join("charts/weft/files/install-cni.sh")).unwrap()
+    );
+    assert_eq!(
+        install["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"]})
+    );
+    assert_eq!(
+        conflist(&objects),
+        json!({"cniVersion": "1.1.0", "name": "weft", "plugins": [
+            {"type": "weft", "socket": "/run/weft/weftd.sock"},
+            {"type": "portmap", "capabilities": {"portMappings": true}}]})
+    );
+
+    let objects = render(&[
+        "cni.portmap=false",
+        "cni.bandwidth=true",
+        "cni.loopback=true",
+        "cni.cniVersion=1.0.0",
+    ]);
+    let install = container(weftd(&objects), "initContainers", "install-cni");
+    assert_eq!(
+        strings(&install["args"]),
+        [
+            "/usr/lib/weft/cni",
+            "/host/cni-bin",
+            "weft",
+            "bandwidth",
+            "loopback"
+        ]
+    );
+    assert_eq!(
+        conflist(&objects),
+        json!({"cniVersion": "1.0.0", "name": "weft", "plugins": [
+            {"type": "weft", "socket": "/run/weft/weftd.sock"},
+            {"type": "bandwidth", "capabilities": {"bandwidth": true}}]})
+    );
+}
+
+#[test]
+fn a_changed_conflist_rolls_weftd() {
+    let checksum = |values: &[&str]| {
+        let objects = render(values);
+        object(&objects, "DaemonSet", "weft-weftd")["spec"]["template"]["metadata"]["annotations"]
+            ["checksum/cni-conflist"]
+            .clone()
+    };
+    assert_ne!(checksum(&[]), checksum(&["cni.bandwidth=true"]));
+    assert_eq!(checksum(&[]), checksum(&["controller.replicas=3"]));
+}
+
+#[test]
+fn values_move_weftd_paths_ports_and_privilege() {
+    let objects = render(&[
+        "weftd.runDir=/run/weft-b",
+        "weftd.metricsPort=19641",
+        "weftd.maxUnavailable=10%",
+        "weftd.privileged=true",
+        "weftd.underlayInterface=eth1",
+        "cni.binDir=/usr/libexec/cni",
+        "cni.confDir=/etc/cni/conf.d",
+        "cni.conflistName=00-weft.conflist",
+        "apiServer.host=2001:db8::1",
+        "apiServer.port=6443",
+    ]);
+    let daemonset = object(&objects, "DaemonSet", "weft-weftd");
+    assert_eq!(
+        daemonset["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        "10%"
+    );
+    let pod = weftd(&objects);
+    let weftd = container(pod, "containers", "weftd");
+    assert_eq!(weftd["securityContext"], json!({"privileged": true}));
+    let args = strings(&weftd["args"]);
+    for expected in [
+        "--state-dir=/run/weft-b/state",
+        "--socket=/run/weft-b/weftd.sock",
+        "--metrics-addr=:19641",
+        "--underlay-interface=eth1",
+        "--cni-conflist=/host/cni-conf/00-weft.conflist",
+    ] {
+        assert!(
+            args.contains(&expected),
+            "weftd args {args:?} lack {expected}"
+        );
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--proc-sys")));
+    assert!(pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["name"] != "proc-sys-net"));
+    assert_eq!(weftd["readinessProbe"]["httpGet"]["port"], 19641);
+    let env = weftd["env"].as_array().unwrap();
+    assert!(env.contains(&json!({"name": "KUBERNETES_SERVICE_HOST", "value": "2001:db8::1"})));
+    assert!(env.contains(&json!({"name": "KUBERNETES_SERVICE_PORT", "value": "6443"})));
+    assert_eq!(
+        conflist(&objects)["plugins"][0],
+        json!({"type": "weft", "socket": "/run/weft-b/weftd.sock"})
+    );
+}
+
+#[test]
+fn the_controller_spreads_two_leader_elected_replicas() {
+    let objects = render(&[]);
+    let deployment = object(&objects, "Deployment", "weft-controller");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["serviceAccountName"], "weft-controller");
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["whenUnsatisfiable"],
+        "DoNotSchedule"
+    );
+    let controller = container(pod, "containers", "controller");
+    let args = strings(&controller["args"]);
+    for expected in [
+        "--network=default",
+        "--metrics-addr=:9642",
+        "--lease-namespace=kube-system",
+        "--lease-name=weft-controller",
+        "--identity=$(POD_NAME)",
+    ] {
+        assert!(
+            args.contains(&expected),
+            "controller args {args:?} lack {expected}"
+        );
+    }
+    assert_eq!(
+        controller["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": 9642})
+    );
+    assert_eq!(
+        controller["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": 9642})
+    );
+    assert_eq!(
+        controller["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"]})
+    );
+    let pdb = object(&objects, "PodDisruptionBudget", "weft-controller");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert_eq!(pdb["spec"]["selector"], deployment["spec"]["selector"]);
+
+    let objects = render(&["controller.replicas=3", "controller.leaseName=weft-b"]);
+    let deployment = object(&objects, "Deployment", "weft-controller");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let role = object(&objects, "Role", "weft-controller-lease");
+    assert_eq!(role["rules"][1]["resourceNames"], json!(["weft-b"]));
+}
+
+/// The rules README lists for each program, and nothing more.
+#[test]
+fn rbac_is_least_privilege_per_service_account() {
+    let objects = render(&[]);
+    assert_eq!(
+        object(&objects, "ClusterRole", "weft-weftd")["rules"],
+        json!([
+            {"apiGroups": ["weft.dev"], "resources": ["weftnodes"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftnodes/status"], "verbs": ["patch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftnetworks"], "verbs": ["get", "list", "watch"]},
+        ])
+    );
+    assert_eq!(
+        object(&objects, "ClusterRole", "weft-controller")["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftnetworks"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftnetworks/status"], "verbs": ["patch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftnodes"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftnodes/status"], "verbs": ["patch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftclaimblocks"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ])
+    );
+    for (binding, account) in [
+        ("weft-weftd", "weft-weftd"),
+        ("weft-controller", "weft-controller"),
+    ] {
+        assert_eq!(
+            object(&objects, "ClusterRoleBinding", binding)["subjects"],
+            json!([{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}])
+        );
+    }
+}
+
+#[test]
+fn the_admission_policy_binds_weftd_to_its_own_weftnode() {
+    let objects = render(&[]);
+    let policy = object(
+        &objects,
+        "ValidatingAdmissionPolicy",
+        "weft-weftd-own-weftnode",
+    );
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        "request.userInfo.username == \"system:serviceaccount:kube-system:weft-weftd\""
+    );
+    let rule = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+    assert_eq!(rule["resources"], json!(["weftnodes", "weftnodes/status"]));
+    let validation = policy["spec"]["validations"][0]["expression"]
+        .as_str()
+        .unwrap();
+    assert!(validation.contains(
+        "request.name in request.userInfo.extra['authentication.kubernetes.io/node-name']"
+    ));
+    let binding = object(
+        &objects,
+        "ValidatingAdmissionPolicyBinding",
+        "weft-weftd-own-weftnode",
+    );
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+
+    let objects = render(&["admissionPolicy.enabled=false"]);
+    assert!(objects
+        .iter()
+        .all(|o| o["kind"] != "ValidatingAdmissionPolicy"));
+}
+
+/// `value` with every number as a float: YAML writes the generated `0.0` as `0`.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64().unwrap()),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The CRDs are crates/api's, kept on uninstall, upgraded with the release.
+#[test]
+fn crds_are_the_generated_ones_and_kept() {
+    let objects = render(&[]);
+    let dir = repo().join("crates/api/crds");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let generated: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        let name = generated["metadata"]["name"].as_str().unwrap();
+        let rendered = object(&objects, "CustomResourceDefinition", name);
+        assert_eq!(
+            numbers_as_floats(&rendered["spec"]),
+            numbers_as_floats(&generated["spec"]),
+            "{name}"
+        );
+        assert_eq!(
+            rendered["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+        files += 1;
+    }
+    assert_eq!(
+        files,
+        objects
+            .iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .count()
+    );
+}
+
+#[test]
+fn the_weftnetwork_is_rendered_from_values() {
+    let objects = render(&[]);
+    let network = object(&objects, "WeftNetwork", "default");
+    assert_eq!(
+        network["spec"],
+        json!({"mode": "dual", "ipv6Routing": "fabric", "ipv6Ranges": [{"range": "2001:db8:1000::/64"}],
+               "ipv4Network": "10.255.0.0/16", "ipv4SubnetLength": 24, "vxlanVNI": 1,
+               "vxlanPort": 4789, "releaseCooldownSeconds": 30})
+    );
+    // No cluster to look the CRD up in: created after it, by a post-install hook.
+    assert_eq!(
+        network["metadata"]["annotations"]["helm.sh/hook"],
+        "post-install"
+    );
+    assert_eq!(
+        network["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        RELEASE
+    );
+
+    let objects = render(&[
+        "network.name=plan-b",
+        "network.mode=ipv6",
+        "network.ipv6Routing=direct",
+        "network.ipv6Ranges[0].range=2001:db8:1000::/56",
+        "network.ipv6Ranges[0].zone=zone-a",
+        "network.ipv6Ranges[0].prefixLength=64",
+        "network.ipv6Ranges[0].reserved={2001:db8:1000::/64,2001:db8:1000:10::-2001:db8:1000:1f::}",
+        "network.ipv6Ranges[0].gateway=2001:db8:1000:ff::1",
+        "network.ipv6Ranges[1].range=2001:db8:2000::/64",
+        "network.ipv4Network=10.96.0.0/12",
+        "network.ipv4SubnetLength=26",
+        "network.vxlanVNI=4096",
+        "network.vxlanPort=8472",
+        "network.releaseCooldownSeconds=0",
+    ]);
+    let network = object(&objects, "WeftNetwork", "plan-b");
+    assert_eq!(
+        network["spec"],
+        json!({"mode": "ipv6", "ipv6Routing": "direct", "ipv6Ranges": [
+                   {"range": "2001:db8:1000::/56", "zone": "zone-a", "prefixLength": 64,
+                    "reserved": ["2001:db8:1000::/64", "2001:db8:1000:10::-2001:db8:1000:1f::"],
+                    "gateway": "2001:db8:1000:ff::1"},
+                   {"range": "2001:db8:2000::/64"}],
+               "ipv4Network": "10.96.0.0/12", "ipv4SubnetLength": 26, "vxlanVNI": 4096,
+               "vxlanPort": 8472, "releaseCooldownSeconds": 0})
+    );
+    let weftd = container(weftd(&objects), "containers", "weftd");
+    assert!(strings(&weftd["args"]).contains(&"--network=plan-b"));
+
+    let objects = render(&["network.mode=ipv4", "json:network.ipv6Ranges=[]"]);
+    assert_eq!(
+        object(&objects, "WeftNetwork", "default")["spec"]["ipv6Ranges"],
+        json!([])
+    );
+}
+
+#[test]
+fn prometheus_annotations_and_pod_monitor_follow_values() {
+    let objects = render(&[
+        "prometheus.annotations=false",
+        "prometheus.podMonitor.enabled=true",
+    ]);
+    let annotations = &object(&objects, "Deployment", "weft-controller")["spec"]["template"]
+        ["metadata"]["annotations"];
+    assert!(annotations.get("prometheus.io/scrape").is_none());
+    let monitor = object(&objects, "PodMonitor", "weft");
+    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchExpressions"][0]["values"],
+        json!(["weftd", "controller"])
+    );
+    assert!(render(&[]).iter().all(|o| o["kind"] != "PodMonitor"));
+}
+
+#[test]
+fn uninstall_cleanup_is_opt_in_and_only_a_post_delete_hook() {
+    let hooks = |objects: &[Value]| -> Vec<String> {
+        objects
+            .iter()
+            .filter(|o| o["metadata"]["annotations"]["helm.sh/hook"] == "post-delete")
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert!(hooks(&render(&[])).is_empty());
+    let objects = render(&["uninstall.cleanup=true"]);
+    let mut names = hooks(&objects);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "DaemonSet/weft-cleanup",
+            "Job/weft-cleanup-wait",
+            "Role/weft-cleanup",
+            "RoleBinding/weft-cleanup",
+            "ServiceAccount/weft-cleanup",
+        ]
+    );
+    let daemonset = object(&objects, "DaemonSet", "weft-cleanup");
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    let cleanup = container(pod, "initContainers", "cleanup");
+    assert_eq!(
+        strings(&cleanup["args"]),
+        [
+            "/host/cni-conf/05-weft.conflist",
+            "/host/cni-bin/weft",
+            "/run/weft/weftd.sock"
+        ]
+    );
+    assert_eq!(
+        cleanup["command"][2].as_str().unwrap(),
+        std::fs::read_to_string(repo().join("charts/weft/files/cleanup.sh")).unwrap()
+    );
+    let job = object(&objects, "Job", "weft-cleanup-wait");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        json!(["/usr/bin/daemonset-wait", NAMESPACE, "weft-cleanup"])
+    );
+    // The waiter runs after the objects it needs and the DaemonSet it waits for.
+    let weight = |kind: &str, name: &str| {
+        object(&objects, kind, name)["metadata"]["annotations"]["helm.sh/hook-weight"]
+            .as_str()
+            .unwrap()
+            .parse::<i32>()
+            .unwrap()
+    };
+    assert!(weight("ServiceAccount", "weft-cleanup") < weight("DaemonSet", "weft-cleanup"));
+    assert!(weight("DaemonSet", "weft-cleanup") < weight("Job", "weft-cleanup-wait"));
+    let role = object(&objects, "Role", "weft-cleanup");
+    assert_eq!(
+        role["rules"],
+        json!([{"apiGroups": ["apps"], "resources": ["daemonsets"], "resourceNames": ["weft-cleanup"], "verbs": ["get"]}])
+    );
+}
+
+/// Each bad value fails `helm template` naming its path.
+#[test]
+fn bad_values_fail_naming_their_path() {
+    for (value, path) in [
+        ("network.mode=triple", "/network/mode"),
+        ("network.ipv6Routing=bgp", "/network/ipv6Routing"),
+        (
+            "network.ipv6Ranges[0].range=10.0.0.0/8",
+            "/network/ipv6Ranges/0/range",
+        ),
+        (
+            "network.ipv6Ranges[0].prefixLength=130",
+            "/network/ipv6Ranges/0/prefixLength",
+        ),
+        (
+            "network.ipv6Ranges[0].reserved={not-an-address}",
+            "/network/ipv6Ranges/0/reserved/0",
+        ),
+        ("json:network.ipv6Ranges=[]", "/network/ipv6Ranges"),
+        ("network.ipv4Network=10.255.0.0/33", "/network/ipv4Network"),
+        ("network.ipv4SubnetLength=30", "/network/ipv4SubnetLength"),
+        ("network.vxlanVNI=16777216", "/network/vxlanVNI"),
+        ("network.vxlanPort=0", "/network/vxlanPort"),
+        ("network.name=Default_Net", "/network/name"),
+        ("cni.conflistName=weft.conf", "/cni/conflistName"),
+        ("cni.cniVersion=0.3.1", "/cni/cniVersion"),
+        ("cni.binDir=opt/cni/bin", "/cni/binDir"),
+        ("weftd.runDir=/var/lib/weft", "/weftd/runDir"),
+        ("weftd.maxUnavailable=0", "/weftd/maxUnavailable"),
+        ("weftd.metricsPort=80", "/weftd/metricsPort"),
+        ("weftd.logLevel=verbose", "/weftd/logLevel"),
+        ("weftd.extraArgs={mode}", "/weftd/extraArgs/0"),
+        ("weftd.speed=1", "/weftd"),
+        ("controller.replicas=0", "/controller/replicas"),
+        ("apiServer.host=192.0.2.1", "/apiServer/port"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("uninstall.timeoutSeconds=5", "/uninstall/timeoutSeconds"),
+    ] {
+        let Err(error) = template(&[value]) else {
+            panic!("--set {value} was accepted");
+        };
+        let value = value.trim_start_matches("json:");
+        assert!(
+            error.contains(&format!("'{path}'")),
+            "--set {value}: the error does not name {path}: {error}"
+        );
+    }
+}
+
+#[test]
+fn helm_lint_is_clean() {
+    let out = helm()
+        .args(["lint", "--strict"])
+        .arg(repo().join("charts/weft"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
+    assert!(
+        !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
+        "{stdout}"
+    );
+}
