@@ -1,9 +1,9 @@
 //! The node's allocation: its ranges and how the overlay runs. From the flags in
 //! standalone mode, from the apiserver in Kubernetes mode (see [`crate::kube`]).
 
-use crate::flags::Ipv6Routing;
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
+use weft_api::Ipv6Routing;
 use weft_wire::Mode;
 
 /// What a node needs before it can serve pods.

@@ -1,10 +1,12 @@
 //! weftd's command line: a contract tests and operators rely on. Extend, never rename.
 
+use crate::error::{Error, Result};
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use weft_api::Ipv6Routing;
 use weft_wire::{
     parse_bind_addr, parse_ipv4_subnet, parse_ipv6_prefix, Mode, DEFAULT_VXLAN_PORT,
     DEFAULT_VXLAN_VNI, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS,
@@ -55,7 +57,7 @@ pub struct Flags {
     /// prefix to it; weftd adds no routes) or `direct` (nodes share a link; weftd routes
     /// each peer's prefix via its underlay IPv6 address) [default: fabric]. Kubernetes
     /// mode takes it from the WeftNetwork.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ipv6_routing)]
     pub ipv6_routing: Option<Ipv6Routing>,
     /// VXLAN network identifier of the IPv4 overlay [default: 1]. Kubernetes mode takes
     /// it from the WeftNetwork.
@@ -98,17 +100,9 @@ pub enum Source {
     },
 }
 
-/// How peers' IPv6 prefixes are reached (`--ipv6-routing`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Ipv6Routing {
-    /// The network routes each node's prefix to the node (AWS VPC prefix delegation,
-    /// BOSH): weftd adds no peer routes.
-    Fabric,
-    /// Nodes share a link: weftd routes each peer's prefix via its underlay address.
-    Direct,
+/// `--ipv6-routing`: the API's words, `fabric` or `direct`.
+fn parse_ipv6_routing(text: &str) -> Result<Ipv6Routing, String> {
+    text.parse()
 }
 
 /// One listen flag may resolve to several addresses (a name with both families).
@@ -137,9 +131,9 @@ pub struct Config {
 
 impl Flags {
     /// Cross-flag checks clap cannot express; errors name the flags.
-    pub fn validate(self) -> Result<Config, String> {
+    pub fn validate(self) -> Result<Config> {
         if self.node_name.trim().is_empty() {
-            return Err("--node-name: must not be empty".into());
+            return Err(Error::Flag("--node-name: must not be empty".into()));
         }
         let kubernetes = self.kubeconfig.is_some() || self.in_cluster;
         let mode = self.mode.unwrap_or(Mode::Dual);
@@ -158,9 +152,9 @@ impl Flags {
                 ("--vxlan-port", self.vxlan_port.is_some(), &from_network),
             ] {
                 if given {
-                    return Err(format!(
+                    return Err(Error::Flag(format!(
                         "{flag}: not with --kubeconfig or --in-cluster ({why})"
-                    ));
+                    )));
                 }
             }
             let source = Source::Kubernetes {
@@ -170,12 +164,20 @@ impl Flags {
             (source, None, None)
         } else {
             let ipv6_prefix = match (mode.has_ipv6(), self.ipv6_prefix) {
-                (true, None) => return Err(format!("--ipv6-prefix: required in --mode {mode}")),
+                (true, None) => {
+                    return Err(Error::Flag(format!(
+                        "--ipv6-prefix: required in --mode {mode}"
+                    )))
+                }
                 (true, p) => p,
                 (false, _) => None,
             };
             let ipv4_subnet = match (mode.has_ipv4(), self.ipv4_subnet) {
-                (true, None) => return Err(format!("--ipv4-subnet: required in --mode {mode}")),
+                (true, None) => {
+                    return Err(Error::Flag(format!(
+                        "--ipv4-subnet: required in --mode {mode}"
+                    )))
+                }
                 (true, s) => s,
                 (false, _) => None,
             };
@@ -204,7 +206,7 @@ impl Flags {
 
 impl Config {
     /// Paths must be absolute: weftd may be started from any directory.
-    fn checked_paths(self) -> Result<Config, String> {
+    fn checked_paths(self) -> Result<Config> {
         let mut paths = vec![("--state-dir", &self.state_dir), ("--socket", &self.socket)];
         if let Some(p) = &self.peers {
             paths.push(("--peers", p));
@@ -218,10 +220,10 @@ impl Config {
         }
         for (flag, path) in paths {
             if !path.is_absolute() {
-                return Err(format!(
+                return Err(Error::Flag(format!(
                     "{flag}: '{}' is not an absolute path",
                     path.display()
-                ));
+                )));
             }
         }
         Ok(self)

@@ -1,31 +1,53 @@
 //! `weftd`, the weft node daemon.
 //!
-//! The story: parse and validate the flags ([`flags`]); find the uplink and make the
-//! node a router ([`node`]); open the IPAM store and rebuild the pools (weft-ipam); start
-//! the background veth remover ([`reaper`]) and the metrics endpoint (weft-health,
-//! [`metrics`]); bring up the node's overlay and converge it to its peers
-//! ([`datapath`], fed by [`peers_file`], NAT in [`nftables`]); then serve the CNI plugin
-//! on the unix socket ([`socket`], [`service`]) until SIGTERM or SIGINT. Exiting leaves
-//! the datapath in place: pods keep their connectivity while weftd restarts.
+//! The story, as [`serve`] tells it: parse and validate the flags ([`flags`]); find the
+//! uplink ([`node`]); answer `/metrics`, `/healthz` and `/readyz` (weft-health,
+//! [`metrics`]); learn the node's allocation, from the flags or the apiserver
+//! ([`kube`]); make the node a router; open the IPAM store (weft-ipam) and start the
+//! background veth remover ([`reaper`]); bring up the overlay and converge it to the
+//! peers ([`datapath`], with one file per routing mode in [`routing`]); put weft's
+//! nftables table in place ([`firewall`]); start the peer source ([`peers`]) and, in
+//! Kubernetes mode, the identity and usage reports; then serve the CNI plugin on the
+//! unix socket ([`socket`], [`service`]) while one supervisor ([`supervisor`]) watches
+//! every task, until SIGTERM or SIGINT. Exiting leaves the datapath in place: pods keep
+//! their connectivity while weftd restarts.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`error`] | weftd's error type; its variants are the `error` label of `weft_errors_total` |
+//! | [`task`], [`supervisor`] | long-running work as `(handle, task)` pairs, and what a task's end means |
+//! | [`peers`] | peer sources: the `--peers` file, the Kubernetes watch |
+//! | [`routing`] | one file per routing mode: the kernel entries each peer needs |
+//! | [`datapath`] | the VXLAN device, and the diff/apply/convergence of those entries |
+//! | [`firewall`] | the only nftables code: table `inet weft`, one file per concern |
 #![forbid(unsafe_code)]
 
 mod allocation;
 mod datapath;
+mod error;
+mod firewall;
 mod flags;
 mod kube;
 mod metrics;
-mod nftables;
 mod node;
-mod peers_file;
+mod peers;
 mod reaper;
+mod routing;
 mod service;
 mod socket;
+mod supervisor;
+mod task;
 
 use allocation::NodeAllocation;
 use clap::Parser;
+use error::{Error, Result};
+use firewall::{Concern, EgressNat, Firewall};
+use metrics::Metrics;
+use peers::PeerSource;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use supervisor::{Lifetime, OnEnd, Tasks};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 use weft_ipam::{Ipam, IpamConfig};
@@ -38,60 +60,58 @@ fn main() -> ExitCode {
         .with_max_level(flags.log_level)
         .with_writer(std::io::stderr)
         .init();
-    let config = match flags.validate() {
-        Ok(c) => c,
-        Err(e) => return fatal(&e),
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fatal(&format!("cannot start the runtime: {e}")),
-    };
-    match runtime.block_on(run(config)) {
+    let outcome = flags.validate().and_then(|config| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(Error::start("the runtime"))?
+            .block_on(run(config))
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fatal(e.as_str()),
+        Err(e) => {
+            error!("{e}");
+            ExitCode::from(2)
+        }
     }
-}
-
-fn fatal(message: &str) -> ExitCode {
-    error!("{message}");
-    ExitCode::from(2)
 }
 
 /// Claims the socket before anything else: a weftd refused because another one serves
 /// (or because the socket directory is unsafe) must not touch sysctls, the state
 /// directory or, worst, sweep the other weftd's live host veths as orphans.
-async fn run(config: flags::Config) -> Result<(), String> {
+async fn run(config: flags::Config) -> Result<()> {
     let listener = socket::bind(&config.socket)?;
     let outcome = serve(&config, listener).await;
     let _ = std::fs::remove_file(&config.socket);
     outcome
 }
 
-async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Result<(), String> {
-    let mut nl = weft_netlink::Netlink::connect().map_err(|e| e.to_string())?;
+async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Result<()> {
+    let mut tasks = Tasks::default();
+    let mut nl = weft_netlink::Netlink::connect().map_err(Error::netlink("netlink socket"))?;
     let uplink = node::discover_uplink(&mut nl, config.underlay_interface.as_deref())?;
 
     // Health and metrics answer from the start; /readyz turns 200 once pods are served
     // (in Kubernetes mode the node may first wait for its allocation).
-    let metrics = metrics::Metrics::new(&config.node_name).map_err(|e| format!("metrics: {e}"))?;
+    let metrics = Metrics::new(&config.node_name)?;
     let ready = Arc::new(AtomicBool::new(false));
     for addr in &config.metrics_addrs {
-        let listener = weft_health::bind(*addr)?;
-        tokio::spawn(weft_health::serve(
-            listener,
-            metrics.registry().clone(),
-            ready.clone(),
-        ));
+        let listener = weft_health::bind(*addr).map_err(Error::Listen)?;
+        let server = weft_health::serve(listener, metrics.registry().clone(), ready.clone());
+        // Without its endpoint weftd is unobservable and its probes fail: restart it.
+        tasks.add(
+            "metrics",
+            Lifetime::Forever,
+            OnEnd::Exit,
+            forever("metrics", server),
+        );
     }
 
     let (allocation, cluster) = node_allocation(config, &uplink).await?;
     metrics.set_mode(allocation.mode);
     let mtu = pod_mtus(uplink.mtu, uplink.family, allocation.mode)
-        .map_err(|e| format!("uplink {:?}: {e}", uplink.name))?;
+        .map_err(|e| Error::Uplink(format!("uplink {:?}: {e}", uplink.name)))?;
     node::enable_forwarding(allocation.mode)?;
     let network = NodeNetwork {
         node_name: config.node_name.clone(),
@@ -109,57 +129,106 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         cooldown: config.cooldown,
         state_dir: config.state_dir.clone(),
     };
-    let (ipam, report) = Ipam::open(ipam_config)
-        .map_err(|e| format!("--state-dir {}: {e}", config.state_dir.display()))?;
+    let (ipam, report) = Ipam::open(ipam_config).map_err(|source| Error::Ipam {
+        state_dir: config.state_dir.clone(),
+        source,
+    })?;
     info!(restored = report.restored, cooling = report.cooling, corrupt = ?report.corrupt,
         outside_range = ?report.outside_range, dropped_after_reboot = report.dropped_after_reboot, "IPAM state loaded");
-    let reaper = reaper::Reaper::start(metrics.clone())
-        .map_err(|e| format!("cannot start the veth reaper: {e}"))?;
+    let (reaper, reaping) = reaper::Reaper::start(metrics.clone())?;
+    // Without it, every DEL would leave its host veth behind: restart.
+    tasks.add("veth reaper", Lifetime::Forever, OnEnd::Exit, reaping);
     let service = service::Service::new(ipam, network, metrics.clone(), reaper);
     service.remove_orphan_veths();
 
-    let datapath = datapath::Datapath::start(
-        datapath::Setup {
-            node_name: config.node_name.clone(),
-            allocation: allocation.clone(),
-            uplink: uplink.clone(),
-            vxlan_mtu: mtu.ipv4,
-            resync: config.resync,
-        },
-        metrics,
-    )?;
-    let reload = match cluster {
-        None => start_peer_source(config, datapath)?,
-        Some(cluster) => {
-            let vtep_mac = allocation.ipv4_subnet.map(weft_wire::vtep_mac);
-            tokio::spawn(publish_until_done(cluster.clone(), uplink, vtep_mac));
-            tokio::spawn(cluster.clone().feed_peers(datapath));
-            tokio::spawn(cluster.report_usage(service.clone()));
-            None
-        }
+    let setup = datapath::Setup {
+        node_name: config.node_name.clone(),
+        allocation: allocation.clone(),
+        uplink: uplink.clone(),
+        vxlan_mtu: mtu.ipv4,
+        resync: config.resync,
     };
+    // The datapath thread runs, resyncing, as long as a handle exists: this one lives
+    // until weftd stops. Without it peers are never converged again: restart (the
+    // kernel state stays, so a restart disturbs no flow).
+    let (datapath, converging) = datapath::Datapath::start(setup, metrics.clone())?;
+    tasks.add("datapath", Lifetime::Forever, OnEnd::Exit, converging);
 
+    let concerns = EgressNat::for_node(&allocation, &uplink).map(Concern::EgressNat);
+    let firewall = Firewall::new(concerns.into_iter().collect());
+    // Without it, drift in weft's table (egress NAT) is never repaired: restart.
+    let firewalling = firewall.start(config.resync, metrics.clone())?;
+    tasks.add("firewall", Lifetime::Forever, OnEnd::Exit, firewalling);
+
+    let source = match (&cluster, &config.peers) {
+        (Some(cluster), _) => PeerSource::Kubernetes(cluster.clone()),
+        (None, Some(path)) => PeerSource::File(path.clone()),
+        (None, None) => PeerSource::None,
+    };
+    let (peers, feeding) = source.start(datapath.clone())?;
+    // A dead source freezes the node's view of its peers: nodes joining later are never
+    // reached. A restart lists the peers afresh (and keeps the kernel state meanwhile).
+    tasks.add("peer source", Lifetime::Forever, OnEnd::Exit, feeding);
+
+    if let Some(cluster) = cluster {
+        let vtep_mac = allocation.ipv4_subnet.map(weft_wire::vtep_mac);
+        let publishing = task::spawn("publish identity", {
+            let cluster = cluster.clone();
+            let metrics = metrics.clone();
+            async move {
+                publish_until_done(cluster, uplink, vtep_mac, metrics).await;
+                Ok(())
+            }
+        });
+        let reporting = forever(
+            "usage report",
+            cluster.report_usage(service.clone(), metrics.clone()),
+        );
+        // These only tell the cluster about the node; pods are served and connected
+        // without them, so their death must not restart weftd (which would gain nothing
+        // against a broken apiserver) but must not leave it claiming readiness either.
+        tasks.add(
+            "publish identity",
+            Lifetime::UntilDone,
+            OnEnd::NotReady,
+            publishing,
+        );
+        tasks.add(
+            "usage report",
+            Lifetime::Forever,
+            OnEnd::NotReady,
+            reporting,
+        );
+    }
+
+    // Without the socket the node serves no pod: restart.
+    let serving = forever("plugin socket", socket::serve(listener, service));
+    tasks.add("plugin socket", Lifetime::Forever, OnEnd::Exit, serving);
     ready.store(true, Ordering::Release);
     info!(socket = %config.socket.display(), "serving the CNI plugin");
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let serving = socket::serve(listener, service);
-    tokio::pin!(serving);
+    let mut term = signal(SignalKind::terminate()).map_err(Error::start("the SIGTERM handler"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::start("the SIGINT handler"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(Error::start("the SIGHUP handler"))?;
     loop {
         tokio::select! {
-            _ = &mut serving => return Ok(()),
+            ended = tasks.next() => ended.settle(&ready, &metrics)?,
             _ = term.recv() => { info!("SIGTERM: stopping"); return Ok(()) }
             _ = int.recv() => { info!("SIGINT: stopping"); return Ok(()) }
-            _ = hup.recv() => {
-                info!("SIGHUP: re-reading the peers");
-                if let Some(reload) = &reload {
-                    let _ = reload.send(());
-                }
-            }
+            _ = hup.recv() => { info!("SIGHUP"); peers.reload() }
         }
     }
+}
+
+/// A task that should never return, on the runtime.
+fn forever(
+    name: &'static str,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> task::Task {
+    task::spawn(name, async move {
+        work.await;
+        Ok(())
+    })
 }
 
 /// The node's allocation: from the flags, or in Kubernetes mode from the apiserver
@@ -167,7 +236,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
 async fn node_allocation(
     config: &flags::Config,
     uplink: &node::Uplink,
-) -> Result<(NodeAllocation, Option<kube::Cluster>), String> {
+) -> Result<(NodeAllocation, Option<kube::Cluster>)> {
     let flags::Source::Kubernetes {
         kubeconfig,
         network,
@@ -200,31 +269,16 @@ async fn publish_until_done(
     cluster: kube::Cluster,
     uplink: node::Uplink,
     vtep_mac: Option<[u8; 6]>,
+    metrics: Metrics,
 ) {
     loop {
         match cluster.publish_identity(&uplink, vtep_mac).await {
             Ok(()) => return,
-            Err(e) => warn!(error = %e, "publishing the node's underlay identity (retrying)"),
+            Err(e) => {
+                warn!(error = %e, "publishing the node's underlay identity (retrying)");
+                metrics.error(&e);
+            }
         }
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
-}
-
-/// Starts the peer source: the `--peers` file, watched on its own thread. Without
-/// `--peers` the node has no peers, which is said once, right away. Returns the sender
-/// that forces a re-read.
-fn start_peer_source(
-    config: &flags::Config,
-    datapath: datapath::Datapath,
-) -> Result<Option<std::sync::mpsc::Sender<()>>, String> {
-    let Some(path) = config.peers.clone() else {
-        datapath.set_peers(Vec::new());
-        return Ok(None);
-    };
-    let (reload, reloads) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("peers-file".into())
-        .spawn(move || peers_file::watch(path, reloads, |peers| datapath.set_peers(peers)))
-        .map_err(|e| format!("cannot start the peers-file watcher: {e}"))?;
-    Ok(Some(reload))
 }

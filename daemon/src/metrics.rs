@@ -16,7 +16,9 @@
 //! | `weft_convergence_errors_total` | counter | entries or steps that failed to converge |
 //! | `weft_routes_installed` | gauge | `family`: peer routes weftd has in place |
 //! | `weft_datapath_changes_total` | counter | `operation` (upsert, removal): kernel entries weftd changed |
+//! | `weft_errors_total` | counter | `error`: failures weftd logged, by kind ([`Error::metric_label`]) |
 
+use crate::error::Error;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
@@ -44,9 +46,10 @@ pub struct Metrics {
     peers_known: IntGauge,
     peers_programmed: IntGauge,
     pub convergence_duration: HistogramVec,
-    pub convergence_errors: IntCounter,
+    convergence_errors: IntCounter,
     routes_installed: IntGaugeVec,
     pub datapath_changes: IntCounterVec,
+    errors: IntCounterVec,
 }
 
 /// Buckets for a convergence pass: an incremental change takes well under a
@@ -183,6 +186,12 @@ impl Metrics {
                 "Kernel entries (routes, neighbours, FDB entries) weftd added, replaced or removed.",
                 &["operation"],
             )?,
+            errors: counter(
+                &registry,
+                "weft_errors_total",
+                "Failures weftd logged, by kind.",
+                &["error"],
+            )?,
             registry,
         };
         // Exported from the start, so a zero is visible before the first change.
@@ -230,6 +239,18 @@ impl Metrics {
         self.routes_installed
             .with_label_values(&["ipv6"])
             .set(as_i64(ipv6_routes));
+    }
+
+    /// Counts a failure in `weft_errors_total`.
+    pub fn error(&self, error: &Error) {
+        self.errors.with_label_values(&[error.metric_label()]).inc();
+    }
+
+    /// Counts a datapath or firewall step that failed to converge, in
+    /// `weft_convergence_errors_total` and `weft_errors_total`.
+    pub fn convergence_error(&self, error: &Error) {
+        self.convergence_errors.inc();
+        self.error(error);
     }
 
     /// The registry every metric is in, for `/metrics`.

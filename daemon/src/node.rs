@@ -1,5 +1,6 @@
 //! The node itself: its uplink (for the MTU) and the kernel switches a router needs.
 
+use crate::error::{Error, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tracing::{info, warn};
 use weft_netlink::{sysctl, Netlink, NetlinkError};
@@ -34,10 +35,10 @@ impl Uplink {
 /// Finds the uplink: the named interface, else the one carrying the default route
 /// (IPv4 first, then IPv6). Its addresses decide the VXLAN underlay family: IPv4 when it
 /// has a global IPv4 address, else IPv6 when it has a global IPv6 address.
-pub fn discover_uplink(nl: &mut Netlink, named: Option<&str>) -> Result<Uplink, String> {
+pub fn discover_uplink(nl: &mut Netlink, named: Option<&str>) -> Result<Uplink> {
     let name = match named {
         Some(n) => Some(n.to_owned()),
-        None => default_route_interface(nl).map_err(|e| e.to_string())?,
+        None => default_route_interface(nl).map_err(Error::netlink("finding the default route"))?,
     };
     let Some(name) = name else {
         warn!(
@@ -55,9 +56,11 @@ pub fn discover_uplink(nl: &mut Netlink, named: Option<&str>) -> Result<Uplink, 
     };
     let link = nl
         .link(&name)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("--underlay-interface: '{name}' does not exist"))?;
-    let addresses = nl.addresses(link.index).map_err(|e| e.to_string())?;
+        .map_err(Error::netlink(format!("reading the uplink {name}")))?
+        .ok_or_else(|| Error::Uplink(format!("--underlay-interface: '{name}' does not exist")))?;
+    let addresses = nl
+        .addresses(link.index)
+        .map_err(Error::netlink(format!("reading the addresses of {name}")))?;
     let ipv4 = addresses.iter().find_map(|a| match a.addr() {
         IpAddr::V4(v4) if !v4.is_loopback() && !v4.is_link_local() => Some(v4),
         _ => None,
@@ -100,15 +103,24 @@ fn default_route_interface(nl: &mut Netlink) -> Result<Option<String>, NetlinkEr
 /// interface that accepts router advertisements is moved to accept_ra=2: with forwarding
 /// on, accept_ra=1 stops accepting RAs and the node would lose its RA-learned default
 /// route (a known pain of CNI plugins).
-pub fn enable_forwarding(mode: Mode) -> Result<(), String> {
+pub fn enable_forwarding(mode: Mode) -> Result<()> {
+    let set = |key: &str, value: &str| {
+        sysctl::set(key, value).map_err(Error::netlink(format!("sysctl {key}={value}")))
+    };
     if mode.has_ipv4() {
-        sysctl::set("net.ipv4.ip_forward", "1").map_err(|e| e.to_string())?;
+        set("net.ipv4.ip_forward", "1")?;
     }
     if mode.has_ipv6() {
         if !sysctl::ipv6_available() {
-            return Err("--mode: IPv6 is served but this kernel has IPv6 disabled".into());
+            return Err(Error::Flag(
+                "--mode: IPv6 is served but this kernel has IPv6 disabled".into(),
+            ));
         }
-        let entries = std::fs::read_dir("/proc/sys/net/ipv6/conf").map_err(|e| e.to_string())?;
+        let entries = std::fs::read_dir("/proc/sys/net/ipv6/conf").map_err(|e| {
+            Error::Uplink(format!(
+                "listing interfaces in /proc/sys/net/ipv6/conf: {e}"
+            ))
+        })?;
         for entry in entries.flatten() {
             let ifname = entry.file_name().to_string_lossy().into_owned();
             if ifname == "all" || ifname == "default" {
@@ -116,11 +128,11 @@ pub fn enable_forwarding(mode: Mode) -> Result<(), String> {
             }
             let key = sysctl::iface_key("ipv6", &ifname, "accept_ra");
             if sysctl::get(&key).ok().as_deref() == Some("1") {
-                sysctl::set(&key, "2").map_err(|e| e.to_string())?;
+                set(&key, "2")?;
                 info!(interface = %ifname, "accept_ra 1 -> 2 so router advertisements survive forwarding");
             }
         }
-        sysctl::set("net/ipv6/conf/all/forwarding", "1").map_err(|e| e.to_string())?;
+        set("net/ipv6/conf/all/forwarding", "1")?;
     }
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! together in the next batch, which pays the grace period once. An ADD for the same attachment (same veth
 //! name) waits until the old veth is gone, so names never clash.
 
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::task::{self, Task};
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -24,8 +26,9 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    /// Starts the removal thread, with its own netlink socket in weftd's namespace.
-    pub fn start(metrics: Metrics) -> std::io::Result<Reaper> {
+    /// Starts the removal thread, with its own netlink socket in weftd's namespace. The
+    /// task ends when the thread does.
+    pub fn start(metrics: Metrics) -> Result<(Reaper, Task)> {
         let (queue, jobs) = mpsc::channel::<String>();
         let pending = Arc::new(Mutex::new(HashSet::new()));
         let removed = Arc::new(Notify::new());
@@ -34,44 +37,42 @@ impl Reaper {
             pending: pending.clone(),
             removed: removed.clone(),
         };
-        let mut nl = Netlink::connect().map_err(std::io::Error::other)?;
-        std::thread::Builder::new()
-            .name("veth-reaper".into())
-            .spawn(move || {
-                while let Ok(first) = jobs.recv() {
-                    // Everything queued meanwhile goes in the same batch: one RCU grace
-                    // period for all of them.
-                    let mut batch = vec![first];
-                    while let Ok(more) = jobs.try_recv() {
-                        batch.push(more);
-                        if batch.len() >= MAX_BATCH {
-                            break;
-                        }
+        let mut nl = Netlink::connect().map_err(Error::netlink("veth reaper netlink socket"))?;
+        let task = task::thread("veth-reaper", move || {
+            while let Ok(first) = jobs.recv() {
+                // Everything queued meanwhile goes in the same batch: one RCU grace
+                // period for all of them.
+                let mut batch = vec![first];
+                while let Ok(more) = jobs.try_recv() {
+                    batch.push(more);
+                    if batch.len() >= MAX_BATCH {
+                        break;
                     }
-                    let counter = &metrics.veth_removals;
-                    match nl.delete_links(&batch) {
-                        Ok(gone) => {
-                            counter.with_label_values(&["ok"]).inc_by(gone.len() as u64);
-                            counter
-                                .with_label_values(&["absent"])
-                                .inc_by((batch.len() - gone.len()) as u64);
-                        }
-                        Err(e) => {
-                            warn!(veths = ?batch, error = %e, "removing host veths failed");
-                            counter
-                                .with_label_values(&["error"])
-                                .inc_by(batch.len() as u64);
-                        }
-                    }
-                    let mut pending = lock(&pending);
-                    for name in &batch {
-                        pending.remove(name);
-                    }
-                    drop(pending);
-                    removed.notify_waiters();
                 }
-            })?;
-        Ok(reaper)
+                let counter = &metrics.veth_removals;
+                match nl.delete_links(&batch) {
+                    Ok(gone) => {
+                        counter.with_label_values(&["ok"]).inc_by(gone.len() as u64);
+                        counter
+                            .with_label_values(&["absent"])
+                            .inc_by((batch.len() - gone.len()) as u64);
+                    }
+                    Err(e) => {
+                        warn!(veths = ?batch, error = %e, "removing host veths failed");
+                        counter
+                            .with_label_values(&["error"])
+                            .inc_by(batch.len() as u64);
+                    }
+                }
+                let mut pending = lock(&pending);
+                for name in &batch {
+                    pending.remove(name);
+                }
+                drop(pending);
+                removed.notify_waiters();
+            }
+        })?;
+        Ok((reaper, task))
     }
 
     /// Queues `name` for removal.

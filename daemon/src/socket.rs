@@ -1,5 +1,6 @@
 //! weftd's unix socket: who may talk to it, and the line protocol loop.
 
+use crate::error::{Error, Result};
 use crate::service::Service;
 use nix::sys::stat::{umask, Mode as Perm};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -12,55 +13,56 @@ use weft_wire::{ErrorKind, Request, Response, MAX_MESSAGE_BYTES};
 /// Binds the socket 0600, after checking its directory. Anyone who can write the
 /// directory could swap the socket for their own and receive every pod's requests, so a
 /// directory writable by group or others is refused.
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+pub fn bind(path: &Path) -> Result<UnixListener> {
     let dir = path
         .parent()
-        .ok_or_else(|| format!("--socket: '{}' has no directory", path.display()))?;
+        .ok_or_else(|| Error::Socket(format!("'{}' has no directory", path.display())))?;
     if !dir.exists() {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("--socket: cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| Error::Socket(format!("cannot create {}: {e}", dir.display())))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("--socket: cannot set mode of {}: {e}", dir.display()))?;
+            .map_err(|e| Error::Socket(format!("cannot set mode of {}: {e}", dir.display())))?;
     }
-    let meta = std::fs::metadata(dir).map_err(|e| format!("--socket: {}: {e}", dir.display()))?;
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Error::Socket(format!("{}: {e}", dir.display())))?;
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "--socket: directory {} is writable by group or others (mode {:o}); use a directory only root can write, such as /run/weft",
+        return Err(Error::Socket(format!(
+            "directory {} is writable by group or others (mode {:o}); use a directory only root can write, such as /run/weft",
             dir.display(),
             meta.mode() & 0o7777
-        ));
+        )));
     }
     if meta.uid() != nix::unistd::geteuid().as_raw() {
-        return Err(format!(
-            "--socket: directory {} is owned by uid {}, not by weftd's user",
+        return Err(Error::Socket(format!(
+            "directory {} is owned by uid {}, not by weftd's user",
             dir.display(),
             meta.uid()
-        ));
+        )));
     }
     if let Ok(existing) = std::fs::symlink_metadata(path) {
         if !existing.file_type().is_socket() {
-            return Err(format!(
-                "--socket: '{}' exists and is not a socket",
+            return Err(Error::Socket(format!(
+                "'{}' exists and is not a socket",
                 path.display()
-            ));
+            )));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!(
-                "--socket: another process is serving on '{}'",
+            return Err(Error::Socket(format!(
+                "another process is serving on '{}'",
                 path.display()
-            ));
+            )));
         }
         std::fs::remove_file(path)
-            .map_err(|e| format!("--socket: cannot remove stale '{}': {e}", path.display()))?;
+            .map_err(|e| Error::Socket(format!("cannot remove stale '{}': {e}", path.display())))?;
     }
     // The socket is born 0600: no window in which others could connect.
     let previous = umask(Perm::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     umask(previous);
     let listener =
-        listener.map_err(|e| format!("--socket: cannot bind '{}': {e}", path.display()))?;
+        listener.map_err(|e| Error::Socket(format!("cannot bind '{}': {e}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("--socket: cannot set mode of '{}': {e}", path.display()))?;
+        .map_err(|e| Error::Socket(format!("cannot set mode of '{}': {e}", path.display())))?;
     Ok(listener)
 }
 

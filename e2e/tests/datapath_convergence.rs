@@ -98,6 +98,26 @@ fn state(node: &Node) -> Vec<String> {
     lines
 }
 
+/// weft's nftables table as `nft` lists it.
+fn nft_table(node: &Node) -> String {
+    let listing = node.netns.run("nft", &["list", "table", "inet", "weft"]);
+    String::from_utf8_lossy(&listing.stdout).into_owned()
+}
+
+/// The kernel's handle of weft's table: a table created again gets a new one.
+fn nft_table_handle(node: &Node) -> u64 {
+    let listing = node
+        .netns
+        .run("nft", &["-j", "list", "table", "inet", "weft"]);
+    let json: Value = serde_json::from_slice(&listing.stdout).unwrap_or(Value::Null);
+    json["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|o| o["table"]["handle"].as_u64())
+        .unwrap_or_else(|| panic!("no inet weft table:\n{}\n{}", json, node.log()))
+}
+
 fn changes(node: &Node) -> (f64, f64) {
     (
         metric(node, "weft_datapath_changes_total{operation=\"upsert\"}"),
@@ -111,6 +131,7 @@ fn a_restart_changes_nothing_and_one_peer_change_costs_a_constant() {
     file.write(&peers(2..=201));
     let mut node = start(&file, &[]);
     wait_programmed(&node, 200.0, 200.0);
+    let table = nft_table_handle(&node);
     // Per peer: IPv4 route, IPv6 route, neighbour, FDB entry.
     let before = state(&node);
     assert_eq!(before.len(), 800, "{before:#?}");
@@ -135,15 +156,25 @@ fn a_restart_changes_nothing_and_one_peer_change_costs_a_constant() {
     wait_programmed(&node, 199.0, 199.0);
     assert_eq!(changes(&node), (1.0, 4.0));
     assert_eq!(state(&node).len(), 796);
-    // The NAT table names no peer: peer changes never touch it.
-    let nat = node.netns.run("nft", &["list", "table", "ip", "weft"]);
-    let nat = String::from_utf8_lossy(&nat.stdout);
+    // The NAT table names no peer: neither peer changes nor the restart touched it (the
+    // table is `inet weft`, the pod subnet and tunnel port are set elements).
+    assert_eq!(
+        nft_table_handle(&node),
+        table,
+        "the table was created again"
+    );
+    let nat = nft_table(&node);
     assert!(
-        nat.contains("ip saddr 10.255.1.0/24 oifname != \"weft*\" masquerade"),
+        nat.contains("ip saddr @pod-subnets-v4 oifname != \"weft*\" masquerade"),
         "{nat}"
     );
-    assert!(nat.contains("udp dport 4789 notrack"), "{nat}");
+    assert!(nat.contains("elements = { 10.255.1.0/24 }"), "{nat}");
+    assert!(nat.contains("udp dport @tunnel-ports notrack"), "{nat}");
+    assert!(nat.contains("elements = { 4789 }"), "{nat}");
     assert!(!nat.contains("10.100."), "{nat}");
+    // IPv6 is never NATed: the one NAT rule matches IPv4 sources only.
+    assert_eq!(nat.matches("masquerade").count(), 1, "{nat}");
+    assert!(!nat.contains("ip6"), "{nat}");
 }
 
 #[test]
@@ -194,6 +225,38 @@ fn drift_is_repaired_by_the_periodic_full_pass() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", state(&node), node.log()));
     assert_eq!(metric(&node, "weft_convergence_errors_total"), 0.0);
+
+    // nftables drift: an element deleted by hand is added back without re-creating the
+    // table; a rule deleted by hand makes the table be created again.
+    let table = nft_table_handle(&node);
+    let element = ["pod-subnets-v4", "{", "10.255.1.0/24", "}"];
+    let deleted = node.netns.run(
+        "nft",
+        &[&["delete", "element", "inet", "weft"][..], &element[..]].concat(),
+    );
+    assert!(deleted.status.success(), "{deleted:?}");
+    assert!(!nft_table(&node).contains("10.255.1.0/24"));
+    wait_until("element repair", Duration::from_secs(5), || {
+        nft_table(&node).contains("elements = { 10.255.1.0/24 }")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", nft_table(&node), node.log()));
+    assert_eq!(
+        nft_table_handle(&node),
+        table,
+        "an element repair re-created the table"
+    );
+    let flushed = node
+        .netns
+        .run("nft", &["flush", "chain", "inet", "weft", "postrouting"]);
+    assert!(flushed.status.success(), "{flushed:?}");
+    wait_until("rule repair", Duration::from_secs(5), || {
+        nft_table(&node).contains("masquerade")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", nft_table(&node), node.log()));
+    assert_ne!(nft_table_handle(&node), table);
+    assert!(nft_table(&node).contains("elements = { 10.255.1.0/24 }"));
+    assert_eq!(metric(&node, "weft_convergence_errors_total"), 0.0);
+
     // Routes of other protocols are never touched.
     node.netns
         .ip(&["route", "add", "10.98.0.0/24", "dev", "weft-vxlan"]);

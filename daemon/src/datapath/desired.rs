@@ -6,41 +6,12 @@
 //! change diffs the previous desired state against the new one, so it costs work
 //! proportional to the change, not to the cluster.
 
+use crate::error::Error;
+use crate::routing::{Entries, Routing};
+pub use crate::routing::{Key, Value};
 use ipnet::{IpNet, Ipv4Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
-use weft_wire::{Peer, UnderlayFamily};
-
-/// One kernel object weft owns, by identity. Variant order is the order removals are
-/// applied in (a route goes before the neighbour it uses; upserts run the other way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Key {
-    /// A route (protocol-tagged, main table) to a peer's subnet or prefix.
-    Route(IpNet),
-    /// A permanent neighbour entry on the VXLAN device: a peer's overlay gateway.
-    Neighbour(Ipv4Addr),
-    /// A permanent FDB entry on the VXLAN device: a peer's VTEP MAC.
-    Fdb([u8; 6]),
-}
-
-/// The content a [`Key`] should have.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    /// Next hop, output interface, preferred source.
-    Route {
-        gateway: IpAddr,
-        oif: u32,
-        source: Option<IpAddr>,
-    },
-    /// The MAC; `permanent` is false only for entries read from the kernel that are
-    /// not (they never equal a desired value, so they get replaced).
-    Neighbour { mac: [u8; 6], permanent: bool },
-    /// The underlay address the MAC's frames are sent to.
-    Fdb {
-        destination: IpAddr,
-        permanent: bool,
-    },
-}
+use weft_wire::Peer;
 
 /// What this node contributes to the desired state.
 #[derive(Debug, Clone)]
@@ -49,19 +20,8 @@ pub struct LocalView {
     /// The node's IPv6 prefix and IPv4 subnet, to reject peers overlapping them.
     pub ipv6_prefix: Option<ipnet::Ipv6Net>,
     pub ipv4_subnet: Option<Ipv4Net>,
-    /// The IPv4 overlay, when this node serves IPv4 and has a VXLAN device.
-    pub vxlan: Option<VxlanView>,
-    /// The uplink and direct-mode routing, when weftd routes peers' IPv6 prefixes.
-    pub direct_ipv6: Option<u32>,
-}
-
-/// The VXLAN device as convergence needs it.
-#[derive(Debug, Clone, Copy)]
-pub struct VxlanView {
-    pub index: u32,
-    pub family: UnderlayFamily,
-    /// This node's overlay gateway address, the source of its own overlay traffic.
-    pub source: Ipv4Addr,
+    /// The routing modes in force, each yielding its entries per peer.
+    pub routing: Vec<Routing>,
 }
 
 /// The desired state: every entry with the peer it is for.
@@ -91,7 +51,7 @@ impl Desired {
     /// Builds the desired state. Peers that cannot be programmed (overlapping ranges, a
     /// missing underlay address of the family in use, a clashing MAC) are left out
     /// whole and described in the returned problems; the node itself is skipped.
-    pub fn build(local: &LocalView, peers: &[Peer]) -> (Desired, Vec<String>) {
+    pub fn build(local: &LocalView, peers: &[Peer]) -> (Desired, Vec<Error>) {
         let mut desired = Desired::default();
         let mut problems = Vec::new();
         let mut names = BTreeSet::new();
@@ -110,10 +70,10 @@ impl Desired {
             }
             desired.known += 1;
             if !names.insert(peer.name.clone()) {
-                problems.push(format!(
-                    "peer {:?}: listed twice; the later entry is ignored",
-                    peer.name
-                ));
+                problems.push(Error::PeerRejected {
+                    peer: peer.name.clone(),
+                    problem: "listed twice; the later entry is ignored".into(),
+                });
                 continue;
             }
             match peer_entries(local, peer, &v6_ranges, &v4_ranges, &macs) {
@@ -132,7 +92,7 @@ impl Desired {
                     }
                     desired.peers.insert(peer.name.clone());
                 }
-                Err(problem) => problems.push(format!("peer {:?}: {problem}", peer.name)),
+                Err(problem) => problems.push(problem),
             }
         }
         (desired, problems)
@@ -191,80 +151,41 @@ impl Ranges {
     }
 }
 
+/// Every entry the node's routing modes need for `peer`, once its ranges are checked
+/// against those already held and its VTEP MAC against the MACs already in use.
 fn peer_entries(
     local: &LocalView,
     peer: &Peer,
     v6_ranges: &Ranges,
     v4_ranges: &Ranges,
     macs: &HashMap<[u8; 6], String>,
-) -> Result<Vec<(Key, Value)>, String> {
-    let mut entries = Vec::new();
+) -> Result<Entries, Error> {
+    let reject = |problem: String| Error::PeerRejected {
+        peer: peer.name.clone(),
+        problem,
+    };
     if let Some(prefix) = peer.ipv6_prefix {
         if let Some(owner) = v6_ranges.overlapping(IpNet::V6(prefix)) {
-            return Err(format!("ipv6Prefix {prefix} overlaps {owner}'s"));
-        }
-        if let Some(uplink) = local.direct_ipv6 {
-            let gateway = peer.underlay_ipv6.ok_or_else(|| {
-                format!("ipv6Prefix {prefix} needs underlayIPv6 for --ipv6-routing direct")
-            })?;
-            entries.push((
-                Key::Route(IpNet::V6(prefix)),
-                Value::Route {
-                    gateway: IpAddr::V6(gateway),
-                    oif: uplink,
-                    source: None,
-                },
-            ));
+            return Err(reject(format!("ipv6Prefix {prefix} overlaps {owner}'s")));
         }
     }
     if let Some(subnet) = peer.ipv4_subnet {
         if let Some(owner) = v4_ranges.overlapping(IpNet::V4(subnet)) {
-            return Err(format!("ipv4Subnet {subnet} overlaps {owner}'s"));
+            return Err(reject(format!("ipv4Subnet {subnet} overlaps {owner}'s")));
         }
-        if let Some(vxlan) = local.vxlan {
-            let destination = match vxlan.family {
-                UnderlayFamily::Ipv4 => peer.underlay_ipv4.map(IpAddr::V4),
-                UnderlayFamily::Ipv6 => peer.underlay_ipv6.map(IpAddr::V6),
-            }
-            .ok_or_else(|| {
-                let field = match vxlan.family {
-                    UnderlayFamily::Ipv4 => "underlayIPv4",
-                    UnderlayFamily::Ipv6 => "underlayIPv6",
-                };
-                format!(
-                    "ipv4Subnet {subnet} needs {field}: this node's VXLAN underlay is that family"
-                )
-            })?;
-            let mac = peer.vtep_mac.unwrap_or_else(|| weft_wire::vtep_mac(subnet));
-            if let Some(owner) = macs.get(&mac) {
-                return Err(format!(
+    }
+    let mut entries = Entries::new();
+    for mode in &local.routing {
+        entries.extend(mode.peer_entries(peer)?);
+    }
+    for (key, _) in &entries {
+        if let Key::Fdb(mac) = key {
+            if let Some(owner) = macs.get(mac) {
+                return Err(reject(format!(
                     "vtepMAC {} is already {owner}'s",
-                    weft_netlink::overlay::format_mac(&mac)
-                ));
+                    weft_netlink::overlay::format_mac(mac)
+                )));
             }
-            let gateway = subnet.network();
-            entries.push((
-                Key::Route(IpNet::V4(subnet)),
-                Value::Route {
-                    gateway: IpAddr::V4(gateway),
-                    oif: vxlan.index,
-                    source: Some(IpAddr::V4(vxlan.source)),
-                },
-            ));
-            entries.push((
-                Key::Neighbour(gateway),
-                Value::Neighbour {
-                    mac,
-                    permanent: true,
-                },
-            ));
-            entries.push((
-                Key::Fdb(mac),
-                Value::Fdb {
-                    destination,
-                    permanent: true,
-                },
-            ));
         }
     }
     Ok(entries)

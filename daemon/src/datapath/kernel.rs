@@ -3,6 +3,7 @@
 //! failed so their peers are not counted as programmed.
 
 use super::desired::{Key, Plan, Value};
+use crate::error::Error;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -77,7 +78,7 @@ pub fn read_actual(
 }
 
 /// The request that puts `value` at `key`.
-fn upsert(key: Key, value: &Value, vxlan_index: u32) -> Result<Request, String> {
+fn upsert(key: Key, value: &Value, vxlan_index: u32) -> Result<Request, Error> {
     match (key, value) {
         (
             Key::Route(destination),
@@ -97,7 +98,7 @@ fn upsert(key: Key, value: &Value, vxlan_index: u32) -> Result<Request, String> 
             protocol: ROUTE_PROTOCOL,
             source: *source,
         })
-        .map_err(|e| e.to_string()),
+        .map_err(Error::netlink(format!("route to {destination}"))),
         (Key::Neighbour(ip), Value::Neighbour { mac, .. }) => Ok(messages::permanent_neighbour(
             vxlan_index,
             IpAddr::V4(ip),
@@ -111,11 +112,10 @@ fn upsert(key: Key, value: &Value, vxlan_index: u32) -> Result<Request, String> 
 }
 
 /// The request that removes `key` (whose current content is `value`).
-fn removal(key: Key, value: &Value, vxlan_index: u32) -> Result<Request, String> {
+fn removal(key: Key, value: &Value, vxlan_index: u32) -> Result<Request, Error> {
     match (key, value) {
-        (Key::Route(destination), _) => {
-            delete_route(destination, ROUTE_PROTOCOL).map_err(|e| e.to_string())
-        }
+        (Key::Route(destination), _) => delete_route(destination, ROUTE_PROTOCOL)
+            .map_err(Error::netlink(format!("route to {destination}"))),
         (Key::Neighbour(ip), _) => Ok(delete_neighbour(vxlan_index, IpAddr::V4(ip))),
         (Key::Fdb(mac), Value::Fdb { destination, .. }) => {
             Ok(delete_fdb(vxlan_index, mac, *destination))
@@ -124,8 +124,8 @@ fn removal(key: Key, value: &Value, vxlan_index: u32) -> Result<Request, String>
     }
 }
 
-fn mismatch(key: Key, value: &Value) -> String {
-    format!("{key:?}: value {value:?} does not fit the key")
+fn mismatch(key: Key, value: &Value) -> Error {
+    Error::Entry(format!("{key:?}: value {value:?} does not fit the key"))
 }
 
 /// What applying a plan did.
@@ -136,7 +136,7 @@ pub struct Outcome {
     /// Keys now gone.
     pub removed: Vec<Key>,
     /// Failures: the key, the peer it was for (upserts), the error.
-    pub failed: Vec<(Key, Option<String>, String)>,
+    pub failed: Vec<(Key, Option<String>, Error)>,
 }
 
 /// Applies `plan`: removals first, then upserts, each group as batches in one system
@@ -159,7 +159,8 @@ pub fn apply(nl: &mut Netlink, plan: &Plan, vxlan_index: u32) -> Result<Outcome,
     for (index, error) in failures {
         if error.errno() != Some(weft_netlink::Errno::NotFound) {
             failed[index] = true;
-            outcome.failed.push((keys[index], None, error.to_string()));
+            let error = Error::netlink(format!("removing {:?}", keys[index]))(error);
+            outcome.failed.push((keys[index], None, error));
         }
     }
     outcome.removed.extend(
@@ -185,9 +186,8 @@ pub fn apply(nl: &mut Netlink, plan: &Plan, vxlan_index: u32) -> Result<Outcome,
     for (index, error) in failures {
         failed[index] = true;
         let (key, _, owner) = entries[index];
-        outcome
-            .failed
-            .push((key, Some(owner.clone()), error.to_string()));
+        let error = Error::netlink(format!("adding {key:?}"))(error);
+        outcome.failed.push((key, Some(owner.clone()), error));
     }
     outcome.upserted.extend(
         entries

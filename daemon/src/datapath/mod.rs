@@ -6,11 +6,13 @@
 //!   permanent FDB entry VTEP MAC -> underlay address: the Silk/Flannel scheme.
 //! - IPv6: `--ipv6-routing direct` routes each peer's prefix via its underlay address;
 //!   `fabric` leaves routing to the network.
-//! - IPv4 egress NAT for pods, in weft's own nftables table ([`crate::nftables`]); it
-//!   names no peer, so peer changes never touch it.
 //!
-//! Peer lists arrive through [`Datapath::set_peers`] (from the peers file now, from the
-//! Kubernetes API later). A change is applied as the difference between the previous
+//! What each peer needs comes from the node's routing modes ([`crate::routing`]); this
+//! module owns the device, the diff and the kernel work. Egress NAT is not here: it
+//! names no peer and lives with the rest of nftables in [`crate::firewall`].
+//!
+//! Peer lists arrive through [`Datapath::set_peers`] from the peer source
+//! ([`crate::peers`]). A change is applied as the difference between the previous
 //! and the new desired state: O(change) netlink work. Every `--resync-seconds`, and at
 //! start, a full pass diffs the kernel's actual entries instead, repairing drift. Entries
 //! already right are never touched, so a restarted weftd disturbs no flow.
@@ -19,11 +21,12 @@ mod desired;
 mod kernel;
 
 use crate::allocation::NodeAllocation;
-use crate::flags::Ipv6Routing;
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::nftables;
 use crate::node::Uplink;
-use desired::{diff, Desired, Key, LocalView, Value, VxlanView};
+use crate::routing::{Routing, Vxlan};
+use crate::task::{self, Task};
+use desired::{diff, Desired, Key, LocalView, Value};
 use ipnet::{IpNet, Ipv4Net};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -59,19 +62,17 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Starts the datapath thread. Nothing about peers changes until the first peer list
-    /// arrives: a weftd restarting without its source must not wipe the routes of the
-    /// last good list.
-    pub fn start(setup: Setup, metrics: Metrics) -> Result<Datapath, String> {
-        let nl = Netlink::connect().map_err(|e| e.to_string())?;
+    /// Brings up the VXLAN device, then starts the datapath thread: the handle feeds it
+    /// peer lists, the task ends only if the thread does. Nothing about peers changes
+    /// until the first peer list arrives: a weftd restarting without its source must not
+    /// wipe the routes of the last good list.
+    pub fn start(setup: Setup, metrics: Metrics) -> Result<(Datapath, Task)> {
+        let nl = Netlink::connect().map_err(Error::netlink("datapath netlink socket"))?;
         let (updates, receive) = mpsc::channel();
         let mut converger = Converger::new(nl, setup, metrics);
-        converger.prepare();
-        std::thread::Builder::new()
-            .name("datapath".into())
-            .spawn(move || converger.run(receive))
-            .map_err(|e| format!("cannot start the datapath thread: {e}"))?;
-        Ok(Datapath { updates })
+        converger.ensure_vxlan();
+        let task = task::thread("datapath", move || converger.run(receive))?;
+        Ok((Datapath { updates }, task))
     }
 
     /// Hands over a new, complete peer list.
@@ -84,14 +85,14 @@ struct Converger {
     nl: Netlink,
     setup: Setup,
     local: LocalView,
+    /// The VXLAN device, while it is up.
+    vxlan: Option<Vxlan>,
     vxlan_spec: Option<VxlanSpec>,
     metrics: Metrics,
     peers: Option<Vec<Peer>>,
     desired: Desired,
     /// What weft believes the kernel holds (its own entries only).
     current: BTreeMap<Key, Value>,
-    /// The NAT table failed to go in place: retry with the next pass.
-    nat_pending: bool,
     /// Something failed: retry soon.
     dirty: bool,
 }
@@ -99,44 +100,41 @@ struct Converger {
 impl Converger {
     fn new(nl: Netlink, setup: Setup, metrics: Metrics) -> Converger {
         let vxlan_spec = vxlan_spec(&setup);
-        let direct_ipv6 = match (
-            setup.allocation.mode.has_ipv6(),
-            setup.allocation.ipv6_routing,
-            setup.uplink.index,
-        ) {
-            (true, Ipv6Routing::Direct, Some(index)) => Some(index),
-            (true, Ipv6Routing::Direct, None) => {
-                warn!("--ipv6-routing direct needs an uplink (--underlay-interface): no IPv6 peer routes");
-                None
-            }
-            _ => None,
-        };
         let local = LocalView {
             node_name: setup.node_name.clone(),
             ipv6_prefix: setup.allocation.ipv6_prefix,
             ipv4_subnet: setup.allocation.ipv4_subnet,
-            vxlan: None,
-            direct_ipv6,
+            routing: Vec::new(),
         };
-        Converger {
+        let mut converger = Converger {
             nl,
             setup,
             local,
+            vxlan: None,
             vxlan_spec,
             metrics,
             peers: None,
             desired: Desired::default(),
             current: BTreeMap::new(),
-            nat_pending: false,
             dirty: false,
-        }
+        };
+        converger.set_routing();
+        converger
     }
 
-    /// Brings up the node's own part of the overlay (VXLAN device, NAT table), which
-    /// needs no peers, before the socket serves pods.
-    fn prepare(&mut self) {
-        self.ensure_vxlan();
-        self.sync_nat();
+    /// The routing modes in force: the IPv6 mode asked for, and the VXLAN overlay while
+    /// its device is up.
+    fn set_routing(&mut self) {
+        let allocation = &self.setup.allocation;
+        let ipv6 = Routing::ipv6(
+            allocation.mode,
+            allocation.ipv6_routing,
+            self.setup.uplink.index,
+        );
+        self.local.routing = ipv6
+            .into_iter()
+            .chain(self.vxlan.map(Routing::Vxlan))
+            .collect();
     }
 
     fn run(mut self, updates: Receiver<Update>) {
@@ -204,27 +202,32 @@ impl Converger {
         });
         match result {
             Ok(index) => {
-                self.local.vxlan = Some(VxlanView {
+                self.vxlan = Some(Vxlan {
                     index,
                     family: self.setup.uplink.family,
                     source: subnet.network(),
                 });
             }
             Err(e) => {
-                warn!(error = %e, "VXLAN device: IPv4 pods cannot reach other nodes");
-                self.metrics.convergence_errors.inc();
-                self.local.vxlan = None;
+                let e = Error::Netlink {
+                    context: format!("VXLAN device {VXLAN_DEVICE}"),
+                    source: e,
+                };
+                warn!(error = %e, "IPv4 pods cannot reach other nodes");
+                self.metrics.convergence_error(&e);
+                self.vxlan = None;
                 self.dirty = true;
             }
         }
+        self.set_routing();
     }
 
     fn rebuild_desired(&mut self, log_problems: bool) {
         let peers = self.peers.as_deref().unwrap_or_default();
         let (desired, problems) = Desired::build(&self.local, peers);
         if log_problems {
-            for p in problems {
-                warn!("not programmed: {p}");
+            for problem in problems {
+                warn!("not programmed: {problem}");
             }
         }
         self.desired = desired;
@@ -236,18 +239,18 @@ impl Converger {
         self.dirty = false;
         self.ensure_vxlan();
         self.rebuild_desired(true);
-        match kernel::read_actual(&mut self.nl, self.local.vxlan.map(|v| v.index)) {
+        match kernel::read_actual(&mut self.nl, self.vxlan.map(|v| v.index)) {
             Ok(actual) => {
                 self.current = actual;
                 self.apply();
             }
             Err(e) => {
-                warn!(error = %e, "reading the datapath's kernel state");
-                self.metrics.convergence_errors.inc();
+                let e = Error::netlink("reading the datapath's kernel state")(e);
+                warn!(error = %e, "full convergence pass");
+                self.metrics.convergence_error(&e);
                 self.dirty = true;
             }
         }
-        self.sync_nat();
         self.finish("full", started);
     }
 
@@ -257,9 +260,6 @@ impl Converger {
         self.dirty = false;
         self.rebuild_desired(true);
         self.apply();
-        if self.nat_pending {
-            self.sync_nat();
-        }
         self.finish("incremental", started);
     }
 
@@ -268,7 +268,7 @@ impl Converger {
         if plan.is_empty() {
             return;
         }
-        let vxlan_index = self.local.vxlan.map(|v| v.index).unwrap_or(0);
+        let vxlan_index = self.vxlan.map(|v| v.index).unwrap_or(0);
         match kernel::apply(&mut self.nl, &plan, vxlan_index) {
             Ok(outcome) => {
                 let changes = &self.metrics.datapath_changes;
@@ -286,7 +286,7 @@ impl Converger {
                 }
                 for (key, owner, error) in &outcome.failed {
                     warn!(entry = ?key, peer = ?owner, error = %error, "datapath entry not in place");
-                    self.metrics.convergence_errors.inc();
+                    self.metrics.convergence_error(error);
                     if owner.is_some() {
                         // Unknown now: treat it as absent so the retry upserts it.
                         self.current.remove(key);
@@ -300,33 +300,13 @@ impl Converger {
                 );
             }
             Err(e) => {
-                warn!(error = %e, "applying datapath changes");
-                self.metrics.convergence_errors.inc();
+                let e = Error::netlink("applying datapath changes")(e);
+                warn!(error = %e, "convergence pass");
+                self.metrics.convergence_error(&e);
                 // Unknown state: the next full pass reads the truth.
                 self.current.clear();
                 self.dirty = true;
             }
-        }
-    }
-
-    /// Puts weft's NAT table in place: at start and on every full pass (repairing
-    /// drift). It names no peer, so peer changes never need it.
-    fn sync_nat(&mut self) {
-        let (Some(subnet), Some(_)) = (self.setup.allocation.ipv4_subnet, self.local.vxlan) else {
-            return;
-        };
-        let egress = nftables::Egress {
-            subnet,
-            uplink: self.setup.uplink.name.clone(),
-            tunnel_port: self.setup.allocation.vxlan_port,
-        };
-        if let Err(e) = nftables::replace_table(&egress) {
-            warn!(error = %e, "IPv4 egress NAT");
-            self.metrics.convergence_errors.inc();
-            self.dirty = true;
-            self.nat_pending = true;
-        } else {
-            self.nat_pending = false;
         }
     }
 

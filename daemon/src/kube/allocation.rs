@@ -9,42 +9,37 @@ use weft_api::{WeftNetwork, WeftNode};
 use weft_wire::{parse_ipv4_subnet, parse_ipv6_prefix, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS};
 
 use crate::allocation::NodeAllocation;
-use crate::flags::Ipv6Routing;
+use crate::error::{Error, Result};
 
 impl NodeAllocation {
     /// The allocation the objects describe, once it is complete: every family the
     /// network's mode serves has its range. `Err` says what is still missing or wrong.
-    pub fn from_objects(network: &WeftNetwork, node: &WeftNode) -> Result<NodeAllocation, String> {
+    pub fn from_objects(network: &WeftNetwork, node: &WeftNode) -> Result<NodeAllocation> {
         let plan = network.spec.plan().map_err(|errors| {
             let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            format!("WeftNetwork is invalid: {}", text.join("; "))
+            Error::Allocation(format!("WeftNetwork is invalid: {}", text.join("; ")))
         })?;
         let ipv6_prefix = match (plan.mode.has_ipv6(), &node.spec.ipv6_prefix) {
             (false, _) => None,
-            (true, None) => return Err("no IPv6 prefix allocated yet".into()),
+            (true, None) => return Err(Error::Allocation("no IPv6 prefix allocated yet".into())),
             (true, Some(text)) => Some(
                 parse_ipv6_prefix("WeftNode spec.ipv6Prefix", text, PEER_IPV6_LENGTHS)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| Error::Allocation(e.to_string()))?,
             ),
         };
         let ipv4_subnet = match (plan.mode.has_ipv4(), &node.spec.ipv4_subnet) {
             (false, _) => None,
-            (true, None) => return Err("no IPv4 subnet allocated yet".into()),
+            (true, None) => return Err(Error::Allocation("no IPv4 subnet allocated yet".into())),
             (true, Some(text)) => Some(
                 parse_ipv4_subnet("WeftNode spec.ipv4Subnet", text, PEER_IPV4_LENGTHS)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| Error::Allocation(e.to_string()))?,
             ),
         };
         Ok(NodeAllocation {
             mode: plan.mode,
             ipv6_prefix,
             ipv4_subnet,
-            // The plan is validated: anything but "direct" is "fabric".
-            ipv6_routing: if plan.ipv6_routing == "direct" {
-                Ipv6Routing::Direct
-            } else {
-                Ipv6Routing::Fabric
-            },
+            ipv6_routing: plan.ipv6_routing,
             vxlan_vni: plan.vxlan_vni,
             vxlan_port: plan.vxlan_port,
         })

@@ -5,7 +5,7 @@
 //!   apply, field manager `weftd`: the controller's fields are never touched);
 //! - it waits for the controller to write its prefix and subnet, and keeps a local copy
 //!   ([`allocation`]), so a weftd restarting while the apiserver is down still serves;
-//! - every `WeftNode` with ranges is a peer: a watch feeds the same
+//! - every `WeftNode` with ranges is a peer: a watch ([`crate::peers`]) feeds the same
 //!   [`Datapath::set_peers`](crate::datapath::Datapath::set_peers) as the peers file;
 //! - address use goes to the `WeftNode` status, at most every [`REPORT_EVERY`] and only
 //!   when it changed.
@@ -16,7 +16,8 @@
 pub mod allocation;
 
 use crate::allocation::NodeAllocation;
-use crate::datapath::Datapath;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::node::Uplink;
 use crate::service::Service;
 use futures::StreamExt;
@@ -26,42 +27,38 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tracing::{info, warn};
 use weft_api::{condition, WeftNetwork, WeftNode, WeftNodeSpec, WeftNodeStatus};
 use weft_wire::Family;
-use weft_wire::{Peer, PeerEntry};
 
 /// Field manager of everything weftd writes.
 const FIELD_MANAGER: &str = "weftd";
 /// Usage reports are rate-limited to one per this period (5,000 nodes reporting every
 /// pod start would flood the apiserver).
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
-/// A burst of WeftNode changes (a cluster starting) is applied as one peer list.
-const PEER_DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often publishing the identity is retried while the apiserver cannot be reached.
 const WAIT_POLL: Duration = Duration::from_secs(1);
-/// WeftNodes per page of the watch's initial list. A page is decoded whole, managedFields
-/// and status included, before its objects shrink to peer entries. With 5,000 WeftNodes
-/// (e2e/bench-kube-peers.sh) weftd peaked at 43 MiB with the watcher's default of 500
-/// per page and at 31 MiB with 100 (27.6 MiB from a peers file), converging as fast.
-const LIST_PAGE: u32 = 100;
-
 /// Connects to the apiserver named by `kubeconfig`, else in-cluster.
-pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, String> {
+pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+            let fail = |e: &dyn std::fmt::Display| Error::Kubeconfig {
+                flag: format!("--kubeconfig {}", path.display()),
+                message: e.to_string(),
+            };
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?
+                .map_err(|e| fail(&e))?
         }
-        None => kube::Config::incluster().map_err(|e| format!("--in-cluster: {e}"))?,
+        None => kube::Config::incluster().map_err(|e| Error::Kubeconfig {
+            flag: "--in-cluster".into(),
+            message: e.to_string(),
+        })?,
     };
-    Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
+    Client::try_from(config).map_err(Error::kubernetes("Kubernetes client"))
 }
 
 /// The node's view of the cluster.
@@ -90,16 +87,13 @@ impl Cluster {
         }
     }
 
-    fn nodes(&self) -> Api<WeftNode> {
+    /// The WeftNode API (all of them: they are cluster-scoped).
+    pub fn nodes(&self) -> Api<WeftNode> {
         Api::all(self.client.clone())
     }
 
     /// Publishes the node's underlay addresses (and VTEP MAC once it has a subnet).
-    pub async fn publish_identity(
-        &self,
-        uplink: &Uplink,
-        vtep_mac: Option<[u8; 6]>,
-    ) -> Result<(), String> {
+    pub async fn publish_identity(&self, uplink: &Uplink, vtep_mac: Option<[u8; 6]>) -> Result<()> {
         // Only weftd's fields: server-side apply leaves the controller's alone.
         let spec = WeftNodeSpec {
             node_name: self.node_name.clone(),
@@ -120,7 +114,10 @@ impl Cluster {
             )
             .await
             .map(|_| ())
-            .map_err(|e| format!("publishing WeftNode {}: {e}", self.node_name))
+            .map_err(Error::kubernetes(format!(
+                "publishing WeftNode {}",
+                self.node_name
+            )))
     }
 
     /// The allocation, once the controller has written it. While the apiserver cannot
@@ -185,7 +182,7 @@ impl Cluster {
                 (None, Some(network), Some(node)) => {
                     match NodeAllocation::from_objects(network, node) {
                         Ok(allocation) => return allocation,
-                        Err(reason) => reason,
+                        Err(reason) => reason.to_string(),
                     }
                 }
                 (None, None, _) => format!("WeftNetwork {} does not exist", self.network),
@@ -199,65 +196,11 @@ impl Cluster {
         std::future::pending().await
     }
 
-    /// Watches every WeftNode and hands the peer list to the datapath after each burst
-    /// of changes. Runs until the process ends; a broken watch is retried with backoff.
-    ///
-    /// Of each WeftNode only its peer entry is kept, as it arrives: the object's
-    /// metadata, managedFields (four writers) and status are several times its size, and
-    /// every weftd holds one per node of the cluster.
-    pub async fn feed_peers(self, datapath: Datapath) {
-        let stream = watcher::watcher(
-            self.nodes(),
-            watcher::Config::default().page_size(LIST_PAGE),
-        )
-        .default_backoff();
-        futures::pin_mut!(stream);
-        let mut nodes: BTreeMap<String, PeerEntry> = BTreeMap::new();
-        let mut listing: Option<BTreeMap<String, PeerEntry>> = None;
-        let mut pending = false;
-        loop {
-            let next = if pending {
-                match tokio::time::timeout(PEER_DEBOUNCE, stream.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        datapath.set_peers(peers_of(&nodes));
-                        pending = false;
-                        continue;
-                    }
-                }
-            } else {
-                stream.next().await
-            };
-            match next {
-                None => return,
-                Some(Err(e)) => warn!(error = %e, "WeftNode watch (retrying)"),
-                Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
-                Some(Ok(Event::InitApply(node))) => {
-                    if let Some(l) = listing.as_mut() {
-                        l.insert(node_name(&node), node.peer_entry());
-                    }
-                }
-                Some(Ok(Event::InitDone)) => {
-                    nodes = listing.take().unwrap_or_default();
-                    pending = true;
-                }
-                Some(Ok(Event::Apply(node))) => {
-                    nodes.insert(node_name(&node), node.peer_entry());
-                    pending = true;
-                }
-                Some(Ok(Event::Delete(node))) => {
-                    nodes.remove(&node_name(&node));
-                    pending = true;
-                }
-            }
-        }
-    }
-
     /// Reports address use on the WeftNode status when it changed, at most every
     /// [`REPORT_EVERY`]; also marks the node Ready. Ready keeps the transition time the
     /// object already holds (a restarted weftd was serving before and still is), so only
     /// a change of status moves it.
-    pub async fn report_usage(self, service: Service) {
+    pub async fn report_usage(self, service: Service, metrics: Metrics) {
         let mut last = None;
         let mut ready: Option<Vec<Condition>> = None;
         loop {
@@ -303,7 +246,11 @@ impl Cluster {
                         ready = Some(body.conditions);
                         last = Some(status);
                     }
-                    Err(e) => warn!(error = %e, "reporting address use (will retry)"),
+                    Err(e) => {
+                        let e = Error::kubernetes("reporting address use")(e);
+                        warn!(error = %e, "will retry");
+                        metrics.error(&e);
+                    }
                 }
             }
             tokio::time::sleep(REPORT_EVERY).await;
@@ -349,26 +296,4 @@ fn latest<K>(current: &mut Option<K>, event: Event<K>) -> bool {
         Event::InitDone => {}
     }
     true
-}
-
-fn node_name(node: &WeftNode) -> String {
-    node.metadata.name.clone().unwrap_or_default()
-}
-
-/// Every WeftNode that has ranges and an underlay address, validated like peers-file
-/// entries (bad ones are logged and skipped). A node still waiting for its ranges, or
-/// whose weftd has not published yet, is not a peer yet.
-fn peers_of(nodes: &BTreeMap<String, PeerEntry>) -> Vec<Peer> {
-    nodes
-        .values()
-        .filter(|n| n.ipv6_prefix.is_some() || n.ipv4_subnet.is_some())
-        .filter(|n| n.underlay_ipv4.is_some() || n.underlay_ipv6.is_some())
-        .enumerate()
-        .filter_map(|(index, entry)| {
-            entry
-                .validate(index)
-                .map_err(|e| warn!("skipping WeftNode: {e}"))
-                .ok()
-        })
-        .collect()
 }

@@ -1,4 +1,4 @@
-//! The standalone peer source: `--peers FILE`, re-read when it changes.
+//! The file peer source: `--peers FILE`, re-read when it changes.
 //!
 //! The file is polled (device, inode, size, modification time) rather than watched with
 //! inotify: a poll also sees the file replaced by rename (how editors, `kubectl cp` and

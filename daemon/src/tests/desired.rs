@@ -1,20 +1,27 @@
 use super::*;
-use weft_wire::parse_peers;
+use crate::routing::{Direct, Fabric, Vxlan};
+use std::net::{IpAddr, Ipv4Addr};
+use weft_wire::{parse_peers, UnderlayFamily};
 
 const VXLAN: u32 = 7;
 const UPLINK: u32 = 3;
 
 fn local(direct: bool, family: UnderlayFamily) -> LocalView {
+    let ipv6 = if direct {
+        Routing::Direct(Direct { uplink: UPLINK })
+    } else {
+        Routing::Fabric(Fabric)
+    };
+    let vxlan = Routing::Vxlan(Vxlan {
+        index: VXLAN,
+        family,
+        source: "10.255.1.0".parse().unwrap(),
+    });
     LocalView {
         node_name: "node-a".into(),
         ipv6_prefix: Some("2001:db8:1000:1::/80".parse().unwrap()),
         ipv4_subnet: Some("10.255.1.0/24".parse().unwrap()),
-        vxlan: Some(VxlanView {
-            index: VXLAN,
-            family,
-            source: "10.255.1.0".parse().unwrap(),
-        }),
-        direct_ipv6: direct.then_some(UPLINK),
+        routing: vec![ipv6, vxlan],
     }
 }
 
@@ -107,6 +114,7 @@ fn unusable_peers_are_left_out_whole_with_a_reason() {
     ]"#,
     );
     let (desired, problems) = Desired::build(&local(false, UnderlayFamily::Ipv4), &list);
+    let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
     assert_eq!(desired.peers, BTreeSet::from(["node-b".to_owned()]));
     assert_eq!(desired.known, 6);
     assert_eq!(problems.len(), 5, "{problems:#?}");

@@ -6,6 +6,7 @@ fn parse(args: &[&str]) -> Result<Config, String> {
     Flags::try_parse_from(argv)
         .map_err(|e| e.to_string())?
         .validate()
+        .map_err(|e| e.to_string())
 }
 
 #[test]

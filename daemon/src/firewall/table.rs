@@ -1,0 +1,218 @@
+//! weft's nftables table as data: the sets and chains the concerns declare, the elements
+//! their sets hold, and the two scripts `nft -f` runs: one that creates the whole table
+//! in one transaction, one that changes elements only. Pure, so the scripts are
+//! unit-tested; [`super::nft`] runs them.
+
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Display, Write};
+
+/// The table's family: `inet` carries both IPv4 and IPv6, so one table serves every
+/// concern of both families.
+pub const FAMILY: &str = "inet";
+/// The table's name.
+pub const TABLE: &str = "weft";
+
+/// A named set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub name: &'static str,
+    /// nft's element type (`ipv4_addr`, `inet_service`, ...).
+    pub kind: &'static str,
+    /// Whether elements are prefixes or ranges (`flags interval`).
+    pub interval: bool,
+}
+
+/// Where a base chain hooks into the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prerouting,
+    Output,
+    Postrouting,
+}
+
+/// A base chain's priority, by the name nft gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Before connection tracking (-300).
+    Raw,
+    /// Source NAT (100).
+    SrcNat,
+}
+
+/// A base chain's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainKind {
+    Filter,
+    Nat,
+}
+
+/// A base chain and its rules (nft syntax, without comments: [`Declaration`] adds them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: &'static str,
+    pub kind: ChainKind,
+    pub hook: Hook,
+    pub priority: Priority,
+    pub rules: Vec<String>,
+}
+
+/// Everything the table declares: what the concerns contribute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declaration {
+    pub sets: Vec<Set>,
+    pub chains: Vec<Chain>,
+}
+
+/// One set element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Element {
+    /// An address prefix (a single address is a full-length prefix).
+    Prefix(IpNet),
+    /// A port (`inet_service`).
+    Port(u16),
+}
+
+/// The elements each set should hold, by set name.
+pub type Elements = BTreeMap<&'static str, BTreeSet<Element>>;
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+impl Priority {
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Raw => "raw",
+            Priority::SrcNat => "srcnat",
+        }
+    }
+
+    /// The number nft lists for it.
+    pub fn value(self) -> i64 {
+        match self {
+            Priority::Raw => -300,
+            Priority::SrcNat => 100,
+        }
+    }
+}
+
+impl ChainKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChainKind::Filter => "filter",
+            ChainKind::Nat => "nat",
+        }
+    }
+}
+
+impl Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Element::Prefix(net) if net.prefix_len() == net.max_prefix_len() => {
+                write!(f, "{}", net.addr())
+            }
+            Element::Prefix(net) => write!(f, "{net}"),
+            Element::Port(port) => write!(f, "{port}"),
+        }
+    }
+}
+
+/// The comment that marks a rule as the one weftd declared: the chain, the rule's
+/// position and a hash of its text. Comparing the kernel's comments with these tells a
+/// deleted, added or changed rule without parsing nft's rendering of expressions.
+pub fn rule_marker(chain: &str, index: usize, rule: &str) -> String {
+    // FNV-1a: stable across builds and Rust versions, unlike std's hasher.
+    let hash = rule.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("weft {chain}#{index} {hash:08x}")
+}
+
+impl Declaration {
+    /// The script that creates the table with its elements, in one transaction: any
+    /// table of the same name and family goes first, so the result is exactly this
+    /// whatever the kernel held.
+    pub fn creation_script(&self, elements: &Elements) -> String {
+        let mut script = String::new();
+        // "add" then "delete" removes the table whether or not it exists. A `table ip
+        // weft` would hold weft's IPv4 NAT and notrack rules a second time beside this
+        // one, so it is removed too.
+        for family in [FAMILY, "ip"] {
+            let _ = writeln!(script, "add table {family} {TABLE}");
+            let _ = writeln!(script, "delete table {family} {TABLE}");
+        }
+        let _ = writeln!(script, "table {FAMILY} {TABLE} {{");
+        for set in &self.sets {
+            let flags = if set.interval { " flags interval;" } else { "" };
+            let _ = writeln!(script, "\tset {} {{ type {};{flags} }}", set.name, set.kind);
+        }
+        for chain in &self.chains {
+            let _ = writeln!(script, "\tchain {} {{", chain.name);
+            let _ = writeln!(
+                script,
+                "\t\ttype {} hook {} priority {}; policy accept;",
+                chain.kind.name(),
+                chain.hook.name(),
+                chain.priority.name()
+            );
+            for (index, rule) in chain.rules.iter().enumerate() {
+                let marker = rule_marker(chain.name, index, rule);
+                let _ = writeln!(script, "\t\t{rule} comment \"{marker}\"");
+            }
+            let _ = writeln!(script, "\t}}");
+        }
+        let _ = writeln!(script, "}}");
+        script.push_str(&element_lines("add", elements));
+        script
+    }
+}
+
+/// The script that turns the sets' elements from `actual` into `desired`: one `add
+/// element` and one `delete element` line per set that changes, one transaction. Empty
+/// when nothing changes.
+pub fn element_script(actual: &Elements, desired: &Elements) -> String {
+    let mut added = Elements::new();
+    let mut deleted = Elements::new();
+    for (set, want) in desired {
+        let have = actual.get(set);
+        let new: BTreeSet<Element> = want
+            .iter()
+            .filter(|e| !have.is_some_and(|h| h.contains(e)))
+            .copied()
+            .collect();
+        added.insert(set, new);
+    }
+    for (set, have) in actual {
+        let want = desired.get(set);
+        let gone: BTreeSet<Element> = have
+            .iter()
+            .filter(|e| !want.is_some_and(|w| w.contains(e)))
+            .copied()
+            .collect();
+        deleted.insert(set, gone);
+    }
+    element_lines("delete", &deleted) + &element_lines("add", &added)
+}
+
+fn element_lines(verb: &str, elements: &Elements) -> String {
+    let mut lines = String::new();
+    for (set, members) in elements {
+        if members.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = members.iter().map(Element::to_string).collect();
+        let _ = writeln!(
+            lines,
+            "{verb} element {FAMILY} {TABLE} {set} {{ {} }}",
+            list.join(", ")
+        );
+    }
+    lines
+}
