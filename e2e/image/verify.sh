@@ -4,7 +4,8 @@
 # mount namespaces made by unshare, so nothing touches the host's network or mounts):
 #   weftd --help, weft-controller --help, daemonset-wait's usage, weft and the
 #   reference plugins answering CNI VERSION, nft applying and listing weftd's table,
-#   iproute2 flushing only protocol-119 routes (called by path, as the chart's
+#   weftd starting on a node made of the namespace, serving /readyz and writing its
+#   nft table, iproute2 flushing only protocol-119 routes (called by path, as the chart's
 #   clean-up does: the image's busybox sh prefers its own `ip` applet), and the chart's install script
 #   (charts/weft/files/install-cni.sh) installing the plugins into a directory,
 #   then leaving them alone the second time.
@@ -46,13 +47,17 @@ for plugin in weft portmap bandwidth loopback; do
 		sh -c "echo '{\"cniVersion\":\"1.1.0\"}' | CNI_COMMAND=VERSION /usr/lib/weft/cni/$plugin"
 done
 check "nft --version" "nftables v" nft --version
-# The table shape weftd writes (daemon/src/nftables.rs), applied and listed back.
+# A table of the shape weftd writes (daemon/), applied and listed back, also as the
+# JSON weftd reads (`nft -j`, libjansson).
 check "nft applies weft's table" 'oifname != "weft*" masquerade' sh -c '
-	printf "%s\n" "table ip weft {" " chain postrouting {" \
+	printf "%s\n" "table inet weft {" " chain postrouting {" \
 		"  type nat hook postrouting priority srcnat; policy accept;" \
 		"  ip saddr 10.255.1.0/24 oifname != \"weft*\" masquerade" " }" \
 		" chain tunnel-out {" "  type filter hook output priority raw; policy accept;" \
-		"  udp dport 4789 notrack" " }" "}" | nft -f - && nft list table ip weft'
+		"  udp dport 4789 notrack" " }" "}" | nft -f - && nft list table inet weft'
+check "nft -j lists it as JSON" '{"nftables": [' sh -c '
+	echo "table inet weft { chain c { type filter hook output priority raw; }; }" | nft -f - &&
+	nft -j list table inet weft'
 # The clean-up's route flush must take weft's routes (protocol 119) and nothing else.
 check "ip route flush proto 119 keeps other routes" "198.51.100.0/24 dev lo proto static" sh -c '
 	ip=/usr/sbin/ip
@@ -77,11 +82,34 @@ check "cleanup.sh removes weft and only weft" "left: 10-other.conflist 198.51.10
 	$ip link set lo up && $ip addr add 192.0.2.1/32 dev lo &&
 	$ip link add weft-vxlan type vxlan id 1 dstport 4789 local 192.0.2.1 nolearning &&
 	$ip route add 10.255.2.0/24 dev lo proto 119 && $ip route add 198.51.100.0/24 dev lo proto static &&
+	echo "table inet weft { chain postrouting { type nat hook postrouting priority srcnat; }; }" | nft -f - &&
 	echo "table ip weft { chain postrouting { type nat hook postrouting priority srcnat; }; }" | nft -f - &&
 	sh -c "$1" cleanup.sh /tmp/cni-conf/05-weft.conflist /tmp/cni-bin/weft /tmp/no-weftd.sock >/dev/null &&
-	! $ip link show weft-vxlan 2>/dev/null && ! nft list table ip weft 2>/dev/null &&
+	! $ip link show weft-vxlan 2>/dev/null && ! nft list table inet weft 2>/dev/null &&
+	! nft list table ip weft 2>/dev/null &&
 	! $ip route show proto 119 | grep -q . && [ ! -e /tmp/cni-bin/weft ] && [ -e /tmp/cni-bin/portmap ] &&
 	echo "left: $(ls /tmp/cni-conf) $($ip route show proto static)"' cleanup "$cleanup_script"
+
+# weftd itself, standalone, on a node made of the fresh network namespace: it becomes
+# ready (/readyz) and installs its nft table through the image's nft.
+check "weftd serves and writes its nft table" "table " sh -c '
+	ip=/usr/sbin/ip
+	mount -t proc proc /proc && mkdir -p /run/weft &&
+	$ip link set lo up && $ip link add uplink type veth peer name uplink-peer &&
+	$ip link set uplink up && $ip link set uplink-peer up &&
+	$ip addr add 192.0.2.1/24 dev uplink && $ip -6 addr add 2001:db8:ffff::1/64 dev uplink nodad &&
+	$ip route add default via 192.0.2.254 dev uplink || exit 1
+	weftd --node-name image-check --ipv6-prefix 2001:db8:1::/80 --ipv4-subnet 10.255.1.0/24 \
+		--state-dir /run/weft/state --socket /run/weft/weftd.sock --metrics-addr 127.0.0.1:19641 \
+		>/tmp/weftd.log 2>&1 &
+	weftd=$!
+	trap "kill \$weftd" EXIT
+	for i in $(seq 50); do
+		wget -q -O /dev/null http://127.0.0.1:19641/readyz 2>/dev/null && break
+		sleep 0.2
+	done
+	wget -q -O /dev/null http://127.0.0.1:19641/readyz || { cat /tmp/weftd.log; exit 1; }
+	nft list tables | grep weft'
 
 echo "image $tag: $(du -sk --apparent-size "$rootfs" | cut -f1) KiB unpacked, $(($(stat -c %s "$tar_file") / 1024)) KiB as an OCI tar, $failures failure(s)"
 [ "$failures" = 0 ]

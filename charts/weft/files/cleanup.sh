@@ -5,7 +5,7 @@
 # removes.
 #   cleanup.sh CONFLIST PLUGIN SOCKET
 # Removes: the conflist (first, so the runtime stops sending pods to weft), the weft
-# plugin, the VXLAN device weft-vxlan, the nft table `ip weft` (egress NAT) and every
+# plugin, the VXLAN device weft-vxlan, the nft table `inet weft` (and an older `ip weft`) and every
 # route of protocol 119 (weft's peer and pod routes). The reference plugins stay: other
 # CNIs use them too. Each step tolerates "already gone".
 set -u
@@ -29,9 +29,12 @@ rm -f "$plugin" && echo "removed $plugin"
 if $ip link show weft-vxlan >/dev/null 2>&1; then
 	$ip link delete weft-vxlan && echo "removed the VXLAN device weft-vxlan"
 fi
-if $nft list table ip weft >/dev/null 2>&1; then
-	$nft delete table ip weft && echo "removed the nft table ip weft"
-fi
+# weft's tables: `inet weft`, and `ip weft` on nodes that ran a weftd writing that one.
+for family in inet ip; do
+	if $nft list table "$family" weft >/dev/null 2>&1; then
+		$nft delete table "$family" weft && echo "removed the nft table $family weft"
+	fi
+done
 $ip -4 route flush proto 119 && echo "flushed IPv4 routes of protocol 119"
 $ip -6 route flush proto 119 && echo "flushed IPv6 routes of protocol 119"
 echo "weft removed from this node"
