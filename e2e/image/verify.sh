@@ -8,7 +8,8 @@
 #   nft table, iproute2 flushing only protocol-119 routes (called by path, as the chart's
 #   clean-up does: the image's busybox sh prefers its own `ip` applet), and the chart's install script
 #   (charts/weft/files/install-cni.sh) installing the plugins into a directory,
-#   then leaving them alone the second time.
+#   then leaving them alone the second time; and, where e2e/setup.sh --cluster built
+#   containerd, `ctr -n k8s.io images import` of the tar and runc running weftd from it.
 #
 #   e2e/image/verify.sh IMAGE_TAR
 set -euo pipefail
@@ -110,6 +111,41 @@ check "weftd serves and writes its nft table" "table " sh -c '
 	done
 	wget -q -O /dev/null http://127.0.0.1:19641/readyz || { cat /tmp/weftd.log; exit 1; }
 	nft list tables | grep weft'
+
+# The node's side: a private containerd (e2e/setup.sh --cluster builds it) imports the
+# tar under its name, as each node's does, and runs a program of it with runc.
+bin=${WEFT_TOOLS_BIN:-${HOME:?}/.cache/weft/tools/bin}
+if [ -x "$bin/containerd" ] && [ -x "$bin/ctr" ] && command -v runc >/dev/null; then
+	mkdir "$work/containerd"
+	cat >"$work/containerd/config.toml" <<EOF
+version = 3
+root = "$work/containerd/root"
+state = "$work/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images", "io.containerd.podsandbox.controller.v1.podsandbox"]
+[grpc]
+  address = "$work/containerd/sock"
+[ttrpc]
+  address = "$work/containerd/sock.ttrpc"
+EOF
+	# Its own mount namespace: its snapshot mounts go when it does.
+	unshare --mount "$bin/containerd" --config "$work/containerd/config.toml" >"$work/containerd/log" 2>&1 &
+	containerd=$!
+	trap 'kill "$containerd" 2>/dev/null; wait "$containerd" 2>/dev/null; rm -rf "$work"' EXIT
+	ctr=("$bin/ctr" --address "$work/containerd/sock" -n k8s.io)
+	for _ in $(seq 50); do [ -S "$work/containerd/sock" ] && break; sleep 0.1; done
+	name=$(sed -n 's/.*"io.containerd.image.name":"\([^"]*\)".*/\1/p' "$work/layout/index.json")
+	if "${ctr[@]}" images import "$tar_file" >/dev/null 2>&1 &&
+		"${ctr[@]}" images ls -q 2>/dev/null | grep -qx "$name" &&
+		output=$(PATH=$bin:$PATH "${ctr[@]}" run --rm "$name" "weft-image-verify-$$" /usr/bin/weftd --version 2>/dev/null) &&
+		[[ $output == "weftd "* ]]; then
+		printf 'ok   ctr -n k8s.io images import names it %s; runc runs weftd --version in it\n' "$name"
+	else
+		printf 'FAIL containerd import or run of %s: %s\n' "$name" "$(tail -n 5 "$work/containerd/log")"
+		failures=$((failures + 1))
+	fi
+else
+	echo "skip containerd import: no containerd, ctr (e2e/setup.sh --cluster) or runc"
+fi
 
 echo "image $tag: $(du -sk --apparent-size "$rootfs" | cut -f1) KiB unpacked, $(($(stat -c %s "$tar_file") / 1024)) KiB as an OCI tar, $failures failure(s)"
 [ "$failures" = 0 ]
