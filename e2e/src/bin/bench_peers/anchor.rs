@@ -110,29 +110,57 @@ pub(crate) fn anchor_round(
     (ns, round)
 }
 
-/// The script weftd pipes to `nft -f -` (daemon/src/nftables.rs, `replace_table`) for
-/// this node: the egress NAT of the pods' subnet leaving through a non-weft interface,
-/// and the tunnel's packets untracked both ways. It names no peer, so a peer change
-/// leaves it alone, on both sides.
+/// The script weftd's first firewall pass runs on this node (daemon/src/firewall:
+/// `Declaration::creation_script` with the egress NAT concern): its `inet weft` table
+/// with the pod-subnet and tunnel-port sets, the masquerade of pods' IPv4 leaving
+/// through a non-weft interface, the tunnel's packets untracked both ways, and each
+/// rule's marker comment. It names no peer, so a peer change leaves it alone, on both
+/// sides.
 pub(crate) fn weftd_table() -> String {
-    format!(
-        "add table ip weft\n\
-         delete table ip weft\n\
-         table ip weft {{\n\
-         \tchain postrouting {{\n\
-         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tip saddr {NODE_SUBNET}/24 oifname != \"weft*\" masquerade\n\
-         \t}}\n\
-         \tchain tunnel-in {{\n\
-         \t\ttype filter hook prerouting priority raw; policy accept;\n\
-         \t\tiifname \"uplink\" udp dport {VXLAN_PORT} notrack\n\
-         \t}}\n\
-         \tchain tunnel-out {{\n\
-         \t\ttype filter hook output priority raw; policy accept;\n\
-         \t\tudp dport {VXLAN_PORT} notrack\n\
-         \t}}\n\
-         }}\n"
-    )
+    let chains = [
+        (
+            "postrouting",
+            "type nat hook postrouting priority srcnat",
+            "ip saddr @pod-subnets-v4 oifname != \"weft*\" masquerade",
+        ),
+        (
+            "tunnel-in",
+            "type filter hook prerouting priority raw",
+            "iifname \"uplink\" udp dport @tunnel-ports notrack",
+        ),
+        (
+            "tunnel-out",
+            "type filter hook output priority raw",
+            "udp dport @tunnel-ports notrack",
+        ),
+    ];
+    let mut script = String::from(
+        "add table inet weft\ndelete table inet weft\nadd table ip weft\ndelete table ip weft\n\
+         table inet weft {\n\
+         \tset pod-subnets-v4 { type ipv4_addr; flags interval; }\n\
+         \tset tunnel-ports { type inet_service; }\n",
+    );
+    for (chain, base, rule) in chains {
+        let marker = rule_marker(chain, 0, rule);
+        script.push_str(&format!(
+            "\tchain {chain} {{\n\t\t{base}; policy accept;\n\t\t{rule} comment \"{marker}\"\n\t}}\n"
+        ));
+    }
+    script.push_str(&format!(
+        "}}\n\
+         add element inet weft pod-subnets-v4 {{ {NODE_SUBNET}/24 }}\n\
+         add element inet weft tunnel-ports {{ {VXLAN_PORT} }}\n"
+    ));
+    script
+}
+
+/// weftd's marker of a declared rule (daemon/src/firewall/table.rs, `rule_marker`): the
+/// chain, the rule's position and the FNV-1a hash of its text.
+fn rule_marker(chain: &str, index: usize, rule: &str) -> String {
+    let hash = rule.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("weft {chain}#{index} {hash:08x}")
 }
 
 /// `nft list ruleset` in `ns`: the two sides' nftables state, to compare.

@@ -20,7 +20,9 @@
 //! weftd runs `--mode dual --ipv6-routing direct`, so per peer it owns 4 kernel objects:
 //! the IPv4 route via the peer's overlay gateway on `weft-vxlan`, the permanent neighbour
 //! of that gateway, the permanent FDB entry of the peer's VTEP MAC, and the IPv6 route to
-//! the peer's prefix via its underlay address; plus one nftables set element per subnet.
+//! the peer's prefix via its underlay address. Its nftables table (`inet weft`: egress
+//! NAT, untracked tunnel packets) names no peer: created once at start, never touched by
+//! a peer change.
 //!
 //! Measured, per round (rounds interleave weft and the anchor, A B B A ...):
 //!
@@ -45,9 +47,10 @@
 //!   (create `weft-vxlan` as the contract describes, its address, then per peer the IPv4
 //!   route, the neighbour and the IPv6 route) and one `bridge -batch` file (the FDB
 //!   entries), timed together from the first spawn until both exited; `nft -f` of
-//!   weftd's own table (the script weftd pipes to `nft`, [`anchor::weftd_table`]) is
-//!   timed separately and shown in its own column, so that column does the work weftd
-//!   does.
+//!   weftd's own table (the script weftd's first firewall pass runs,
+//!   [`anchor::weftd_table`]) is timed separately and shown in its own column, so that
+//!   column does the work weftd does. The notes say whether the two sides' `nft list
+//!   ruleset` are the same.
 //! - anchor, one peer change: the same change as `ip -batch` (delete + add route and
 //!   neighbour) and `bridge -batch` (delete + add FDB entry); like weftd's, it touches no
 //!   nftables.
