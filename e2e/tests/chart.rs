@@ -32,18 +32,21 @@ fn tool(variable: &str, name: &str, builder: &str) -> PathBuf {
     path
 }
 
-fn helm() -> Command {
-    let mut helm = Command::new(tool(
-        "HELM",
-        "helm",
-        "e2e/helm/build.sh ~/.cache/weft/tools/bin",
-    ));
-    // No repositories, plugins or cache of the user's: the chart alone.
+fn helm_binary() -> PathBuf {
+    tool("HELM", "helm", "e2e/helm/build.sh ~/.cache/weft/tools/bin")
+}
+
+/// `helm` with no repositories, plugins or cache of the user's: the chart alone.
+fn isolated(mut helm: Command) -> Command {
     let home = std::env::temp_dir().join(format!("weft-chart-test-helm-{}", std::process::id()));
     helm.env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_DATA_HOME", home.join("data"));
     helm
+}
+
+fn helm() -> Command {
+    isolated(Command::new(helm_binary()))
 }
 
 /// `helm template` with `--set` values (`json:` before one makes it `--set-json`): its
@@ -731,4 +734,218 @@ fn helm_lint_is_clean() {
         !stdout.contains("[WARNING]") && !stdout.contains("[ERROR]"),
         "{stdout}"
     );
+}
+
+/// The chart installed by helm on a real kube-apiserver (no kubelets: nothing runs, the
+/// objects are what is checked): the WeftNetwork's first-install hook after the CRDs,
+/// the per-node admission policy and RBAC with weftd's own pod-bound token, adoption of
+/// the hook's WeftNetwork by `helm upgrade`, and CRDs kept by `helm uninstall`.
+mod installed {
+    use super::{helm_binary, isolated, repo, NAMESPACE, RELEASE};
+    use serde_json::{json, Value};
+    use std::path::Path;
+    use std::process::Output;
+    use weft_e2e::{serving_namespace, ControlPlane, Netns};
+
+    const SERVER_V6: &str = "2001:db8:ffff::2";
+
+    /// A control plane in a namespace of its own; field order is drop order.
+    struct Cluster {
+        cp: ControlPlane,
+        ns: Netns,
+    }
+
+    impl Cluster {
+        fn start() -> Cluster {
+            let ns = serving_namespace("chart", &[&format!("{SERVER_V6}/64")]);
+            let cp = ControlPlane::start(&ns, SERVER_V6.parse().unwrap());
+            Cluster { cp, ns }
+        }
+
+        /// helm against this apiserver, from the control plane's namespace.
+        fn helm(&self, args: &[&str]) -> Output {
+            let mut helm = isolated(std::process::Command::new("ip"));
+            helm.args(["netns", "exec", self.ns.name()])
+                .arg(helm_binary())
+                .args(args)
+                .args(["--namespace", NAMESPACE])
+                .arg(format!("--kubeconfig={}", self.cp.kubeconfig().display()));
+            helm.output().unwrap()
+        }
+
+        fn helm_ok(&self, args: &[&str]) -> String {
+            let out = self.helm(args);
+            assert!(
+                out.status.success(),
+                "helm {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+
+        fn get(&self, args: &[&str]) -> Value {
+            let mut all = args.to_vec();
+            all.extend(["-o", "json"]);
+            serde_json::from_str(&self.cp.kubectl_ok(&all)).unwrap()
+        }
+
+        fn create(&self, doc: Value) {
+            self.cp
+                .kubectl_input_ok(&["create", "-f", "-"], &doc.to_string());
+        }
+
+        /// A kubeconfig holding a token for `account`, bound to `pod` (whose node the
+        /// apiserver writes into the token).
+        fn token_kubeconfig(&self, account: &str, pod: &str) -> std::path::PathBuf {
+            let token = self.cp.kubectl_ok(&[
+                "create",
+                "token",
+                account,
+                "-n",
+                NAMESPACE,
+                "--bound-object-kind=Pod",
+                &format!("--bound-object-name={pod}"),
+            ]);
+            let path = self.cp.dir().join(format!("{pod}.kubeconfig"));
+            let kubeconfig = json!({
+                "apiVersion": "v1", "kind": "Config", "current-context": "weft",
+                "clusters": [{"name": "weft", "cluster": {"server": self.cp.server(),
+                    "certificate-authority": self.cp.ca_cert()}}],
+                "users": [{"name": pod, "user": {"token": token.trim()}}],
+                "contexts": [{"name": "weft", "context": {"cluster": "weft", "user": pod}}],
+            });
+            std::fs::write(&path, kubeconfig.to_string()).unwrap();
+            path
+        }
+
+        fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+            self.cp.kubectl_from(&self.ns, kubeconfig, args)
+        }
+    }
+
+    fn node(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    }
+
+    fn weftnode(name: &str) -> Value {
+        json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+               "metadata": {"name": name}, "spec": {"nodeName": name}})
+    }
+
+    /// weftd's pod on `node`, as the DaemonSet would make it (nothing runs it here).
+    fn weftd_pod(name: &str, node: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": NAMESPACE},
+               "spec": {"nodeName": node, "serviceAccountName": "weft-weftd",
+                        "containers": [{"name": "weftd", "image": "weft.dev/weft:0.1.0"}]}})
+    }
+
+    fn patch_underlay(cluster: &Cluster, kubeconfig: &Path, node: &str) -> Output {
+        cluster.kubectl_as(
+            kubeconfig,
+            &[
+                "patch",
+                "weftnode",
+                node,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"underlayIPv4":"192.0.2.7"}}"#,
+            ],
+        )
+    }
+
+    #[test]
+    fn install_upgrade_uninstall_on_an_apiserver() {
+        let cluster = Cluster::start();
+        let chart = repo().join("charts/weft");
+        let chart = chart.to_str().unwrap();
+        cluster.helm_ok(&["install", RELEASE, chart]);
+
+        // The CRDs came with the release, the WeftNetwork after them (a hook).
+        let network = cluster.get(&["get", "weftnetwork", "default"]);
+        assert_eq!(
+            network["spec"]["ipv6Ranges"],
+            json!([{"range": "2001:db8:1000::/64", "prefixLength": 80}])
+        );
+        let crd = cluster.get(&["get", "crd", "weftnodes.weft.dev"]);
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"],
+            "keep"
+        );
+
+        // weftd's token, bound to its pod on node-a, writes node-a's WeftNode only.
+        for name in ["node-a", "node-b"] {
+            cluster.create(node(name));
+            cluster.create(weftnode(name));
+        }
+        cluster.create(weftd_pod("weftd-a", "node-a"));
+        let weftd_a = cluster.token_kubeconfig("weft-weftd", "weftd-a");
+        let own = patch_underlay(&cluster, &weftd_a, "node-a");
+        assert!(
+            own.status.success(),
+            "{}",
+            String::from_utf8_lossy(&own.stderr)
+        );
+        let other = patch_underlay(&cluster, &weftd_a, "node-b");
+        let refused = String::from_utf8_lossy(&other.stderr);
+        assert!(!other.status.success());
+        assert!(
+            refused.contains(
+                "weftd may write only the WeftNode of the node its token is bound to, not node-b"
+            ),
+            "{refused}"
+        );
+        assert_eq!(
+            cluster.get(&["get", "weftnode", "node-b"])["spec"].get("underlayIPv4"),
+            None
+        );
+        // And RBAC: no creating or deleting WeftNodes, no writing the plan.
+        for (verb, resource, allowed) in [
+            ("patch", "weftnodes", "yes"),
+            ("patch", "weftnodes/status", "yes"),
+            ("watch", "weftnetworks", "yes"),
+            ("create", "weftnodes", "no"),
+            ("delete", "weftnodes", "no"),
+            ("patch", "weftnetworks", "no"),
+            ("get", "nodes", "no"),
+        ] {
+            let out = cluster.kubectl_as(&weftd_a, &["auth", "can-i", verb, resource]);
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                allowed,
+                "weftd {verb} {resource}"
+            );
+        }
+
+        // The upgrade adopts the hook's WeftNetwork and changes it.
+        cluster.helm_ok(&[
+            "upgrade",
+            RELEASE,
+            chart,
+            "--set",
+            "network.releaseCooldownSeconds=90",
+        ]);
+        let network = cluster.get(&["get", "weftnetwork", "default"]);
+        assert_eq!(network["spec"]["releaseCooldownSeconds"], 90);
+        assert_eq!(network["metadata"]["annotations"].get("helm.sh/hook"), None);
+
+        // Uninstall keeps the CRDs and what they hold.
+        cluster.helm_ok(&["uninstall", RELEASE]);
+        cluster.get(&[
+            "get",
+            "crd",
+            "weftnetworks.weft.dev",
+            "weftnodes.weft.dev",
+            "weftclaimblocks.weft.dev",
+        ]);
+        cluster.get(&["get", "weftnode", "node-a"]);
+        let out = cluster
+            .cp
+            .kubectl(&["get", "daemonset", "-n", NAMESPACE, "weft-weftd"]);
+        assert!(
+            !out.status.success(),
+            "weftd's DaemonSet outlived the release"
+        );
+    }
 }
