@@ -85,6 +85,8 @@ struct Converger {
     nl: Netlink,
     setup: Setup,
     local: LocalView,
+    /// The IPv6 routing mode, if weftd routes IPv6 at all.
+    ipv6: Option<Routing>,
     /// The VXLAN device, while it is up.
     vxlan: Option<Vxlan>,
     vxlan_spec: Option<VxlanSpec>,
@@ -100,6 +102,11 @@ struct Converger {
 impl Converger {
     fn new(nl: Netlink, setup: Setup, metrics: Metrics) -> Converger {
         let vxlan_spec = vxlan_spec(&setup);
+        let ipv6 = Routing::ipv6(
+            setup.allocation.mode,
+            setup.allocation.ipv6_routing,
+            setup.uplink.index,
+        );
         let local = LocalView {
             node_name: setup.node_name.clone(),
             ipv6_prefix: setup.allocation.ipv6_prefix,
@@ -110,6 +117,7 @@ impl Converger {
             nl,
             setup,
             local,
+            ipv6,
             vxlan: None,
             vxlan_spec,
             metrics,
@@ -125,13 +133,8 @@ impl Converger {
     /// The routing modes in force: the IPv6 mode asked for, and the VXLAN overlay while
     /// its device is up.
     fn set_routing(&mut self) {
-        let allocation = &self.setup.allocation;
-        let ipv6 = Routing::ipv6(
-            allocation.mode,
-            allocation.ipv6_routing,
-            self.setup.uplink.index,
-        );
-        self.local.routing = ipv6
+        self.local.routing = self
+            .ipv6
             .into_iter()
             .chain(self.vxlan.map(Routing::Vxlan))
             .collect();

@@ -80,23 +80,15 @@ impl EgressNat {
             )],
         });
         if let Some(uplink) = &self.uplink {
-            declaration.chains.push(Chain {
-                name: "tunnel-in",
-                kind: ChainKind::Filter,
-                hook: Hook::Prerouting,
-                priority: Priority::Raw,
-                rules: vec![format!(
-                    "iifname {uplink:?} udp dport @{TUNNEL_PORTS} notrack"
-                )],
-            });
+            let rule = format!("iifname {uplink:?} udp dport @{TUNNEL_PORTS} notrack");
+            declaration
+                .chains
+                .push(untracked("tunnel-in", Hook::Prerouting, rule));
         }
-        declaration.chains.push(Chain {
-            name: "tunnel-out",
-            kind: ChainKind::Filter,
-            hook: Hook::Output,
-            priority: Priority::Raw,
-            rules: vec![format!("udp dport @{TUNNEL_PORTS} notrack")],
-        });
+        let rule = format!("udp dport @{TUNNEL_PORTS} notrack");
+        declaration
+            .chains
+            .push(untracked("tunnel-out", Hook::Output, rule));
     }
 
     pub fn elements(&self, elements: &mut Elements) {
@@ -108,5 +100,16 @@ impl EgressNat {
             .entry(TUNNEL_PORTS)
             .or_default()
             .insert(Element::Port(self.tunnel_port));
+    }
+}
+
+/// A chain before connection tracking (priority raw) holding one `notrack` rule.
+fn untracked(name: &'static str, hook: Hook, rule: String) -> Chain {
+    Chain {
+        name,
+        kind: ChainKind::Filter,
+        hook,
+        priority: Priority::Raw,
+        rules: vec![rule],
     }
 }

@@ -178,27 +178,22 @@ impl Declaration {
 /// element` and one `delete element` line per set that changes, one transaction. Empty
 /// when nothing changes.
 pub fn element_script(actual: &Elements, desired: &Elements) -> String {
-    let mut added = Elements::new();
-    let mut deleted = Elements::new();
-    for (set, want) in desired {
-        let have = actual.get(set);
-        let new: BTreeSet<Element> = want
-            .iter()
-            .filter(|e| !have.is_some_and(|h| h.contains(e)))
-            .copied()
-            .collect();
-        added.insert(set, new);
-    }
-    for (set, have) in actual {
-        let want = desired.get(set);
-        let gone: BTreeSet<Element> = have
-            .iter()
-            .filter(|e| !want.is_some_and(|w| w.contains(e)))
-            .copied()
-            .collect();
-        deleted.insert(set, gone);
-    }
-    element_lines("delete", &deleted) + &element_lines("add", &added)
+    element_lines("delete", &missing_from(actual, desired))
+        + &element_lines("add", &missing_from(desired, actual))
+}
+
+/// The elements of `from` that `other` lacks, per set.
+fn missing_from(from: &Elements, other: &Elements) -> Elements {
+    from.iter()
+        .map(|(set, members)| {
+            let lacking = members
+                .iter()
+                .filter(|e| !other.get(set).is_some_and(|o| o.contains(e)))
+                .copied()
+                .collect();
+            (*set, lacking)
+        })
+        .collect()
 }
 
 fn element_lines(verb: &str, elements: &Elements) -> String {

@@ -197,3 +197,19 @@ fn a_non_permanent_kernel_entry_is_replaced() {
     assert_eq!(plan.upserts.len(), 1);
     assert_eq!(plan.upserts[0].0, gw);
 }
+
+#[test]
+fn the_ipv6_routing_mode_follows_the_setting_the_node_mode_and_the_uplink() {
+    use weft_api::Ipv6Routing;
+    use weft_wire::Mode;
+    let direct = Routing::ipv6(Mode::Dual, Ipv6Routing::Direct, Some(UPLINK));
+    assert_eq!(direct, Some(Routing::Direct(Direct { uplink: UPLINK })));
+    let fabric = Routing::ipv6(Mode::Ipv6, Ipv6Routing::Fabric, Some(UPLINK));
+    assert_eq!(fabric, Some(Routing::Fabric(Fabric)));
+    // Direct routes need the uplink; an IPv4-only node routes no IPv6 at all.
+    assert_eq!(Routing::ipv6(Mode::Dual, Ipv6Routing::Direct, None), None);
+    assert_eq!(
+        Routing::ipv6(Mode::Ipv4, Ipv6Routing::Direct, Some(UPLINK)),
+        None
+    );
+}

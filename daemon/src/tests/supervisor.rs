@@ -14,43 +14,63 @@ fn errors_counted(metrics: &Metrics, label: &str) -> u64 {
         .sum()
 }
 
-async fn settle_next(tasks: &mut Tasks, ready: &AtomicBool, metrics: &Metrics) -> Result<()> {
-    tokio::time::timeout(std::time::Duration::from_secs(5), tasks.next())
-        .await
-        .expect("a task ended")
-        .settle(ready, metrics)
+/// A supervisor's world: weftd ready, no task yet.
+struct World {
+    metrics: Metrics,
+    ready: AtomicBool,
+    tasks: Tasks,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            metrics: Metrics::new("n1").unwrap(),
+            ready: AtomicBool::new(true),
+            tasks: Tasks::default(),
+        }
+    }
+
+    /// Waits for the next task to end and settles it, as main does.
+    async fn settle_next(&mut self) -> Result<()> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), self.tasks.next())
+            .await
+            .expect("a task ended")
+            .settle(&self.ready, &self.metrics)
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
 }
 
 #[tokio::test]
 async fn a_dying_peer_source_makes_weftd_exit() {
-    let metrics = Metrics::new("n1").unwrap();
-    let ready = AtomicBool::new(true);
-    let mut tasks = Tasks::default();
-    tasks.add(
+    let mut world = World::new();
+    world.tasks.add(
         "socket",
         Lifetime::Forever,
         OnEnd::Exit,
         futures::future::pending().boxed(),
     );
     let watch_failed = async { Err(Error::Allocation("the watch broke".into())) }.boxed();
-    tasks.add("peer source", Lifetime::Forever, OnEnd::Exit, watch_failed);
-    let e = settle_next(&mut tasks, &ready, &metrics).await.unwrap_err();
+    world
+        .tasks
+        .add("peer source", Lifetime::Forever, OnEnd::Exit, watch_failed);
+    let e = world.settle_next().await.unwrap_err();
     assert!(e.to_string().contains("the watch broke"), "{e}");
-    assert_eq!(errors_counted(&metrics, "Allocation"), 1);
+    assert_eq!(errors_counted(&world.metrics, "Allocation"), 1);
 }
 
 #[tokio::test]
 async fn a_forever_task_that_returns_is_a_death() {
-    let metrics = Metrics::new("n1").unwrap();
-    let ready = AtomicBool::new(true);
-    let mut tasks = Tasks::default();
-    tasks.add(
+    let mut world = World::new();
+    world.tasks.add(
         "peer source",
         Lifetime::Forever,
         OnEnd::Exit,
         async { Ok(()) }.boxed(),
     );
-    let e = settle_next(&mut tasks, &ready, &metrics).await.unwrap_err();
+    let e = world.settle_next().await.unwrap_err();
     assert!(
         matches!(
             e,
@@ -60,43 +80,41 @@ async fn a_forever_task_that_returns_is_a_death() {
         ),
         "{e}"
     );
-    assert_eq!(errors_counted(&metrics, "TaskEnded"), 1);
+    assert_eq!(errors_counted(&world.metrics, "TaskEnded"), 1);
 }
 
 #[tokio::test]
 async fn a_dying_reporter_turns_readyz_off_and_weftd_carries_on() {
-    let metrics = Metrics::new("n1").unwrap();
-    let ready = AtomicBool::new(true);
-    let mut tasks = Tasks::default();
-    tasks.add(
+    let mut world = World::new();
+    world.tasks.add(
         "publish identity",
         Lifetime::UntilDone,
         OnEnd::NotReady,
         async { Ok(()) }.boxed(),
     );
-    settle_next(&mut tasks, &ready, &metrics).await.unwrap();
-    assert!(ready.load(Ordering::Acquire), "a task done is no death");
+    world.settle_next().await.unwrap();
+    assert!(world.ready(), "a task done is no death");
 
     let panicking = task::spawn("usage report", async { panic!("boom") });
-    tasks.add(
+    world.tasks.add(
         "usage report",
         Lifetime::Forever,
         OnEnd::NotReady,
         panicking,
     );
-    settle_next(&mut tasks, &ready, &metrics).await.unwrap();
-    assert!(!ready.load(Ordering::Acquire));
-    assert_eq!(errors_counted(&metrics, "TaskPanicked"), 1);
+    world.settle_next().await.unwrap();
+    assert!(!world.ready());
+    assert_eq!(errors_counted(&world.metrics, "TaskPanicked"), 1);
 }
 
 #[tokio::test]
 async fn a_panicking_thread_is_seen() {
-    let metrics = Metrics::new("n1").unwrap();
-    let ready = AtomicBool::new(true);
-    let mut tasks = Tasks::default();
+    let mut world = World::new();
     let thread = task::thread("peers-file", || panic!("boom")).unwrap();
-    tasks.add("peer source", Lifetime::Forever, OnEnd::Exit, thread);
-    let e = settle_next(&mut tasks, &ready, &metrics).await.unwrap_err();
+    world
+        .tasks
+        .add("peer source", Lifetime::Forever, OnEnd::Exit, thread);
+    let e = world.settle_next().await.unwrap_err();
     assert!(
         matches!(e, Error::TaskPanicked { task: "peers-file" }),
         "{e}"
