@@ -190,13 +190,15 @@ fn weftd_runs_with_net_admin_only_on_every_node() {
     );
     let pod = weftd(&objects);
     assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "Default");
     assert_eq!(pod["priorityClassName"], "system-node-critical");
     assert_eq!(pod["tolerations"], json!([{"operator": "Exists"}]));
     assert_eq!(pod["serviceAccountName"], "weft-weftd");
     let weftd = container(pod, "containers", "weftd");
     assert_eq!(
         weftd["securityContext"],
-        json!({"allowPrivilegeEscalation": false, "seccompProfile": {"type": "RuntimeDefault"},
+        json!({"readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false,
+               "seccompProfile": {"type": "RuntimeDefault"},
                "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}})
     );
     assert_eq!(

@@ -49,8 +49,12 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end -}}
 
-{{/* Every container runs with no capability it does not name, and no way to gain one. */}}
+{{/*
+Every container runs with no capability it does not name, no way to gain one, and a
+read-only image: what it writes is on the node (hostPath) or nowhere.
+*/}}
 {{- define "weft.restricted" -}}
+readOnlyRootFilesystem: true
 allowPrivilegeEscalation: false
 seccompProfile:
   type: RuntimeDefault
