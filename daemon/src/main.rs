@@ -96,17 +96,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     // (in Kubernetes mode the node may first wait for its allocation).
     let metrics = Metrics::new(&config.node_name)?;
     let ready = Arc::new(AtomicBool::new(false));
-    for addr in &config.metrics_addrs {
-        let listener = weft_health::bind(*addr).map_err(Error::Listen)?;
-        let server = weft_health::serve(listener, metrics.registry().clone(), ready.clone());
-        // Without its endpoint weftd is unobservable and its probes fail: restart it.
-        tasks.add(
-            "metrics",
-            Lifetime::Forever,
-            OnEnd::Exit,
-            forever("metrics", server),
-        );
-    }
+    start_metrics(&mut tasks, &config.metrics_addrs, &metrics, &ready)?;
 
     let (allocation, cluster) = node_allocation(config, &uplink).await?;
     metrics.set_mode(allocation.mode);
@@ -172,33 +162,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
 
     if let Some(cluster) = cluster {
         let vtep_mac = allocation.ipv4_subnet.map(weft_wire::vtep_mac);
-        let publishing = task::spawn("publish identity", {
-            let cluster = cluster.clone();
-            let metrics = metrics.clone();
-            async move {
-                publish_until_done(cluster, uplink, vtep_mac, metrics).await;
-                Ok(())
-            }
-        });
-        let reporting = forever(
-            "usage report",
-            cluster.report_usage(service.clone(), metrics.clone()),
-        );
-        // These only tell the cluster about the node; pods are served and connected
-        // without them, so their death must not restart weftd (which would gain nothing
-        // against a broken apiserver) but must not leave it claiming readiness either.
-        tasks.add(
-            "publish identity",
-            Lifetime::UntilDone,
-            OnEnd::NotReady,
-            publishing,
-        );
-        tasks.add(
-            "usage report",
-            Lifetime::Forever,
-            OnEnd::NotReady,
-            reporting,
-        );
+        start_reports(&mut tasks, cluster, uplink, vtep_mac, &service, &metrics);
     }
 
     // Without the socket the node serves no pod: restart.
@@ -218,6 +182,62 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
             _ = hup.recv() => { info!("SIGHUP"); peers.reload() }
         }
     }
+}
+
+/// One `/metrics`, `/healthz`, `/readyz` server per `--metrics-addr` address.
+fn start_metrics(
+    tasks: &mut Tasks,
+    addrs: &[std::net::SocketAddr],
+    metrics: &Metrics,
+    ready: &Arc<AtomicBool>,
+) -> Result<()> {
+    for addr in addrs {
+        let listener = weft_health::bind(*addr).map_err(Error::Listen)?;
+        let server = weft_health::serve(listener, metrics.registry().clone(), ready.clone());
+        // Without its endpoint weftd is unobservable and its probes fail: restart it.
+        let serving = forever("metrics", server);
+        tasks.add("metrics", Lifetime::Forever, OnEnd::Exit, serving);
+    }
+    Ok(())
+}
+
+/// Kubernetes mode: the node's identity (once) and its address use (periodically) go
+/// to its WeftNode.
+fn start_reports(
+    tasks: &mut Tasks,
+    cluster: kube::Cluster,
+    uplink: node::Uplink,
+    vtep_mac: Option<[u8; 6]>,
+    service: &service::Service,
+    metrics: &Metrics,
+) {
+    let publishing = task::spawn("publish identity", {
+        let cluster = cluster.clone();
+        let metrics = metrics.clone();
+        async move {
+            publish_until_done(cluster, uplink, vtep_mac, metrics).await;
+            Ok(())
+        }
+    });
+    let reporting = forever(
+        "usage report",
+        cluster.report_usage(service.clone(), metrics.clone()),
+    );
+    // These only tell the cluster about the node; pods are served and connected without
+    // them, so their death must not restart weftd (which would gain nothing against a
+    // broken apiserver) but must not leave it claiming readiness either.
+    tasks.add(
+        "publish identity",
+        Lifetime::UntilDone,
+        OnEnd::NotReady,
+        publishing,
+    );
+    tasks.add(
+        "usage report",
+        Lifetime::Forever,
+        OnEnd::NotReady,
+        reporting,
+    );
 }
 
 /// A task that should never return, on the runtime.
