@@ -86,11 +86,6 @@ impl Plugin {
         self
     }
 
-    /// The binary it runs.
-    pub fn binary(&self) -> &Path {
-        &self.binary
-    }
-
     /// Runs the binary with exactly `env` and `stdin`.
     pub fn raw(&self, env: &[(&str, &str)], stdin: &[u8]) -> PluginOutput {
         run_in(
