@@ -1,11 +1,11 @@
 //! Candidate selection: which prefix or subnet a node gets next. Pure: no I/O, no clock.
 //!
 //! The [`Pool`] knows what is not free: every claim the controller has seen or made
-//! (released ones too, until their cooldown ends and the claim object is deleted) and the
+//! (released ones too, until their cooldown ends and the claim leaves its block) and the
 //! candidates other workers are trying to claim right now. It hands out the lowest free
 //! candidate and marks it at once, under the caller's lock, so parallel reconciles never
-//! race for the same one. The pool is only a fast guess: the claim's create in the
-//! apiserver decides (claims.rs), and a candidate someone else holds is marked and
+//! race for the same one. The pool is only a fast guess: the claim block's write in the
+//! apiserver decides (blocks.rs), and a candidate someone else holds is marked and
 //! skipped.
 //!
 //! IPv6 follows BOSH's sequential prefix delegation (seed 004): the node's zone's ranges

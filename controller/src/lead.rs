@@ -93,9 +93,8 @@ pub fn tasks(client: &Client, flags: &Flags, metrics: &Metrics) -> Vec<Task> {
     };
     let network_watch = watch_network(
         Api::all(client.clone()),
-        stores.network_name.clone(),
         network_writer,
-        stores.network.clone(),
+        stores.clone(),
         waitlist.clone(),
     );
     let weftnode_watch = watch_weftnodes(
@@ -151,7 +150,13 @@ async fn run_controller(
     let node_events = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
         .modify(trim::node);
+    let listed = stores.nodes_listed.clone();
     let node_changes = reflector::reflector(node_writer, node_events)
+        .inspect_ok(move |e| {
+            if matches!(e, watcher::Event::InitDone) {
+                listed.mark();
+            }
+        })
         .applied_objects()
         .try_filter(move |node| std::future::ready(!stores.echoes_node(node)));
     // Unbounded: `--workers` is enforced in the reconcile, first come first served
@@ -161,8 +166,8 @@ async fn run_controller(
     // Reconciling before the claims are listed would take new ranges for nodes that hold
     // some already.
     ctx.claims.ledger().wait_ready().await;
-    let _ = ctx.stores.weftnodes.wait_until_ready().await;
-    let _ = ctx.stores.network.wait_until_ready().await;
+    ctx.stores.weftnodes_listed.wait().await;
+    ctx.stores.network_listed.wait().await;
     info!("caches ready: reconciling Nodes");
     controller
         .reconcile_on(triggers.touched)
@@ -199,7 +204,8 @@ async fn watch_weftnodes(
                 ) => {
                     let _ = touched.unbounded_send(ObjectRef::new(&wn.name_any()));
                 }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+                Ok(watcher::Event::InitDone) => stores.weftnodes_listed.mark(),
+                Ok(watcher::Event::Init) => {}
                 Err(e) => warn!(error = %e, "WeftNode watch"),
             }
             std::future::ready(())

@@ -50,6 +50,7 @@ use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use std::collections::HashMap;
+use std::future::Future;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -97,12 +98,7 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
     let client = connect(&flags).await?;
     let metrics = metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
     let ready = Arc::new(AtomicBool::new(false));
-    let mut servers = Supervised::default();
-    for addr in &flags.metrics_addr.0 {
-        let listener = weft_health::bind(*addr)?;
-        let serve = weft_health::serve(listener, metrics.registry().clone(), ready.clone());
-        servers.spawn("the metrics server", serve);
-    }
+    let mut servers = serve_health(&flags, &metrics, &ready)?;
     let mut elector = leader::Elector::new(
         client.clone(),
         &flags.lease_namespace,
@@ -118,24 +114,12 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
             () = &mut shutdown => return Ok(()),
             died = servers.next_death() => return Err(died),
         }
-        metrics.leader.set(1);
-        let mut parts = Supervised::default();
-        for part in lead::tasks(&client, &flags, &metrics) {
-            parts.spawn(part.name, part.run);
-        }
-        // The one place every long-running task is watched.
-        let end = tokio::select! {
-            died = parts.next_death() => End::Failed(died),
-            died = servers.next_death() => End::Failed(died),
-            () = elector.hold() => End::Lost,
-            () = &mut shutdown => End::Shutdown,
+        let term = Term {
+            client: &client,
+            flags: &flags,
+            metrics: &metrics,
         };
-        parts.stop().await;
-        metrics.leader.set(0);
-        metrics.allocations.reset();
-        metrics.free_prefixes.reset();
-        metrics.exhausted_nodes.set(0);
-        match end {
+        match term.lead(&mut elector, &mut servers, &mut shutdown).await {
             End::Lost => warn!("lost the lease: stopped reconciling, standing by"),
             End::Shutdown => {
                 elector.release().await;
@@ -149,6 +133,59 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
     }
 }
 
+/// Serves /metrics, /healthz and /readyz on every `--metrics-addr`.
+fn serve_health(
+    flags: &flags::Flags,
+    metrics: &metrics::Metrics,
+    ready: &Arc<AtomicBool>,
+) -> Result<Supervised, String> {
+    let mut servers = Supervised::default();
+    for addr in &flags.metrics_addr.0 {
+        let listener = weft_health::bind(*addr)?;
+        let serve = weft_health::serve(listener, metrics.registry().clone(), ready.clone());
+        servers.spawn("the metrics server", serve);
+    }
+    Ok(servers)
+}
+
+/// One term of leadership.
+struct Term<'a> {
+    client: &'a Client,
+    flags: &'a flags::Flags,
+    metrics: &'a metrics::Metrics,
+}
+
+impl Term<'_> {
+    /// Runs the controller's parts until one of them (or a metrics server) ends, the
+    /// Lease is lost, or a signal comes; then stops every part and clears what only the
+    /// leader reports.
+    async fn lead(
+        &self,
+        elector: &mut leader::Elector,
+        servers: &mut Supervised,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> End {
+        self.metrics.leader.set(1);
+        let mut parts = Supervised::default();
+        for part in lead::tasks(self.client, self.flags, self.metrics) {
+            parts.spawn(part.name, part.run);
+        }
+        // The one place every long-running task is watched.
+        let end = tokio::select! {
+            died = parts.next_death() => End::Failed(died),
+            died = servers.next_death() => End::Failed(died),
+            () = elector.hold() => End::Lost,
+            () = shutdown => End::Shutdown,
+        };
+        parts.stop().await;
+        self.metrics.leader.set(0);
+        self.metrics.allocations.reset();
+        self.metrics.free_prefixes.reset();
+        self.metrics.exhausted_nodes.set(0);
+        end
+    }
+}
+
 /// Long-running tasks, each named; dropping the set aborts them.
 #[derive(Default)]
 struct Supervised {
@@ -157,11 +194,7 @@ struct Supervised {
 }
 
 impl Supervised {
-    fn spawn(
-        &mut self,
-        name: &'static str,
-        task: impl std::future::Future<Output = ()> + Send + 'static,
-    ) {
+    fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
         let id = self.tasks.spawn(task).id();
         self.names.insert(id, name);
     }

@@ -5,7 +5,7 @@
 //! | `weft_controller_allocations` | gauge | `range`: prefixes (IPv6 ranges) or subnets (the IPv4 network) held by nodes, cooling ones included |
 //! | `weft_controller_free_prefixes` | gauge | `range`: prefixes or subnets still free |
 //! | `weft_controller_reconcile_duration_seconds` | histogram | wall time of one Node reconcile |
-//! | `weft_controller_reconcile_errors_total` | counter | `error`: the error's variant (`reconcile::Error::label`) |
+//! | `weft_controller_reconcile_errors_total` | counter | `error`: the error's variant (`shared::Error::metric_label`) |
 //! | `weft_controller_leader` | gauge | 1 while this replica holds the Lease |
 //! | `weft_controller_exhausted_nodes` | gauge | Nodes waiting for space (or for a valid network) |
 //! | `weft_controller_held_conditions` | gauge | Nodes whose good-news conditions wait for allocations to pause (pacing.rs) |

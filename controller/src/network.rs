@@ -12,40 +12,40 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
-use weft_api::{condition, RangeUsage, WeftNetwork, WeftNetworkStatus};
+use weft_api::{condition, Plan, RangeUsage, WeftNetwork, WeftNetworkStatus};
 
 /// How often the status and the gauges are refreshed (written only when they change).
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
-/// Feeds `writer` from a watch on the one WeftNetwork named `name`; a new generation (or
-/// the object appearing or going) reconciles every Node again.
+/// Feeds `writer` (the store of `stores`) from a watch on the one WeftNetwork the stores
+/// name; a new generation (or the object appearing or going) reconciles every Node again.
 pub async fn watch_network(
     api: Api<WeftNetwork>,
-    name: Arc<str>,
     writer: reflector::store::Writer<WeftNetwork>,
-    store: Store<WeftNetwork>,
+    stores: Stores,
     waitlist: Waitlist,
 ) {
-    let name = &*name;
+    let name = &*stores.network_name;
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let events = reflector::reflector(writer, watcher(api, config)).default_backoff();
     let mut events = std::pin::pin!(events);
     let mut seen = None;
     while let Some(event) = events.next().await {
-        if let Err(e) = event {
-            warn!(network = %name, error = %e, "WeftNetwork watch");
-            continue;
+        match event {
+            Ok(watcher::Event::InitDone) => stores.network_listed.mark(),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(network = %name, error = %e, "WeftNetwork watch");
+                continue;
+            }
         }
-        let now = store
-            .get(&ObjectRef::new(name))
-            .map(|n| (n.uid(), n.metadata.generation));
+        let now = stores.network().map(|n| (n.uid(), n.metadata.generation));
         if seen != Some(now.clone()) {
             seen = Some(now);
             waitlist.retrigger_all();
@@ -66,7 +66,7 @@ pub struct StatusWriter {
 impl StatusWriter {
     /// Keeps the network's status and the range gauges current while this replica leads.
     pub async fn run(self) {
-        let _ = self.stores.network.wait_until_ready().await;
+        self.stores.network_listed.wait().await;
         self.claims.ledger().wait_ready().await;
         let mut labels = BTreeSet::new();
         let mut written: Option<WeftNetworkStatus> = None;
@@ -76,65 +76,24 @@ impl StatusWriter {
         }
     }
 
+    /// Refreshes the gauges, and writes the status when it changed.
     async fn publish(
         &self,
         labels: &mut BTreeSet<String>,
         written: &mut Option<WeftNetworkStatus>,
     ) {
-        let network_name = &*self.stores.network_name;
         let Some(net) = self.stores.network() else {
             self.gauges(labels, &[]);
             return;
         };
         let before = net.status.clone().unwrap_or_default();
-        let previous = &before.conditions;
-        let mut status = WeftNetworkStatus {
-            observed_generation: net.metadata.generation,
-            ..WeftNetworkStatus::default()
-        };
-        match self.stores.plan() {
-            Ok(plan) => {
-                let summary = format!(
-                    "mode {}, {} IPv6 range(s), IPv4 network {}",
-                    plan.mode,
-                    plan.ipv6_ranges.len(),
-                    plan.ipv4_network
-                );
-                status
-                    .conditions
-                    .push(condition(previous, "Valid", true, "Valid", summary));
-                let (v6, v4) = self.claims.ledger().usage(&plan);
-                if plan.mode.has_ipv6() {
-                    status.ipv6_ranges = v6;
-                }
-                if plan.mode.has_ipv4() {
-                    status.ipv4_network = Some(v4);
-                }
-                status.conditions.push(self.exhausted(previous));
-            }
+        let status = match self.stores.plan() {
+            Ok(plan) => self.valid_status(&net, &plan, &before.conditions),
             Err(e) => {
-                let problems = match &e {
-                    Error::InvalidNetwork { problems, .. } => problems.clone(),
-                    other => other.to_string(),
-                };
-                // An Event when the network turns invalid (or its problems change).
-                let told = |conditions: &[Condition]| {
-                    conditions
-                        .iter()
-                        .any(|c| c.type_ == "Valid" && c.status == "False" && c.message == problems)
-                };
-                if !told(previous) && !written.as_ref().is_some_and(|w| told(&w.conditions)) {
-                    self.invalid_event(&net, &problems).await;
-                }
-                status.conditions.push(condition(
-                    previous,
-                    "Valid",
-                    false,
-                    "InvalidSpec",
-                    problems,
-                ));
+                self.invalid_status(&net, &e, &before.conditions, written.as_ref())
+                    .await
             }
-        }
+        };
         let in_use: Vec<RangeUsage> = status
             .ipv6_ranges
             .iter()
@@ -152,23 +111,84 @@ impl StatusWriter {
         if unchanged(&before) || written.as_ref().is_some_and(unchanged) {
             return;
         }
+        if self.write(&status).await {
+            *written = Some(status);
+        }
+    }
+
+    /// A valid plan: `Valid`, the use of each range the mode serves, and `Exhausted`.
+    fn valid_status(
+        &self,
+        net: &WeftNetwork,
+        plan: &Plan,
+        previous: &[Condition],
+    ) -> WeftNetworkStatus {
+        let summary = format!(
+            "mode {}, {} IPv6 range(s), IPv4 network {}",
+            plan.mode,
+            plan.ipv6_ranges.len(),
+            plan.ipv4_network
+        );
+        let (v6, v4) = self.claims.ledger().usage(plan);
+        WeftNetworkStatus {
+            observed_generation: net.metadata.generation,
+            conditions: vec![
+                condition(previous, "Valid", true, "Valid", summary),
+                self.exhausted(previous),
+            ],
+            ipv6_ranges: if plan.mode.has_ipv6() { v6 } else { Vec::new() },
+            ipv4_network: plan.mode.has_ipv4().then_some(v4),
+        }
+    }
+
+    /// A missing or invalid plan: `Valid=False` naming the problems, and an Event when
+    /// the network turns invalid (or its problems change).
+    async fn invalid_status(
+        &self,
+        net: &WeftNetwork,
+        error: &Error,
+        previous: &[Condition],
+        written: Option<&WeftNetworkStatus>,
+    ) -> WeftNetworkStatus {
+        let problems = match error {
+            Error::InvalidNetwork { problems, .. } => problems.clone(),
+            other => other.to_string(),
+        };
+        let told = |conditions: &[Condition]| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Valid" && c.status == "False" && c.message == problems)
+        };
+        if !told(previous) && !written.is_some_and(|w| told(&w.conditions)) {
+            self.invalid_event(net, &problems).await;
+        }
+        WeftNetworkStatus {
+            observed_generation: net.metadata.generation,
+            conditions: vec![condition(previous, "Valid", false, "InvalidSpec", problems)],
+            ..WeftNetworkStatus::default()
+        }
+    }
+
+    /// Server-side applies the status; whether it was written.
+    async fn write(&self, status: &WeftNetworkStatus) -> bool {
+        let name = &*self.stores.network_name;
         let patch = serde_json::json!({
             "apiVersion": "weft.dev/v1alpha1",
             "kind": "WeftNetwork",
-            "metadata": {"name": network_name},
+            "metadata": {"name": name},
             "status": status,
         });
+        let params = PatchParams::apply(MANAGER).force();
         match self
             .api
-            .patch_status(
-                network_name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+            .patch_status(name, &params, &Patch::Apply(&patch))
             .await
         {
-            Ok(_) => *written = Some(status),
-            Err(e) => warn!(network = %network_name, error = %e, "cannot write the status"),
+            Ok(_) => true,
+            Err(e) => {
+                warn!(network = %name, error = %e, "cannot write the status");
+                false
+            }
         }
     }
 

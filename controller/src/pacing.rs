@@ -4,9 +4,8 @@
 //! them, and the kubelet none before `spec.podCIDRs` are set. The `Allocated=True` and
 //! `PodCIDRs=True` conditions only report that, and one status write costs the
 //! apiserver more CPU than the WeftNode's create and both claims together (3.8 ms
-//! against 1.6 ms for two claims of their own, measured with the controller benchmark
-//! before claims went into blocks). When thousands
-//! of nodes join at once, the apiserver's CPU is the bottleneck, so every status write
+//! against 1.6 ms, measured with the controller benchmark). When thousands of nodes
+//! join at once, the apiserver's CPU is the bottleneck, so every status write
 //! made then delays some other node's ranges.
 //!
 //! So while allocations are under way (a Node in the cache still lacks its ranges, or

@@ -35,8 +35,8 @@ pub struct Releaser {
 impl Releaser {
     /// Sweeps for ever, while this replica leads.
     pub async fn run(self) {
-        let _ = self.stores.nodes.wait_until_ready().await;
-        let _ = self.stores.weftnodes.wait_until_ready().await;
+        self.stores.nodes_listed.wait().await;
+        self.stores.weftnodes_listed.wait().await;
         self.claims.ledger().wait_ready().await;
         loop {
             self.sweep().await;

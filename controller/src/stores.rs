@@ -10,6 +10,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 use weft_api::{Plan, WeftNetwork, WeftNode};
 
 /// The caches, our writes and the plan. Cheap to clone.
@@ -20,6 +21,10 @@ pub struct Stores {
     pub network: Store<WeftNetwork>,
     /// The name of the WeftNetwork holding the plan.
     pub network_name: Arc<str>,
+    /// Whether each store has been listed once.
+    pub nodes_listed: Listed,
+    pub weftnodes_listed: Listed,
+    pub network_listed: Listed,
     written_nodes: Arc<Fresh<Node>>,
     written_weftnodes: Arc<Fresh<WeftNode>>,
     plan: Arc<Mutex<PlanCache>>,
@@ -30,6 +35,34 @@ impl std::fmt::Debug for Stores {
         f.debug_struct("Stores")
             .field("network", &self.network_name)
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether a watch has listed its objects once, so its store holds them all. The parts
+/// of the controller wait on this rather than on kube-runtime's
+/// `Store::wait_until_ready`, which wakes only one of several tasks waiting at once (its
+/// oneshot receiver keeps a single waker), and each part is a task of its own.
+#[derive(Debug, Clone)]
+pub struct Listed(Arc<watch::Sender<bool>>);
+
+impl Default for Listed {
+    fn default() -> Listed {
+        Listed(Arc::new(watch::Sender::new(false)))
+    }
+}
+
+impl Listed {
+    /// The watch's list is complete (`watcher::Event::InitDone`, once the reflector
+    /// applied it).
+    pub fn mark(&self) {
+        self.0
+            .send_if_modified(|listed| !std::mem::replace(listed, true));
+    }
+
+    /// Waits until the first list is complete.
+    pub async fn wait(&self) {
+        let mut listed = self.0.subscribe();
+        let _ = listed.wait_for(|l| *l).await;
     }
 }
 
@@ -53,6 +86,9 @@ impl Stores {
             weftnodes,
             network,
             network_name: network_name.into(),
+            nodes_listed: Listed::default(),
+            weftnodes_listed: Listed::default(),
+            network_listed: Listed::default(),
             written_nodes: Arc::new(Fresh::new(trim::node)),
             written_weftnodes: Arc::new(Fresh::new(trim::weftnode)),
             plan: Arc::default(),
