@@ -252,3 +252,24 @@ async fn shutdown_signal() {
         _ = int.recv() => info!("SIGINT"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_task_that_ends_or_panics_is_named() {
+        let mut parts = Supervised::default();
+        parts.spawn("the forever task", std::future::pending());
+        parts.spawn("the short task", async {});
+        assert_eq!(parts.next_death().await, "the short task stopped");
+        parts.spawn("the failing task", async { panic!("bug") });
+        let died = parts.next_death().await;
+        assert!(died.starts_with("the failing task failed: "), "{died}");
+        parts.stop().await;
+        // With nothing left to watch, it waits for ever.
+        let none = tokio::time::timeout(Duration::from_millis(50), parts.next_death()).await;
+        assert!(none.is_err());
+    }
+}

@@ -187,3 +187,32 @@ impl Stores {
         lock(&self.plan).cooldown.unwrap_or(Duration::from_secs(30))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_task_waiting_for_a_list_wakes_when_it_is_complete() {
+        let listed = Listed::default();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let listed = listed.clone();
+                tokio::spawn(async move { listed.wait().await })
+            })
+            .collect();
+        // Every waiter is parked before the list completes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        listed.mark();
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(5), waiter)
+                .await
+                .expect("a waiter was not woken")
+                .unwrap();
+        }
+        // Later waiters return at once.
+        tokio::time::timeout(Duration::from_secs(1), listed.wait())
+            .await
+            .unwrap();
+    }
+}
