@@ -20,13 +20,18 @@ ARG PLUGINS_VERSION=v1.9.1
 ARG DEBIAN_RELEASE=bookworm
 
 # ---- weft: cargo build --release --locked ------------------------------------------
+# The plugin is linked statically (as e2e/bench-cni.sh builds it): it runs on each node,
+# beside whatever libc the node has. weftd and weft-controller run in the image.
 FROM docker.io/library/rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS rust
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bins -p weft-cni -p weftd -p weft-controller && \
-    install -D -m 0755 -t /out target/release/weft target/release/weftd target/release/weft-controller
+    cargo build --release --locked --bins -p weftd -p weft-controller && \
+    RUSTFLAGS="-C target-feature=+crt-static" \
+      cargo build --release --locked -p weft-cni --target x86_64-unknown-linux-gnu && \
+    install -D -m 0755 -t /out target/release/weftd target/release/weft-controller \
+      target/x86_64-unknown-linux-gnu/release/weft
 
 # ---- the reference plugins, from their Go module; the chart's uninstall waiter --------
 FROM docker.io/library/golang:${GO_VERSION}-${DEBIAN_RELEASE} AS go

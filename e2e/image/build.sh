@@ -4,9 +4,14 @@
 # by umoci into an OCI image layout and written as a tar that
 # `ctr -n k8s.io images import FILE` accepts. Nothing is pulled.
 #
-#   e2e/image/build.sh [--bin-dir DIR] [--plugins DIR] [--tag NAME:TAG] [--out FILE]
+#   e2e/image/build.sh [--bin-dir DIR] [--plugin FILE] [--plugins DIR] [--tag NAME:TAG] [--out FILE]
 #
-#   --bin-dir   weft, weftd, weft-controller (default: target/release)
+#   --bin-dir   weftd, weft-controller (default: target/release, from
+#               cargo build --release --locked --bins -p weftd -p weft-controller)
+#   --plugin    the weft plugin, statically linked: it runs on each node, whatever its
+#               libc (default: target/x86_64-unknown-linux-gnu/release/weft, from
+#               RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked
+#               -p weft-cni --target x86_64-unknown-linux-gnu, as e2e/bench-cni.sh builds it)
 #   --plugins   portmap, bandwidth, loopback, built from their Go module by e2e/setup.sh
 #               (default: $WEFT_CNI_PLUGINS, else ~/.cache/weft/tools/plugins)
 #   --tag       the image name (default: weft.dev/weft:<workspace version>, a name no
@@ -21,7 +26,9 @@ exec 3>&1 1>&2
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-bin_dir=$repo/target/release
+target=${CARGO_TARGET_DIR:-$repo/target}
+bin_dir=$target/release
+plugin=$target/x86_64-unknown-linux-gnu/release/weft
 plugins_dir=${WEFT_CNI_PLUGINS:-${HOME:?}/.cache/weft/tools/plugins}
 version=$(awk -F'"' '/^\[workspace.package\]/ { ws = 1 } ws && $1 ~ /^version/ { print $2; exit }' "$repo/Cargo.toml")
 tag=weft.dev/weft:$version
@@ -29,16 +36,17 @@ out=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--bin-dir) bin_dir=${2:?}; shift 2 ;;
+	--plugin) plugin=${2:?}; shift 2 ;;
 	--plugins) plugins_dir=${2:?}; shift 2 ;;
 	--tag) tag=${2:?}; shift 2 ;;
 	--out) out=${2:?}; shift 2 ;;
-	*) echo "usage: $0 [--bin-dir DIR] [--plugins DIR] [--tag NAME:TAG] [--out FILE]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--bin-dir DIR] [--plugin FILE] [--plugins DIR] [--tag NAME:TAG] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 image_tag=${tag##*:}
 [ "${tag%:*}" != "$tag" ] && [[ $image_tag =~ ^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$ ]] ||
 	{ echo "--tag: '$tag' is not NAME:TAG" >&2; exit 2; }
-out=${out:-$repo/target/image/weft-${image_tag}.oci.tar}
+out=${out:-$target/image/weft-${image_tag}.oci.tar}
 
 log() { printf 'image/build.sh: %s\n' "$*" >&2; }
 command -v umoci >/dev/null || { log "umoci not found: apt-get install umoci"; exit 1; }
@@ -62,7 +70,15 @@ done
 (cd "$here/daemonset-wait" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod \
 	go build -trimpath -ldflags='-s -w' -o "$work/go-bin/daemonset-wait" .)
 
-"$here/rootfs.sh" "$work/rootfs" "$bin_dir" "$work/go-bin"
+# weft's programs in one directory, as the Dockerfile's Rust stage leaves them.
+mkdir "$work/weft-bin"
+for b in "$bin_dir/weftd" "$bin_dir/weft-controller" "$plugin"; do
+	[ -x "$b" ] || { log "missing $b: see --bin-dir and --plugin in $0"; exit 1; }
+done
+cp "$bin_dir/weftd" "$bin_dir/weft-controller" "$work/weft-bin/"
+cp "$plugin" "$work/weft-bin/weft"
+
+"$here/rootfs.sh" "$work/rootfs" "$work/weft-bin" "$work/go-bin"
 
 # One layer; weftd is the default entry point, the chart names each container's program.
 layout=$work/layout

@@ -5,7 +5,7 @@
 #
 #   e2e/image/rootfs.sh ROOT WEFT_BIN_DIR GO_BIN_DIR
 #
-#   WEFT_BIN_DIR  weft, weftd, weft-controller (cargo build --release)
+#   WEFT_BIN_DIR  weft (statically linked), weftd, weft-controller (cargo build --release)
 #   GO_BIN_DIR    portmap, bandwidth, loopback (containernetworking/plugins) and
 #                 daemonset-wait (e2e/image/daemonset-wait)
 #
@@ -41,6 +41,10 @@ for b in weft weftd weft-controller; do
 done
 for b in portmap bandwidth loopback daemonset-wait; do
 	[ -x "$go_bin_dir/$b" ] || { log "missing $go_bin_dir/$b"; exit 1; }
+done
+# The plugins run on the node, beside whatever libc it has: only static ones will do.
+for b in "$weft_bin_dir/weft" "$go_bin_dir/portmap" "$go_bin_dir/bandwidth" "$go_bin_dir/loopback"; do
+	! ldd "$b" >/dev/null 2>&1 || { log "$b is dynamically linked; the plugins must be static"; exit 1; }
 done
 [ ! -e "$root" ] || [ -z "$(ls -A "$root")" ] || { log "$root is not empty"; exit 1; }
 

@@ -47,6 +47,20 @@ for plugin in weft portmap bandwidth loopback; do
 	check "$plugin VERSION" '"supportedVersions"' \
 		sh -c "echo '{\"cniVersion\":\"1.1.0\"}' | CNI_COMMAND=VERSION /usr/lib/weft/cni/$plugin"
 done
+# The plugins run on the node, not in the image: each must answer in a root holding
+# nothing but itself (no libc, no loader).
+mkdir "$work/bare"
+for plugin in weft portmap bandwidth loopback; do
+	cp "$rootfs/usr/lib/weft/cni/$plugin" "$work/bare/"
+	if output=$(echo '{"cniVersion":"1.1.0"}' |
+		env -i CNI_COMMAND=VERSION "$(command -v unshare)" --net "$(command -v chroot)" "$work/bare" "/$plugin" 2>&1) &&
+		[[ $output == *'"supportedVersions"'* ]]; then
+		printf 'ok   %s answers VERSION in an empty root (static)\n' "$plugin"
+	else
+		printf 'FAIL %s in an empty root: %s\n' "$plugin" "$output"
+		failures=$((failures + 1))
+	fi
+done
 check "nft --version" "nftables v" nft --version
 # A table of the shape weftd writes (daemon/), applied and listed back, also as the
 # JSON weftd reads (`nft -j`, libjansson).
