@@ -68,6 +68,14 @@ pub enum Error {
         /// The client's error.
         source: Box<kube::Error>,
     },
+    /// A watch of the apiserver failed (it is retried with backoff).
+    #[error("{context}: {source}")]
+    Watch {
+        /// What is watched.
+        context: String,
+        /// The watcher's error.
+        source: Box<kube::runtime::watcher::Error>,
+    },
     /// The WeftNetwork and WeftNode do not (yet) describe a usable allocation.
     #[error("{0}")]
     Allocation(String),
@@ -111,6 +119,7 @@ impl Error {
             Error::Firewall(_) => "Firewall",
             Error::Kubeconfig { .. } => "Kubeconfig",
             Error::Kubernetes { .. } => "Kubernetes",
+            Error::Watch { .. } => "Watch",
             Error::Allocation(_) => "Allocation",
             Error::PeerRejected { .. } => "PeerRejected",
             Error::Entry(_) => "Entry",

@@ -155,7 +155,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         (None, Some(path)) => PeerSource::File(path.clone()),
         (None, None) => PeerSource::None,
     };
-    let (peers, feeding) = source.start(datapath.clone())?;
+    let (peers, feeding) = source.start(datapath.clone(), metrics.clone())?;
     // A dead source freezes the node's view of its peers: nodes joining later are never
     // reached. A restart lists the peers afresh (and keeps the kernel state meanwhile).
     tasks.add("peer source", Lifetime::Forever, OnEnd::Exit, feeding);

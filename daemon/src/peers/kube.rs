@@ -2,8 +2,9 @@
 //! peer. One watch feeds them to the datapath, debounced, a complete list each time.
 
 use crate::datapath::Datapath;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kube::Cluster;
+use crate::metrics::Metrics;
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -23,12 +24,12 @@ const LIST_PAGE: u32 = 100;
 
 /// Watches every WeftNode and hands the peer list to the datapath after each burst of
 /// changes. Returns only if the watch stream ends: a broken watch is retried with
-/// backoff.
+/// backoff, each failure counted.
 ///
 /// Of each WeftNode only its peer entry is kept, as it arrives: the object's metadata,
 /// managedFields (four writers) and status are several times its size, and every weftd
 /// holds one per node of the cluster.
-pub async fn feed(cluster: Cluster, datapath: Datapath) -> Result<()> {
+pub async fn feed(cluster: Cluster, datapath: Datapath, metrics: Metrics) -> Result<()> {
     let stream = watcher::watcher(
         cluster.nodes(),
         watcher::Config::default().page_size(LIST_PAGE),
@@ -53,7 +54,14 @@ pub async fn feed(cluster: Cluster, datapath: Datapath) -> Result<()> {
         };
         match next {
             None => return Ok(()),
-            Some(Err(e)) => warn!(error = %e, "WeftNode watch (retrying)"),
+            Some(Err(e)) => {
+                let e = Error::Watch {
+                    context: "WeftNode watch".into(),
+                    source: Box::new(e),
+                };
+                warn!(error = %e, "retrying");
+                metrics.error(&e);
+            }
             Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
             Some(Ok(Event::InitApply(node))) => {
                 if let Some(l) = listing.as_mut() {

@@ -16,6 +16,7 @@ mod kube;
 use crate::datapath::Datapath;
 use crate::error::Result;
 use crate::kube::Cluster;
+use crate::metrics::Metrics;
 use crate::task::{self, Task};
 use futures::FutureExt;
 use std::path::PathBuf;
@@ -54,8 +55,9 @@ impl PeerHandle {
 }
 
 impl PeerSource {
-    /// Starts feeding `datapath`. The task ends only if the source dies.
-    pub fn start(self, datapath: Datapath) -> Result<(PeerHandle, Task)> {
+    /// Starts feeding `datapath`; failures the source survives are counted in
+    /// `metrics`. The task ends only if the source dies.
+    pub fn start(self, datapath: Datapath, metrics: Metrics) -> Result<(PeerHandle, Task)> {
         match self {
             PeerSource::None => {
                 datapath.set_peers(Vec::new());
@@ -74,7 +76,7 @@ impl PeerSource {
                 Ok((handle, task))
             }
             PeerSource::Kubernetes(cluster) => {
-                let task = task::spawn("peer watch", kube::feed(cluster, datapath));
+                let task = task::spawn("peer watch", kube::feed(cluster, datapath, metrics));
                 Ok((PeerHandle { reload: None }, task))
             }
         }
