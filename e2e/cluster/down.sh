@@ -40,7 +40,10 @@ cluster_cgroup_dirs() {
 # cluster_pids: every process of the cluster: the daemons up.sh recorded, anything in
 # one of its network, node mount or UTS namespaces (containerd's shims, hostNetwork
 # pods), anything in one of its cgroups (containers).
-cluster_pids() {
+# A subshell without errexit: processes come and go while it looks, and PID 1's
+# namespaces are not readable here.
+cluster_pids() (
+	set +e +o pipefail
 	local ids=() f ns
 	for f in "$NS_DIR"/node-*.mnt "$NS_DIR"/node-*.uts; do
 		if mountpoint -q "$f" 2>/dev/null; then ids+=("$(ns_id "$f")"); fi
@@ -70,8 +73,8 @@ cluster_pids() {
 				if [[ $mine =~ $pattern ]]; then echo "${proc#/proc/}"; fi
 			done
 		fi
-	} | { grep -E '^[0-9]+$' || true; } | sort -un
-}
+	} | grep -E '^[0-9]+$' | sort -un
+)
 
 # running PID...: those still running (a zombie has exited: its parent reaps it).
 running() {

@@ -24,6 +24,7 @@ CLUSTER_ENV=$STATE/cluster.env
 PKI=$STATE/pki
 NS_DIR=$STATE/ns # node mount and UTS namespaces, bound to files (a private mount)
 PID_DIR=$STATE/pids
+LOGS_KEPT=10 # runs whose logs stay in LOG_ROOT
 
 FABRIC_NS=$CLUSTER_NAME-fabric
 CP_NS=$CLUSTER_NAME-cp
@@ -118,7 +119,14 @@ node_ips() {
 # start_log NAME: from here on stdout and stderr go to LOG_DIR/NAME.log (verbose); fd 3
 # is the terminal, where `step` prints progress with the time since start_log.
 start_log() {
-	LOG_DIR=${LOG_DIR:-$LOG_ROOT/$(date -u +%Y%m%dT%H%M%SZ)}
+	if [ -z "${LOG_DIR:-}" ]; then
+		LOG_DIR=$LOG_ROOT/$(date -u +%Y%m%dT%H%M%SZ)
+		# Keep the newest runs' logs only.
+		if [ -d "$LOG_ROOT" ]; then
+			find "$LOG_ROOT" -mindepth 1 -maxdepth 1 -type d -name '20*Z' | sort -r |
+				tail -n +"$LOGS_KEPT" | xargs -r rm -rf
+		fi
+	fi
 	mkdir -p "$LOG_DIR"
 	LOG=$LOG_DIR/$1.log
 	exec 3>&1 1>>"$LOG" 2>&1

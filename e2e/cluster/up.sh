@@ -154,8 +154,6 @@ cp_daemon kube-scheduler "$TOOLS_BIN/kube-scheduler" \
 	--authentication-kubeconfig="$PKI/kube-scheduler.kubeconfig" \
 	--authorization-kubeconfig="$PKI/kube-scheduler.kubeconfig" \
 	--leader-elect=false --bind-address=127.0.0.1 --v=2
-# Pods need their namespace's `default` ServiceAccount, which the controller-manager makes.
-wait_for "the default ServiceAccount" 60 kubectl_admin get serviceaccount default
 
 # ---- nodes --------------------------------------------------------------------------------
 . "$CLUSTER_DIR/node.sh"
@@ -165,10 +163,16 @@ for n in $(seq 1 "$NODES"); do
 	node_cgroups "$n"
 	node_containerd "$n"
 done
+step "images imported into every node's containerd"
+importers=()
 for n in $(seq 1 "$NODES"); do
-	step "$(node_name "$n"): images imported; kubelet and kube-proxy"
 	wait_for "containerd on $(node_name "$n")" 30 node_ctr "$n" version
-	node_images "$n"
+	node_images "$n" &
+	importers+=($!)
+done
+for pid in "${importers[@]}"; do wait "$pid" || fail "an image import failed (see the log)"; done
+for n in $(seq 1 "$NODES"); do
+	step "$(node_name "$n"): kubelet and kube-proxy"
 	node_kubelet "$n"
 	node_kube_proxy "$n"
 done
@@ -182,6 +186,8 @@ weft-standalone)
 none) step "pod network: none installed (nodes stay NotReady until one is)" ;;
 esac
 
+# Pods need their namespace's `default` ServiceAccount, which the controller-manager makes.
+wait_for "the default ServiceAccount" 60 kubectl_admin get serviceaccount default
 step "waiting for $NODES nodes to register"
 nodes_registered() { [ "$(kubectl_admin get nodes -o name | wc -l)" -eq "$NODES" ]; }
 wait_for "$NODES nodes registered" 120 nodes_registered
