@@ -44,7 +44,9 @@ for b in portmap bandwidth loopback daemonset-wait; do
 done
 # The plugins run on the node, beside whatever libc it has: only static ones will do.
 for b in "$weft_bin_dir/weft" "$go_bin_dir/portmap" "$go_bin_dir/bandwidth" "$go_bin_dir/loopback"; do
-	! ldd "$b" >/dev/null 2>&1 || { log "$b is dynamically linked; the plugins must be static"; exit 1; }
+	linkage=$(ldd "$b" 2>&1 || true)
+	[[ $linkage == *"not a dynamic executable"* || $linkage == *"statically linked"* ]] ||
+		{ log "$b is dynamically linked; the plugins must be static"; exit 1; }
 done
 [ ! -e "$root" ] || [ -z "$(ls -A "$root")" ] || { log "$root is not empty"; exit 1; }
 
