@@ -950,4 +950,135 @@ mod installed {
             "weftd's DaemonSet outlived the release"
         );
     }
+
+    /// `helm template` of the uninstall hooks alone, with the clean-up on.
+    fn cleanup_hooks() -> String {
+        let out = super::helm()
+            .args(["template", RELEASE])
+            .arg(repo().join("charts/weft"))
+            .args(["--namespace", NAMESPACE, "--set", "uninstall.cleanup=true"])
+            .args(["--show-only", "templates/uninstall-cleanup.yaml"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// e2e/image/daemonset-wait, built with Go (cached after the first build).
+    fn daemonset_wait(dir: &Path) -> std::path::PathBuf {
+        let out = dir.join("daemonset-wait");
+        let path = format!(
+            "/usr/local/go/bin:{}",
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let built = std::process::Command::new("go")
+            .args(["build", "-trimpath", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(repo().join("e2e/image/daemonset-wait"))
+            .env("PATH", path)
+            .env("GOTOOLCHAIN", "local")
+            .env("CGO_ENABLED", "0")
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        out
+    }
+
+    fn set_cleanup_status(cluster: &Cluster, ready: u32) {
+        let status = json!({"status": {"observedGeneration": 1, "desiredNumberScheduled": 2,
+            "currentNumberScheduled": 2, "numberMisscheduled": 0,
+            "updatedNumberScheduled": 2, "numberReady": ready}});
+        cluster.cp.kubectl_ok(&[
+            "patch",
+            "daemonset",
+            "weft-cleanup",
+            "-n",
+            NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
+    }
+
+    /// The uninstall Job's waiter, as the Job runs it (its ServiceAccount's token and CA
+    /// where a pod has them, the apiserver from the environment): it reads the clean-up
+    /// DaemonSet with only the hook's Role, verifying the apiserver's certificate, and
+    /// exits once every scheduled pod is ready, not before.
+    #[test]
+    fn the_uninstall_waiter_waits_for_every_node() {
+        let cluster = Cluster::start();
+        cluster
+            .cp
+            .kubectl_input_ok(&["create", "-f", "-"], &cleanup_hooks());
+        let waiter = daemonset_wait(cluster.cp.dir());
+        let account = cluster.cp.dir().join("cleanup-account");
+        std::fs::create_dir_all(&account).unwrap();
+        let token = cluster
+            .cp
+            .kubectl_ok(&["create", "token", "weft-cleanup", "-n", NAMESPACE]);
+        std::fs::write(account.join("token"), token.trim()).unwrap();
+        std::fs::copy(cluster.cp.ca_cert(), account.join("ca.crt")).unwrap();
+        // A private mount namespace gets the pod's view of /run/secrets.
+        let script = format!(
+            "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io && \
+             cp -r {account} /run/secrets/kubernetes.io/serviceaccount && \
+             exec {waiter} {NAMESPACE} weft-cleanup",
+            account = account.display(),
+            waiter = waiter.display(),
+        );
+        let mut wait = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                cluster.ns.name(),
+                "unshare",
+                "--mount",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .env("KUBERNETES_SERVICE_HOST", SERVER_V6)
+            .env("KUBERNETES_SERVICE_PORT", "6443")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let still_waiting = |wait: &mut std::process::Child| {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            wait.try_wait().unwrap().is_none()
+        };
+        assert!(
+            still_waiting(&mut wait),
+            "it stopped waiting before any node was scheduled"
+        );
+        set_cleanup_status(&cluster, 1);
+        assert!(
+            still_waiting(&mut wait),
+            "it stopped waiting with one node of two clean"
+        );
+        set_cleanup_status(&cluster, 2);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while wait.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = wait.kill();
+        let out = wait.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("2 of 2 nodes done"), "{stdout}");
+    }
 }
