@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Proves an image from e2e/image/build.sh complete: unpacks its OCI tar with umoci and
-# runs every program inside the image's root filesystem (chroot, in fresh network and
+# runs its programs inside the image's root filesystem (chroot, in fresh network and
 # mount namespaces made by unshare, so nothing touches the host's network or mounts):
-#   weftd --help, weft-controller --help, daemonset-wait's usage, weft and the
-#   reference plugins answering CNI VERSION, nft applying and listing weftd's table,
-#   weftd starting on a node made of the namespace, serving /readyz and writing its
-#   nft table, iproute2 flushing only protocol-119 routes (called by path, as the chart's
-#   clean-up does: the image's busybox sh prefers its own `ip` applet), and the chart's install script
-#   (charts/weft/files/install-cni.sh) installing the plugins into a directory,
-#   then leaving them alone the second time; and, where e2e/setup.sh --cluster built
-#   containerd, `ctr -n k8s.io images import` of the tar and runc running weftd from it.
+#   - weftd --help, weft-controller --help, daemonset-wait's usage;
+#   - weft and the reference plugins answering CNI VERSION, in the image and each
+#     alone in an empty root (they run on nodes, so they must be static);
+#   - nft applying a table of weftd's shape and listing it, also as JSON (nft -j);
+#   - iproute2 flushing only protocol-119 routes (called by path, as the chart's
+#     clean-up does: the image's busybox sh prefers its own `ip` applet);
+#   - the chart's scripts: install-cni.sh installing the plugins, then leaving them
+#     alone; cleanup.sh removing weft's device, tables, routes and files, nothing else;
+#   - weftd starting on a node made of the namespace: /readyz, its nft table;
+#   - where e2e/setup.sh --cluster built containerd: `ctr -n k8s.io images import` of
+#     the tar naming the image, and runc running weftd from it.
 #
 #   e2e/image/verify.sh IMAGE_TAR
 set -euo pipefail
