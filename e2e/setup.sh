@@ -66,6 +66,23 @@ CONTROLPLANE_BINS=(kube-apiserver kubectl etcd kube-controller-manager)
 
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
+# stamp_ok STAMP WANT DIR NAME...: STAMP says WANT and every DIR/NAME is executable.
+stamp_ok() {
+	local stamp=$1 want=$2 dir=$3 n
+	shift 3
+	[ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] || return 1
+	for n in "$@"; do [ -x "$dir/$n" ] || return 1; done
+}
+
+# require_built DIR NAME...: exits naming the first DIR/NAME a build did not leave.
+require_built() {
+	local dir=$1 n
+	shift
+	for n in "$@"; do
+		[ -x "$dir/$n" ] || { log "missing $dir/$n after build"; exit 1; }
+	done
+}
+
 # Serialise concurrent runs (apt and the Go builds are not safe to race).
 mkdir -p "$TOOLS_DIR"
 exec 9>"$TOOLS_DIR/.lock"
@@ -196,13 +213,7 @@ controlplane_hash=$(cat "$CONTROLPLANE_SRC"/kube/go.mod "$CONTROLPLANE_SRC"/kube
 	"$CONTROLPLANE_SRC"/build.sh | sha256sum | cut -c1-16)
 want_controlplane="kubernetes=$kube_version etcd=$etcd_version sources=$controlplane_hash"
 
-controlplane_ok() {
-	[ -f "$CONTROLPLANE_STAMP" ] && [ "$(cat "$CONTROLPLANE_STAMP")" = "$want_controlplane" ] || return 1
-	local n
-	for n in "${CONTROLPLANE_BINS[@]}"; do [ -x "$BIN_DIR/$n" ] || return 1; done
-}
-
-if controlplane_ok; then
+if stamp_ok "$CONTROLPLANE_STAMP" "$want_controlplane" "$BIN_DIR" "${CONTROLPLANE_BINS[@]}"; then
 	log "control plane up to date ($want_controlplane)"
 else
 	command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
@@ -211,9 +222,7 @@ else
 	rm -f "$CONTROLPLANE_STAMP"
 	start=$SECONDS
 	"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR" >/dev/null
-	for n in "${CONTROLPLANE_BINS[@]}"; do
-		[ -x "$BIN_DIR/$n" ] || { log "missing $BIN_DIR/$n after build"; exit 1; }
-	done
+	require_built "$BIN_DIR" "${CONTROLPLANE_BINS[@]}"
 	log "control plane built in $((SECONDS - start)) s"
 	printf '%s\n' "$want_controlplane" >"$CONTROLPLANE_STAMP"
 fi
@@ -229,12 +238,7 @@ if [ -n "$CLUSTER" ]; then
 		"$CLUSTER_SRC"/containerd/go.sum "$CLUSTER_SRC"/build.sh | sha256sum | cut -c1-16)
 	want_cluster="kubernetes=$kube_version containerd=$containerd_version sources=$cluster_hash"
 
-	cluster_ok() {
-		[ -f "$CLUSTER_STAMP" ] && [ "$(cat "$CLUSTER_STAMP")" = "$want_cluster" ] || return 1
-		local n
-		for n in "${CLUSTER_BINS[@]}"; do [ -x "$BIN_DIR/$n" ] || return 1; done
-	}
-	if cluster_ok; then
+	if stamp_ok "$CLUSTER_STAMP" "$want_cluster" "$BIN_DIR" "${CLUSTER_BINS[@]}"; then
 		log "cluster tier up to date ($want_cluster)"
 	else
 		command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
@@ -243,19 +247,14 @@ if [ -n "$CLUSTER" ]; then
 		start=$SECONDS
 		"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR" cluster >/dev/null
 		"$CLUSTER_SRC/build.sh" containerd "$BIN_DIR" >/dev/null
-		for n in "${CLUSTER_BINS[@]}"; do
-			[ -x "$BIN_DIR/$n" ] || { log "missing $BIN_DIR/$n after build"; exit 1; }
-		done
+		require_built "$BIN_DIR" "${CLUSTER_BINS[@]}"
 		log "cluster tier built in $((SECONDS - start)) s"
 		printf '%s\n' "$want_cluster" >"$CLUSTER_STAMP"
 	fi
 
 	want_images="recipe=$(sha256sum <"$CLUSTER_SRC/build.sh" | cut -c1-16) agnhost=$(sha256sum <"$BIN_DIR/agnhost" | cut -c1-16)"
-	images_ok() {
-		[ -f "$IMAGES_STAMP" ] && [ "$(cat "$IMAGES_STAMP")" = "$want_images" ] || return 1
-		[ -f "$IMAGES_DIR/pause.tar" ] && [ -f "$IMAGES_DIR/agnhost.tar" ] && [ -f "$IMAGES_DIR/images.env" ]
-	}
-	if images_ok; then
+	if stamp_ok "$IMAGES_STAMP" "$want_images" "$IMAGES_DIR" && [ -f "$IMAGES_DIR/pause.tar" ] &&
+		[ -f "$IMAGES_DIR/agnhost.tar" ] && [ -f "$IMAGES_DIR/images.env" ]; then
 		log "cluster images up to date ($want_images)"
 	else
 		log "building the cluster images: $want_images"

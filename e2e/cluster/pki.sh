@@ -2,29 +2,8 @@
 # the apiserver's serving certificate, the service-account key and a client certificate
 # per identity, EC P-256 from the `openssl` command, the way e2e/src/controlplane.rs
 # makes them. kubelets serve with the self-signed certificates they generate (the
-# apiserver does not verify kubelets: no --kubelet-certificate-authority).
-
-OPENSSL_CNF='[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign,digitalSignature
-subjectKeyIdentifier = hash
-[serving]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[client]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = clientAuth
-authorityKeyIdentifier = keyid
-'
+# apiserver does not verify kubelets: no --kubelet-certificate-authority). The
+# certificates' extensions are e2e/controlplane/openssl.cnf's sections.
 
 # pki_req ARGS...: `openssl req -x509` with the common options, in PKI.
 pki_req() {
@@ -71,7 +50,7 @@ make_pki() {
 	local nodes=$1 n
 	mkdir -p "$PKI"
 	chmod 700 "$PKI"
-	printf '%s' "$OPENSSL_CNF" >"$PKI/openssl.cnf"
+	cp "$CLUSTER_DIR/../controlplane/openssl.cnf" "$PKI/openssl.cnf"
 	pki_req -subj "/CN=$CLUSTER_NAME-ca" -extensions ca -keyout ca.key -out ca.crt
 	local sans="IP:$CP_V4,IP:$CP_V6,IP:127.0.0.1,IP:::1,IP:$SERVICE_APISERVER_V4,IP:$SERVICE_APISERVER_V6"
 	sans+=",DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"

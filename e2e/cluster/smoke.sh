@@ -9,7 +9,10 @@
 #      network on that node);
 #   3. every pod pings every pod on the other nodes, over each family;
 #   4. a ClusterIP Service with the cluster's families (dual-stack: RequireDualStack)
-#      answers HTTP from a pod on every node, over each ClusterIP, through kube-proxy.
+#      answers HTTP from a pod on every node, over each ClusterIP, through kube-proxy,
+#      each client reaching a backend on another node;
+#   5. the apiserver answers every pod through the `kubernetes` Service (what in-cluster
+#      clients such as weftd --in-cluster use).
 # Prints `kubectl get pods -o wide` and a summary with times; removes its namespace at
 # the end (which also checks that pods delete), unless --keep.
 #
@@ -164,6 +167,17 @@ for a in "${PODS[@]}"; do
 	done
 done
 step "   $answers Service requests answered (${cluster_ips[*]}), each client reached another node"
+
+step "5. the apiserver through the kubernetes Service from a pod on every node"
+apiserver_ip=$(k -n default get service kubernetes -o jsonpath='{.spec.clusterIP}')
+url="https://$apiserver_ip:443/version"
+[[ $apiserver_ip != *:* ]] || url="https://[$apiserver_ip]:443/version"
+for a in "${PODS[@]}"; do
+	version=$(k -n "$NS" exec "$a" -- curl -g -s --max-time 5 --cacert /var/run/secrets/kubernetes.io/serviceaccount/ca.crt "$url") ||
+		fail "$a (${POD_NODE[$a]}) cannot reach the apiserver at $url"
+	[[ $version == *gitVersion* ]] || fail "$a (${POD_NODE[$a]}): $url answered '$version'"
+done
+step "   ${#PODS[@]} pods verified the apiserver's certificate at $url"
 
 if [ -z "$KEEP" ]; then
 	step "removing namespace $NS (pods delete through kubelet and the CNI)"
