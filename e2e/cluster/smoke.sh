@@ -12,7 +12,9 @@
 #      answers HTTP from a pod on every node, over each ClusterIP, through kube-proxy,
 #      each client reaching a backend on another node;
 #   5. the apiserver answers every pod through the `kubernetes` Service (what in-cluster
-#      clients such as weftd --in-cluster use).
+#      clients such as weftd --in-cluster use);
+#   6. a hostNetwork pod runs in its node's namespaces: the node's name as hostname (its
+#      UTS namespace) and the node's InternalIPs on its interfaces.
 # Prints `kubectl get pods -o wide` and a summary with times; removes its namespace at
 # the end (which also checks that pods delete), unless --keep.
 #
@@ -178,6 +180,33 @@ for a in "${PODS[@]}"; do
 	[[ $version == *gitVersion* ]] || fail "$a (${POD_NODE[$a]}): $url answered '$version'"
 done
 step "   ${#PODS[@]} pods verified the apiserver's certificate at $url"
+
+host_node=$(node_name "$NODES")
+step "6. a hostNetwork pod on $host_node"
+k -n "$NS" apply -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: host
+spec:
+  nodeName: $host_node
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: agnhost
+    image: $AGNHOST_IMAGE
+    imagePullPolicy: Never
+    args: [pause]
+EOF
+k -n "$NS" wait --for=condition=Ready pod/host --timeout=60s
+hostname=$(k -n "$NS" exec host -- hostname)
+[ "$hostname" = "$host_node" ] || fail "the hostNetwork pod on $host_node has hostname '$hostname'"
+addrs=$(k -n "$NS" exec host -- ip -o addr show dev uplink)
+for ip in $(k get node "$host_node" -o jsonpath='{range .status.addresses[?(@.type=="InternalIP")]}{.address}{" "}{end}'); do
+	[[ $addrs == *" $ip/"* ]] || fail "the hostNetwork pod on $host_node lacks the node's $ip: $addrs"
+done
+k -n "$NS" get pod host -o custom-columns='NAME:.metadata.name,NODE:.spec.nodeName,POD IPS:.status.podIPs[*].ip' >&3
+step "   hostname $hostname, the node's addresses on uplink"
 
 if [ -z "$KEEP" ]; then
 	step "removing namespace $NS (pods delete through kubelet and the CNI)"
