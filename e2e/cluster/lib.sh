@@ -174,6 +174,30 @@ wait_for() {
 }
 
 # ---- namespaces and processes -----------------------------------------------------------
+# quiet_dad NS: no duplicate address detection for interfaces made later in NS: the
+# addresses are unique by construction and must work at once.
+quiet_dad() {
+	nsenter --net="/run/netns/$1" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+}
+# new_netns NS: a network namespace with loopback up and no DAD.
+new_netns() {
+	ip netns add "$1"
+	ip -n "$1" link set lo up
+	quiet_dad "$1"
+}
+# wire NS PORT V4 V6: a veth `uplink` in NS, its peer PORT on the fabric bridge, the
+# addresses, and default routes into the fabric (which has nowhere further to send them).
+wire() {
+	local ns=$1 port=$2 v4=$3 v6=$4
+	ip -n "$ns" link add uplink type veth peer name "$port" netns "$FABRIC_NS"
+	ip -n "$FABRIC_NS" link set "$port" master fabric0 up
+	ip -n "$ns" addr add "$v4/24" dev uplink
+	ip -n "$ns" addr add "$v6/64" dev uplink nodad
+	ip -n "$ns" link set uplink up
+	ip -n "$ns" route add default via "$FABRIC_V4"
+	ip -n "$ns" -6 route add default via "$FABRIC_V6"
+}
+
 # in_cp COMMAND...: runs COMMAND in the control plane's network namespace.
 in_cp() { nsenter --net="/run/netns/$CP_NS" -- "$@"; }
 
@@ -214,7 +238,8 @@ daemon_in_node() {
 		--uts="$NS_DIR/node-$n.uts" --wd=/ -- env PATH="$TOOLS_BIN:$PATH" "$@"
 }
 
-# tools: the binaries e2e/setup.sh --cluster built (sets TOOLS_BIN, CNI_PLUGINS, IMAGES).
+# load_tools: what e2e/setup.sh --cluster built (sets TOOLS_BIN, CNI_PLUGINS, IMAGES,
+# PAUSE_IMAGE, AGNHOST_IMAGE).
 load_tools() {
 	local out
 	out=$("$E2E_DIR/setup.sh" --cluster) || fail "e2e/setup.sh --cluster failed (its output is above)"

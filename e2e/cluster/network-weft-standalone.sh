@@ -13,6 +13,12 @@
 #     and socket at their defaults under /run/weft (the node's own tmpfs);
 #   - once weftd answers /readyz, the conflist written (temp + rename) into the node's
 #     /etc/cni/net.d: kubelet reports the node Ready only after that.
+# And on the control plane's host, which runs no weftd here: the routes weftd would
+# install there in direct routing (each node's IPv6 pod prefix via the node's underlay
+# address). Pods reach the apiserver through the `kubernetes` Service with their own
+# IPv6 source (kube-proxy does not masquerade the cluster's ranges), so without them
+# its answers would go to the fabric, which knows no pod prefix. Pod IPv4 needs nothing:
+# weftd masquerades it when it leaves the overlay.
 # Needs WEFT_BIN_DIR (weftd and weft, e.g. target/debug) and CNI_PLUGINS (the reference
 # plugins e2e/setup.sh builds; spec 1.1.0, which Debian's 1.1.1 plugins do not speak).
 
@@ -71,6 +77,14 @@ EOF
 	mv -f "$conf/.$WEFT_CONFLIST.tmp" "$conf/$WEFT_CONFLIST"
 }
 
+# weft_control_plane_routes: see the top of this file.
+weft_control_plane_routes() {
+	local n
+	for n in $(seq 1 "$NODES"); do
+		ip -n "$CP_NS" -6 route replace "$(node_pod_v6 "$n")" via "$(node_v6 "$n")"
+	done
+}
+
 # network_install: weft on every node, ready to serve pods.
 network_install() {
 	local n
@@ -81,6 +95,7 @@ network_install() {
 	weft_peers_file >"$STATE/.weft-peers.json.tmp"
 	mv -f "$STATE/.weft-peers.json.tmp" "$STATE/weft-peers.json"
 	for n in $(seq 1 "$NODES"); do weft_node_install "$n"; done
+	weft_control_plane_routes
 	for n in $(seq 1 "$NODES"); do
 		wait_for "weftd on $(node_name "$n") ready" 30 weft_node_ready "$n"
 		weft_node_conflist "$n"
