@@ -140,13 +140,15 @@ step() {
 	echo "== [$((SECONDS - T0)) s] $*"
 }
 
-# fail MESSAGE: says so on the terminal with the log's tail, and exits 1.
+# fail MESSAGE: says so on the terminal with the log's tail (and FAIL_HINT, if set), and
+# exits 1.
 fail() {
 	printf '[%4d s] FAILED: %s\n' "$((SECONDS - T0))" "$*" >&3
 	echo "== FAILED: $*"
 	{
 		echo "--- last lines of $LOG ---"
 		tail -n 25 "$LOG"
+		[ -z "${FAIL_HINT:-}" ] || echo "$FAIL_HINT"
 	} >&3
 	exit 1
 }

@@ -53,6 +53,7 @@ fi
 
 start_log up
 trap on_error ERR
+FAIL_HINT="up.sh: what it made stays for inspection; e2e/cluster/down.sh removes it"
 step "cluster '$CLUSTER_NAME': $NODES nodes, $FAMILY, network $NETWORK"
 
 step "tools: e2e/setup.sh --cluster (builds what is missing; the first run takes long)"
