@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use weft_e2e::bench::{median, time};
+use weft_e2e::bench::{median, ms};
 use weft_e2e::{reference_plugins_dir, unique_name, Netns, Node, NodeOptions, Plugin, TempDir};
 
 /// VERSION calls per plugin for the process floor.
@@ -147,7 +147,7 @@ impl Subject {
         format!(
             "{} process floor (VERSION, median of {FLOOR_CALLS}): {}",
             self.label,
-            time(median(times))
+            ms(median(times).unwrap_or_default())
         )
     }
 
