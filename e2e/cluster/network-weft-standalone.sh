@@ -85,13 +85,18 @@ weft_control_plane_routes() {
 	done
 }
 
-# network_install: weft on every node, ready to serve pods.
-network_install() {
-	local n
+# network_preflight: fails at once when weft's binaries are missing.
+network_preflight() {
+	local bin
 	for bin in weftd weft; do
 		[ -x "$WEFT_BIN_DIR/$bin" ] ||
 			fail "$WEFT_BIN_DIR/$bin missing: cargo build -p weftd -p weft-cni (or set WEFT_BIN_DIR)"
 	done
+}
+
+# network_install: weft on every node, ready to serve pods.
+network_install() {
+	local n
 	weft_peers_file >"$STATE/.weft-peers.json.tmp"
 	mv -f "$STATE/.weft-peers.json.tmp" "$STATE/weft-peers.json"
 	for n in $(seq 1 "$NODES"); do weft_node_install "$n"; done

@@ -56,6 +56,13 @@ trap on_error ERR
 FAIL_HINT="up.sh: what it made stays for inspection; e2e/cluster/down.sh removes it"
 step "cluster '$CLUSTER_NAME': $NODES nodes, $FAMILY, network $NETWORK"
 
+case $NETWORK in
+weft-standalone)
+	. "$CLUSTER_DIR/network-weft-standalone.sh"
+	network_preflight
+	;;
+esac
+
 step "tools: e2e/setup.sh --cluster (builds what is missing; the first run takes long)"
 load_tools
 
@@ -157,7 +164,6 @@ done
 case $NETWORK in
 weft-standalone)
 	step "pod network: weft standalone (network-weft-standalone.sh)"
-	. "$CLUSTER_DIR/network-weft-standalone.sh"
 	network_install
 	;;
 none) step "pod network: none installed (nodes stay NotReady until one is)" ;;
