@@ -90,6 +90,14 @@ pub enum Error {
     /// A datapath entry could not be turned into a kernel request.
     #[error("{0}")]
     Entry(String),
+    /// The CNI conflist cannot be written; the message names `--cni-conflist` and the path.
+    #[error("--cni-conflist {}: {problem}", path.display())]
+    Conflist {
+        /// Where it goes.
+        path: PathBuf,
+        /// What failed.
+        problem: String,
+    },
     /// A long-running task returned, though it should run as long as weftd.
     #[error("the {task} task ended")]
     TaskEnded {
@@ -123,6 +131,7 @@ impl Error {
             Error::Allocation(_) => "Allocation",
             Error::PeerRejected { .. } => "PeerRejected",
             Error::Entry(_) => "Entry",
+            Error::Conflist { .. } => "Conflist",
             Error::TaskEnded { .. } => "TaskEnded",
             Error::TaskPanicked { .. } => "TaskPanicked",
         }

@@ -1,5 +1,6 @@
 //! weftd's command line: a contract tests and operators rely on. Extend, never rename.
 
+use crate::conflist::Conflist;
 use crate::error::{Error, Result};
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -7,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use weft_api::Ipv6Routing;
+use weft_netlink::sysctl;
 use weft_wire::{
     parse_bind_addr, parse_ipv4_subnet, parse_ipv6_prefix, Mode, DEFAULT_VXLAN_PORT,
     DEFAULT_VXLAN_VNI, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS,
@@ -83,6 +85,22 @@ pub struct Flags {
     /// entry someone deleted); peer changes are applied at once, incrementally.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_seconds: u64,
+    /// Where to write the CNI conflist for the container runtime (a `.conflist` file in
+    /// its conf dir, e.g. /etc/cni/net.d/05-weft.conflist): written atomically once
+    /// weftd serves pods (/readyz waits for it), restored every --resync-seconds when
+    /// deleted or changed, never removed by weftd. Without it weftd writes no conflist.
+    #[arg(long, value_name = "PATH")]
+    pub cni_conflist: Option<PathBuf>,
+    /// The exact conflist --cni-conflist writes: JSON with cniVersion, name and
+    /// plugins, the first of type weft talking to --socket. Checked at start. Default:
+    /// a conflist of weft alone on --socket.
+    #[arg(long, value_name = "FILE", requires = "cni_conflist")]
+    pub cni_conflist_template: Option<PathBuf>,
+    /// The sysctl tree weftd reads and writes (ip_forward, IPv6 forwarding and
+    /// accept_ra, the VXLAN device's disable_ipv6). A container's /proc/sys is
+    /// read-only: mount the node's /proc/sys/net writable at DIR/net and pass DIR.
+    #[arg(long, value_name = "DIR", default_value = sysctl::PROC_SYS)]
+    pub proc_sys: PathBuf,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
@@ -127,6 +145,10 @@ pub struct Config {
     pub vxlan_port: u16,
     pub resync: Duration,
     pub source: Source,
+    /// The conflist weftd keeps in place, if any.
+    pub conflist: Option<Conflist>,
+    /// Where weftd's sysctls are.
+    pub proc_sys: sysctl::Root,
 }
 
 impl Flags {
@@ -183,6 +205,15 @@ impl Flags {
             };
             (Source::Standalone, ipv6_prefix, ipv4_subnet)
         };
+        if let Some(template) = &self.cni_conflist_template {
+            absolute("--cni-conflist-template", template)?;
+        }
+        let conflist = self
+            .cni_conflist
+            .map(|path| {
+                Conflist::from_flags(path, self.cni_conflist_template.as_deref(), &self.socket)
+            })
+            .transpose()?;
         Config {
             node_name: self.node_name,
             mode,
@@ -199,15 +230,21 @@ impl Flags {
             vxlan_port: self.vxlan_port.unwrap_or(DEFAULT_VXLAN_PORT),
             resync: Duration::from_secs(self.resync_seconds),
             source,
+            conflist,
+            proc_sys: sysctl::Root::new(self.proc_sys),
         }
         .checked_paths()
     }
 }
 
 impl Config {
-    /// Paths must be absolute: weftd may be started from any directory.
+    /// Every path flag must be absolute.
     fn checked_paths(self) -> Result<Config> {
-        let mut paths = vec![("--state-dir", &self.state_dir), ("--socket", &self.socket)];
+        let mut paths = vec![
+            ("--state-dir", self.state_dir.as_path()),
+            ("--socket", self.socket.as_path()),
+            ("--proc-sys", self.proc_sys.dir()),
+        ];
         if let Some(p) = &self.peers {
             paths.push(("--peers", p));
         }
@@ -219,14 +256,20 @@ impl Config {
             paths.push(("--kubeconfig", k));
         }
         for (flag, path) in paths {
-            if !path.is_absolute() {
-                return Err(Error::Flag(format!(
-                    "{flag}: '{}' is not an absolute path",
-                    path.display()
-                )));
-            }
+            absolute(flag, path)?;
         }
         Ok(self)
+    }
+}
+
+/// Paths must be absolute: weftd may be started from any directory.
+fn absolute(flag: &str, path: &std::path::Path) -> Result<()> {
+    match path.is_absolute() {
+        true => Ok(()),
+        false => Err(Error::Flag(format!(
+            "{flag}: '{}' is not an absolute path",
+            path.display()
+        ))),
     }
 }
 

@@ -4,13 +4,15 @@
 //! uplink ([`node`]); answer `/metrics`, `/healthz` and `/readyz` (weft-health,
 //! [`metrics`]); learn the node's allocation, from the flags or the apiserver
 //! ([`kube`]); make the node a router; open the IPAM store (weft-ipam) and start the
-//! background veth remover ([`reaper`]); bring up the overlay and converge it to the
-//! peers ([`datapath`], with one file per routing mode in [`routing`]); put weft's
-//! nftables table in place ([`firewall`]); start the peer source ([`peers`]) and, in
-//! Kubernetes mode, the identity and usage reports; then serve the CNI plugin on the
-//! unix socket ([`socket`], [`service`]) while one supervisor ([`supervisor`]) watches
-//! every task, until SIGTERM or SIGINT. Exiting leaves the datapath in place: pods keep
-//! their connectivity while weftd restarts.
+//! background veth remover ([`reaper`]); put the pods' IPv4 gateway on `lo` ([`node`]),
+//! bring up the overlay and converge it to the peers ([`datapath`], with one file per
+//! routing mode in [`routing`]); put weft's nftables table in place ([`firewall`]);
+//! start the peer source ([`peers`]) and, in Kubernetes mode, the identity and usage
+//! reports; then serve the CNI plugin on the unix socket ([`socket`], [`service`]),
+//! write the CNI conflist ([`conflist`]) and turn `/readyz` on, while one supervisor
+//! ([`supervisor`]) watches every task, until SIGTERM or SIGINT. Exiting leaves the
+//! datapath and the conflist in place: pods keep their connectivity, and can still be
+//! deleted, while weftd restarts.
 //!
 //! | module | what |
 //! |---|---|
@@ -20,9 +22,11 @@
 //! | [`routing`] | one file per routing mode: the kernel entries each peer needs |
 //! | [`datapath`] | the VXLAN device, and the diff/apply/convergence of those entries |
 //! | [`firewall`] | the only nftables code: table `inet weft`, one file per concern |
+//! | [`conflist`] | the CNI conflist for the runtime: atomic writes, kept in place |
 #![forbid(unsafe_code)]
 
 mod allocation;
+mod conflist;
 mod datapath;
 mod error;
 mod firewall;
@@ -42,12 +46,13 @@ use allocation::NodeAllocation;
 use clap::Parser;
 use error::{Error, Result};
 use firewall::{Concern, EgressNat, Firewall};
+use futures::FutureExt;
 use metrics::Metrics;
 use peers::PeerSource;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use supervisor::{Lifetime, OnEnd, Tasks};
+use supervisor::{Lifetime, OnEnd, Readiness, Tasks};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 use weft_ipam::{Ipam, IpamConfig};
@@ -93,16 +98,22 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let uplink = node::discover_uplink(&mut nl, config.underlay_interface.as_deref())?;
 
     // Health and metrics answer from the start; /readyz turns 200 once pods are served
-    // (in Kubernetes mode the node may first wait for its allocation).
+    // and the conflist is written (in Kubernetes mode the node may first wait for its
+    // allocation).
     let metrics = Metrics::new(&config.node_name)?;
-    let ready = Arc::new(AtomicBool::new(false));
-    start_metrics(&mut tasks, &config.metrics_addrs, &metrics, &ready)?;
+    let mut readiness = Readiness::default();
+    start_metrics(
+        &mut tasks,
+        &config.metrics_addrs,
+        &metrics,
+        &readiness.answer(),
+    )?;
 
     let (allocation, cluster) = node_allocation(config, &uplink).await?;
     metrics.set_mode(allocation.mode);
     let mtu = pod_mtus(uplink.mtu, uplink.family, allocation.mode)
         .map_err(|e| Error::Uplink(format!("uplink {:?}: {e}", uplink.name)))?;
-    node::enable_forwarding(allocation.mode)?;
+    node::enable_forwarding(allocation.mode, &config.proc_sys)?;
     let network = NodeNetwork {
         node_name: config.node_name.clone(),
         mode: allocation.mode,
@@ -137,6 +148,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         uplink: uplink.clone(),
         vxlan_mtu: mtu.ipv4,
         resync: config.resync,
+        sysctls: config.proc_sys.clone(),
     };
     // The datapath thread runs, resyncing, as long as a handle exists: this one lives
     // until weftd stops. Without it peers are never converged again: restart (the
@@ -168,20 +180,49 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     // Without the socket the node serves no pod: restart.
     let serving = forever("plugin socket", socket::serve(listener, service));
     tasks.add("plugin socket", Lifetime::Forever, OnEnd::Exit, serving);
-    ready.store(true, Ordering::Release);
-    info!(socket = %config.socket.display(), "serving the CNI plugin");
+    // The runtime is told of the network only now: a conflist present means a socket
+    // that answers.
+    // Fused: after a dropped sender it stays pending instead of being polled again.
+    let mut conflist_written = keep_conflist(&mut tasks, config, &metrics)?.fuse();
 
     let mut term = signal(SignalKind::terminate()).map_err(Error::start("the SIGTERM handler"))?;
     let mut int = signal(SignalKind::interrupt()).map_err(Error::start("the SIGINT handler"))?;
     let mut hup = signal(SignalKind::hangup()).map_err(Error::start("the SIGHUP handler"))?;
     loop {
         tokio::select! {
-            ended = tasks.next() => ended.settle(&ready, &metrics)?,
+            ended = tasks.next() => ended.settle(&mut readiness, &metrics)?,
+            written = &mut conflist_written, if !readiness.serving() => {
+                // A dropped sender is the conflist thread's death, which the
+                // supervisor sees and settles.
+                if written.is_ok() {
+                    readiness.set_serving();
+                    info!(socket = %config.socket.display(), "serving the CNI plugin");
+                }
+            }
             _ = term.recv() => { info!("SIGTERM: stopping"); return Ok(()) }
             _ = int.recv() => { info!("SIGINT: stopping"); return Ok(()) }
             _ = hup.recv() => { info!("SIGHUP"); peers.reload() }
         }
     }
+}
+
+/// Starts keeping the `--cni-conflist`, if any; resolves once it is in place (at once
+/// without one).
+fn keep_conflist(
+    tasks: &mut Tasks,
+    config: &flags::Config,
+    metrics: &Metrics,
+) -> Result<conflist::FirstWrite> {
+    let Some(conflist) = config.conflist.clone() else {
+        let (written, first_write) = tokio::sync::oneshot::channel();
+        let _ = written.send(());
+        return Ok(first_write);
+    };
+    let (first_write, keeping) = conflist.keep(config.resync, metrics.clone())?;
+    // Without it, a deleted conflist is never restored and the runtime loses the
+    // network: restart (a restart writes it again).
+    tasks.add("cni conflist", Lifetime::Forever, OnEnd::Exit, keeping);
+    Ok(first_write)
 }
 
 /// One `/metrics`, `/healthz`, `/readyz` server per `--metrics-addr` address.

@@ -1,11 +1,16 @@
-//! The node itself: its uplink (for the MTU) and the kernel switches a router needs.
+//! The node itself: its uplink (for the MTU), the kernel switches a router needs, and
+//! the pods' IPv4 gateway address on its loopback.
 
 use crate::error::{Error, Result};
+use ipnet::Ipv4Net;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tracing::{info, warn};
-use weft_netlink::{sysctl, Netlink, NetlinkError};
-use weft_wire::{Mode, UnderlayFamily};
+use weft_netlink::{messages, sysctl, Errno, Netlink, NetlinkError};
+use weft_wire::{Mode, UnderlayFamily, GATEWAY_V4};
 
+/// The index of `lo`, which holds the pods' IPv4 gateway: the same in every network
+/// namespace (the kernel registers it first, as LOOPBACK_IFINDEX).
+const LOOPBACK_INDEX: u32 = 1;
 /// MTU assumed when no uplink can be found (a node with no default route).
 const FALLBACK_MTU: u32 = 1500;
 
@@ -102,37 +107,52 @@ fn default_route_interface(nl: &mut Netlink) -> Result<Option<String>, NetlinkEr
 /// Turns the node into a router for its pods. Before IPv6 forwarding goes on, every
 /// interface that accepts router advertisements is moved to accept_ra=2: with forwarding
 /// on, accept_ra=1 stops accepting RAs and the node would lose its RA-learned default
-/// route (a known pain of CNI plugins).
-pub fn enable_forwarding(mode: Mode) -> Result<()> {
-    let set = |key: &str, value: &str| {
-        sysctl::set(key, value).map_err(Error::netlink(format!("sysctl {key}={value}")))
+/// route (a known pain of CNI plugins). Each switch is read first and written only when
+/// it differs: a `forwarding` write takes RTNL in a trylock-and-restart loop, which a
+/// restarting weftd should not contend with pods being wired.
+pub fn enable_forwarding(mode: Mode, sysctls: &sysctl::Root) -> Result<()> {
+    let sysctl_error = |key: &str, value: &str| {
+        let root = sysctls.dir().display().to_string();
+        Error::netlink(format!("--proc-sys {root}: sysctl {key}={value}"))
     };
+    let ensure =
+        |key: &str, value: &str| sysctls.ensure(key, value).map_err(sysctl_error(key, value));
     if mode.has_ipv4() {
-        set("net.ipv4.ip_forward", "1")?;
+        ensure("net/ipv4/ip_forward", "1")?;
     }
     if mode.has_ipv6() {
-        if !sysctl::ipv6_available() {
-            return Err(Error::Flag(
-                "--mode: IPv6 is served but this kernel has IPv6 disabled".into(),
-            ));
+        if !sysctls.ipv6_available() {
+            return Err(Error::Flag(format!(
+                "--mode: IPv6 is served but {} shows no net/ipv6 (IPv6 disabled in the kernel, or --proc-sys mounts no net/)",
+                sysctls.dir().display()
+            )));
         }
-        let entries = std::fs::read_dir("/proc/sys/net/ipv6/conf").map_err(|e| {
-            Error::Uplink(format!(
-                "listing interfaces in /proc/sys/net/ipv6/conf: {e}"
-            ))
-        })?;
-        for entry in entries.flatten() {
-            let ifname = entry.file_name().to_string_lossy().into_owned();
-            if ifname == "all" || ifname == "default" {
-                continue;
-            }
+        let interfaces = sysctls
+            .interfaces("ipv6")
+            .map_err(sysctl_error("net/ipv6/conf", "(listing)"))?;
+        for ifname in interfaces {
             let key = sysctl::iface_key("ipv6", &ifname, "accept_ra");
-            if sysctl::get(&key).ok().as_deref() == Some("1") {
-                set(&key, "2")?;
+            if sysctls.get(&key).ok().as_deref() == Some("1") {
+                sysctls.set(&key, "2").map_err(sysctl_error(&key, "2"))?;
                 info!(interface = %ifname, "accept_ra 1 -> 2 so router advertisements survive forwarding");
             }
         }
-        set("net/ipv6/conf/all/forwarding", "1")?;
+        ensure("net/ipv6/conf/all/forwarding", "1")?;
     }
     Ok(())
+}
+
+/// Puts the pods' IPv4 gateway, 169.254.1.1/32, on the node's loopback, so it answers
+/// the pods (their default route points at it). Link scope: the kernel's source address
+/// selection (`inet_select_addr`, `in_dev_select_addr`) skips link-scoped addresses of
+/// other devices, so the node never sends its own traffic to pods (kubelet's probes)
+/// from the gateway, only from its own addresses. True when it was added; already there
+/// is fine.
+pub fn ensure_ipv4_gateway(nl: &mut Netlink) -> Result<bool> {
+    let gateway = Ipv4Net::from(GATEWAY_V4);
+    match nl.execute_one(messages::link_scoped_address(LOOPBACK_INDEX, gateway)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.errno() == Some(Errno::Exists) => Ok(false),
+        Err(e) => Err(Error::netlink(format!("{gateway} on lo"))(e)),
+    }
 }

@@ -2,6 +2,9 @@
 //! counted in `weft_errors_total`, and then, by the policy it was added with, either
 //! weftd exits non-zero (the DaemonSet restarts it; the datapath stays in place across
 //! the restart) or `/readyz` turns 503 for good while pods are still served.
+//!
+//! [`Readiness`] is what `/readyz` answers: 200 once weftd serves pods (and has written
+//! the CNI conflist, when it writes one), unless a task's end has degraded it.
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -10,7 +13,46 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tracing::{error, info};
+
+/// `/readyz`'s answer, from two facts main learns one at a time: weftd serves pods,
+/// and no task whose end costs readiness has ended. Either may come first.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    answer: Arc<AtomicBool>,
+    serving: bool,
+    degraded: bool,
+}
+
+impl Readiness {
+    /// The flag the health endpoints read.
+    pub fn answer(&self) -> Arc<AtomicBool> {
+        self.answer.clone()
+    }
+
+    /// Pods are served (and the conflist written, when weftd writes one).
+    pub fn set_serving(&mut self) {
+        self.serving = true;
+        self.publish();
+    }
+
+    /// Whether [`Readiness::set_serving`] was called.
+    pub fn serving(&self) -> bool {
+        self.serving
+    }
+
+    /// For good: weftd is no longer all it claims to be.
+    fn degrade(&mut self) {
+        self.degraded = true;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.answer
+            .store(self.serving && !self.degraded, Ordering::Release);
+    }
+}
 
 /// What a task's end means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +114,7 @@ impl Tasks {
 
 impl Ended {
     /// Logs and counts the end, and applies its policy: `Err` when weftd must exit.
-    pub fn settle(self, ready: &AtomicBool, metrics: &Metrics) -> Result<()> {
+    pub fn settle(self, readiness: &mut Readiness, metrics: &Metrics) -> Result<()> {
         let error = match self.outcome {
             Ok(()) => {
                 info!(task = self.name, "task done");
@@ -88,7 +130,7 @@ impl Ended {
             }
             OnEnd::NotReady => {
                 error!(task = self.name, error = %error, "task died: /readyz now answers 503");
-                ready.store(false, Ordering::Release);
+                readiness.degrade();
                 Ok(())
             }
         }

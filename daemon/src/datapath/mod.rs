@@ -7,6 +7,9 @@
 //! - IPv6: `--ipv6-routing direct` routes each peer's prefix via its underlay address;
 //!   `fabric` leaves routing to the network.
 //!
+//! - The pods' IPv4 gateway on the node's `lo` ([`node::ensure_ipv4_gateway`]), when
+//!   the node serves IPv4: in place before pods are served, repaired by every full pass.
+//!
 //! What each peer needs comes from the node's routing modes ([`crate::routing`]); this
 //! module owns the device, the diff and the kernel work. Egress NAT is not here: it
 //! names no peer and lives with the rest of nftables in [`crate::firewall`].
@@ -23,7 +26,7 @@ mod kernel;
 use crate::allocation::NodeAllocation;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::node::Uplink;
+use crate::node::{self, Uplink};
 use crate::routing::{Routing, Vxlan};
 use crate::task::{self, Task};
 use desired::{diff, Desired, Key, LocalView, Value};
@@ -49,6 +52,8 @@ pub struct Setup {
     /// The VXLAN device's MTU: the pods' IPv4 MTU.
     pub vxlan_mtu: Option<u32>,
     pub resync: Duration,
+    /// Where the VXLAN device's sysctls are (`--proc-sys`).
+    pub sysctls: sysctl::Root,
 }
 
 enum Update {
@@ -62,7 +67,8 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Brings up the VXLAN device, then starts the datapath thread: the handle feeds it
+    /// Puts the pods' IPv4 gateway in place and brings up the VXLAN device, then starts
+    /// the datapath thread: the handle feeds it
     /// peer lists, the task ends only if the thread does. Nothing about peers changes
     /// until the first peer list arrives: a weftd restarting without its source must not
     /// wipe the routes of the last good list.
@@ -70,6 +76,7 @@ impl Datapath {
         let nl = Netlink::connect().map_err(Error::netlink("datapath netlink socket"))?;
         let (updates, receive) = mpsc::channel();
         let mut converger = Converger::new(nl, setup, metrics);
+        converger.ensure_gateway();
         converger.ensure_vxlan();
         let task = task::thread("datapath", move || converger.run(receive))?;
         Ok((Datapath { updates }, task))
@@ -192,9 +199,12 @@ impl Converger {
                 info!(device = VXLAN_DEVICE, vni = spec.vni, port = spec.port, local = %spec.local, mtu, "VXLAN device created");
                 // The overlay is IPv4 only: no link-local address, no router or
                 // multicast listener solicitations into the tunnel.
-                if sysctl::ipv6_available() {
+                let sysctls = &self.setup.sysctls;
+                if sysctls.ipv6_available() {
                     let key = sysctl::iface_key("ipv6", VXLAN_DEVICE, "disable_ipv6");
-                    let _ = sysctl::set(&key, "1");
+                    if let Err(e) = sysctls.set(&key, "1") {
+                        warn!(error = %e, "the VXLAN device keeps IPv6 (harmless: nothing routes IPv6 into it)");
+                    }
                 }
             }
             let gateway = IpNet::V4(Ipv4Net::new(subnet.network(), 32).unwrap_or(subnet));
@@ -225,6 +235,22 @@ impl Converger {
         self.set_routing();
     }
 
+    /// Holds the pods' IPv4 gateway on `lo` when the node serves IPv4.
+    fn ensure_gateway(&mut self) {
+        if !self.setup.allocation.mode.has_ipv4() {
+            return;
+        }
+        match node::ensure_ipv4_gateway(&mut self.nl) {
+            Ok(true) => info!(address = %weft_wire::GATEWAY_V4, "the pods' IPv4 gateway is on lo"),
+            Ok(false) => {}
+            Err(e) => {
+                // Retried by the next full pass; pods' traffic does not need it.
+                warn!(error = %e, "the pods' IPv4 gateway does not answer them");
+                self.metrics.convergence_error(&e);
+            }
+        }
+    }
+
     fn rebuild_desired(&mut self, log_problems: bool) {
         let peers = self.peers.as_deref().unwrap_or_default();
         let (desired, problems) = Desired::build(&self.local, peers);
@@ -240,6 +266,7 @@ impl Converger {
     fn converge_full(&mut self) {
         let started = Instant::now();
         self.dirty = false;
+        self.ensure_gateway();
         self.ensure_vxlan();
         self.rebuild_desired(true);
         match kernel::read_actual(&mut self.nl, self.vxlan.map(|v| v.index)) {

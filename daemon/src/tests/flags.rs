@@ -199,3 +199,61 @@ fn kubernetes_mode_takes_ranges_and_peers_from_the_apiserver_only() {
     );
     assert!(parse(&["--kubeconfig", "/k", "--in-cluster"]).is_err());
 }
+
+#[test]
+fn conflist_and_proc_sys_flags() {
+    let dual = [
+        "--ipv6-prefix",
+        "2001:db8::/80",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = dual.to_vec();
+        args.extend_from_slice(extra);
+        parse(&args)
+    };
+    let c = with(&[]).unwrap();
+    assert!(c.conflist.is_none(), "no conflist unless asked");
+    assert_eq!(c.proc_sys.dir(), std::path::Path::new("/proc/sys"));
+
+    let c = with(&[
+        "--cni-conflist",
+        "/etc/cni/net.d/05-weft.conflist",
+        "--socket",
+        "/run/w/weftd.sock",
+        "--proc-sys",
+        "/host/proc/sys",
+    ])
+    .unwrap();
+    let conflist = c.conflist.unwrap();
+    assert_eq!(
+        conflist.path,
+        std::path::Path::new("/etc/cni/net.d/05-weft.conflist")
+    );
+    let written: serde_json::Value = serde_json::from_slice(&conflist.content).unwrap();
+    assert_eq!(written["plugins"][0]["socket"], "/run/w/weftd.sock");
+    assert_eq!(c.proc_sys.dir(), std::path::Path::new("/host/proc/sys"));
+
+    let e = with(&["--cni-conflist-template", "/etc/weft/cni/conflist.json"]).unwrap_err();
+    assert!(
+        e.contains("--cni-conflist-template") && e.contains("--cni-conflist <PATH>"),
+        "{e}"
+    );
+    let e = with(&[
+        "--cni-conflist",
+        "/etc/cni/net.d/05-weft.conflist",
+        "--cni-conflist-template",
+        "conflist.json",
+    ])
+    .unwrap_err();
+    assert!(
+        e.contains("--cni-conflist-template: 'conflist.json' is not an absolute path"),
+        "{e}"
+    );
+    let e = with(&["--proc-sys", "host/proc/sys"]).unwrap_err();
+    assert!(
+        e.contains("--proc-sys: 'host/proc/sys' is not an absolute path"),
+        "{e}"
+    );
+}

@@ -17,17 +17,19 @@ fn errors_counted(metrics: &Metrics, label: &str) -> u64 {
 /// A supervisor's world: weftd ready, no task yet.
 struct World {
     metrics: Metrics,
-    ready: AtomicBool,
+    readiness: Readiness,
     tasks: Tasks,
 }
 
 impl World {
     fn new() -> World {
-        World {
+        let mut world = World {
             metrics: Metrics::new("n1").unwrap(),
-            ready: AtomicBool::new(true),
+            readiness: Readiness::default(),
             tasks: Tasks::default(),
-        }
+        };
+        world.readiness.set_serving();
+        world
     }
 
     /// Waits for the next task to end and settles it, as main does.
@@ -35,11 +37,11 @@ impl World {
         tokio::time::timeout(std::time::Duration::from_secs(5), self.tasks.next())
             .await
             .expect("a task ended")
-            .settle(&self.ready, &self.metrics)
+            .settle(&mut self.readiness, &self.metrics)
     }
 
     fn ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness.answer().load(Ordering::Acquire)
     }
 }
 
@@ -119,4 +121,21 @@ async fn a_panicking_thread_is_seen() {
         matches!(e, Error::TaskPanicked { task: "peers-file" }),
         "{e}"
     );
+}
+
+#[test]
+fn readiness_needs_serving_and_stays_off_once_degraded() {
+    let mut readiness = Readiness::default();
+    let answer = readiness.answer();
+    assert!(!answer.load(Ordering::Acquire), "not serving yet");
+    // A reporter dying before pods are served (the conflist not yet written) must not
+    // be forgotten when serving starts.
+    readiness.degrade();
+    readiness.set_serving();
+    assert!(readiness.serving());
+    assert!(!answer.load(Ordering::Acquire));
+
+    let mut readiness = Readiness::default();
+    readiness.set_serving();
+    assert!(readiness.answer().load(Ordering::Acquire));
 }
