@@ -8,7 +8,8 @@
 //!
 //! Areas, in file order: the plugin's config (codes 6, 1, 7), its environment (4, 3),
 //! huge inputs, the socket to weftd (50, 11) with fake daemons served from this process,
-//! weftd's flags and socket safety, and garbage written to weftd's own socket.
+//! weftd's flags (the conflist and sysctl root among them) and socket safety, and
+//! garbage written to weftd's own socket.
 //!
 //! Several tests pin down bugs this suite found (a refused second weftd sweeping live
 //! veths, unvalidated attachments on the socket, a CNI_NETNS that is not a network
@@ -1159,6 +1160,164 @@ fn weftd_refuses_bad_flags_naming_flag_and_value_before_touching_anything() {
         exit.code, None,
         "weftd with good flags did not stay up: {exit:?}"
     );
+}
+
+#[test]
+fn weftd_refuses_bad_conflist_and_proc_sys_flags_naming_flag_path_and_problem() {
+    let ns = Netns::new("d");
+    let dir = TempDir::new("conflist-flags");
+    let conflist = dir.0.join("net.d").join("05-weft.conflist");
+    let conflist_flag = conflist.display().to_string();
+    let socket = dir.0.join("sock").join("weftd.sock").display().to_string();
+    let template = |name: &str, text: &str| -> String {
+        let path = dir.0.join(name);
+        fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let not_json = template("not-json.json", "{\"cniVersion\": ");
+    let no_version = template(
+        "no-version.json",
+        r#"{"name":"k8s","plugins":[{"type":"weft"}]}"#,
+    );
+    let portmap_first = template(
+        "portmap-first.json",
+        r#"{"cniVersion":"1.1.0","name":"k8s","plugins":[{"type":"portmap"},{"type":"weft"}]}"#,
+    );
+    let other_socket = template(
+        "other-socket.json",
+        r#"{"cniVersion":"1.1.0","name":"k8s","plugins":[{"type":"weft","socket":"/run/elsewhere.sock"}]}"#,
+    );
+    let missing = dir.0.join("missing.json").display().to_string();
+    let base = [
+        "--ipv6-prefix",
+        "2001:db8:1000:1::/80",
+        "--ipv4-subnet",
+        "10.255.1.0/24",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|a| a.to_string()).collect()
+    };
+    let cases: Vec<(Vec<String>, Vec<&str>)> = vec![
+        (
+            with(&[
+                "--cni-conflist",
+                &conflist_flag,
+                "--cni-conflist-template",
+                &not_json,
+            ]),
+            vec!["--cni-conflist-template", &not_json, "not JSON"],
+        ),
+        (
+            with(&[
+                "--cni-conflist",
+                &conflist_flag,
+                "--cni-conflist-template",
+                &no_version,
+            ]),
+            vec!["--cni-conflist-template", &no_version, "no 'cniVersion'"],
+        ),
+        (
+            with(&[
+                "--cni-conflist",
+                &conflist_flag,
+                "--cni-conflist-template",
+                &portmap_first,
+            ]),
+            vec![
+                "--cni-conflist-template",
+                &portmap_first,
+                "plugins[0].type is \"portmap\"",
+            ],
+        ),
+        (
+            with(&[
+                "--cni-conflist",
+                &conflist_flag,
+                "--cni-conflist-template",
+                &other_socket,
+            ]),
+            vec![
+                "--cni-conflist-template",
+                "/run/elsewhere.sock",
+                &socket,
+                "--socket",
+            ],
+        ),
+        (
+            with(&[
+                "--cni-conflist",
+                &conflist_flag,
+                "--cni-conflist-template",
+                &missing,
+            ]),
+            vec!["--cni-conflist-template", &missing, "No such file"],
+        ),
+        (
+            with(&["--cni-conflist-template", &portmap_first]),
+            vec!["--cni-conflist-template", "--cni-conflist <PATH>"],
+        ),
+        (
+            with(&["--cni-conflist", "net.d/05-weft.conflist"]),
+            vec!["--cni-conflist", "'net.d/05-weft.conflist'", "absolute"],
+        ),
+        (
+            with(&["--cni-conflist", "/etc/cni/net.d/05-weft.conf"]),
+            vec![
+                "--cni-conflist",
+                "'/etc/cni/net.d/05-weft.conf'",
+                ".conflist",
+            ],
+        ),
+        (
+            with(&["--proc-sys", "host/proc/sys"]),
+            vec!["--proc-sys", "'host/proc/sys'", "absolute"],
+        ),
+    ];
+    for (args, needles) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let exit = run_weftd(&ns, &dir.0, &args, Duration::from_secs(5));
+        weftd_refused(&exit, needles);
+    }
+    assert!(
+        !conflist.parent().unwrap().exists(),
+        "a refused weftd wrote the conflist"
+    );
+    assert!(
+        !dir.0.join("state").exists(),
+        "a refused weftd created its state dir"
+    );
+
+    // A --proc-sys without the node's net/ is refused when weftd first needs it, naming
+    // the flag and the key, before the state dir or the conflist.
+    let empty = dir.0.join("empty-proc-sys");
+    fs::create_dir(&empty).unwrap();
+    let empty_flag = empty.display().to_string();
+    let args = with(&["--proc-sys", &empty_flag, "--cni-conflist", &conflist_flag]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exit = run_weftd(&ns, &dir.0, &args, Duration::from_secs(5));
+    weftd_refused(&exit, &["--proc-sys", &empty_flag, "ip_forward"]);
+    assert!(!dir.0.join("state").exists());
+    assert!(!conflist.exists());
+    assert_eq!(ns.sysctl("net.ipv4.ip_forward"), "0");
+
+    // Control: a good template on weftd's socket is accepted and written as it is.
+    let good_text = format!(
+        r#"{{"cniVersion":"1.1.0","name":"k8s","plugins":[{{"type":"weft","socket":"{socket}"}},{{"type":"portmap","capabilities":{{"portMappings":true}}}}]}}"#
+    );
+    let good = template("good.json", &good_text);
+    let args = with(&[
+        "--cni-conflist",
+        &conflist_flag,
+        "--cni-conflist-template",
+        &good,
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exit = run_weftd(&ns, &dir.0, &args, Duration::from_millis(2000));
+    assert_eq!(
+        exit.code, None,
+        "weftd with a good template did not stay up: {exit:?}"
+    );
+    assert_eq!(fs::read_to_string(&conflist).unwrap(), good_text);
 }
 
 #[test]
