@@ -181,8 +181,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let serving = forever("plugin socket", socket::serve(listener, service));
     tasks.add("plugin socket", Lifetime::Forever, OnEnd::Exit, serving);
     // The runtime is told of the network only now: a conflist present means a socket
-    // that answers.
-    // Fused: after a dropped sender it stays pending instead of being polled again.
+    // that answers. Fused: after a dropped sender it stays pending, never polled again.
     let mut conflist_written = keep_conflist(&mut tasks, config, &metrics)?.fuse();
 
     let mut term = signal(SignalKind::terminate()).map_err(Error::start("the SIGTERM handler"))?;

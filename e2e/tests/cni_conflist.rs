@@ -30,6 +30,15 @@ fn options(extra: &[&str]) -> NodeOptions {
     }
 }
 
+/// A started node whose weftd writes the conflist at the returned path, in the
+/// returned directory.
+fn node_writing_conflist(tag: &str) -> (TempDir, PathBuf, Node) {
+    let dir = TempDir::new(tag);
+    let path = conflist_path(&dir);
+    let node = Node::start(options(&["--cni-conflist", &path.display().to_string()]));
+    (dir, path, node)
+}
+
 /// A node namespace with the stub uplink `Node::start` gives it.
 fn node_namespace() -> Netns {
     let netns = Netns::new("n");
@@ -162,10 +171,7 @@ fn no_conflist_while_weftd_waits_for_its_allocation() {
 
 #[test]
 fn a_deleted_or_changed_conflist_is_restored_and_sigterm_leaves_it() {
-    let dir = TempDir::new("conflist-keep");
-    let path = conflist_path(&dir);
-    let flag = path.display().to_string();
-    let mut node = Node::start(options(&["--cni-conflist", &flag]));
+    let (_dir, path, mut node) = node_writing_conflist("conflist-keep");
     let content = fs::read(&path).unwrap();
 
     // Identical content is not rewritten: the same inode, unmodified, over resyncs.
@@ -178,17 +184,20 @@ fn a_deleted_or_changed_conflist_is_restored_and_sigterm_leaves_it() {
         "an identical conflist was rewritten"
     );
 
+    // Deleted, then changed: each time back within a resync (one second here).
+    let restored = || fs::read(&path).is_ok_and(|c| c == content);
     fs::remove_file(&path).unwrap();
-    wait_until("the deleted conflist back", Duration::from_secs(4), || {
-        fs::read(&path).is_ok_and(|c| c == content)
-    })
+    wait_until(
+        "the deleted conflist back",
+        Duration::from_secs(4),
+        restored,
+    )
     .unwrap_or_else(|e| panic!("{e}:\n{}", node.log()));
-
     fs::write(&path, b"{\"cniVersion\": \"1.1.0\", \"name\": \"edited\"}").unwrap();
     wait_until(
         "the changed conflist restored",
         Duration::from_secs(4),
-        || fs::read(&path).is_ok_and(|c| c == content),
+        restored,
     )
     .unwrap_or_else(|e| panic!("{e}:\n{}", node.log()));
     // Only the conflist: no temporary file is left beside it.
@@ -212,10 +221,7 @@ fn a_deleted_or_changed_conflist_is_restored_and_sigterm_leaves_it() {
 
 #[test]
 fn a_template_is_written_byte_for_byte_over_the_previous_conflist() {
-    let dir = TempDir::new("conflist-template");
-    let path = conflist_path(&dir);
-    let flag = path.display().to_string();
-    let mut node = Node::start(options(&["--cni-conflist", &flag]));
+    let (dir, path, mut node) = node_writing_conflist("conflist-template");
     let default = fs::read_to_string(&path).unwrap();
 
     // The shape the chart renders (weft, then portmap, compact), on this node's socket;
