@@ -11,6 +11,7 @@ use crate::error::{CniError, Result};
 use crate::result::{mac_text, pod_routes};
 use ipnet::{IpNet, Ipv6Net};
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 use weft_netlink::{
     messages, sysctl, Errno, LinkConf, LinkInfo, Netlink, Netns, RouteInfo, RouteSpec, VethSpec,
     SCOPE_LINK, SCOPE_UNIVERSE,
@@ -297,7 +298,66 @@ pub fn configure(
     }
     sockets.host.execute(&host)?;
     sockets.pod.execute(&pod)?;
-    Ok(())
+    attach_host_queue(sockets, plan.pair.host_name)?;
+    await_local_ipv6(&mut sockets.pod, plan)
+}
+
+/// Makes the host veth transmit now. A veth gets its carrier when both ends are up, so
+/// the end raised first (the host's, above) has none when it comes up: the kernel
+/// attaches its transmit queue only when the link-watch work handles the carrier
+/// event, on a kernel worker that waits for the RTNL lock and for a CPU. Until then
+/// every packet the host end sends is dropped (the "noop" queue, counted as TX
+/// dropped): on a busy node the answer to the pod's first packet is lost that way. A
+/// lookup of the link handles its pending carrier event at once (rtnl_getlink calls
+/// linkwatch_sync_dev since Linux 6.7), before ADD reports the pod ready. The pod end,
+/// raised second, already has its queue: it came up with its carrier on.
+fn attach_host_queue(sockets: &mut Sockets, host_name: &str) -> Result<()> {
+    must_find(&mut sockets.host, host_name, "host").map(drop)
+}
+
+/// How long ADD waits for the kernel to make the pod's IPv6 address local; past it the
+/// kernel's workers are stuck, not just busy, and the runtime should retry.
+const LOCAL_ADDRESS_WAIT: Duration = Duration::from_secs(2);
+
+/// Pause between two looks at the pod's local routes; it also leaves the CPU to the
+/// kernel worker being waited for.
+const LOCAL_ADDRESS_POLL: Duration = Duration::from_micros(200);
+
+/// The local table (RT_TABLE_LOCAL), where the kernel routes a link's own addresses.
+const LOCAL_TABLE: u32 = 255;
+
+/// Waits until the pod's IPv6 address is local in the pod. The kernel accepts an IPv6
+/// address at once, and the pod sends from it at once, but it routes packets *to* it
+/// into the pod's stack only once its address worker has handled the address ("DAD
+/// completed", also for IFA_F_NODAD addresses): until then the answers to the pod's
+/// first packets are dropped in the pod as not addressed to it. That worker waits for
+/// the RTNL lock and a CPU, milliseconds on a busy node, so ADD looks for the address's
+/// local route, which the worker adds, before reporting the pod ready. Usually one
+/// look at a handful of routes; IPv4 addresses are local synchronously. The host
+/// veth's fe80::1 goes through the same worker; ADD does not wait for it: only packets
+/// addressed to the gateway itself need it, and the node's route dump grows with its
+/// pods.
+fn await_local_ipv6(pod: &mut Netlink, plan: &PodPlan<'_>) -> Result<()> {
+    let Some(address) = plan.allocation.ipv6 else {
+        return Ok(());
+    };
+    let local = IpNet::V6(Ipv6Net::new(address, 128).expect("valid /128"));
+    let deadline = Instant::now() + LOCAL_ADDRESS_WAIT;
+    loop {
+        let routes = pod.routes(true)?;
+        if routes
+            .iter()
+            .any(|r| r.table == LOCAL_TABLE && r.destination == local)
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(CniError::TryAgainLater(format!(
+                "the kernel did not make {address} local in the pod within {LOCAL_ADDRESS_WAIT:?}"
+            )));
+        }
+        std::thread::sleep(LOCAL_ADDRESS_POLL);
+    }
 }
 
 /// The pod's IPv6 gateway, held by the host veth so that it answers the pod (a ping of
