@@ -396,6 +396,53 @@ fn re_add_right_after_del_waits_for_the_old_veth_instead_of_clashing() {
     wait_until("the last veth to go", || node.weft_veths().is_empty());
 }
 
+/// ADD reports a pod ready only once the kernel carries its first packets both ways.
+/// Two steps of the kernel's own run on its workers, after the request that causes
+/// them, and so possibly after ADD: the host veth's transmit queue is attached by the
+/// link-watch work (which also sets the link's operational state UP; until then the
+/// host end drops every packet, the answers to the pod included), and the pod's IPv6
+/// address becomes local when the address worker adds its local route (until then
+/// packets to the pod are dropped in the pod). Both are read right after ADD with
+/// dumps, which leave pending kernel work alone. Each round deletes the previous
+/// round's namespace first, as pods come and go on a node: its teardown holds the RTNL
+/// lock those workers need, which widens the window this test looks into.
+#[test]
+fn a_pod_exchanges_packets_the_moment_add_returns() {
+    let node = Node::start(NodeOptions::default());
+    let mut previous: Option<(String, Netns)> = None;
+    for round in 0..8 {
+        let id = format!("ready{round}");
+        let pod = Netns::new("p");
+        if let Some((old_id, old_pod)) = previous.take() {
+            node.del(&old_id, Some(&old_pod)).expect_ok();
+            drop(old_pod);
+        }
+        let r = node.add(&id, &pod).expect_ok();
+        let host_veth = r["interfaces"][0]["name"].as_str().unwrap().to_owned();
+        let links = node.netns.ip(&["-o", "link", "show"]);
+        let line = links
+            .lines()
+            .find(|l| l.contains(&format!(" {host_veth}@")))
+            .unwrap_or_else(|| panic!("round {round}: no {host_veth} in {links}"));
+        assert!(
+            line.contains("state UP"),
+            "round {round}: the host veth's carrier is not handled yet: {line}"
+        );
+        let v6 = r["ips"][0]["address"].as_str().unwrap();
+        let v6 = v6.split('/').next().unwrap();
+        let local = pod.ip(&["-6", "route", "show", "table", "local"]);
+        assert!(
+            local
+                .lines()
+                .any(|l| l.starts_with(&format!("local {v6} "))),
+            "round {round}: {v6} is not local in the pod yet:\n{local}"
+        );
+        assert!(pod.ping(HOST_V6), "round {round}");
+        assert!(pod.ping(HOST_V4), "round {round}");
+        previous = Some((id, pod));
+    }
+}
+
 /// ADD checks the host veth's settings in the kernel's echo of the veth's creation
 /// instead of reading /proc/sys: the echo must report what /proc/sys holds, here with
 /// namespace defaults that differ from the kernel's.
