@@ -8,6 +8,14 @@
 #       (e2e/cluster/update.sh pins it): static (CGO_ENABLED=0), -tags no_btrfs (no
 #       btrfs headers needed), stripped, the version stamped the way containerd's
 #       Makefile does.
+#   build.sh coredns BIN_DIR
+#       coredns from the wrapper module coredns/ (e2e/cluster/update.sh pins it; the
+#       version kubeadm of the pinned Kubernetes deploys): static, stripped, the
+#       version stamped the way CoreDNS's Makefile stamps its commit.
+#   build.sh coredns-image BIN_DIR IMAGES_DIR
+#       coredns.tar  registry.k8s.io/coredns/coredns:<version>: BIN_DIR/coredns alone
+#                    on an empty root (a static binary needs nothing else), entry point
+#                    /coredns, like upstream's distroless image
 #   build.sh images BIN_DIR IMAGES_DIR
 #       The two images every node imports (nothing is ever pulled: no registry is
 #       reachable), as OCI archives for `ctr images import`:
@@ -21,7 +29,8 @@
 #       umoci assembles each image; the layout's ref.name is the tag.
 # Go builds run under `nice -n 10` (the machine is shared with other compilers); Go's
 # module and build caches stay in their default places.
-# Prints what it built on stdout: CONTAINERD_VERSION=... or PAUSE_IMAGE=... AGNHOST_IMAGE=...
+# Prints what it built on stdout: CONTAINERD_VERSION=..., COREDNS_VERSION=...,
+# COREDNS_IMAGE=... or PAUSE_IMAGE=... AGNHOST_IMAGE=...
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -57,6 +66,41 @@ build_containerd() { # BIN_DIR
 		log "built $cmd in $((SECONDS - start)) s"
 	done
 	echo "CONTAINERD_VERSION=$version"
+}
+
+# coredns_version: the version the wrapper module coredns/ pins.
+coredns_version() {
+	local version
+	version=$(awk '$1 == "github.com/coredns/coredns" { print $2 }' "$HERE/coredns/go.mod")
+	[ -n "$version" ] || { log "no github.com/coredns/coredns version in $HERE/coredns/go.mod"; exit 1; }
+	echo "$version"
+}
+
+build_coredns() { # BIN_DIR
+	local bin_dir=$1 module=github.com/coredns/coredns version start=$SECONDS
+	version=$(coredns_version)
+	mkdir -p "$bin_dir"
+	log "building coredns ($module $version)"
+	(cd "$HERE/coredns" && CGO_ENABLED=0 nice -n 10 go build -trimpath \
+		-ldflags="-s -w -X $module/coremain.GitCommit=$version" -o "$bin_dir/.coredns.tmp" "$module")
+	mv -f "$bin_dir/.coredns.tmp" "$bin_dir/coredns"
+	log "built coredns in $((SECONDS - start)) s"
+	echo "COREDNS_VERSION=$version"
+}
+
+build_coredns_image() { # BIN_DIR IMAGES_DIR
+	local bin_dir=$1 images_dir=$2 version work
+	version=$(coredns_version)
+	[ -x "$bin_dir/coredns" ] || { log "$bin_dir/coredns missing ($0 coredns $bin_dir)"; exit 1; }
+	command -v umoci >/dev/null || { log "umoci not found (e2e/setup.sh --cluster installs it)"; exit 1; }
+	mkdir -p "$images_dir"
+	work=$(mktemp -d "${TMPDIR:-/tmp}/weft-coredns-image.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: the trap must remove this directory
+	trap "rm -rf '$work'" EXIT
+	fill_coredns() { install -m 0755 "$bin_dir/coredns" "$1/coredns"; }
+	oci_image "$work/coredns" "$version" fill_coredns --config.entrypoint=/coredns
+	archive "$work/coredns" "$images_dir/coredns.tar"
+	echo "COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$version"
 }
 
 # kube_module_dir: the pinned k8s.io/kubernetes module's source (downloaded if need be).
@@ -141,9 +185,11 @@ build_images() { # BIN_DIR IMAGES_DIR
 
 case ${1:-} in
 containerd) build_containerd "${2:?usage: $0 containerd BIN_DIR}" ;;
+coredns) build_coredns "${2:?usage: $0 coredns BIN_DIR}" ;;
+coredns-image) build_coredns_image "${2:?usage: $0 coredns-image BIN_DIR IMAGES_DIR}" "${3:?usage: $0 coredns-image BIN_DIR IMAGES_DIR}" ;;
 images) build_images "${2:?usage: $0 images BIN_DIR IMAGES_DIR}" "${3:?usage: $0 images BIN_DIR IMAGES_DIR}" ;;
 *)
-	echo "usage: $0 containerd BIN_DIR | images BIN_DIR IMAGES_DIR" >&2
+	echo "usage: $0 containerd BIN_DIR | coredns BIN_DIR | coredns-image BIN_DIR IMAGES_DIR | images BIN_DIR IMAGES_DIR" >&2
 	exit 2
 	;;
 esac

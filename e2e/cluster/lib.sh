@@ -14,6 +14,7 @@
 #   pods on node n  10.244.n.0/24        2001:db8:1000:n::/80   (cluster 10.244.0.0/16,
 #                                                               2001:db8:1000::/48)
 #   Services        10.96.0.0/16         2001:db8:fffe::/112
+#   cluster DNS     10.96.0.10           2001:db8:fffe::a       (the kube-dns Service)
 
 CLUSTER_NAME=${WEFT_CLUSTER_NAME:-weftc}
 [[ $CLUSTER_NAME =~ ^[a-z][a-z0-9]{0,7}$ ]] ||
@@ -40,6 +41,10 @@ SERVICE_CIDR_V6=2001:db8:fffe::/112
 # The first address of each Service range: the `kubernetes` Service's ClusterIP.
 SERVICE_APISERVER_V4=10.96.0.1
 SERVICE_APISERVER_V6=2001:db8:fffe::1
+# The kube-dns Service's ClusterIPs (kubeadm's choice: the range's tenth address), which
+# every kubelet names as clusterDNS.
+CLUSTER_DNS_V4=10.96.0.10
+CLUSTER_DNS_V6=2001:db8:fffe::a
 # Where each node's processes find kubelet's cgroups (cgroupfs driver): /<name>/node-<n>.
 CGROUP_PARENT=$CLUSTER_NAME
 # The sysctls kubelet sets in the host's (global) namespaces at every start
@@ -69,7 +74,7 @@ load_cluster_env() {
 }
 
 # family_settings FAMILY: the family-dependent settings (sets IP_FAMILIES, WEFT_MODE,
-# SERVICE_CIDRS, CLUSTER_CIDRS, APISERVER_ADDR, APISERVER_URL).
+# SERVICE_CIDRS, CLUSTER_CIDRS, CLUSTER_DNS, APISERVER_ADDR, APISERVER_URL).
 #   ipv4-primary  dual-stack, IPv4 listed first (Kubernetes' default order)
 #   ipv6-primary  dual-stack, IPv6 first
 #   ipv6-only     single-stack IPv6
@@ -80,6 +85,7 @@ family_settings() {
 		WEFT_MODE=dual
 		SERVICE_CIDRS=$SERVICE_CIDR_V4,$SERVICE_CIDR_V6
 		CLUSTER_CIDRS=$POD_CIDR_V4,$POD_CIDR_V6
+		CLUSTER_DNS=$CLUSTER_DNS_V4,$CLUSTER_DNS_V6
 		APISERVER_ADDR=$CP_V4
 		APISERVER_URL=https://$CP_V4:$APISERVER_PORT
 		;;
@@ -88,6 +94,7 @@ family_settings() {
 		WEFT_MODE=dual
 		SERVICE_CIDRS=$SERVICE_CIDR_V6,$SERVICE_CIDR_V4
 		CLUSTER_CIDRS=$POD_CIDR_V6,$POD_CIDR_V4
+		CLUSTER_DNS=$CLUSTER_DNS_V6,$CLUSTER_DNS_V4
 		APISERVER_ADDR=$CP_V6
 		APISERVER_URL=https://[$CP_V6]:$APISERVER_PORT
 		;;
@@ -96,6 +103,7 @@ family_settings() {
 		WEFT_MODE=ipv6
 		SERVICE_CIDRS=$SERVICE_CIDR_V6
 		CLUSTER_CIDRS=$POD_CIDR_V6
+		CLUSTER_DNS=$CLUSTER_DNS_V6
 		APISERVER_ADDR=$CP_V6
 		APISERVER_URL=https://[$CP_V6]:$APISERVER_PORT
 		;;
@@ -238,6 +246,20 @@ daemon_in_node() {
 	daemon "$name-$(node_name "$n")" "$LOG_DIR/$(node_name "$n")/$name.log" \
 		nsenter --net="/run/netns/$(node_ns "$n")" --mount="$NS_DIR/node-$n.mnt" \
 		--uts="$NS_DIR/node-$n.uts" --wd=/ -- env PATH="$TOOLS_BIN:$PATH" "$@"
+}
+
+# import_on_nodes ARCHIVE [CTR_IMPORT_ARGS...]: the OCI archive into every node's
+# containerd, in parallel (waiting for exactly those imports: the shell's other children
+# are the cluster's daemons).
+import_on_nodes() {
+	local archive=$1 n pids=() pid
+	shift
+	for n in $(seq 1 "$NODES"); do
+		in_node "$n" "$TOOLS_BIN/ctr" --address /run/containerd/containerd.sock --namespace k8s.io \
+			images import "$@" "$archive" &
+		pids+=($!)
+	done
+	for pid in "${pids[@]}"; do wait "$pid" || fail "importing $archive failed on a node (see the log)"; done
 }
 
 # load_tools: what e2e/setup.sh --cluster built (sets TOOLS_BIN, CNI_PLUGINS, IMAGES,

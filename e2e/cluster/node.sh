@@ -165,9 +165,11 @@ authentication:
 authorization:
   mode: Webhook
 rotateCertificates: false
-# No cluster DNS yet, and the host's resolvers are outside the cluster's namespaces.
+# The host's resolvers are outside the cluster's namespaces: pods get cluster DNS only
+# (CoreDNS behind the kube-dns Service, dns-coredns.sh), hostNetwork pods no resolver.
 resolvConf: ""
 clusterDomain: cluster.local
+clusterDNS: [${CLUSTER_DNS//,/, }]
 # kind's settings for test nodes: no swap check, no disk-pressure eviction, no image GC.
 failSwapOn: false
 imageGCHighThresholdPercent: 100

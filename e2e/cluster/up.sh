@@ -9,16 +9,22 @@
 #                  containerd (+ runc), kubelet, kube-proxy in nftables mode, and its own
 #                  /etc/cni/net.d, /opt/cni/bin, /var/lib/{kubelet,containerd,cni},
 #                  /var/log/{pods,containers}, /run and cgroupRoot /<name>/node-N
-#   pod network    weft, installed by network-weft-standalone.sh (--network none leaves
-#                  the nodes NotReady for another installer, e.g. the Helm chart)
-# Images (pause, agnhost) are built locally by `e2e/setup.sh --cluster` and imported into
-# every node's containerd; nothing is ever pulled.
+#   pod network    weft, installed by network-weft-standalone.sh (the harness runs weftd
+#                  on each node) or network-helm.sh (`helm install` of charts/weft);
+#                  --network none leaves the nodes NotReady for another installer
+#   cluster DNS    CoreDNS pods behind the kube-dns Service (dns-coredns.sh), once the
+#                  pod network serves pods (not with --network none or --dns none)
+# Images (pause, agnhost) are built locally by `e2e/setup.sh --cluster`, CoreDNS's by
+# dns-coredns.sh, weft's by e2e/image/build.sh (--network helm), and imported into every
+# node's containerd; nothing is ever pulled.
 #
 # Usage: e2e/cluster/up.sh [--nodes N] [--family ipv4-primary|ipv6-primary|ipv6-only]
-#                          [--network weft-standalone|none]
+#                          [--network weft-standalone|helm|none] [--dns coredns|none]
 # Defaults: 3 nodes, ipv4-primary (dual-stack, IPv4 first), weft-standalone. Needs root,
 # and weft's binaries in WEFT_BIN_DIR (default target/debug: cargo build -p weftd -p
-# weft-cni). A cluster already up under the same WEFT_CLUSTER_NAME is taken down first.
+# weft-cni; --network helm also weft-controller and the static plugin, see
+# network-helm.sh). A cluster already up under the same WEFT_CLUSTER_NAME is taken down
+# first.
 # Then: e2e/cluster/kubectl.sh get nodes -o wide; e2e/cluster/smoke.sh; e2e/cluster/down.sh
 # The terminal shows steps with elapsed times; everything else goes to the log it names.
 set -eEuo pipefail
@@ -31,17 +37,21 @@ REPO_DIR=$(dirname "$E2E_DIR")
 NODES=3
 FAMILY=ipv4-primary
 NETWORK=weft-standalone
+DNS=coredns
 while [ $# -gt 0 ]; do
 	case $1 in
 	--nodes) NODES=${2:?--nodes N}; shift 2 ;;
 	--family) FAMILY=${2:?--family F}; shift 2 ;;
 	--network) NETWORK=${2:?--network NAME}; shift 2 ;;
+	--dns) DNS=${2:?--dns coredns|none}; shift 2 ;;
 	-h | --help) sed -n '2,/^set -eEuo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument '$1' (see --help)" >&2; exit 2 ;;
 	esac
 done
 [[ $NODES =~ ^[1-9]$ ]] || { echo "--nodes: 1 to 9" >&2; exit 2; }
-case $NETWORK in weft-standalone | none) ;; *) echo "--network: weft-standalone or none" >&2; exit 2 ;; esac
+case $NETWORK in weft-standalone | helm | none) ;; *) echo "--network: weft-standalone, helm or none" >&2; exit 2 ;; esac
+case $DNS in coredns | none) ;; *) echo "--dns: coredns or none" >&2; exit 2 ;; esac
+[ "$NETWORK" != none ] || DNS=none
 family_settings "$FAMILY"
 [ "$(id -u)" -eq 0 ] || { echo "$0: needs root (namespaces, mounts, cgroups)" >&2; exit 1; }
 WEFT_BIN_DIR=${WEFT_BIN_DIR:-$REPO_DIR/target/debug}
@@ -56,22 +66,25 @@ trap on_error ERR
 FAIL_HINT="up.sh: what it made stays for inspection; e2e/cluster/down.sh removes it"
 step "cluster '$CLUSTER_NAME': $NODES nodes, $FAMILY, network $NETWORK"
 
-case $NETWORK in
-weft-standalone)
-	. "$CLUSTER_DIR/network-weft-standalone.sh"
+[ "$NETWORK" = none ] || {
+	. "$CLUSTER_DIR/network-$NETWORK.sh"
 	network_preflight
-	;;
-esac
+}
+. "$CLUSTER_DIR/dns-coredns.sh"
 
 step "tools: e2e/setup.sh --cluster (builds what is missing; the first run takes long)"
 load_tools
+if [ "$DNS" = coredns ]; then
+	step "CoreDNS: binary and image (builds what is missing; the first run takes minutes)"
+	coredns_build
+fi
 
 # ---- state, recorded first so down.sh can undo a half-made cluster ---------------------
 mkdir -p "$STATE" "$PID_DIR"
 {
 	printf 'NODES=%q\nFAMILY=%q\nNETWORK=%q\nLOG_DIR=%q\n' "$NODES" "$FAMILY" "$NETWORK" "$LOG_DIR"
 	printf 'TOOLS_BIN=%q\nCNI_PLUGINS=%q\nIMAGES=%q\n' "$TOOLS_BIN" "$CNI_PLUGINS" "$IMAGES"
-	printf 'PAUSE_IMAGE=%q\nAGNHOST_IMAGE=%q\n' "$PAUSE_IMAGE" "$AGNHOST_IMAGE"
+	printf 'PAUSE_IMAGE=%q\nAGNHOST_IMAGE=%q\nDNS=%q\n' "$PAUSE_IMAGE" "$AGNHOST_IMAGE" "$DNS"
 	printf 'WEFT_BIN_DIR=%q\n' "$WEFT_BIN_DIR"
 } >"$CLUSTER_ENV"
 for key in "${KUBELET_HOST_SYSCTLS[@]}"; do
@@ -161,13 +174,12 @@ for n in $(seq 1 "$NODES"); do
 	node_kube_proxy "$n"
 done
 
-case $NETWORK in
-weft-standalone)
-	step "pod network: weft standalone (network-weft-standalone.sh)"
+if [ "$NETWORK" = none ]; then
+	step "pod network: none installed (nodes stay NotReady until one is)"
+else
+	step "pod network: network-$NETWORK.sh"
 	network_install
-	;;
-none) step "pod network: none installed (nodes stay NotReady until one is)" ;;
-esac
+fi
 
 # Pods need their namespace's `default` ServiceAccount, which the controller-manager makes.
 wait_for "the default ServiceAccount" 60 kubectl_admin get serviceaccount default
@@ -177,6 +189,10 @@ wait_for "$NODES nodes registered" 120 nodes_registered
 if [ "$NETWORK" != none ]; then
 	step "waiting for $NODES nodes Ready"
 	wait_for "$NODES nodes Ready" 180 kubectl_admin wait --for=condition=Ready node --all --timeout=5s
+fi
+if [ "$DNS" = coredns ]; then
+	step "cluster DNS: CoreDNS (dns-coredns.sh)"
+	dns_install
 fi
 kubectl_admin get nodes -o wide
 step "up in $((SECONDS - T0)) s: e2e/cluster/kubectl.sh get nodes -o wide; e2e/cluster/down.sh removes it"
