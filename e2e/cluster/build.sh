@@ -82,8 +82,8 @@ build_coredns() { # BIN_DIR
 	mkdir -p "$bin_dir"
 	log "building coredns ($module $version)"
 	(cd "$HERE/coredns" && CGO_ENABLED=0 nice -n 10 go build -trimpath \
-		-ldflags="-s -w -X $module/coremain.GitCommit=$version" -o "$bin_dir/.coredns.tmp" "$module")
-	mv -f "$bin_dir/.coredns.tmp" "$bin_dir/coredns"
+		-ldflags="-s -w -X $module/coremain.GitCommit=$version" -o "$bin_dir/.coredns.tmp.$$" "$module")
+	mv -f "$bin_dir/.coredns.tmp.$$" "$bin_dir/coredns"
 	log "built coredns in $((SECONDS - start)) s"
 	echo "COREDNS_VERSION=$version"
 }

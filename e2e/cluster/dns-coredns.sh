@@ -162,6 +162,7 @@ spec:
   ipFamilyPolicy: $policy
   ipFamilies:
 $families
+  clusterIP: ${CLUSTER_DNS%%,*}
   clusterIPs:
 $cluster_ips
   ports:
