@@ -16,7 +16,7 @@ weft_prelude() {
 		exit 1
 	}
 	eval "$(e2e/setup.sh)"
-	export WEFT_TOOLS_BIN WEFT_CNI_PLUGINS PROMETHEUS WEFT_KUBE_BIN KUBE_APISERVER ETCD KUBECTL
+	export WEFT_TOOLS_BIN WEFT_CNI_PLUGINS PROMETHEUS WEFT_KUBE_BIN KUBE_APISERVER ETCD KUBECTL HELM
 }
 
 # weft_state_on_tmpfs: weftd's state dir defaults to /run/weft/state, tmpfs on real

@@ -8,6 +8,7 @@
 #     wrapper Go modules in e2e/controlplane/ (their go.mod/go.sum are the pins;
 #     e2e/controlplane/update.sh regenerates them), in the same cache dir.
 #     The first build compiles Kubernetes (long); later runs only check a stamp.
+#   - helm v4 from the wrapper module in e2e/helm/ (the chart's tests use it).
 #   - With --cluster, also the cluster tier's (e2e/cluster/): runc, umoci, mmdebstrap
 #     and gcc from Debian; kube-scheduler, kubelet, kube-proxy and agnhost from the same
 #     wrapper module as the control plane; containerd, its runc shim and ctr from
@@ -62,6 +63,8 @@ CLUSTER_BINS=(kube-scheduler kubelet kube-proxy agnhost containerd containerd-sh
 IMAGES_DIR=$TOOLS_DIR/images
 IMAGES_STAMP=$IMAGES_DIR/images.stamp
 CONTROLPLANE_STAMP=$TOOLS_DIR/controlplane.stamp
+HELM_SRC=$(cd "$(dirname "$0")" && pwd)/helm
+HELM_STAMP=$TOOLS_DIR/helm.stamp
 CONTROLPLANE_BINS=(kube-apiserver kubectl etcd kube-controller-manager)
 
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
@@ -227,6 +230,23 @@ else
 	printf '%s\n' "$want_controlplane" >"$CONTROLPLANE_STAMP"
 fi
 
+# ---- helm (the chart's tests render and install charts/weft with it) -------------
+helm_version=$(awk '$1 == "helm.sh/helm/v4" { print $2 }' "$HELM_SRC/go.mod")
+helm_hash=$(cat "$HELM_SRC"/go.mod "$HELM_SRC"/go.sum "$HELM_SRC"/build.sh | sha256sum | cut -c1-16)
+want_helm="helm=$helm_version sources=$helm_hash"
+if stamp_ok "$HELM_STAMP" "$want_helm" "$BIN_DIR" helm; then
+	log "helm up to date ($want_helm)"
+else
+	command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
+	log "building helm with $(go version): $want_helm"
+	rm -f "$HELM_STAMP"
+	start=$SECONDS
+	"$HELM_SRC/build.sh" "$BIN_DIR" >/dev/null
+	require_built "$BIN_DIR" helm
+	log "helm built in $((SECONDS - start)) s"
+	printf '%s\n' "$want_helm" >"$HELM_STAMP"
+fi
+
 # ---- the cluster tier (--cluster) -----------------------------------------------------
 # Binaries: the same kube module as the control plane plus the containerd module; the
 # stamp hashes both modules and both build scripts. Images: the stamp hashes the image
@@ -276,6 +296,7 @@ printf 'WEFT_KUBE_BIN=%q\n' "$BIN_DIR" >&3
 printf 'KUBE_APISERVER=%q\n' "$BIN_DIR/kube-apiserver" >&3
 printf 'ETCD=%q\n' "$BIN_DIR/etcd" >&3
 printf 'KUBECTL=%q\n' "$BIN_DIR/kubectl" >&3
+printf 'HELM=%q\n' "$BIN_DIR/helm" >&3
 if [ -n "$CLUSTER" ]; then
 	printf 'WEFT_CLUSTER_IMAGES=%q\n' "$IMAGES_DIR" >&3
 	# PAUSE_IMAGE=... and AGNHOST_IMAGE=...: the image references the archives carry.
