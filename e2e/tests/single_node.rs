@@ -410,7 +410,7 @@ fn re_add_right_after_del_waits_for_the_old_veth_instead_of_clashing() {
 fn a_pod_exchanges_packets_the_moment_add_returns() {
     let node = Node::start(NodeOptions::default());
     let mut previous: Option<(String, Netns)> = None;
-    for round in 0..8 {
+    for round in 0..16 {
         let id = format!("ready{round}");
         let pod = Netns::new("p");
         if let Some((old_id, old_pod)) = previous.take() {
