@@ -6,7 +6,7 @@
 //! ([`kube`]); make the node a router; open the IPAM store (weft-ipam) and start the
 //! background veth remover ([`reaper`]); put the pods' IPv4 gateway on `lo` ([`node`]),
 //! bring up the overlay and converge it to the peers ([`datapath`], with one file per
-//! routing mode in [`routing`]); put weft's nftables table in place ([`firewall`]);
+//! routing mode in [`routing`]); put weft's nftables tables in place ([`firewall`]);
 //! start the peer source ([`peers`]) and, in Kubernetes mode, the identity and usage
 //! reports; then serve the CNI plugin on the unix socket ([`socket`], [`service`]),
 //! write the CNI conflist ([`conflist`]) and turn `/readyz` on, while one supervisor
@@ -21,7 +21,7 @@
 //! | [`peers`] | peer sources: the `--peers` file, the Kubernetes watch |
 //! | [`routing`] | one file per routing mode: the kernel entries each peer needs |
 //! | [`datapath`] | the VXLAN device, and the diff/apply/convergence of those entries |
-//! | [`firewall`] | the only nftables code: table `inet weft`, one file per concern |
+//! | [`firewall`] | the only nftables code: tables `inet weft` and `ip weft-nat`, one file per concern |
 //! | [`conflist`] | the CNI conflist for the runtime: atomic writes, kept in place |
 #![forbid(unsafe_code)]
 

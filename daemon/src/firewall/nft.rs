@@ -2,7 +2,7 @@
 //! weftd drives `nft` with a script on stdin: `nft -f` applies a whole script as one
 //! transaction, so a failed script changes nothing.
 
-use super::table::{FAMILY, TABLE};
+use super::table::Table;
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -27,10 +27,11 @@ pub fn apply(script: &str) -> Result<()> {
     refused("the script", &output)
 }
 
-/// `nft -j list table inet weft`: the table as JSON, `None` when it does not exist.
-pub fn list_table() -> Result<Option<Vec<u8>>> {
+/// `nft -j list table <family> <name>`: the table as JSON, `None` when it does not
+/// exist.
+pub fn list_table(table: Table) -> Result<Option<Vec<u8>>> {
     let output = Command::new("nft")
-        .args(["-j", "list", "table", FAMILY, TABLE])
+        .args(["-j", "list", "table", table.family(), table.name()])
         .stdin(Stdio::null())
         .output()
         .map_err(cannot_run)?;
@@ -38,7 +39,7 @@ pub fn list_table() -> Result<Option<Vec<u8>>> {
     if !output.status.success() && stderr.contains("No such file or directory") {
         return Ok(None);
     }
-    refused("listing the table", &output)?;
+    refused(&format!("listing table {table}"), &output)?;
     Ok(Some(output.stdout))
 }
 

@@ -1,17 +1,47 @@
-//! weft's nftables table as data: the sets and chains the concerns declare, the elements
-//! their sets hold, and the two scripts `nft -f` runs: one that creates the whole table
-//! in one transaction, one that changes elements only. Pure, so the scripts are
-//! unit-tested; [`super::nft`] runs them.
+//! weft's nftables tables as data: the sets and chains the concerns declare, the
+//! elements their sets hold, and the two scripts `nft -f` runs per table: one that
+//! creates the whole table in one transaction, one that changes elements only. Pure, so
+//! the scripts are unit-tested; [`super::nft`] runs them.
 
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Display, Write};
 
-/// The table's family: `inet` carries both IPv4 and IPv6, so one table serves every
-/// concern of both families.
-pub const FAMILY: &str = "inet";
-/// The table's name.
-pub const TABLE: &str = "weft";
+/// One of weft's tables. A concern puts each chain in the table of the family it
+/// needs: a NAT chain registers connection tracking for every family its table
+/// carries, so one that handles IPv4 only lives in an `ip` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// `inet weft`: both families, for concerns of both (the tunnel's `notrack`, which
+    /// must match VXLAN over an IPv6 underlay too).
+    Weft,
+    /// `ip weft-nat`: IPv4 only, for NAT.
+    WeftNat,
+}
+
+impl Table {
+    /// nft's family keyword.
+    pub fn family(self) -> &'static str {
+        match self {
+            Table::Weft => "inet",
+            Table::WeftNat => "ip",
+        }
+    }
+
+    /// The table's name within its family.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Weft => "weft",
+            Table::WeftNat => "weft-nat",
+        }
+    }
+}
+
+impl Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.family(), self.name())
+    }
+}
 
 /// A named set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +87,10 @@ pub struct Chain {
     pub rules: Vec<String>,
 }
 
-/// Everything the table declares: what the concerns contribute.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Everything one table declares: what the concerns contribute to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declaration {
+    pub table: Table,
     pub sets: Vec<Set>,
     pub chains: Vec<Chain>,
 }
@@ -75,6 +106,30 @@ pub enum Element {
 
 /// The elements each set should hold, by set name.
 pub type Elements = BTreeMap<&'static str, BTreeSet<Element>>;
+
+/// What the concerns declare: per table, its declaration and its sets' elements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tables(BTreeMap<Table, (Declaration, Elements)>);
+
+impl Tables {
+    /// `table`'s declaration and elements, empty until a concern adds to them.
+    pub fn table(&mut self, table: Table) -> (&mut Declaration, &mut Elements) {
+        let (declaration, elements) = self.0.entry(table).or_insert_with(|| {
+            let declaration = Declaration {
+                table,
+                sets: Vec::new(),
+                chains: Vec::new(),
+            };
+            (declaration, Elements::new())
+        });
+        (declaration, elements)
+    }
+
+    /// The declared tables, each with its elements.
+    pub fn iter(&self) -> impl Iterator<Item = &(Declaration, Elements)> {
+        self.0.values()
+    }
+}
 
 impl Hook {
     pub fn name(self) -> &'static str {
@@ -141,14 +196,14 @@ impl Declaration {
     /// whatever the kernel held.
     pub fn creation_script(&self, elements: &Elements) -> String {
         let mut script = String::new();
-        // "add" then "delete" removes the table whether or not it exists. A `table ip
-        // weft` would hold weft's IPv4 NAT and notrack rules a second time beside this
-        // one, so it is removed too.
-        for family in [FAMILY, "ip"] {
-            let _ = writeln!(script, "add table {family} {TABLE}");
-            let _ = writeln!(script, "delete table {family} {TABLE}");
+        // "add" then "delete" removes a table whether or not it exists. A `table ip
+        // weft` would hold weft's NAT and notrack rules a second time beside weft's
+        // tables, so it is removed too.
+        for table in [self.table.to_string(), STRAY_TABLE.to_owned()] {
+            let _ = writeln!(script, "add table {table}");
+            let _ = writeln!(script, "delete table {table}");
         }
-        let _ = writeln!(script, "table {FAMILY} {TABLE} {{");
+        let _ = writeln!(script, "table {} {{", self.table);
         for set in &self.sets {
             let flags = if set.interval { " flags interval;" } else { "" };
             let _ = writeln!(script, "\tset {} {{ type {};{flags} }}", set.name, set.kind);
@@ -169,17 +224,21 @@ impl Declaration {
             let _ = writeln!(script, "\t}}");
         }
         let _ = writeln!(script, "}}");
-        script.push_str(&element_lines("add", elements));
+        script.push_str(&element_lines("add", self.table, elements));
         script
     }
 }
 
+/// A table of weft's name that weftd does not keep (`ip weft`), removed whenever one of
+/// its tables is created.
+pub const STRAY_TABLE: &str = "ip weft";
+
 /// The script that turns the sets' elements from `actual` into `desired`: one `add
 /// element` and one `delete element` line per set that changes, one transaction. Empty
 /// when nothing changes.
-pub fn element_script(actual: &Elements, desired: &Elements) -> String {
-    element_lines("delete", &missing_from(actual, desired))
-        + &element_lines("add", &missing_from(desired, actual))
+pub fn element_script(table: Table, actual: &Elements, desired: &Elements) -> String {
+    element_lines("delete", table, &missing_from(actual, desired))
+        + &element_lines("add", table, &missing_from(desired, actual))
 }
 
 /// The elements of `from` that `other` lacks, per set.
@@ -196,7 +255,7 @@ fn missing_from(from: &Elements, other: &Elements) -> Elements {
         .collect()
 }
 
-fn element_lines(verb: &str, elements: &Elements) -> String {
+fn element_lines(verb: &str, table: Table, elements: &Elements) -> String {
     let mut lines = String::new();
     for (set, members) in elements {
         if members.is_empty() {
@@ -205,7 +264,7 @@ fn element_lines(verb: &str, elements: &Elements) -> String {
         let list: Vec<String> = members.iter().map(Element::to_string).collect();
         let _ = writeln!(
             lines,
-            "{verb} element {FAMILY} {TABLE} {set} {{ {} }}",
+            "{verb} element {table} {set} {{ {} }}",
             list.join(", ")
         );
     }

@@ -1,5 +1,5 @@
 use super::egress_nat::{POD_SUBNETS, TUNNEL_PORTS};
-use super::table::{element_script, rule_marker, Element};
+use super::table::{element_script, rule_marker, ChainKind, Declaration, Element, Elements};
 use super::*;
 
 fn nat(uplink: Option<&str>) -> Firewall {
@@ -10,34 +10,50 @@ fn nat(uplink: Option<&str>) -> Firewall {
     })])
 }
 
+/// The declaration and elements of `table`, which the firewall must declare.
+fn declared(firewall: &Firewall, table: Table) -> (Declaration, Elements) {
+    firewall
+        .tables()
+        .iter()
+        .find(|(declaration, _)| declaration.table == table)
+        .cloned()
+        .unwrap_or_else(|| panic!("{table} is not declared"))
+}
+
 fn prefix(text: &str) -> Element {
     Element::Prefix(text.parse().unwrap())
 }
 
 #[test]
-fn creation_declares_one_inet_table_with_its_elements_in_one_script() {
-    let (declaration, elements) = nat(Some("eth0")).declaration();
+fn egress_nat_declares_an_ip_nat_table_and_an_inet_tunnel_table() {
+    let tables: Vec<String> = nat(Some("eth0"))
+        .tables()
+        .iter()
+        .map(|(d, _)| d.table.to_string())
+        .collect();
+    assert_eq!(tables, ["inet weft", "ip weft-nat"]);
+}
+
+#[test]
+fn creation_replaces_one_table_with_its_elements_in_one_script() {
+    let (declaration, elements) = declared(&nat(Some("eth0")), Table::WeftNat);
     let script = declaration.creation_script(&elements);
     let lines: Vec<&str> = script.lines().map(str::trim).collect();
     assert_eq!(
         lines[..5],
         [
-            "add table inet weft",
-            "delete table inet weft",
+            "add table ip weft-nat",
+            "delete table ip weft-nat",
             "add table ip weft",
             "delete table ip weft",
-            "table inet weft {"
+            "table ip weft-nat {"
         ],
         "{script}"
     );
     for expected in [
         "set pod-subnets-v4 { type ipv4_addr; flags interval; }",
-        "set tunnel-ports { type inet_service; }",
         "type nat hook postrouting priority srcnat; policy accept;",
-        "type filter hook prerouting priority raw; policy accept;",
-        "type filter hook output priority raw; policy accept;",
-        "add element inet weft pod-subnets-v4 { 10.255.1.0/24 }",
-        "add element inet weft tunnel-ports { 4789 }",
+        "add element ip weft-nat pod-subnets-v4 { 10.255.1.0/24 }",
     ] {
         assert!(lines.contains(&expected), "{expected:?} missing:\n{script}");
     }
@@ -50,80 +66,124 @@ fn creation_declares_one_inet_table_with_its_elements_in_one_script() {
         )
     );
     assert!(lines.contains(&masquerade.as_str()), "{script}");
+    assert!(
+        !script.contains("notrack") && !script.contains("tunnel"),
+        "{script}"
+    );
+
+    let (declaration, elements) = declared(&nat(Some("eth0")), Table::Weft);
+    let script = declaration.creation_script(&elements);
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    assert_eq!(
+        lines[..2],
+        ["add table inet weft", "delete table inet weft"]
+    );
+    assert!(lines.contains(&"table inet weft {"), "{script}");
+    for expected in [
+        "set tunnel-ports { type inet_service; }",
+        "type filter hook prerouting priority raw; policy accept;",
+        "type filter hook output priority raw; policy accept;",
+        "add element inet weft tunnel-ports { 4789 }",
+    ] {
+        assert!(lines.contains(&expected), "{expected:?} missing:\n{script}");
+    }
     assert!(script.contains("iifname \"eth0\" udp dport @tunnel-ports notrack"));
     assert!(script.contains("\tudp dport @tunnel-ports notrack"));
+    assert!(
+        !script.contains("masquerade") && !script.contains("type nat"),
+        "{script}"
+    );
 }
 
-/// The table is `inet`, so the guarantee that IPv6 is never NATed rests on every NAT
-/// rule matching IPv4 sources only.
+/// NAT turns connection tracking on for every family of its table, and weft never
+/// NATs IPv6: every NAT chain is in the `ip` table, and nothing of IPv6 is there.
 #[test]
-fn ipv6_is_never_nated() {
-    let (declaration, elements) = nat(Some("eth0")).declaration();
-    for chain in &declaration.chains {
-        for rule in &chain.rules {
-            if rule.contains("masquerade") || rule.contains("snat") {
-                assert!(rule.starts_with("ip saddr "), "{rule}");
+fn nat_chains_are_ipv4_only() {
+    for (declaration, _) in nat(Some("eth0")).tables().iter() {
+        for chain in &declaration.chains {
+            if chain.kind == ChainKind::Nat {
+                assert_eq!(declaration.table.family(), "ip", "{chain:?}");
             }
-            assert!(!rule.contains("ip6") && !rule.contains("ipv6"), "{rule}");
         }
     }
-    for set in &declaration.sets {
-        assert_ne!(set.kind, "ipv6_addr", "{set:?}");
+}
+
+/// IPv6 is never NATed: every NAT rule matches IPv4 sources, and no set holds IPv6.
+#[test]
+fn ipv6_is_never_nated() {
+    for (declaration, elements) in nat(Some("eth0")).tables().iter() {
+        for chain in &declaration.chains {
+            for rule in &chain.rules {
+                if rule.contains("masquerade") || rule.contains("snat") {
+                    assert!(rule.starts_with("ip saddr "), "{rule}");
+                }
+                assert!(!rule.contains("ip6") && !rule.contains("ipv6"), "{rule}");
+            }
+        }
+        for set in &declaration.sets {
+            assert_ne!(set.kind, "ipv6_addr", "{set:?}");
+        }
+        assert!(elements
+            .values()
+            .flatten()
+            .all(|e| !matches!(e, Element::Prefix(ipnet::IpNet::V6(_)))));
     }
-    assert!(elements
-        .values()
-        .flatten()
-        .all(|e| !matches!(e, Element::Prefix(ipnet::IpNet::V6(_)))));
 }
 
 #[test]
 fn without_an_uplink_there_is_no_tunnel_in_chain() {
-    let (declaration, _) = nat(None).declaration();
-    let chains: Vec<&str> = declaration.chains.iter().map(|c| c.name).collect();
-    assert_eq!(chains, ["postrouting", "tunnel-out"]);
+    let chains: Vec<&str> = nat(None)
+        .tables()
+        .iter()
+        .flat_map(|(d, _)| d.chains.iter().map(|c| c.name))
+        .collect();
+    assert_eq!(chains, ["tunnel-out", "postrouting"]);
 }
 
 #[test]
 fn element_changes_add_and_delete_only_what_differs() {
-    let (_, desired) = nat(Some("eth0")).declaration();
-    assert_eq!(element_script(&desired, &desired), "");
+    let (_, desired) = declared(&nat(Some("eth0")), Table::WeftNat);
+    assert_eq!(element_script(Table::WeftNat, &desired, &desired), "");
     let mut actual = desired.clone();
     let subnets = actual.get_mut(POD_SUBNETS).unwrap();
     subnets.clear();
     subnets.insert(prefix("10.255.9.0/24"));
+    subnets.insert(prefix("10.255.8.0/24"));
+    assert_eq!(
+        element_script(Table::WeftNat, &actual, &desired),
+        "delete element ip weft-nat pod-subnets-v4 { 10.255.8.0/24, 10.255.9.0/24 }\n\
+         add element ip weft-nat pod-subnets-v4 { 10.255.1.0/24 }\n"
+    );
+
+    let (_, desired) = declared(&nat(Some("eth0")), Table::Weft);
+    let mut actual = desired.clone();
     actual
         .get_mut(TUNNEL_PORTS)
         .unwrap()
         .insert(Element::Port(8472));
     assert_eq!(
-        element_script(&actual, &desired),
-        "delete element inet weft pod-subnets-v4 { 10.255.9.0/24 }\n\
-         delete element inet weft tunnel-ports { 8472 }\n\
-         add element inet weft pod-subnets-v4 { 10.255.1.0/24 }\n"
+        element_script(Table::Weft, &actual, &desired),
+        "delete element inet weft tunnel-ports { 8472 }\n"
     );
     actual.clear();
     assert_eq!(
-        element_script(&actual, &desired),
-        "add element inet weft pod-subnets-v4 { 10.255.1.0/24 }\n\
-         add element inet weft tunnel-ports { 4789 }\n"
+        element_script(Table::Weft, &actual, &desired),
+        "add element inet weft tunnel-ports { 4789 }\n"
     );
 }
 
-/// `nft -j list table inet weft` as nftables 1.0.6 prints the egress NAT table (rule
+/// `nft -j list table ip weft-nat` as nftables 1.0.6 prints the egress NAT table (rule
 /// expressions elided: weftd compares rule markers, not expressions).
 fn listed(rules: &[(&str, String)], pod_subnets: &str) -> Vec<u8> {
     let mut objects = vec![
         r#"{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}"#.to_owned(),
-        r#"{"table": {"family": "inet", "name": "weft", "handle": 1}}"#.to_owned(),
-        format!(r#"{{"set": {{"family": "inet", "name": "pod-subnets-v4", "table": "weft", "type": "ipv4_addr", "handle": 3, "flags": ["interval"], "elem": [{pod_subnets}]}}}}"#),
-        r#"{"set": {"family": "inet", "name": "tunnel-ports", "table": "weft", "type": "inet_service", "handle": 4, "elem": [4789]}}"#.to_owned(),
-        r#"{"chain": {"family": "inet", "table": "weft", "name": "postrouting", "handle": 1, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}"#.to_owned(),
-        r#"{"chain": {"family": "inet", "table": "weft", "name": "tunnel-in", "handle": 2, "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}}"#.to_owned(),
-        r#"{"chain": {"family": "inet", "table": "weft", "name": "tunnel-out", "handle": 5, "type": "filter", "hook": "output", "prio": -300, "policy": "accept"}}"#.to_owned(),
+        r#"{"table": {"family": "ip", "name": "weft-nat", "handle": 1}}"#.to_owned(),
+        format!(r#"{{"set": {{"family": "ip", "name": "pod-subnets-v4", "table": "weft-nat", "type": "ipv4_addr", "handle": 2, "flags": ["interval"], "elem": [{pod_subnets}]}}}}"#),
+        r#"{"chain": {"family": "ip", "table": "weft-nat", "name": "postrouting", "handle": 1, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}"#.to_owned(),
     ];
     for (chain, comment) in rules {
         objects.push(format!(
-            r#"{{"rule": {{"family": "inet", "table": "weft", "chain": "{chain}", "handle": 9, "comment": "{comment}", "expr": []}}}}"#
+            r#"{{"rule": {{"family": "ip", "table": "weft-nat", "chain": "{chain}", "handle": 9, "comment": "{comment}", "expr": []}}}}"#
         ));
     }
     format!("{{\"nftables\": [{}]}}", objects.join(", ")).into_bytes()
@@ -144,7 +204,7 @@ fn markers(declaration: &Declaration) -> Vec<(&'static str, String)> {
 
 #[test]
 fn a_listing_matches_its_declaration_until_a_rule_or_set_drifts() {
-    let (declaration, elements) = nat(Some("eth0")).declaration();
+    let (declaration, elements) = declared(&nat(Some("eth0")), Table::WeftNat);
     let rules = markers(&declaration);
     let subnet = r#"{"prefix": {"addr": "10.255.1.0", "len": 24}}"#;
 
@@ -160,8 +220,8 @@ fn a_listing_matches_its_declaration_until_a_rule_or_set_drifts() {
     assert_eq!(listing.shape, declaration.shape());
     let actual = listing.declared_elements(&declaration).unwrap();
     assert_eq!(
-        element_script(&actual, &elements),
-        "add element inet weft pod-subnets-v4 { 10.255.1.0/24 }\n"
+        element_script(Table::WeftNat, &actual, &elements),
+        "add element ip weft-nat pod-subnets-v4 { 10.255.1.0/24 }\n"
     );
 
     // A rule deleted, a foreign rule added, a rule of another text: the shape differs.
