@@ -62,29 +62,45 @@ summarize() {
 import sys
 import xml.etree.ElementTree as ET
 
+def problem(case):
+    """The first line of a failed spec's [FAILED] message, or None if it did not fail."""
+    node = case.find("failure")
+    if node is None:
+        node = case.find("error")
+    if node is None:
+        return None
+    for line in (node.text or "").splitlines():
+        line = line.strip()
+        if line.startswith("[FAILED]") or line.startswith("[PANICKED]") or line.startswith("[TIMEDOUT]"):
+            return line[:240]
+    return (node.get("type") or "failed")
+
+# Suite-level nodes (set-up, reports) count only when they fail.
+SUITE_NODES = ("[SynchronizedBeforeSuite]", "[SynchronizedAfterSuite]", "[ReportBeforeSuite]",
+               "[ReportAfterSuite]", "[BeforeSuite]", "[AfterSuite]")
 passed, failed, skipped = [], [], []
 for case in ET.parse(sys.argv[1]).getroot().iter("testcase"):
     name = case.get("name", "")
-    if name.startswith("[SynchronizedBeforeSuite]") or name.startswith("[ReportAfterSuite]") \
-            or name.startswith("[SynchronizedAfterSuite]") or name.startswith("[ReportBeforeSuite]"):
-        if case.find("failure") is not None or case.find("error") is not None:
-            failed.append(name)
+    reason = problem(case)
+    if reason is not None:
+        failed.append((name, reason))
+        continue
+    if name.startswith(SUITE_NODES):
         continue
     skip = case.find("skipped")
-    if case.find("failure") is not None or case.find("error") is not None:
-        failed.append(name)
-    elif skip is not None:
-        # ginkgo marks specs the filters left out "skipped" with no message of their own.
-        message = skip.get("message", "")
-        if message and message != "skipped":
-            skipped.append((name, message))
-    else:
+    if skip is None:
         passed.append(name)
+        continue
+    # ginkgo marks specs the filters left out "skipped" and nothing more; a spec that
+    # skipped itself says why ("skipped - <reason>").
+    message = skip.get("message", "")
+    if message and message != "skipped":
+        skipped.append((name, message))
 print(f"passed {len(passed)}")
 print(f"failed {len(failed)}")
 print(f"skipped {len(skipped)}")
-for name in failed:
-    print(f"  FAILED  {name}")
+for name, reason in failed:
+    print(f"  FAILED  {name}\n          {reason}")
 for name, message in skipped:
     print(f"  SKIPPED {name}: {message.splitlines()[0][:160]}")
 PY

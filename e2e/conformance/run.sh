@@ -109,7 +109,9 @@ say "e2e.test --ginkgo.focus='$FOCUS' --ginkgo.skip='$SKIP' (log: $RESULTS/e2e.l
 started=$SECONDS
 status=0
 run_suite "$FOCUS" "$SKIP" "$RESULTS" || status=$?
-say "suite ran in $((SECONDS - started)) s (e2e.test exit status $status)"
-summarize "$RESULTS/junit_01.xml" | tee "$RESULTS/summary.txt"
+{
+	echo "suite ran in $((SECONDS - started)) s (e2e.test exit status $status), $FAMILY, network $NETWORK"
+	summarize "$RESULTS/junit_01.xml"
+} | tee "$RESULTS/summary.txt"
 # The report, not e2e.test's status, decides: a suite that never wrote one failed.
 [ "$status" -eq 0 ] && ! grep -q '^failed [1-9]' "$RESULTS/summary.txt"
