@@ -4,10 +4,12 @@
 # weftd's socket to go (weftd removes it on exit), so no weftd re-creates what it
 # removes.
 #   cleanup.sh CONFLIST PLUGIN SOCKET
-# Removes: the conflist (first, so the runtime stops sending pods to weft), the weft
-# plugin, the VXLAN device weft-vxlan, the nft table `inet weft` (and an older `ip weft`) and every
-# route of protocol 119 (weft's peer and pod routes). The reference plugins stay: other
-# CNIs use them too. Each step tolerates "already gone".
+# Removes what weftd creates: the conflist (first, so the runtime stops sending pods to
+# weft) and weftd's temporary copy of it (.NAME.weftd-tmp beside it), the weft plugin,
+# the VXLAN device weft-vxlan, the pods' IPv4 gateway 169.254.1.1/32 on lo, the nft
+# tables `inet weft` and `ip weft-nat` (and an `ip weft`), and every route of protocol
+# 119 (weft's peer and pod routes). The reference plugins stay: other CNIs use them
+# too. Each step tolerates "already gone".
 set -u
 # Full paths: the image's busybox sh runs its own applets before PATH, and busybox's
 # `ip route flush proto 119` flushes every route, whatever the protocol.
@@ -25,14 +27,20 @@ done
 [ -S "$socket" ] && echo "weftd's socket $socket is still there after 60 s (a weftd killed hard?); cleaning up anyway"
 
 rm -f "$conflist" && echo "removed $conflist"
+rm -f "${conflist%/*}/.${conflist##*/}.weftd-tmp"
 rm -f "$plugin" && echo "removed $plugin"
 if $ip link show weft-vxlan >/dev/null 2>&1; then
 	$ip link delete weft-vxlan && echo "removed the VXLAN device weft-vxlan"
 fi
-# weft's tables: `inet weft`, and `ip weft` on nodes that ran a weftd writing that one.
-for family in inet ip; do
-	if $nft list table "$family" weft >/dev/null 2>&1; then
-		$nft delete table "$family" weft && echo "removed the nft table $family weft"
+if [ -n "$($ip -4 addr show dev lo to 169.254.1.1/32 2>/dev/null)" ]; then
+	$ip addr del 169.254.1.1/32 dev lo && echo "removed the pods' IPv4 gateway 169.254.1.1 from lo"
+fi
+# weft's tables, and `ip weft` on nodes that ran a weftd writing that one.
+for table in "inet weft" "ip weft-nat" "ip weft"; do
+	# $table unquoted on purpose: family and name are two words.
+	# shellcheck disable=SC2086
+	if $nft list table $table >/dev/null 2>&1; then
+		$nft delete table $table && echo "removed the nft table $table"
 	fi
 done
 $ip -4 route flush proto 119 && echo "flushed IPv4 routes of protocol 119"
