@@ -98,24 +98,31 @@ fn state(node: &Node) -> Vec<String> {
     lines
 }
 
-/// weft's nftables table as `nft` lists it.
-fn nft_table(node: &Node) -> String {
-    let listing = node.netns.run("nft", &["list", "table", "inet", "weft"]);
+/// weft's IPv4 NAT table (`ip weft-nat`) and its table of both families (`inet
+/// weft`, the tunnel's notrack).
+const NAT_TABLE: [&str; 2] = ["ip", "weft-nat"];
+const INET_TABLE: [&str; 2] = ["inet", "weft"];
+
+/// One of weft's tables as `nft` lists it.
+fn nft_table(node: &Node, table: [&str; 2]) -> String {
+    let listing = node
+        .netns
+        .run("nft", &[&["list", "table"][..], &table].concat());
     String::from_utf8_lossy(&listing.stdout).into_owned()
 }
 
-/// The kernel's handle of weft's table: a table created again gets a new one.
-fn nft_table_handle(node: &Node) -> u64 {
+/// The kernel's handle of one of weft's tables: a table created again gets a new one.
+fn nft_table_handle(node: &Node, table: [&str; 2]) -> u64 {
     let listing = node
         .netns
-        .run("nft", &["-j", "list", "table", "inet", "weft"]);
+        .run("nft", &[&["-j", "list", "table"][..], &table].concat());
     let json: Value = serde_json::from_slice(&listing.stdout).unwrap_or(Value::Null);
     json["nftables"]
         .as_array()
         .into_iter()
         .flatten()
         .find_map(|o| o["table"]["handle"].as_u64())
-        .unwrap_or_else(|| panic!("no inet weft table:\n{}\n{}", json, node.log()))
+        .unwrap_or_else(|| panic!("no {table:?} table:\n{}\n{}", json, node.log()))
 }
 
 fn changes(node: &Node) -> (f64, f64) {
@@ -131,7 +138,7 @@ fn a_restart_changes_nothing_and_one_peer_change_costs_a_constant() {
     file.write(&peers(2..=201));
     let mut node = start(&file, &[]);
     wait_programmed(&node, 200.0, 200.0);
-    let table = nft_table_handle(&node);
+    let handles = [NAT_TABLE, INET_TABLE].map(|t| nft_table_handle(&node, t));
     // Per peer: IPv4 route, IPv6 route, neighbour, FDB entry.
     let before = state(&node);
     assert_eq!(before.len(), 800, "{before:#?}");
@@ -156,25 +163,34 @@ fn a_restart_changes_nothing_and_one_peer_change_costs_a_constant() {
     wait_programmed(&node, 199.0, 199.0);
     assert_eq!(changes(&node), (1.0, 4.0));
     assert_eq!(state(&node).len(), 796);
-    // The NAT table names no peer: neither peer changes nor the restart touched it (the
-    // table is `inet weft`, the pod subnet and tunnel port are set elements).
+    // The tables name no peer: neither peer changes nor the restart touched them (the
+    // pod subnet and tunnel port are set elements).
     assert_eq!(
-        nft_table_handle(&node),
-        table,
-        "the table was created again"
+        [NAT_TABLE, INET_TABLE].map(|t| nft_table_handle(&node, t)),
+        handles,
+        "a table was created again"
     );
-    let nat = nft_table(&node);
+    let nat = nft_table(&node, NAT_TABLE);
     assert!(
         nat.contains("ip saddr @pod-subnets-v4 oifname != \"weft*\" masquerade"),
         "{nat}"
     );
     assert!(nat.contains("elements = { 10.255.1.0/24 }"), "{nat}");
-    assert!(nat.contains("udp dport @tunnel-ports notrack"), "{nat}");
-    assert!(nat.contains("elements = { 4789 }"), "{nat}");
-    assert!(!nat.contains("10.100."), "{nat}");
-    // IPv6 is never NATed: the one NAT rule matches IPv4 sources only.
+    let inet = nft_table(&node, INET_TABLE);
+    assert!(inet.contains("udp dport @tunnel-ports notrack"), "{inet}");
+    assert!(inet.contains("elements = { 4789 }"), "{inet}");
+    assert!(
+        !nat.contains("10.100.") && !inet.contains("10.100."),
+        "{nat}{inet}"
+    );
+    // IPv6 is never NATed, nor tracked for NAT: the one NAT rule is in the `ip` table
+    // (NAT in an `inet` table turns on IPv6 connection tracking).
     assert_eq!(nat.matches("masquerade").count(), 1, "{nat}");
-    assert!(!nat.contains("ip6"), "{nat}");
+    assert!(
+        !inet.contains("masquerade") && !inet.contains("type nat"),
+        "{inet}"
+    );
+    assert!(!nat.contains("ip6") && !inet.contains("ip6"), "{nat}{inet}");
 }
 
 #[test]
@@ -228,33 +244,37 @@ fn drift_is_repaired_by_the_periodic_full_pass() {
 
     // nftables drift: an element deleted by hand is added back without re-creating the
     // table; a rule deleted by hand makes the table be created again.
-    let table = nft_table_handle(&node);
+    let table = nft_table_handle(&node, NAT_TABLE);
+    let inet = nft_table_handle(&node, INET_TABLE);
     let element = ["pod-subnets-v4", "{", "10.255.1.0/24", "}"];
     let deleted = node.netns.run(
         "nft",
-        &[&["delete", "element", "inet", "weft"][..], &element[..]].concat(),
+        &[&["delete", "element"][..], &NAT_TABLE, &element].concat(),
     );
     assert!(deleted.status.success(), "{deleted:?}");
-    assert!(!nft_table(&node).contains("10.255.1.0/24"));
+    assert!(!nft_table(&node, NAT_TABLE).contains("10.255.1.0/24"));
     wait_until("element repair", Duration::from_secs(5), || {
-        nft_table(&node).contains("elements = { 10.255.1.0/24 }")
+        nft_table(&node, NAT_TABLE).contains("elements = { 10.255.1.0/24 }")
     })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", nft_table(&node), node.log()));
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", nft_table(&node, NAT_TABLE), node.log()));
     assert_eq!(
-        nft_table_handle(&node),
+        nft_table_handle(&node, NAT_TABLE),
         table,
         "an element repair re-created the table"
     );
-    let flushed = node
-        .netns
-        .run("nft", &["flush", "chain", "inet", "weft", "postrouting"]);
+    let flushed = node.netns.run(
+        "nft",
+        &[&["flush", "chain"][..], &NAT_TABLE, &["postrouting"]].concat(),
+    );
     assert!(flushed.status.success(), "{flushed:?}");
     wait_until("rule repair", Duration::from_secs(5), || {
-        nft_table(&node).contains("masquerade")
+        nft_table(&node, NAT_TABLE).contains("masquerade")
     })
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", nft_table(&node), node.log()));
-    assert_ne!(nft_table_handle(&node), table);
-    assert!(nft_table(&node).contains("elements = { 10.255.1.0/24 }"));
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", nft_table(&node, NAT_TABLE), node.log()));
+    assert_ne!(nft_table_handle(&node, NAT_TABLE), table);
+    // Each table is kept on its own: repairing one leaves the other as it was.
+    assert_eq!(nft_table_handle(&node, INET_TABLE), inet);
+    assert!(nft_table(&node, NAT_TABLE).contains("elements = { 10.255.1.0/24 }"));
     assert_eq!(metric(&node, "weft_convergence_errors_total"), 0.0);
 
     // Routes of other protocols are never touched.

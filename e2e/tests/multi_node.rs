@@ -291,6 +291,44 @@ fn assert_mtu_and_tcp(topology: &Topology, v4_mtu: u32) {
         tcp_transfer(&a.netns, &b.netns, addr, 32 << 20)
             .unwrap_or_else(|e| panic!("{e}\n{}", logs(topology)));
     }
+    assert_ipv6_untracked(topology);
+}
+
+/// The connections the kernel tracks in node i, one line per entry (`ipv4 2 tcp ...`,
+/// `ipv6 10 icmpv6 ...`).
+fn conntrack_entries(topology: &Topology, i: usize) -> Vec<String> {
+    let out = topology.nodes[i]
+        .netns
+        .run("cat", &["/proc/net/nf_conntrack"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// After pod-to-pod traffic of both families, the nodes track IPv4 flows (weft's
+/// egress NAT needs conntrack) but not one IPv6 flow: weft never NATs IPv6, and NAT in
+/// a table of both families would make the kernel track every forwarded IPv6 packet.
+fn assert_ipv6_untracked(topology: &Topology) {
+    for i in 0..topology.nodes.len() {
+        let entries = conntrack_entries(topology, i);
+        let of = |family: &str| {
+            entries
+                .iter()
+                .filter(|e| e.split_whitespace().next() == Some(family))
+                .count()
+        };
+        let rules = topology.nodes[i].netns.run("nft", &["list", "ruleset"]);
+        let rules = String::from_utf8_lossy(&rules.stdout);
+        assert!(of("ipv4") > 0, "node {i} tracks no IPv4 flow:\n{rules}");
+        assert_eq!(
+            of("ipv6"),
+            0,
+            "node {i} tracks IPv6:\n{}\n{rules}",
+            entries.join("\n")
+        );
+    }
 }
 
 #[test]

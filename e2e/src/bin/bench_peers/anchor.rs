@@ -110,47 +110,56 @@ pub(crate) fn anchor_round(
     (ns, round)
 }
 
-/// The script weftd's first firewall pass runs on this node (daemon/src/firewall:
-/// `Declaration::creation_script` with the egress NAT concern): its `inet weft` table
-/// with the pod-subnet and tunnel-port sets, the masquerade of pods' IPv4 leaving
-/// through a non-weft interface, the tunnel's packets untracked both ways, and each
-/// rule's marker comment. It names no peer, so a peer change leaves it alone, on both
-/// sides.
+/// The scripts weftd's first firewall pass runs on this node (daemon/src/firewall:
+/// `Declaration::creation_script` with the egress NAT concern), as one: its `inet weft`
+/// table with the tunnel-port set and the tunnel's packets untracked both ways, its `ip
+/// weft-nat` table with the pod-subnet set and the masquerade of pods' IPv4 leaving
+/// through a non-weft interface, and each rule's marker comment. They name no peer, so
+/// a peer change leaves them alone, on both sides.
 pub(crate) fn weftd_table() -> String {
-    let chains = [
-        (
+    let mut script = String::from("add table ip weft\ndelete table ip weft\n");
+    script += &table_script(
+        "inet weft",
+        "set tunnel-ports { type inet_service; }",
+        &[
+            (
+                "tunnel-in",
+                "type filter hook prerouting priority raw",
+                "iifname \"uplink\" udp dport @tunnel-ports notrack",
+            ),
+            (
+                "tunnel-out",
+                "type filter hook output priority raw",
+                "udp dport @tunnel-ports notrack",
+            ),
+        ],
+        &format!("tunnel-ports {{ {VXLAN_PORT} }}"),
+    );
+    script += &table_script(
+        "ip weft-nat",
+        "set pod-subnets-v4 { type ipv4_addr; flags interval; }",
+        &[(
             "postrouting",
             "type nat hook postrouting priority srcnat",
             "ip saddr @pod-subnets-v4 oifname != \"weft*\" masquerade",
-        ),
-        (
-            "tunnel-in",
-            "type filter hook prerouting priority raw",
-            "iifname \"uplink\" udp dport @tunnel-ports notrack",
-        ),
-        (
-            "tunnel-out",
-            "type filter hook output priority raw",
-            "udp dport @tunnel-ports notrack",
-        ),
-    ];
-    let mut script = String::from(
-        "add table inet weft\ndelete table inet weft\nadd table ip weft\ndelete table ip weft\n\
-         table inet weft {\n\
-         \tset pod-subnets-v4 { type ipv4_addr; flags interval; }\n\
-         \tset tunnel-ports { type inet_service; }\n",
+        )],
+        &format!("pod-subnets-v4 {{ {NODE_SUBNET}/24 }}"),
     );
+    script
+}
+
+/// One table created again whole: its set, its base chains (name, type and hook, the
+/// one rule) and the set's element.
+fn table_script(table: &str, set: &str, chains: &[(&str, &str, &str)], element: &str) -> String {
+    let mut script =
+        format!("add table {table}\ndelete table {table}\ntable {table} {{\n\t{set}\n");
     for (chain, base, rule) in chains {
         let marker = rule_marker(chain, 0, rule);
         script.push_str(&format!(
             "\tchain {chain} {{\n\t\t{base}; policy accept;\n\t\t{rule} comment \"{marker}\"\n\t}}\n"
         ));
     }
-    script.push_str(&format!(
-        "}}\n\
-         add element inet weft pod-subnets-v4 {{ {NODE_SUBNET}/24 }}\n\
-         add element inet weft tunnel-ports {{ {VXLAN_PORT} }}\n"
-    ));
+    script.push_str(&format!("}}\nadd element {table} {element}\n"));
     script
 }
 

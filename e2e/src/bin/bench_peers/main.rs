@@ -20,9 +20,9 @@
 //! weftd runs `--mode dual --ipv6-routing direct`, so per peer it owns 4 kernel objects:
 //! the IPv4 route via the peer's overlay gateway on `weft-vxlan`, the permanent neighbour
 //! of that gateway, the permanent FDB entry of the peer's VTEP MAC, and the IPv6 route to
-//! the peer's prefix via its underlay address. Its nftables table (`inet weft`: egress
-//! NAT, untracked tunnel packets) names no peer: created once at start, never touched by
-//! a peer change.
+//! the peer's prefix via its underlay address. Its nftables tables (`ip weft-nat`:
+//! egress NAT; `inet weft`: untracked tunnel packets) name no peer: created once at
+//! start, never touched by a peer change.
 //!
 //! Measured, per round (rounds interleave weft and the anchor, A B B A ...):
 //!

@@ -39,7 +39,8 @@ pub(crate) fn render(args: &Args, facts: &[String], results: &[ScenarioResult]) 
         out,
         "- per peer: IPv4 route + permanent neighbour + permanent FDB entry on weft-vxlan, \
          IPv6 route via the peer's underlay (4 kernel objects); per node: weftd's nftables \
-         table (egress NAT, untracked tunnel packets), which names no peer\n"
+         tables (egress NAT in `ip weft-nat`, untracked tunnel packets in `inet weft`), \
+         which name no peer\n"
     )
     .unwrap();
     let mut table = Table::new([
