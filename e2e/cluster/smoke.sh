@@ -140,6 +140,10 @@ EOF
 started=$SECONDS
 k -n "$NS" rollout status deployment/smoke --timeout=180s
 step "   rolled out in $((SECONDS - started)) s"
+# Each pod's start: from its creation to its Ready condition (the apiserver's seconds).
+starts=$(k -n "$NS" get pods -l app=smoke -o jsonpath='{range .items[*]}{.metadata.creationTimestamp} {.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"\n"}{end}' |
+	while read -r created ready; do echo $(($(date -d "$ready" +%s) - $(date -d "$created" +%s))); done | sort -n | tr '\n' ' ')
+step "   pod start (created to Ready, s): $starts"
 k -n "$NS" get pods -o wide >&3
 # -o wide shows status.podIP only; these are all of status.podIPs, in their order.
 k -n "$NS" get pods -o custom-columns='NAME:.metadata.name,NODE:.spec.nodeName,POD IPS:.status.podIPs[*].ip' >&3
