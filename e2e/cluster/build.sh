@@ -16,6 +16,13 @@
 #       coredns.tar  registry.k8s.io/coredns/coredns:<version>: BIN_DIR/coredns alone
 #                    on an empty root (a static binary needs nothing else), entry point
 #                    /coredns, like upstream's distroless image
+#   build.sh prometheus BIN_DIR
+#       prometheus from the wrapper module prometheus/ (update.sh pins it): static,
+#       stripped, its version stamped as Prometheus' promu does; without the web UI's
+#       assets (the checks use the HTTP API only).
+#   build.sh prometheus-image BIN_DIR IMAGES_DIR
+#       prometheus.tar  weft.dev/e2e/prometheus:<version>: BIN_DIR/prometheus alone,
+#                       entry point /prometheus, user 65534
 #   build.sh images BIN_DIR IMAGES_DIR
 #       The two images every node imports (nothing is ever pulled: no registry is
 #       reachable), as OCI archives for `ctr images import`:
@@ -52,8 +59,7 @@ log() { printf 'build.sh: %s\n' "$*" >&2; }
 
 build_containerd() { # BIN_DIR
 	local bin_dir=$1 module=github.com/containerd/containerd/v2 version ldflags
-	version=$(awk -v m="$module" '$1 == m { print $2 }' "$HERE/containerd/go.mod")
-	[ -n "$version" ] || { log "no $module version in $HERE/containerd/go.mod"; exit 1; }
+	version=$(module_version containerd "$module")
 	ldflags="-s -w -X $module/version.Version=$version -X $module/version.Package=$module"
 	mkdir -p "$bin_dir"
 	local cmd start
@@ -68,39 +74,69 @@ build_containerd() { # BIN_DIR
 	echo "CONTAINERD_VERSION=$version"
 }
 
-# coredns_version: the version the wrapper module coredns/ pins.
-coredns_version() {
+# module_version DIR MODULE: the version the wrapper module DIR pins of MODULE.
+module_version() {
 	local version
-	version=$(awk '$1 == "github.com/coredns/coredns" { print $2 }' "$HERE/coredns/go.mod")
-	[ -n "$version" ] || { log "no github.com/coredns/coredns version in $HERE/coredns/go.mod"; exit 1; }
+	version=$(awk -v m="$2" '$1 == m { print $2 }' "$HERE/$1/go.mod")
+	[ -n "$version" ] || { log "no $2 version in $HERE/$1/go.mod"; exit 1; }
 	echo "$version"
 }
 
-build_coredns() { # BIN_DIR
-	local bin_dir=$1 module=github.com/coredns/coredns version start=$SECONDS
-	version=$(coredns_version)
+# go_program WRAPPER_DIR PACKAGE BIN_DIR NAME LDFLAGS: one static Go program from a wrapper
+# module, to a per-process temporary name, then renamed (two runs may build it at once).
+go_program() {
+	local dir=$1 package=$2 bin_dir=$3 name=$4 ldflags=$5 start=$SECONDS
 	mkdir -p "$bin_dir"
-	log "building coredns ($module $version)"
-	(cd "$HERE/coredns" && CGO_ENABLED=0 nice -n 10 go build -trimpath \
-		-ldflags="-s -w -X $module/coremain.GitCommit=$version" -o "$bin_dir/.coredns.tmp.$$" "$module")
-	mv -f "$bin_dir/.coredns.tmp.$$" "$bin_dir/coredns"
-	log "built coredns in $((SECONDS - start)) s"
+	log "building $name ($package)"
+	(cd "$HERE/$dir" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags="-s -w $ldflags" \
+		-o "$bin_dir/.$name.tmp.$$" "$package")
+	mv -f "$bin_dir/.$name.tmp.$$" "$bin_dir/$name"
+	log "built $name in $((SECONDS - start)) s"
+}
+
+# binary_image BIN_DIR IMAGES_DIR NAME TAG CONFIG_ARGS...: IMAGES_DIR/NAME.tar, an image
+# holding BIN_DIR/NAME alone as /NAME (a static program needs nothing else).
+binary_image() {
+	local bin_dir=$1 images_dir=$2 name=$3 tag=$4 work
+	shift 4
+	[ -x "$bin_dir/$name" ] || { log "$bin_dir/$name missing ($0 $name $bin_dir)"; exit 1; }
+	command -v umoci >/dev/null || { log "umoci not found (e2e/setup.sh --cluster installs it)"; exit 1; }
+	mkdir -p "$images_dir"
+	work=$(mktemp -d "${TMPDIR:-/tmp}/weft-$name-image.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: the trap must remove this directory
+	trap "rm -rf '$work'" EXIT
+	fill_binary() { install -m 0755 "$bin_dir/$name" "$1/$name"; }
+	oci_image "$work/$name" "$tag" fill_binary --config.entrypoint="/$name" "$@"
+	archive "$work/$name" "$images_dir/$name.tar"
+}
+
+build_coredns() { # BIN_DIR
+	local module=github.com/coredns/coredns version
+	version=$(module_version coredns "$module")
+	go_program coredns "$module" "$1" coredns "-X $module/coremain.GitCommit=$version"
 	echo "COREDNS_VERSION=$version"
 }
 
 build_coredns_image() { # BIN_DIR IMAGES_DIR
-	local bin_dir=$1 images_dir=$2 version work
-	version=$(coredns_version)
-	[ -x "$bin_dir/coredns" ] || { log "$bin_dir/coredns missing ($0 coredns $bin_dir)"; exit 1; }
-	command -v umoci >/dev/null || { log "umoci not found (e2e/setup.sh --cluster installs it)"; exit 1; }
-	mkdir -p "$images_dir"
-	work=$(mktemp -d "${TMPDIR:-/tmp}/weft-coredns-image.XXXXXX")
-	# shellcheck disable=SC2064 # expand now: the trap must remove this directory
-	trap "rm -rf '$work'" EXIT
-	fill_coredns() { install -m 0755 "$bin_dir/coredns" "$1/coredns"; }
-	oci_image "$work/coredns" "$version" fill_coredns --config.entrypoint=/coredns
-	archive "$work/coredns" "$images_dir/coredns.tar"
+	local version
+	version=$(module_version coredns github.com/coredns/coredns)
+	binary_image "$1" "$2" coredns "$version"
 	echo "COREDNS_IMAGE=registry.k8s.io/coredns/coredns:$version"
+}
+
+build_prometheus() { # BIN_DIR
+	local module=github.com/prometheus/prometheus version
+	version=$(module_version prometheus "$module")
+	go_program prometheus "$module/cmd/prometheus" "$1" prometheus \
+		"-X github.com/prometheus/common/version.Version=$version"
+	echo "PROMETHEUS_VERSION=$version"
+}
+
+build_prometheus_image() { # BIN_DIR IMAGES_DIR
+	local version
+	version=$(module_version prometheus github.com/prometheus/prometheus)
+	binary_image "$1" "$2" prometheus "$version" --config.user=65534:65534
+	echo "PROMETHEUS_IMAGE=weft.dev/e2e/prometheus:$version"
 }
 
 # kube_module_dir: the pinned k8s.io/kubernetes module's source (downloaded if need be).
@@ -186,10 +222,12 @@ build_images() { # BIN_DIR IMAGES_DIR
 case ${1:-} in
 containerd) build_containerd "${2:?usage: $0 containerd BIN_DIR}" ;;
 coredns) build_coredns "${2:?usage: $0 coredns BIN_DIR}" ;;
+prometheus) build_prometheus "${2:?usage: $0 prometheus BIN_DIR}" ;;
+prometheus-image) build_prometheus_image "${2:?usage: $0 prometheus-image BIN_DIR IMAGES_DIR}" "${3:?usage: $0 prometheus-image BIN_DIR IMAGES_DIR}" ;;
 coredns-image) build_coredns_image "${2:?usage: $0 coredns-image BIN_DIR IMAGES_DIR}" "${3:?usage: $0 coredns-image BIN_DIR IMAGES_DIR}" ;;
 images) build_images "${2:?usage: $0 images BIN_DIR IMAGES_DIR}" "${3:?usage: $0 images BIN_DIR IMAGES_DIR}" ;;
 *)
-	echo "usage: $0 containerd BIN_DIR | coredns BIN_DIR | coredns-image BIN_DIR IMAGES_DIR | images BIN_DIR IMAGES_DIR" >&2
+	echo "usage: $0 containerd BIN_DIR | coredns BIN_DIR | coredns-image BIN_DIR IMAGES_DIR | prometheus BIN_DIR | prometheus-image BIN_DIR IMAGES_DIR | images BIN_DIR IMAGES_DIR" >&2
 	exit 2
 	;;
 esac

@@ -5,7 +5,9 @@
 #   coredns/     coredns from github.com/coredns/coredns VERSION (take the version
 #                kubeadm of the pinned Kubernetes deploys: CoreDNSVersion in
 #                cmd/kubeadm/app/constants/constants.go)
-# Neither module has replace directives, so the wrapper only names the version and lets
+#   prometheus/  prometheus from github.com/prometheus/prometheus VERSION (Prometheus
+#                3.x is module version v0.3xx.y: 3.16.0 is v0.316.0)
+# None of the modules has replace directives, so the wrapper only names the version and lets
 # `go mod tidy` write go.sum. Kubernetes 1.35 supports containerd 2.2.0+ (its
 # RELEASES.md); Debian 12's 1.6.20 is too old, hence a build.
 # kubelet, kube-proxy and kube-scheduler are pinned with the control plane
@@ -13,6 +15,7 @@
 #
 # Usage: e2e/cluster/update.sh v2.2.9            (containerd)
 #        e2e/cluster/update.sh --coredns v1.13.1
+#        e2e/cluster/update.sh --prometheus v0.316.0
 # Then commit the module's go.mod and go.sum; e2e/cluster/build.sh builds exactly what
 # they say.
 set -euo pipefail
@@ -25,6 +28,13 @@ case ${1:-} in
 	version=${2:?usage: $0 --coredns VERSION (e.g. v1.13.1)}
 	what="coredns"
 	tools=("$module")
+	;;
+--prometheus)
+	dir=prometheus
+	module=github.com/prometheus/prometheus
+	version=${2:?usage: $0 --prometheus VERSION (e.g. v0.316.0)}
+	what="prometheus"
+	tools=("$module/cmd/prometheus")
 	;;
 *)
 	dir=containerd
