@@ -3,7 +3,7 @@
 
 use crate::cluster::Peer;
 use crate::weft::weft_change;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -101,26 +101,34 @@ pub(crate) fn traced_change(
 }
 
 /// Netlink syscalls in `strace -f -yy` output (`-yy` names netlink sockets
-/// `NETLINK:`): per syscall, the pid that made it and the bytes it moved.
+/// `NETLINK:`): per syscall, the pid that made it and the bytes it moved. A call that
+/// another thread's syscall interrupts in the output takes two lines, `call(fd<NETLINK:
+/// ...>, ... <unfinished ...>` and `<... call resumed>...) = N`: the socket is on the
+/// first, the byte count on the second.
 fn netlink_io(text: &str) -> Vec<(u32, NetlinkIo)> {
     let mut calls = Vec::new();
-    for line in text.lines().filter(|l| l.contains("NETLINK")) {
-        // "123 call(...", "[pid 123] call(..." or, for a lone process, "call(...".
-        let (pid, rest) = match line.strip_prefix("[pid") {
-            Some(tail) => tail.split_once(']').unwrap_or(("", tail)),
-            None => line.split_once(' ').unwrap_or(("", line)),
-        };
-        let (pid, rest) = match pid.trim().parse::<u32>() {
-            Ok(pid) => (pid, rest.trim_start()),
-            Err(_) => (0, line),
-        };
-        let Some(call) = rest.split('(').next() else {
+    // Per pid, the netlink call whose line ended unfinished.
+    let mut unfinished: BTreeMap<u32, String> = BTreeMap::new();
+    for line in text.lines() {
+        let (pid, rest) = split_pid(line);
+        let call = if rest.starts_with("<... ") {
+            match unfinished.remove(&pid) {
+                Some(call) => call,
+                None => continue,
+            }
+        } else if line.contains("NETLINK") {
+            let call = rest.split('(').next().unwrap_or("").to_owned();
+            if line.ends_with("<unfinished ...>") {
+                unfinished.insert(pid, call);
+                continue;
+            }
+            call
+        } else {
             continue;
         };
         let bytes: u64 = line
-            .rsplit(" = ")
-            .next()
-            .and_then(|r| r.split_whitespace().next())
+            .rsplit_once(" = ")
+            .and_then(|(_, result)| result.split_whitespace().next())
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
         let mut io = NetlinkIo {
@@ -135,6 +143,19 @@ fn netlink_io(text: &str) -> Vec<(u32, NetlinkIo)> {
         calls.push((pid, io));
     }
     calls
+}
+
+/// A trace line's pid and the rest: "123 call(...", "[pid 123] call(..." or, for a lone
+/// process, "call(..." (pid 0).
+fn split_pid(line: &str) -> (u32, &str) {
+    let (pid, rest) = match line.strip_prefix("[pid") {
+        Some(tail) => tail.split_once(']').unwrap_or(("", tail)),
+        None => line.split_once(' ').unwrap_or(("", line)),
+    };
+    match pid.trim().parse::<u32>() {
+        Ok(pid) => (pid, rest.trim_start()),
+        Err(_) => (0, line),
+    }
 }
 
 /// Bytes that dumping the node's IPv4 and IPv6 routes, neighbours and FDB receives.
@@ -162,4 +183,31 @@ fn dump_bytes(ns: &Netns) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::netlink_io;
+
+    /// weftd's four syscalls of one peer change as strace prints them, the first send
+    /// interrupted by another thread's syscall: its bytes are on the resumed line, and
+    /// the pid that starts the unfinished line is no byte count.
+    #[test]
+    fn a_call_split_by_another_thread_counts_its_bytes_once() {
+        let trace = "\
+23273 sendto(14<NETLINK:[2786307]>, ..., 120, 0, NULL, 0 <unfinished ...>
+23270 read(9<TCP:[127.0.0.1:9090->127.0.0.1:40000]>, ..., 8192) = 90
+23273 <... sendto resumed>) = 120
+23273 recvfrom(14<NETLINK:[2786307]>, ..., 65536, 0, NULL, NULL) = 36
+23273 sendto(14<NETLINK:[2786307]>, ..., 156, 0, NULL, 0) = 156
+23273 recvfrom(14<NETLINK:[2786307]>, ..., 65536, 0, NULL, NULL <unfinished ...>
+23270 <... read resumed>) = 0
+23273 <... recvfrom resumed>) = 36
+";
+        let calls = netlink_io(trace);
+        assert!(calls.iter().all(|(pid, _)| *pid == 23273), "{calls:?}");
+        let sent: u64 = calls.iter().map(|(_, io)| io.sent).sum();
+        let received: u64 = calls.iter().map(|(_, io)| io.received).sum();
+        assert_eq!((calls.len(), sent, received), (4, 276, 72), "{calls:?}");
+    }
 }
