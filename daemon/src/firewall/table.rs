@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Display, Write};
 
 /// One of weft's tables. A concern puts each chain in the table of the family it
-/// needs: a NAT chain registers connection tracking for every family its table
-/// carries, so one that handles IPv4 only lives in an `ip` table.
+/// needs: NAT turns connection tracking on for every family its table carries, so NAT
+/// of IPv4 only lives in an `ip` table (see [`super`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
     /// `inet weft`: both families, for concerns of both (the tunnel's `notrack`, which
