@@ -312,6 +312,8 @@ step "   hostname $hostname, the node's addresses on uplink and as podIPs, nothi
 if [ "$NETWORK" = helm ]; then
 	. "$CLUSTER_DIR/smoke-weftd-restart.sh"
 	weftd_restart_check
+else
+	step "9. skipped: weftd runs as a pod only with up.sh --network helm"
 fi
 
 if [ -z "$KEEP" ]; then
