@@ -46,6 +46,7 @@ SKIP='LoadBalancer|SCTP|Disruptive|Serial|\[Flaky\]'
 # API machinery around it.
 SAMPLE_FOCUS='\[sig-network\].*(\[Feature:IPv6DualStack\]|Networking Granular Checks: Pods.*\[Conformance\]|Services should (serve a basic endpoint from pods|serve multiport endpoints from pods|be able to create a functioning NodePort service|be able to switch session affinity for service with type clusterIP).*\[Conformance\]|HostPort.*\[Conformance\])'
 
+ARGS=("$@") # for the re-run under the lock below
 FAMILY=ipv4-primary
 NETWORK=weft-standalone
 USER_FOCUS=
@@ -75,7 +76,7 @@ case $FAMILY in ipv4-primary | ipv6-primary) ;; *) echo "--family: ipv4-primary 
 # daemons, which would otherwise keep it after this script ends).
 if [ "${WEFT_CLUSTER_LOCK_HELD:-}" != "$LOCK" ]; then
 	if ! flock -n "$LOCK" true; then echo "run.sh: waiting for $LOCK (another cluster is up)" >&2; fi
-	exec env WEFT_CLUSTER_LOCK_HELD="$LOCK" flock "$LOCK" "$0" "$@"
+	exec env WEFT_CLUSTER_LOCK_HELD="$LOCK" flock "$LOCK" "$0" "${ARGS[@]}"
 fi
 
 . "$CLUSTER_DIR/lib.sh"
