@@ -32,7 +32,8 @@
 #         agnhost.tar  registry.k8s.io/e2e-test-images/agnhost:<its VERSION file>: the
 #                      pinned agnhost binary (BIN_DIR/agnhost) on a Debian root
 #                      filesystem (mmdebstrap) with sh, bash, ping, curl, OpenBSD
-#                      netcat, iproute2 and dig: what the upstream e2e helpers run
+#                      netcat, iproute2 and dig: what the upstream e2e helpers run;
+#                      porter's /localhost.crt and /localhost.key, like upstream's
 #       umoci assembles each image; the layout's ref.name is the tag.
 # Go builds run under `nice -n 10` (the machine is shared with other compilers); Go's
 # module and build caches stay in their default places.
@@ -177,6 +178,7 @@ build_images() { # BIN_DIR IMAGES_DIR
 	done
 	kube_dir=$(kube_module_dir)
 	[ -f "$kube_dir/build/pause/linux/pause.c" ] || { log "no build/pause/linux/pause.c in '$kube_dir'"; exit 1; }
+	[ -f "$kube_dir/test/images/agnhost/porter/localhost.key" ] || { log "no test/images/agnhost/porter/localhost.key in '$kube_dir'"; exit 1; }
 	local makefile_tag agnhost_version
 	makefile_tag=$(awk '$1 == "TAG" && $2 == "?=" { print $3 }' "$kube_dir/build/pause/Makefile")
 	[ "$makefile_tag" = "$PAUSE_VERSION" ] ||
@@ -209,6 +211,10 @@ build_images() { # BIN_DIR IMAGES_DIR
 		install -m 0755 "$bin_dir/agnhost" "$1/agnhost"
 		ln -sf agnhost "$1/agnhost-2" # the entrypoint-tester specs run agnhost-2
 		mkdir -p "$1/uploads"         # netexec's upload directory
+		# porter's TLS ports serve these (upstream's Dockerfile: ADD porter/localhost.{crt,key});
+		# without them the Proxy spec's https ports never listen.
+		install -m 0644 "$kube_dir/test/images/agnhost/porter/localhost.crt" \
+			"$kube_dir/test/images/agnhost/porter/localhost.key" "$1/"
 	}
 	oci_image "$work/agnhost" "$agnhost_version" fill_agnhost \
 		--config.entrypoint=/agnhost --config.cmd=pause
