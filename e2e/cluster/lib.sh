@@ -219,6 +219,23 @@ in_node() {
 		--uts="$NS_DIR/node-$n.uts" --wd=/ -- "$@"
 }
 
+# control_plane_pod_ipv4_routes: reads "NODE_NAME SUBNET" lines (node-<n> and the pod
+# IPv4 subnet that node owns) and routes each subnet in the control plane's namespace via
+# that node's underlay IPv4 address. A control-plane node running weftd would have the
+# overlay route; this one runs none, and without the routes the apiserver's pods/proxy
+# and services/proxy (what the upstream e2e suite reads DNS results and Proxy answers
+# through) cannot reach a pod's IPv4 address. Nothing to do on an IPv6-only cluster.
+control_plane_pod_ipv4_routes() {
+	local name subnet n
+	[ "$WEFT_MODE" != ipv6 ] || return 0
+	while read -r name subnet; do
+		n=${name#node-}
+		[[ $n =~ ^[0-9]+$ && -n $subnet ]] || fail "no node number or pod IPv4 subnet in '$name $subnet'"
+		ip -n "$CP_NS" -4 route replace "$subnet" via "$(node_v4 "$n")"
+		echo "control plane: $subnet via $(node_v4 "$n") ($name)"
+	done
+}
+
 # kubectl_admin ARGS...: kubectl as cluster admin, from the control plane's namespace.
 kubectl_admin() {
 	in_cp "$TOOLS_BIN/kubectl" --kubeconfig="$PKI/admin.kubeconfig" \

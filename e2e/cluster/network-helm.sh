@@ -18,7 +18,10 @@
 # the fabric a router that knows them, as a datacenter fabric learns them (from BGP, say):
 # once every WeftNode has its prefix and underlay address, the fabric namespace routes
 # each prefix via its node (fabric_pod_routes). The control plane keeps its default route
-# into the fabric and needs nothing of its own; nor would any other host on the fabric.
+# into the fabric for IPv6. Its IPv4 source is its underlay address, which pods answer
+# without help, but the apiserver's own requests to pods' IPv4 addresses (pods/proxy,
+# services/proxy) need each node's subnet routed via the node: once every WeftNode has its
+# subnet, the control plane's namespace gets those routes (control_plane_pod_ipv4_routes).
 #
 # Needs: helm (e2e/helm/build.sh puts it in TOOLS_BIN), weftd and weft-controller in
 # WEFT_BIN_DIR (debug builds work), the statically linked plugin WEFT_PLUGIN (default
@@ -93,7 +96,7 @@ network_preflight() {
 }
 
 # network_install: weft's image on every node, `helm install`, every node Ready, the
-# fabric's routes to the pod prefixes.
+# fabric's routes to the pod prefixes, the control plane's to the pod IPv4 subnets.
 network_install() {
 	local image tar n start
 	[ -x "$TOOLS_BIN/helm" ] || fail "$TOOLS_BIN/helm missing: e2e/helm/build.sh"
@@ -123,6 +126,7 @@ network_install() {
 	step "   every node Ready $((SECONDS - start)) s after helm install"
 	wait_for "every WeftNode with its ranges and underlay" 60 weft_nodes_ranged
 	fabric_pod_routes
+	control_plane_pod_ipv4_routes < <(kubectl_admin get weftnodes -o jsonpath='{range .items[*]}{.metadata.name} {.spec.ipv4Subnet}{"\n"}{end}')
 	kubectl_admin get weftnodes -o wide
 	kubectl_admin -n "$HELM_NAMESPACE" get pods -o wide
 }

@@ -85,17 +85,11 @@ weft_control_plane_routes() {
 	done
 }
 
-# weft_control_plane_pod_ipv4_routes: the apiserver reaches pods' IPv4 addresses through
-# the node that owns each subnet (its underlay address). A control-plane node running
-# weftd would have the overlay route; this one runs none, and without the routes the
-# apiserver's pods/proxy and services/proxy (what the upstream e2e suite reads DNS
-# results and Proxy answers through) cannot reach a pod on an IPv4-primary cluster.
+# weft_control_plane_pod_ipv4_routes: each node's fixed pod IPv4 subnet via the node
+# (control_plane_pod_ipv4_routes in lib.sh says why).
 weft_control_plane_pod_ipv4_routes() {
 	local n
-	[ "$WEFT_MODE" != ipv6 ] || return 0
-	for n in $(seq 1 "$NODES"); do
-		ip -n "$CP_NS" -4 route replace "$(node_pod_v4 "$n")" via "$(node_v4 "$n")"
-	done
+	control_plane_pod_ipv4_routes < <(for n in $(seq 1 "$NODES"); do echo "$(node_name "$n") $(node_pod_v4 "$n")"; done)
 }
 
 # network_preflight: fails at once when weft's binaries are missing.
