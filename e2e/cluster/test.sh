@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The cluster tier of weft's test command (e2e/test.sh runs it after the build): a real
+# cluster of 3 kubelet + containerd nodes (e2e/cluster/up.sh), weft installed by
+# `helm install` of charts/weft from an image built here, then
+#   smoke.sh           pods on every node with both families, the cross-node ping and TCP
+#                      matrix, dual-stack ClusterIP/NodePort Services, CoreDNS, the
+#                      downward API, the gateways, hostNetwork pods, address release, a
+#                      killed weftd pod
+#   prometheus.sh      a real Prometheus with Kubernetes service discovery scrapes every
+#                      weftd and both controller replicas
+#   helm-lifecycle.sh  helm upgrade rolls weftd with no ping lost; uninstall cleans every
+#                      node and keeps the CRDs; a reinstall
+# and always down.sh, which removes everything and checks nothing is left. Holds
+# /tmp/weft-cluster.lock: one cluster at a time (kubelet's host sysctls are global).
+# Needs root and the debug build of weftd and weft-controller (e2e/test.sh builds them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# The image ships the statically linked plugin: it runs on every node beside whatever
+# libc the node has.
+RUSTFLAGS="-C target-feature=+crt-static" \
+	cargo build --release --locked -p weft-cni --target x86_64-unknown-linux-gnu
+e2e/setup.sh --cluster >/dev/null
+
+exec 8>/tmp/weft-cluster.lock
+flock 8
+trap 'e2e/cluster/down.sh' EXIT
+start=$SECONDS
+e2e/cluster/up.sh --network helm
+e2e/cluster/smoke.sh --keep
+e2e/cluster/prometheus.sh
+e2e/cluster/helm-lifecycle.sh
+echo "cluster tier: passed in $((SECONDS - start)) s"
