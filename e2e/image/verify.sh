@@ -101,10 +101,10 @@ check "cleanup.sh removes weft and only weft" "left: 10-other.conflist 198.51.10
 	$ip link add weft-vxlan type vxlan id 1 dstport 4789 local 192.0.2.1 nolearning &&
 	$ip route add 10.255.2.0/24 dev lo proto 119 && $ip route add 198.51.100.0/24 dev lo proto static &&
 	echo "table inet weft { chain postrouting { type nat hook postrouting priority srcnat; }; }" | nft -f - &&
-	echo "table ip weft { chain postrouting { type nat hook postrouting priority srcnat; }; }" | nft -f - &&
+	echo "table ip weft-nat { chain postrouting { type nat hook postrouting priority srcnat; }; }" | nft -f - &&
 	sh -c "$1" cleanup.sh /tmp/cni-conf/05-weft.conflist /tmp/cni-bin/weft /tmp/no-weftd.sock >/dev/null &&
 	! $ip link show weft-vxlan 2>/dev/null && ! nft list table inet weft 2>/dev/null &&
-	! nft list table ip weft 2>/dev/null &&
+	! nft list table ip weft-nat 2>/dev/null &&
 	! $ip route show proto 119 | grep -q . && [ ! -e /tmp/cni-bin/weft ] && [ -e /tmp/cni-bin/portmap ] &&
 	echo "left: $(ls /tmp/cni-conf) $($ip route show proto static)"' cleanup "$cleanup_script"
 

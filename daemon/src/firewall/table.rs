@@ -196,13 +196,9 @@ impl Declaration {
     /// whatever the kernel held.
     pub fn creation_script(&self, elements: &Elements) -> String {
         let mut script = String::new();
-        // "add" then "delete" removes a table whether or not it exists. A `table ip
-        // weft` would hold weft's NAT and notrack rules a second time beside weft's
-        // tables, so it is removed too.
-        for table in [self.table.to_string(), STRAY_TABLE.to_owned()] {
-            let _ = writeln!(script, "add table {table}");
-            let _ = writeln!(script, "delete table {table}");
-        }
+        // "add" then "delete" removes a table whether or not it exists.
+        let _ = writeln!(script, "add table {}", self.table);
+        let _ = writeln!(script, "delete table {}", self.table);
         let _ = writeln!(script, "table {} {{", self.table);
         for set in &self.sets {
             let flags = if set.interval { " flags interval;" } else { "" };
@@ -228,10 +224,6 @@ impl Declaration {
         script
     }
 }
-
-/// A table of weft's name that weftd does not keep (`ip weft`), removed whenever one of
-/// its tables is created.
-pub const STRAY_TABLE: &str = "ip weft";
 
 /// The script that turns the sets' elements from `actual` into `desired`: one `add
 /// element` and one `delete element` line per set that changes, one transaction. Empty
