@@ -86,6 +86,26 @@ require_built() {
 	done
 }
 
+# go_build_behind_stamp WHAT STAMP WANT BUILD BIN...: unless STAMP already says WANT and
+# every BIN is in BIN_DIR, runs the command BUILD (stdout discarded), checks that it
+# left every BIN and records WANT. A half-finished build never looks complete.
+go_build_behind_stamp() {
+	local what=$1 stamp=$2 want=$3 build=$4 start
+	shift 4
+	if stamp_ok "$stamp" "$want" "$BIN_DIR" "$@"; then
+		log "$what up to date ($want)"
+		return
+	fi
+	command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
+	log "building $what with $(go version): $want"
+	rm -f "$stamp"
+	start=$SECONDS
+	"$build" >/dev/null
+	require_built "$BIN_DIR" "$@"
+	log "$what built in $((SECONDS - start)) s"
+	printf '%s\n' "$want" >"$stamp"
+}
+
 # Serialise concurrent runs (apt and the Go builds are not safe to race).
 mkdir -p "$TOOLS_DIR"
 exec 9>"$TOOLS_DIR/.lock"
@@ -216,36 +236,19 @@ controlplane_hash=$(cat "$CONTROLPLANE_SRC"/kube/go.mod "$CONTROLPLANE_SRC"/kube
 	"$CONTROLPLANE_SRC"/build.sh | sha256sum | cut -c1-16)
 want_controlplane="kubernetes=$kube_version etcd=$etcd_version sources=$controlplane_hash"
 
-if stamp_ok "$CONTROLPLANE_STAMP" "$want_controlplane" "$BIN_DIR" "${CONTROLPLANE_BINS[@]}"; then
-	log "control plane up to date ($want_controlplane)"
-else
-	command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
-	log "building the control plane with $(go version): $want_controlplane"
+build_controlplane() {
 	log "(the first build compiles Kubernetes: about ten minutes on 2 cores)"
-	rm -f "$CONTROLPLANE_STAMP"
-	start=$SECONDS
-	"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR" >/dev/null
-	require_built "$BIN_DIR" "${CONTROLPLANE_BINS[@]}"
-	log "control plane built in $((SECONDS - start)) s"
-	printf '%s\n' "$want_controlplane" >"$CONTROLPLANE_STAMP"
-fi
+	"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR"
+}
+go_build_behind_stamp "the control plane" "$CONTROLPLANE_STAMP" "$want_controlplane" \
+	build_controlplane "${CONTROLPLANE_BINS[@]}"
 
 # ---- helm (the chart's tests render and install charts/weft with it) -------------
 helm_version=$(awk '$1 == "helm.sh/helm/v4" { print $2 }' "$HELM_SRC/go.mod")
 helm_hash=$(cat "$HELM_SRC"/go.mod "$HELM_SRC"/go.sum "$HELM_SRC"/build.sh | sha256sum | cut -c1-16)
 want_helm="helm=$helm_version sources=$helm_hash"
-if stamp_ok "$HELM_STAMP" "$want_helm" "$BIN_DIR" helm; then
-	log "helm up to date ($want_helm)"
-else
-	command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
-	log "building helm with $(go version): $want_helm"
-	rm -f "$HELM_STAMP"
-	start=$SECONDS
-	"$HELM_SRC/build.sh" "$BIN_DIR" >/dev/null
-	require_built "$BIN_DIR" helm
-	log "helm built in $((SECONDS - start)) s"
-	printf '%s\n' "$want_helm" >"$HELM_STAMP"
-fi
+build_helm() { "$HELM_SRC/build.sh" "$BIN_DIR"; }
+go_build_behind_stamp helm "$HELM_STAMP" "$want_helm" build_helm helm
 
 # ---- the cluster tier (--cluster) -----------------------------------------------------
 # Binaries: the same kube module as the control plane plus the containerd module; the
@@ -258,19 +261,12 @@ if [ -n "$CLUSTER" ]; then
 		"$CLUSTER_SRC"/containerd/go.sum "$CLUSTER_SRC"/build.sh | sha256sum | cut -c1-16)
 	want_cluster="kubernetes=$kube_version containerd=$containerd_version sources=$cluster_hash"
 
-	if stamp_ok "$CLUSTER_STAMP" "$want_cluster" "$BIN_DIR" "${CLUSTER_BINS[@]}"; then
-		log "cluster tier up to date ($want_cluster)"
-	else
-		command -v go >/dev/null || { log "go not found (expected /usr/local/go/bin/go)"; exit 1; }
-		log "building the cluster tier with $(go version): $want_cluster"
-		rm -f "$CLUSTER_STAMP"
-		start=$SECONDS
-		"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR" cluster >/dev/null
-		"$CLUSTER_SRC/build.sh" containerd "$BIN_DIR" >/dev/null
-		require_built "$BIN_DIR" "${CLUSTER_BINS[@]}"
-		log "cluster tier built in $((SECONDS - start)) s"
-		printf '%s\n' "$want_cluster" >"$CLUSTER_STAMP"
-	fi
+	build_cluster() {
+		"$CONTROLPLANE_SRC/build.sh" "$BIN_DIR" cluster
+		"$CLUSTER_SRC/build.sh" containerd "$BIN_DIR"
+	}
+	go_build_behind_stamp "the cluster tier" "$CLUSTER_STAMP" "$want_cluster" \
+		build_cluster "${CLUSTER_BINS[@]}"
 
 	want_images="recipe=$(sha256sum <"$CLUSTER_SRC/build.sh" | cut -c1-16) agnhost=$(sha256sum <"$BIN_DIR/agnhost" | cut -c1-16)"
 	if stamp_ok "$IMAGES_STAMP" "$want_images" "$IMAGES_DIR" && [ -f "$IMAGES_DIR/pause.tar" ] &&
