@@ -20,13 +20,8 @@ E2E_DIR=$(dirname "$CLUSTER_DIR")
 REPO_DIR=$(dirname "$E2E_DIR")
 . "$CLUSTER_DIR/lib.sh"
 . "$CLUSTER_DIR/node.sh"
-[ "$(id -u)" -eq 0 ] || { echo "$0: needs root" >&2; exit 1; }
-load_cluster_env
-[ "$NETWORK" = helm ] || { echo "$0: the cluster runs weft $NETWORK, not helm (up.sh --network helm)" >&2; exit 1; }
-family_settings "$FAMILY"
+begin_check helm-lifecycle helm
 . "$CLUSTER_DIR/network-helm.sh"
-start_log helm-lifecycle
-trap on_error ERR
 NS=weft-life
 k() { kubectl_admin "$@"; }
 PING_INTERVAL=0.2

@@ -73,6 +73,21 @@ load_cluster_env() {
 	. "$CLUSTER_ENV"
 }
 
+# begin_check NAME [helm]: how every check script starts: as root, with the running
+# cluster's settings and its family's, NAME's log and the ERR trap; with `helm`, a
+# cluster whose weft helm did not install is refused.
+begin_check() {
+	[ "$(id -u)" -eq 0 ] || { echo "$0: needs root" >&2; exit 1; }
+	load_cluster_env
+	if [ "${2:-}" = helm ] && [ "$NETWORK" != helm ]; then
+		echo "$0: the cluster runs weft $NETWORK, not helm (up.sh --network helm)" >&2
+		exit 1
+	fi
+	family_settings "$FAMILY"
+	start_log "$1"
+	trap on_error ERR
+}
+
 # family_settings FAMILY: the family-dependent settings (sets IP_FAMILIES, WEFT_MODE,
 # SERVICE_CIDRS, CLUSTER_CIDRS, CLUSTER_DNS, APISERVER_ADDR, APISERVER_URL).
 #   ipv4-primary  dual-stack, IPv4 listed first (Kubernetes' default order)

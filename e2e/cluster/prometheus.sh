@@ -15,11 +15,7 @@ CLUSTER_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$CLUSTER_DIR/lib.sh"
 REMOVE=
 case ${1:-} in --remove) REMOVE=1 ;; "") ;; *) echo "usage: $0 [--remove]" >&2; exit 2 ;; esac
-[ "$(id -u)" -eq 0 ] || { echo "$0: needs root" >&2; exit 1; }
-load_cluster_env
-[ "$NETWORK" = helm ] || { echo "$0: the cluster runs weft $NETWORK, not helm (up.sh --network helm)" >&2; exit 1; }
-start_log prometheus
-trap on_error ERR
+begin_check prometheus helm
 NS=weft-monitoring
 k() { kubectl_admin "$@"; }
 

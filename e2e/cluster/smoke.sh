@@ -39,11 +39,7 @@ CLUSTER_DIR=$(cd "$(dirname "$0")" && pwd)
 . "$CLUSTER_DIR/lib.sh"
 KEEP=
 case ${1:-} in --keep) KEEP=1 ;; "") ;; *) echo "usage: $0 [--keep]" >&2; exit 2 ;; esac
-[ "$(id -u)" -eq 0 ] || { echo "$0: needs root" >&2; exit 1; }
-load_cluster_env
-family_settings "$FAMILY"
-start_log smoke
-trap on_error ERR
+begin_check smoke
 NS=weft-smoke
 k() { kubectl_admin "$@"; }
 
