@@ -18,6 +18,11 @@ use std::time::Duration;
 use tracing::{info, warn};
 use weft_api::WeftNode;
 
+/// `releasedAt` is a Kubernetes time, kept in whole seconds: a claim stamped T was
+/// released somewhere in [T, T + 1 s), so its cooldown is counted from T + 1 s, never
+/// ending early.
+const STAMP_PRECISION: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How often the releaser sweeps: a deleted Node's claims are released within this.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// Claims handled at once in a sweep: block changes made together share a write.
@@ -68,7 +73,10 @@ impl Releaser {
             .map(|held| async move {
                 let (outcome, freed) = match held.released_at {
                     None => (self.release_if_gone(&held).await, false),
-                    Some(at) if cooldown_left(at.into(), cooldown, now.into()).is_zero() => {
+                    Some(at)
+                        if cooldown_left(at.into(), cooldown + STAMP_PRECISION, now.into())
+                            .is_zero() =>
+                    {
                         (self.claims.free(&held, at).await, true)
                     }
                     Some(_) => (Ok(()), false),
