@@ -155,6 +155,7 @@ fn add(
     daemon.send(&Request::Allocate {
         attachment: attachment.clone(),
         pod: invocation.pod.clone(),
+        network: Some(conf.name.clone()),
     })?;
     let host_name = host_veth_name(attachment);
     // The runtime may ask for the MAC (the `mac` capability wins over CNI_ARGS, as in the
@@ -310,9 +311,19 @@ fn check(
     wiring::check(&plan)
 }
 
+/// CNI spec 1.1 GC, for this network only. Without `cni.dev/valid-attachments` the
+/// runtime said nothing about which attachments live: weftd releases nothing, and the
+/// plugin says so on stderr (GC's stdout stays empty on success).
 fn gc(daemon: &mut Daemon, conf: &NetConf) -> Result<()> {
+    if conf.valid_attachments.is_none() {
+        eprintln!(
+            "weft: GC of network '{}' without cni.dev/valid-attachments releases nothing",
+            conf.name
+        );
+    }
     match daemon.call(&Request::Gc {
         valid: conf.valid_attachments.clone(),
+        network: Some(conf.name.clone()),
     })? {
         Response::Collected { errors, .. } if errors.is_empty() => Ok(()),
         Response::Collected {

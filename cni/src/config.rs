@@ -25,7 +25,9 @@ pub struct NetConf {
     /// `runtimeConfig.mac` (the `mac` capability): the pod interface's requested MAC.
     pub runtime_mac: Option<[u8; 6]>,
     /// GC's attachments still in use.
-    pub valid_attachments: Vec<Attachment>,
+    pub valid_attachments: Option<Vec<Attachment>>,
+    /// `name`: the network, recorded with each allocation so GC touches only its own.
+    pub name: String,
 }
 
 /// Reads just `cniVersion`, for VERSION and for the version of an error reply.
@@ -158,23 +160,26 @@ impl NetConf {
             prev_result,
             runtime_mac,
             valid_attachments,
+            name,
         })
     }
 }
 
-/// `cni.dev/valid-attachments` (or the older `cni.dev/attachments`). Absent or null means
-/// no attachment is valid: libcni omits the key when it has none (cnitool's `gc` does).
-fn parse_attachments(obj: &Map<String, Value>) -> Result<Vec<Attachment>> {
+/// `cni.dev/valid-attachments` (or the older `cni.dev/attachments`). Absent or null is
+/// `None`: no list, not an empty one. libcni omits the key when it was given no
+/// arguments (cnitool's `gc` does), so its absence says nothing about which
+/// attachments live, and GC then releases nothing.
+fn parse_attachments(obj: &Map<String, Value>) -> Result<Option<Vec<Attachment>>> {
     let (key, value) = match (
         obj.get("cni.dev/valid-attachments"),
         obj.get("cni.dev/attachments"),
     ) {
         (Some(v), _) => ("cni.dev/valid-attachments", v),
         (None, Some(v)) => ("cni.dev/attachments", v),
-        (None, None) => return Ok(Vec::new()),
+        (None, None) => return Ok(None),
     };
     let items = match value {
-        Value::Null => return Ok(Vec::new()),
+        Value::Null => return Ok(None),
         Value::Array(items) => items,
         other => {
             return Err(CniError::Decode(format!(
@@ -198,7 +203,8 @@ fn parse_attachments(obj: &Map<String, Value>) -> Result<Vec<Attachment>> {
             Attachment::new(&field("containerID")?, &field("ifname")?)
                 .map_err(|e| CniError::InvalidConfig(format!("{key}[{i}]: {e}")))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 #[cfg(test)]

@@ -134,8 +134,15 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         state_dir: config.state_dir.clone(),
         source,
     })?;
-    info!(restored = report.restored, cooling = report.cooling, corrupt = ?report.corrupt,
-        outside_range = ?report.outside_range, dropped_after_reboot = report.dropped_after_reboot, "IPAM state loaded");
+    info!(restored = report.restored, cooling = report.cooling, outside_range = ?report.outside_range,
+        dropped_after_reboot = report.dropped_after_reboot, without_network = report.without_network, "IPAM state loaded");
+    if !report.quarantined.is_empty() {
+        warn!(records = ?report.quarantined, addresses = report.quarantined_addresses,
+            "records that do not parse are quarantined in corrupt/: their addresses stay reserved until the attachment's DEL or a reboot");
+    }
+    if !report.skipped.is_empty() {
+        warn!(entries = ?report.skipped, "entries weftd never writes were found in the state directory and left alone");
+    }
     let (reaper, reaping) = reaper::Reaper::start(metrics.clone())?;
     // Without it, every DEL would leave its host veth behind: restart.
     tasks.add("veth reaper", Lifetime::Forever, OnEnd::Exit, reaping);

@@ -93,9 +93,11 @@ impl Service {
                 return None;
             }
             Request::Status => ("status", self.status()),
-            Request::Allocate { attachment, pod } => {
-                ("allocate", self.allocate(&attachment, pod).await)
-            }
+            Request::Allocate {
+                attachment,
+                pod,
+                network,
+            } => ("allocate", self.allocate(&attachment, pod, network).await),
             Request::Release { attachment } => ("release", self.release(&attachment)),
             Request::Lookup { attachment } => {
                 let allocation = self.ipam().lookup(&attachment).cloned();
@@ -107,7 +109,7 @@ impl Service {
                     },
                 )
             }
-            Request::Gc { valid } => ("gc", self.gc(valid).await),
+            Request::Gc { valid, network } => ("gc", self.gc(valid, network).await),
         };
         let result = match &response {
             Response::Error { kind, .. } => kind.as_str(),
@@ -142,7 +144,12 @@ impl Service {
         }
     }
 
-    async fn allocate(&self, attachment: &Attachment, pod: weft_wire::PodRef) -> Response {
+    async fn allocate(
+        &self,
+        attachment: &Attachment,
+        pod: weft_wire::PodRef,
+        network: Option<String>,
+    ) -> Response {
         let veth = host_veth_name(attachment);
         if !self.reaper.wait_for(&veth, REMOVAL_WAIT).await {
             return error(
@@ -150,7 +157,7 @@ impl Service {
                 format!("the previous host veth {veth} of {attachment} is still being removed"),
             );
         }
-        let result = self.mutate(|ipam| ipam.allocate(attachment, pod));
+        let result = self.mutate(|ipam| ipam.allocate(attachment, pod, network));
         match result {
             Ok(allocation) => Response::Allocation {
                 allocation: Some(allocation),
@@ -220,13 +227,30 @@ impl Service {
         }
     }
 
-    /// CNI spec 1.1 GC: release every allocation and remove every weft host veth not
-    /// belonging to a valid attachment, continuing past errors and reporting them.
-    async fn gc(&self, valid: Vec<Attachment>) -> Response {
+    /// CNI spec 1.1 GC: release every allocation of `network` not in `valid`, and
+    /// remove every weft host veth that belongs neither to a valid attachment nor to an
+    /// allocation left (another network's), continuing past errors and reporting them.
+    /// Without a list the runtime told nothing about which pods live: nothing is touched.
+    async fn gc(&self, valid: Option<Vec<Attachment>>, network: Option<String>) -> Response {
+        let Some(valid) = valid else {
+            info!(network = ?network, "GC without cni.dev/valid-attachments: nothing released");
+            return Response::Collected {
+                released: Vec::new(),
+                removed_links: Vec::new(),
+                errors: Vec::new(),
+            };
+        };
         let valid: HashSet<Attachment> = valid.into_iter().collect();
-        let (released, errors) = self.mutate(|ipam| ipam.gc(&valid));
+        let (released, errors, left) = self.mutate(|ipam| {
+            let (released, errors) = ipam.gc(network.as_deref(), &valid);
+            let left: Vec<String> = ipam
+                .allocations()
+                .map(|a| host_veth_name(&a.attachment))
+                .collect();
+            (released, errors, left)
+        });
         let mut errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        let keep: HashSet<String> = valid.iter().map(host_veth_name).collect();
+        let keep: HashSet<String> = valid.iter().map(host_veth_name).chain(left).collect();
         let (removed_links, listing_errors) = self.queue_foreign_veths(&keep);
         errors.extend(listing_errors);
         for name in &removed_links {
@@ -237,6 +261,7 @@ impl Service {
             }
         }
         info!(
+            network = ?network,
             released = released.len(),
             removed = removed_links.len(),
             errors = errors.len(),

@@ -92,13 +92,20 @@ fn attachments_come_from_either_key_and_absent_means_none() {
     let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/attachments":[{"containerID":"c","ifname":"eth0"}]}"#).unwrap();
     assert_eq!(
         c.valid_attachments,
-        vec![Attachment::new("c", "eth0").unwrap()]
+        Some(vec![Attachment::new("c", "eth0").unwrap()])
     );
+    assert_eq!(c.name, "n");
     let c = parse(
         r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":null}"#,
     )
     .unwrap();
-    assert!(c.valid_attachments.is_empty());
+    assert_eq!(c.valid_attachments, None);
+    let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weft"}"#).unwrap();
+    assert_eq!(c.valid_attachments, None, "an absent list is no list");
+    let c =
+        parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weft","cni.dev/valid-attachments":[]}"#)
+            .unwrap();
+    assert_eq!(c.valid_attachments, Some(vec![]), "an empty list is a list");
 }
 
 #[test]

@@ -7,6 +7,7 @@ fn fixture() -> (Allocation, NodeNetwork) {
         ipv6: Some("2001:db8:1000:1::1".parse().unwrap()),
         ipv4: Some("10.255.1.1".parse().unwrap()),
         pod: PodRef::default(),
+        network: None,
         allocated_at_ms: 0,
     };
     let network = NodeNetwork {

@@ -8,17 +8,27 @@
 #![warn(missing_docs)]
 
 mod pool;
+mod state_dir;
 mod store;
 
 pub use pool::{Pool, PoolError};
-pub use store::{Loaded, Store, StoreError};
+pub use state_dir::{
+    check as check_state_dir, prepare as prepare_state_dir, StateDirError, StateLock, LOCK_FILE,
+};
+pub use store::{Loaded, Quarantined, Store, StoreError};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use weft_wire::{Allocation, Attachment, ErrorKind, Family, PodRef};
+use weft_wire::{
+    Allocation, Attachment, ErrorKind, Family, PodRef, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS,
+};
+
+/// Longest cooldown accepted: a day. Longer rests would only hold addresses hostage,
+/// and every instant computed from it stays far from overflowing.
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(86_400);
 
 /// How the IPAM is set up.
 #[derive(Debug, Clone)]
@@ -69,6 +79,17 @@ pub enum IpamError {
     /// Disk trouble.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A setting the IPAM cannot work with (a saved allocation's prefix length, a
+    /// cooldown that would overflow): refused at start, naming the field and value.
+    #[error("{field}: {value} {problem}")]
+    Config {
+        /// Which setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl IpamError {
@@ -78,7 +99,7 @@ impl IpamError {
             IpamError::Exhausted { .. } => ErrorKind::Exhausted,
             IpamError::CoolingDown { .. } => ErrorKind::CoolingDown,
             IpamError::AlreadyAllocated { .. } => ErrorKind::AlreadyAllocated,
-            IpamError::Store(_) => ErrorKind::Internal,
+            IpamError::Store(_) | IpamError::Config { .. } => ErrorKind::Internal,
         }
     }
 
@@ -113,8 +134,14 @@ pub struct RestoreReport {
     pub restored: usize,
     /// Addresses restored into cooldown.
     pub cooling: usize,
-    /// Unreadable records moved aside.
-    pub corrupt: Vec<String>,
+    /// Records that did not parse, kept in `corrupt/` with their addresses reserved.
+    pub quarantined: Vec<String>,
+    /// Addresses those records hold reserved.
+    pub quarantined_addresses: usize,
+    /// Entries weftd never writes, reported and left alone.
+    pub skipped: Vec<String>,
+    /// Allocations whose ADD named no network: GC leaves them (DEL releases them).
+    pub without_network: usize,
     /// Records whose address lies outside today's prefix or subnet (kept, not pooled).
     pub outside_range: Vec<String>,
     /// Records dropped because the node rebooted.
@@ -127,6 +154,8 @@ pub struct Ipam {
     ipv6: Option<(Ipv6Net, Pool)>,
     ipv4: Option<(Ipv4Net, Pool)>,
     allocations: HashMap<Attachment, Allocation>,
+    /// Quarantined records by file name; a DEL of the attachment so named ends one.
+    quarantined: HashMap<String, Quarantined>,
     store: Store,
     cooldown: Duration,
 }
@@ -149,6 +178,7 @@ fn v4_offset(net: &Ipv4Net, addr: Ipv4Addr) -> Option<u128> {
 impl Ipam {
     /// Opens the store and rebuilds the pools from it.
     pub fn open(config: IpamConfig) -> Result<(Ipam, RestoreReport), IpamError> {
+        config.validate()?;
         let (store, loaded) = Store::open(&config.state_dir)?;
         let ipv6 = config.ipv6_prefix.map(|net| {
             let last = (1u128 << (128 - net.prefix_len())) - 1;
@@ -162,6 +192,7 @@ impl Ipam {
             ipv6,
             ipv4,
             allocations: HashMap::new(),
+            quarantined: HashMap::new(),
             store,
             cooldown: config.cooldown,
         };
@@ -171,12 +202,28 @@ impl Ipam {
 
     fn restore(&mut self, loaded: Loaded, now: Instant, now_ms: u64) -> RestoreReport {
         let mut report = RestoreReport {
-            corrupt: loaded.corrupt,
+            skipped: loaded.skipped,
             dropped_after_reboot: loaded.dropped_after_reboot,
             ..Default::default()
         };
         let (mut used6, mut used4) = (Vec::new(), Vec::new());
+        for q in loaded.quarantined {
+            for addr in &q.addresses {
+                match *addr {
+                    IpAddr::V6(ip) => {
+                        used6.extend(self.ipv6.as_ref().and_then(|(n, _)| v6_offset(n, ip)))
+                    }
+                    IpAddr::V4(ip) => {
+                        used4.extend(self.ipv4.as_ref().and_then(|(n, _)| v4_offset(n, ip)))
+                    }
+                }
+            }
+            report.quarantined_addresses += q.addresses.len();
+            report.quarantined.push(q.record.clone());
+            self.quarantined.insert(q.record.clone(), q);
+        }
         for a in loaded.allocations {
+            report.without_network += usize::from(a.network.is_none());
             let off6 = a
                 .ipv6
                 .and_then(|ip| self.ipv6.as_ref().and_then(|(net, _)| v6_offset(net, ip)));
@@ -192,8 +239,14 @@ impl Ipam {
         }
         let (mut cool6, mut cool4) = (Vec::new(), Vec::new());
         for (addr, released_ms) in loaded.cooling {
+            // A release stamped in the future (a clock set back, a forged file) rests
+            // no longer than one cooldown.
+            let cooldown_ms = self.cooldown.as_millis() as u64;
             let rest = Duration::from_millis(
-                (released_ms + self.cooldown.as_millis() as u64).saturating_sub(now_ms),
+                released_ms
+                    .saturating_add(cooldown_ms)
+                    .saturating_sub(now_ms)
+                    .min(cooldown_ms),
             );
             if rest.is_zero() {
                 self.store.forget_cooldown(addr);
@@ -226,20 +279,22 @@ impl Ipam {
         report
     }
 
-    /// Allocates one address per served family for a new attachment, and records it
-    /// before returning.
+    /// Allocates one address per served family for a new attachment of `network` (the
+    /// conflist's name, which GC matches), and records it before returning.
     pub fn allocate(
         &mut self,
         attachment: &Attachment,
         pod: PodRef,
+        network: Option<String>,
     ) -> Result<Allocation, IpamError> {
-        self.allocate_at(attachment, pod, Instant::now(), SystemTime::now())
+        self.allocate_at(attachment, pod, network, Instant::now(), SystemTime::now())
     }
 
     fn allocate_at(
         &mut self,
         attachment: &Attachment,
         pod: PodRef,
+        network: Option<String>,
         now: Instant,
         wall: SystemTime,
     ) -> Result<Allocation, IpamError> {
@@ -278,6 +333,7 @@ impl Ipam {
                 .zip(self.ipv4.as_ref())
                 .map(|(o, (net, _))| Ipv4Addr::from(u32::from(net.network()) + o as u32)),
             pod,
+            network,
             allocated_at_ms: unix_ms(wall),
         };
         if let Err(e) = self.store.put(&allocation) {
@@ -310,18 +366,58 @@ impl Ipam {
         wall: SystemTime,
     ) -> Result<Option<Allocation>, IpamError> {
         let Some(allocation) = self.allocations.get(attachment).cloned() else {
+            self.end_quarantine(attachment, now, wall)?;
             return Ok(None);
         };
         self.store
             .remove(attachment, &addresses_of(&allocation), unix_ms(wall))?;
         self.allocations.remove(attachment);
-        if let (Some(ip), Some((net, pool))) = (allocation.ipv6, &mut self.ipv6) {
-            v6_offset(net, ip).inspect(|o| pool.release(*o, now));
-        }
-        if let (Some(ip), Some((net, pool))) = (allocation.ipv4, &mut self.ipv4) {
-            v4_offset(net, ip).inspect(|o| pool.release(*o, now));
+        for addr in addresses_of(&allocation) {
+            self.release_address(addr, now);
         }
         Ok(Some(allocation))
+    }
+
+    /// A DEL of the attachment a quarantined record is named after: the pod is gone,
+    /// so the addresses the record held cool down like any released ones.
+    fn end_quarantine(
+        &mut self,
+        attachment: &Attachment,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<(), IpamError> {
+        let key = attachment.key();
+        let Some(quarantined) = self.quarantined.remove(&key) else {
+            return Ok(());
+        };
+        if let Err(e) = self.store.release_quarantined(&quarantined, unix_ms(wall)) {
+            self.quarantined.insert(key, quarantined);
+            return Err(e.into());
+        }
+        for addr in quarantined.addresses {
+            self.release_address(addr, now);
+        }
+        Ok(())
+    }
+
+    fn release_address(&mut self, addr: IpAddr, now: Instant) {
+        match addr {
+            IpAddr::V6(ip) => {
+                if let Some((net, pool)) = &mut self.ipv6 {
+                    v6_offset(net, ip).inspect(|o| pool.release(*o, now));
+                }
+            }
+            IpAddr::V4(ip) => {
+                if let Some((net, pool)) = &mut self.ipv4 {
+                    v4_offset(net, ip).inspect(|o| pool.release(*o, now));
+                }
+            }
+        }
+    }
+
+    /// Records that did not parse and hold their addresses reserved.
+    pub fn quarantined(&self) -> usize {
+        self.quarantined.len()
     }
 
     /// The attachment's allocation.
@@ -334,13 +430,19 @@ impl Ipam {
         self.allocations.values()
     }
 
-    /// Releases every allocation not in `valid`, continuing past failures.
-    pub fn gc(&mut self, valid: &HashSet<Attachment>) -> (Vec<Allocation>, Vec<IpamError>) {
+    /// Releases every allocation of `network` not in `valid`, continuing past
+    /// failures. Allocations of other networks, and those whose ADD named none when
+    /// `network` is a name, are not touched.
+    pub fn gc(
+        &mut self,
+        network: Option<&str>,
+        valid: &HashSet<Attachment>,
+    ) -> (Vec<Allocation>, Vec<IpamError>) {
         let stale: Vec<Attachment> = self
             .allocations
-            .keys()
-            .filter(|a| !valid.contains(*a))
-            .cloned()
+            .values()
+            .filter(|a| a.network.as_deref() == network && !valid.contains(&a.attachment))
+            .map(|a| a.attachment.clone())
             .collect();
         let (mut released, mut errors) = (Vec::new(), Vec::new());
         for attachment in stale {
@@ -367,6 +469,50 @@ impl Ipam {
                 capacity: p.capacity(),
             })
             .collect()
+    }
+}
+
+impl IpamConfig {
+    /// Refuses what would overflow the pools' arithmetic: a range outside the lengths
+    /// weft serves (a saved allocation is read back from disk), a cooldown past
+    /// [`MAX_COOLDOWN`].
+    fn validate(&self) -> Result<(), IpamError> {
+        let refuse = |field, value: String, problem: String| {
+            Err(IpamError::Config {
+                field,
+                value,
+                problem,
+            })
+        };
+        if let Some(net) = self.ipv6_prefix {
+            if !PEER_IPV6_LENGTHS.contains(&net.prefix_len()) {
+                let allowed = format!(
+                    "must be /{} to /{}",
+                    PEER_IPV6_LENGTHS.start(),
+                    PEER_IPV6_LENGTHS.end()
+                );
+                return refuse("ipv6Prefix", net.to_string(), allowed);
+            }
+        }
+        if let Some(net) = self.ipv4_subnet {
+            if !PEER_IPV4_LENGTHS.contains(&net.prefix_len()) {
+                let allowed = format!(
+                    "must be /{} to /{}",
+                    PEER_IPV4_LENGTHS.start(),
+                    PEER_IPV4_LENGTHS.end()
+                );
+                return refuse("ipv4Subnet", net.to_string(), allowed);
+            }
+        }
+        if self.cooldown > MAX_COOLDOWN {
+            let allowed = format!("exceeds the longest cooldown, {} s", MAX_COOLDOWN.as_secs());
+            return refuse(
+                "cooldown",
+                format!("{} s", self.cooldown.as_secs()),
+                allowed,
+            );
+        }
+        Ok(())
     }
 }
 

@@ -4,7 +4,10 @@
 //! from a moving cursor (`fresh`); released ones cool down in FIFO order (the cooldown
 //! is one constant, so the queue stays sorted by expiry) and then join `free`, an ordered
 //! set from which the lowest is reused first. Allocation is a `BTreeSet` pop or a cursor
-//! bump; nothing walks the range, so a /80's 2^48 addresses cost nothing.
+//! bump; nothing walks the range, so a /80's 2^48 addresses cost nothing. A restart
+//! does not walk it either: offsets restored at or above the cursor go into `ahead`,
+//! which the cursor steps over, so restore costs O(k log k) in the k restored offsets
+//! wherever in the range they lie.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,8 +34,11 @@ pub enum PoolError {
 pub struct Pool {
     first: u128,
     last: u128,
-    /// Lowest offset never handed out since start-up.
+    /// Lowest offset never handed out since start-up, unless it is in `ahead`.
     fresh: u128,
+    /// Offsets at or above `fresh` that are accounted for elsewhere (in use, cooling or
+    /// free): the cursor steps over them.
+    ahead: BTreeSet<u128>,
     free: BTreeSet<u128>,
     cooling: VecDeque<(Instant, u128)>,
     in_use: HashSet<u128>,
@@ -46,6 +52,7 @@ impl Pool {
             first,
             last,
             fresh: first,
+            ahead: BTreeSet::new(),
             free: BTreeSet::new(),
             cooling: VecDeque::new(),
             in_use: HashSet::new(),
@@ -88,14 +95,26 @@ impl Pool {
         }
     }
 
+    /// Moves the cursor past offsets accounted for elsewhere; amortised over the
+    /// restored offsets, each stepped over once.
+    fn next_fresh(&mut self) -> Option<u128> {
+        while self.fresh <= self.last && self.ahead.remove(&self.fresh) {
+            self.fresh += 1;
+        }
+        (self.fresh <= self.last).then_some(self.fresh)
+    }
+
     /// Takes the lowest offset that is free and has cooled down.
     pub fn allocate(&mut self, now: Instant) -> Result<u128, PoolError> {
         self.expire(now);
-        let offset = if let Some(offset) = self.free.pop_first() {
+        let fresh = self.next_fresh();
+        let lowest_free = self.free.first().copied();
+        let offset = if let Some(offset) = lowest_free.filter(|f| fresh.is_none_or(|c| *f < c)) {
+            self.free.remove(&offset);
             offset
-        } else if self.fresh <= self.last {
-            self.fresh += 1;
-            self.fresh - 1
+        } else if let Some(offset) = fresh {
+            self.fresh = offset + 1;
+            offset
         } else if let Some(&(until, _)) = self.cooling.front() {
             return Err(PoolError::CoolingDown {
                 cooling: self.cooling.len(),
@@ -126,9 +145,9 @@ impl Pool {
     }
 
     /// Restores state after a restart: `in_use` offsets are taken, `cooling` ones rest
-    /// until their instant. Offsets below the highest restored one that are neither
-    /// become free; the cursor moves past all of them. Bounded by the highest offset
-    /// ever restored, which the lowest-first policy keeps near the peak pod count.
+    /// until their instant. Every other offset is fresh again: the cursor restarts at
+    /// the first and steps over the restored ones, so the lowest-first order holds and
+    /// nothing is enumerated but what was restored.
     pub fn restore(
         &mut self,
         in_use: impl IntoIterator<Item = u128>,
@@ -141,11 +160,13 @@ impl Pool {
             .collect();
         cooling.sort();
         cooling.dedup_by_key(|(_, o)| *o);
-        let cooling_set: HashSet<u128> = cooling.iter().map(|(_, o)| *o).collect();
-        let highest = self.in_use.iter().chain(cooling_set.iter()).max().copied();
-        self.fresh = highest.map_or(self.first, |h| h + 1);
-        self.free = (self.first..self.fresh)
-            .filter(|o| !self.in_use.contains(o) && !cooling_set.contains(o))
+        self.fresh = self.first;
+        self.free.clear();
+        self.ahead = self
+            .in_use
+            .iter()
+            .copied()
+            .chain(cooling.iter().map(|(_, o)| *o))
             .collect();
         self.cooling = cooling.into();
     }
@@ -221,6 +242,40 @@ mod tests {
         assert_eq!(got, [2, 4, 6, 7]);
         assert!(pool.is_in_use(5));
         assert_eq!(pool.allocate(t0 + COOL), Ok(3));
+    }
+
+    #[test]
+    fn restore_near_the_top_of_a_huge_range_walks_nothing() {
+        let t0 = Instant::now();
+        let last = (1u128 << 48) - 1;
+        let mut pool = Pool::new(1, last, COOL);
+        let started = std::time::Instant::now();
+        pool.restore([last - 1, 2], [(t0 + COOL, last)]);
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(pool.allocate(t0), Ok(1));
+        assert_eq!(pool.allocate(t0), Ok(3));
+        assert!(pool.is_in_use(last - 1));
+        assert_eq!(pool.in_use(), 4);
+        assert_eq!(pool.cooling(), 1);
+    }
+
+    #[test]
+    fn a_released_offset_below_the_cursor_is_reused_before_a_fresh_one() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(1, 100, COOL);
+        pool.restore([5], []);
+        assert_eq!(pool.allocate(t0), Ok(1));
+        assert_eq!(pool.allocate(t0), Ok(2));
+        pool.release(5, t0);
+        // 5 cooled down and is free; 3 is lower and never used.
+        assert_eq!(pool.allocate(t0 + COOL), Ok(3));
+        assert_eq!(pool.allocate(t0 + COOL), Ok(4));
+        assert_eq!(pool.allocate(t0 + COOL), Ok(5));
+        assert_eq!(pool.allocate(t0 + COOL), Ok(6));
     }
 
     #[test]

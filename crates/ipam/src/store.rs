@@ -13,8 +13,13 @@
 //! of pods that died with the previous boot.
 //!
 //! Layout: `allocations/<containerID>@<ifname>` (an [`Allocation`]), `cooldown/<address>`
-//! (release time in Unix milliseconds), `tmp/` (same file system, for the renames),
-//! `boot_id`.
+//! (release time in Unix milliseconds), `corrupt/<name>` (records that did not parse,
+//! quarantined: see [`Quarantined`]), `tmp/` (same file system, for the renames),
+//! `boot_id`, `weftd.lock` ([`crate::StateLock`]).
+//!
+//! Nothing found in the directory is fatal: an entry weftd never writes (a directory,
+//! a symlink, a name that is not UTF-8) is reported and left alone, never followed; a
+//! record that does not parse keeps its addresses reserved.
 
 use std::fs;
 use std::io::{self, Write};
@@ -41,6 +46,17 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
+/// A record that could not be read as a whole: its addresses stay reserved (as far as
+/// they can be recovered from its bytes) until its attachment's DEL or a reboot,
+/// because freeing them could hand a live pod's address to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// The record's file name in `corrupt/` (normally `<containerID>@<ifname>`).
+    pub record: String,
+    /// Addresses found in it.
+    pub addresses: Vec<IpAddr>,
+}
+
 /// What was on disk at start-up.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -48,8 +64,11 @@ pub struct Loaded {
     pub allocations: Vec<Allocation>,
     /// Released addresses and their release time (Unix ms).
     pub cooling: Vec<(IpAddr, u64)>,
-    /// Records that could not be read, moved aside to `corrupt/`.
-    pub corrupt: Vec<String>,
+    /// Records that could not be read, kept in `corrupt/` with their addresses reserved.
+    pub quarantined: Vec<Quarantined>,
+    /// Entries weftd never writes (names that are not UTF-8, directories, symlinks,
+    /// devices), left where they are and not read: `<subdir>/<name>: <what>`.
+    pub skipped: Vec<String>,
     /// Records dropped because the node rebooted since they were written.
     pub dropped_after_reboot: usize,
 }
@@ -63,9 +82,57 @@ pub struct Store {
 
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
+/// One directory entry, sorted into what weftd may read and what it must not.
+enum Entry {
+    /// A regular file with a UTF-8 name.
+    Record(String, PathBuf),
+    /// Anything else, described for the report.
+    Odd(String),
+}
+
+/// Every entry of `dir`, without following symlinks. Only listing `dir` itself can
+/// fail: an entry weftd cannot make sense of is reported, never fatal.
+fn entries(dir: &Path, sub: &str) -> Result<Vec<Entry>, StoreError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let entry = entry.map_err(io_err("list", dir))?;
+        let raw = entry.file_name();
+        let shown = format!("{sub}/{}", raw.to_string_lossy().escape_debug());
+        let kind = entry.file_type();
+        out.push(match (raw.into_string(), kind) {
+            (Err(_), _) => Entry::Odd(format!("{shown}: name is not UTF-8")),
+            (Ok(_), Err(e)) => Entry::Odd(format!("{shown}: {e}")),
+            (Ok(name), Ok(kind)) if kind.is_file() => Entry::Record(name, entry.path()),
+            (Ok(_), Ok(kind)) if kind.is_dir() => Entry::Odd(format!("{shown}: a directory")),
+            (Ok(_), Ok(kind)) if kind.is_symlink() => Entry::Odd(format!("{shown}: a symlink")),
+            (Ok(_), Ok(_)) => Entry::Odd(format!("{shown}: not a regular file")),
+        });
+    }
+    Ok(out)
+}
+
+/// Every address written out in `bytes`, for a record that does not parse: the
+/// tokens made of hex digits, ':' and '.' that read as an IPv6 or IPv4 address.
+fn recover_addresses(bytes: &[u8]) -> Vec<IpAddr> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut found: Vec<IpAddr> = text
+        .split(|c: char| !(c.is_ascii_hexdigit() || c == ':' || c == '.'))
+        .filter_map(|token| token.parse().ok())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
 impl Store {
-    /// Opens (creating if needed) the state directory and loads what it holds.
+    /// Opens (creating if needed) the state directory and loads what it holds. The
+    /// directory must be one only weftd's user can write ([`crate::check_state_dir`]).
     pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
+        crate::state_dir::prepare(dir).map_err(|e| StoreError {
+            action: "check",
+            path: dir.to_owned(),
+            source: io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()),
+        })?;
         for sub in ["allocations", "cooldown", "tmp", "corrupt"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io_err("create", &path))?;
@@ -74,53 +141,76 @@ impl Store {
             dir: dir.to_owned(),
             tmp_counter: AtomicU64::new(0),
         };
-        store.clear_dir("tmp")?;
         let mut loaded = Loaded::default();
+        store.clear_dir("tmp", &mut loaded.skipped)?;
         let boot_file = dir.join("boot_id");
         let boot_id = fs::read_to_string(BOOT_ID).unwrap_or_default();
         let recorded = fs::read_to_string(&boot_file).ok();
         if recorded.as_deref().is_some_and(|r| r != boot_id) {
-            loaded.dropped_after_reboot = store.clear_dir("allocations")?;
-            store.clear_dir("cooldown")?;
+            loaded.dropped_after_reboot = store.clear_dir("allocations", &mut loaded.skipped)?;
+            store.clear_dir("cooldown", &mut loaded.skipped)?;
+            store.clear_dir("corrupt", &mut loaded.skipped)?;
         }
         if recorded.as_deref() != Some(boot_id.as_str()) {
             store.write_atomic(&boot_file, boot_id.as_bytes())?;
         }
+        store.load_quarantined(&mut loaded)?;
         store.load_allocations(&mut loaded)?;
         store.load_cooldowns(&mut loaded)?;
         Ok((store, loaded))
     }
 
-    fn clear_dir(&self, sub: &str) -> Result<usize, StoreError> {
-        let path = self.dir.join(sub);
+    /// Removes the regular files of `sub`, reporting (and leaving) anything else.
+    fn clear_dir(&self, sub: &str, skipped: &mut Vec<String>) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for entry in fs::read_dir(&path).map_err(io_err("list", &path))? {
-            let entry = entry.map_err(io_err("list", &path))?;
-            fs::remove_file(entry.path()).map_err(io_err("remove", &entry.path()))?;
-            removed += 1;
+        for entry in entries(&self.dir.join(sub), sub)? {
+            match entry {
+                Entry::Record(_, path) => {
+                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                    removed += 1;
+                }
+                Entry::Odd(what) => skipped.push(what),
+            }
         }
         Ok(removed)
     }
 
+    fn load_quarantined(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
+        for entry in entries(&self.dir.join("corrupt"), "corrupt")? {
+            match entry {
+                Entry::Record(record, path) => loaded.quarantined.push(Quarantined {
+                    addresses: recover_addresses(&fs::read(&path).unwrap_or_default()),
+                    record,
+                }),
+                Entry::Odd(what) => loaded.skipped.push(what),
+            }
+        }
+        Ok(())
+    }
+
     fn load_allocations(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
-        let dir = self.dir.join("allocations");
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-            let path = entry.map_err(io_err("list", &dir))?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            let record = fs::read(&path)
+        for entry in entries(&self.dir.join("allocations"), "allocations")? {
+            let (name, path) = match entry {
+                Entry::Record(name, path) => (name, path),
+                Entry::Odd(what) => {
+                    loaded.skipped.push(what);
+                    continue;
+                }
+            };
+            let bytes = fs::read(&path).unwrap_or_default();
+            let record = serde_json::from_slice::<Allocation>(&bytes)
                 .ok()
-                .and_then(|bytes| serde_json::from_slice::<Allocation>(&bytes).ok())
                 .filter(|a| Attachment::from_key(&name).as_ref() == Some(&a.attachment));
             match record {
                 Some(allocation) => loaded.allocations.push(allocation),
                 None => {
-                    let aside = self.dir.join("corrupt").join(&name);
-                    fs::rename(&path, &aside).map_err(io_err("move aside", &path))?;
-                    loaded.corrupt.push(name);
+                    // Moved aside so that the next start does not trip on it again; if
+                    // even that fails, it stays quarantined where it is.
+                    let _ = fs::rename(&path, self.dir.join("corrupt").join(&name));
+                    loaded.quarantined.push(Quarantined {
+                        record: name,
+                        addresses: recover_addresses(&bytes),
+                    });
                 }
             }
         }
@@ -131,19 +221,23 @@ impl Store {
     }
 
     fn load_cooldowns(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
-        let dir = self.dir.join("cooldown");
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-            let path = entry.map_err(io_err("list", &dir))?.path();
-            let addr = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<IpAddr>().ok());
+        for entry in entries(&self.dir.join("cooldown"), "cooldown")? {
+            let (name, path) = match entry {
+                Entry::Record(name, path) => (name, path),
+                Entry::Odd(what) => {
+                    loaded.skipped.push(what);
+                    continue;
+                }
+            };
             let at = fs::read_to_string(&path)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok());
-            match (addr, at) {
-                (Some(addr), Some(at)) => loaded.cooling.push((addr, at)),
-                _ => fs::remove_file(&path).map_err(io_err("remove", &path))?,
+            match (name.parse::<IpAddr>(), at) {
+                (Ok(addr), Some(at)) => loaded.cooling.push((addr, at)),
+                // Housekeeping: an unreadable cooldown only shortens a rest.
+                _ => {
+                    let _ = fs::remove_file(&path);
+                }
             }
         }
         Ok(())
@@ -155,13 +249,15 @@ impl Store {
             .dir
             .join("tmp")
             .join(format!("{}.{n}", std::process::id()));
-        let mut file = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
-        file.write_all(bytes).map_err(io_err("write", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, target).map_err(|e| {
+        let written = fs::File::create(&tmp)
+            .map_err(io_err("create", &tmp))
+            .and_then(|mut file| file.write_all(bytes).map_err(io_err("write", &tmp)))
+            .and_then(|()| fs::rename(&tmp, target).map_err(io_err("rename into", target)));
+        if written.is_err() {
+            // A full file system (ENOSPC) must not fill up further with temp files.
             let _ = fs::remove_file(&tmp);
-            io_err("rename into", target)(e)
-        })
+        }
+        written
     }
 
     /// Records an allocation. Returns once the record is in place.
@@ -182,13 +278,31 @@ impl Store {
         released: &[IpAddr],
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        self.cool_then_remove(released, &self.record_path(attachment), now_ms)
+    }
+
+    /// Ends a quarantine the same way: its addresses cool down, then its record goes.
+    pub fn release_quarantined(
+        &self,
+        quarantined: &Quarantined,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let path = self.dir.join("corrupt").join(&quarantined.record);
+        self.cool_then_remove(&quarantined.addresses, &path, now_ms)
+    }
+
+    fn cool_then_remove(
+        &self,
+        released: &[IpAddr],
+        record: &Path,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         for addr in released {
             let path = self.dir.join("cooldown").join(addr.to_string());
             self.write_atomic(&path, now_ms.to_string().as_bytes())?;
         }
-        let path = self.record_path(attachment);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &path)(e)),
+        match fs::remove_file(record) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", record)(e)),
             _ => Ok(()),
         }
     }

@@ -38,11 +38,11 @@ fn att(id: &str) -> Attachment {
 fn allocates_both_families_and_skips_reserved_offsets() {
     let dir = TempDir::new();
     let (mut ipam, _) = Ipam::open(config(&dir, "10.255.1.0/24", Duration::from_secs(30))).unwrap();
-    let a = ipam.allocate(&att("c1"), PodRef::default()).unwrap();
+    let a = ipam.allocate(&att("c1"), PodRef::default(), None).unwrap();
     assert_eq!(a.ipv6, Some("2001:db8:1000:1::1".parse().unwrap()));
     assert_eq!(a.ipv4, Some("10.255.1.1".parse().unwrap()));
     assert!(matches!(
-        ipam.allocate(&att("c1"), PodRef::default()),
+        ipam.allocate(&att("c1"), PodRef::default(), None),
         Err(IpamError::AlreadyAllocated { .. })
     ));
 }
@@ -53,7 +53,7 @@ fn exhausted_ipv4_is_a_clear_error_and_rolls_back_ipv6() {
     let (mut ipam, _) = Ipam::open(config(&dir, "10.255.1.0/28", Duration::from_secs(30))).unwrap();
     for i in 0..14 {
         let a = ipam
-            .allocate(&att(&format!("c{i}")), PodRef::default())
+            .allocate(&att(&format!("c{i}")), PodRef::default(), None)
             .unwrap();
         assert_ne!(
             a.ipv4,
@@ -61,7 +61,9 @@ fn exhausted_ipv4_is_a_clear_error_and_rolls_back_ipv6() {
             "broadcast handed out"
         );
     }
-    let e = ipam.allocate(&att("c99"), PodRef::default()).unwrap_err();
+    let e = ipam
+        .allocate(&att("c99"), PodRef::default(), None)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Exhausted);
     assert!(
         e.to_string().contains("10.255.1.0/28") && e.to_string().contains("14"),
@@ -83,7 +85,7 @@ fn release_cools_down_then_reuses() {
     let mut first = None;
     for i in 0..14 {
         let a = ipam
-            .allocate_at(&att(&format!("c{i}")), PodRef::default(), t0, wall)
+            .allocate_at(&att(&format!("c{i}")), PodRef::default(), None, t0, wall)
             .unwrap();
         first.get_or_insert(a);
     }
@@ -97,6 +99,7 @@ fn release_cools_down_then_reuses() {
         .allocate_at(
             &att("new"),
             PodRef::default(),
+            None,
             t0 + Duration::from_secs(1),
             wall,
         )
@@ -106,6 +109,7 @@ fn release_cools_down_then_reuses() {
         .allocate_at(
             &att("new"),
             PodRef::default(),
+            None,
             t0 + Duration::from_secs(30),
             wall,
         )
@@ -122,7 +126,7 @@ fn state_survives_reopen_without_duplicates_or_losses() {
         let (mut ipam, _) = Ipam::open(cfg.clone()).unwrap();
         for i in 0..10 {
             let a = ipam
-                .allocate(&att(&format!("c{i}")), PodRef::default())
+                .allocate(&att(&format!("c{i}")), PodRef::default(), None)
                 .unwrap();
             seen.insert(a.ipv4.unwrap());
         }
@@ -137,7 +141,7 @@ fn state_survives_reopen_without_duplicates_or_losses() {
     assert!(ipam.lookup(&att("c5")).is_some());
     for i in 10..20 {
         let a = ipam
-            .allocate(&att(&format!("c{i}")), PodRef::default())
+            .allocate(&att(&format!("c{i}")), PodRef::default(), None)
             .unwrap();
         assert!(
             seen.insert(a.ipv4.unwrap()),
@@ -148,16 +152,136 @@ fn state_survives_reopen_without_duplicates_or_losses() {
 }
 
 #[test]
-fn corrupt_records_are_moved_aside_and_temp_files_cleaned() {
+fn corrupt_records_are_quarantined_with_their_addresses_reserved() {
     let dir = TempDir::new();
     let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
     drop(Ipam::open(cfg.clone()).unwrap());
-    fs::write(dir.0.join("allocations/c1@eth0"), b"{not json").unwrap();
+    // A torn record: its addresses are readable, its JSON is not.
+    fs::write(
+        dir.0.join("allocations/c1@eth0"),
+        br#"{"containerId":"c1","ifname":"eth0","ipv6":"2001:db8:1000:1::1","ipv4":"10.255.1.1","#,
+    )
+    .unwrap();
     fs::write(dir.0.join("tmp/123.4"), b"half").unwrap();
-    let (_, report) = Ipam::open(cfg).unwrap();
-    assert_eq!(report.corrupt, vec!["c1@eth0".to_string()]);
+    let (mut ipam, report) = Ipam::open(cfg.clone()).unwrap();
+    assert_eq!(report.quarantined, vec!["c1@eth0".to_string()]);
+    assert_eq!(report.quarantined_addresses, 2);
     assert!(dir.0.join("corrupt/c1@eth0").exists());
     assert_eq!(fs::read_dir(dir.0.join("tmp")).unwrap().count(), 0);
+    let next = ipam.allocate(&att("c2"), PodRef::default(), None).unwrap();
+    assert_eq!(
+        next.ipv4,
+        Some("10.255.1.2".parse().unwrap()),
+        "the quarantined address was reused"
+    );
+    assert_eq!(next.ipv6, Some("2001:db8:1000:1::2".parse().unwrap()));
+    drop(ipam);
+
+    // The quarantine survives a restart, and the DEL of the attachment ends it.
+    let (mut ipam, report) = Ipam::open(cfg).unwrap();
+    assert_eq!(report.quarantined, vec!["c1@eth0".to_string()]);
+    assert_eq!(ipam.quarantined(), 1);
+    assert_eq!(ipam.release(&att("c1")).unwrap(), None);
+    assert_eq!(ipam.quarantined(), 0);
+    assert!(!dir.0.join("corrupt/c1@eth0").exists());
+    assert!(
+        dir.0.join("cooldown/10.255.1.1").exists(),
+        "the released address rests first"
+    );
+    assert_eq!(ipam.usage()[1].cooling, 1);
+}
+
+#[test]
+fn odd_entries_are_reported_and_skipped_never_followed() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new();
+    let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    {
+        let (mut ipam, _) = Ipam::open(cfg.clone()).unwrap();
+        ipam.allocate(&att("good"), PodRef::default(), None)
+            .unwrap();
+    }
+    let outside = dir.0.with_extension("outside");
+    fs::write(
+        &outside,
+        br#"{"containerId":"evil","ifname":"eth0","ipv4":"10.255.1.9","allocatedAtMs":0}"#,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outside, dir.0.join("allocations/evil@eth0")).unwrap();
+    fs::create_dir(dir.0.join("allocations/a-dir")).unwrap();
+    fs::create_dir(dir.0.join("cooldown/10.255.1.7")).unwrap();
+    fs::create_dir(dir.0.join("tmp/leftover-dir")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"bad\xff@eth0");
+    fs::write(dir.0.join("allocations").join(odd), b"{}").unwrap();
+    let (ipam, report) = Ipam::open(cfg).unwrap();
+    assert_eq!(report.restored, 1);
+    assert!(ipam.lookup(&att("good")).is_some());
+    assert!(
+        ipam.lookup(&att("evil")).is_none(),
+        "a symlinked record was followed"
+    );
+    let skipped = report.skipped.join("\n");
+    for needle in [
+        "allocations/evil@eth0: a symlink",
+        "allocations/a-dir: a directory",
+        "cooldown/10.255.1.7: a directory",
+        "tmp/leftover-dir: a directory",
+        "not UTF-8",
+    ] {
+        assert!(skipped.contains(needle), "{needle} not in {skipped}");
+    }
+    assert!(outside.exists() && dir.0.join("allocations/a-dir").exists());
+    fs::remove_file(outside).unwrap();
+}
+
+#[test]
+fn settings_that_would_overflow_are_refused_naming_field_and_value() {
+    let dir = TempDir::new();
+    let mut cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    cfg.ipv6_prefix = Some("::/0".parse().unwrap());
+    let e = Ipam::open(cfg.clone()).unwrap_err().to_string();
+    assert!(e.contains("ipv6Prefix") && e.contains("::/0"), "{e}");
+    cfg.ipv6_prefix = None;
+    cfg.ipv4_subnet = Some("10.255.1.0/31".parse().unwrap());
+    let e = Ipam::open(cfg.clone()).unwrap_err().to_string();
+    assert!(
+        e.contains("ipv4Subnet") && e.contains("10.255.1.0/31"),
+        "{e}"
+    );
+    cfg.ipv4_subnet = Some("10.255.1.0/24".parse().unwrap());
+    cfg.cooldown = Duration::from_secs(u64::MAX);
+    let e = Ipam::open(cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("cooldown") && e.contains(&u64::MAX.to_string()),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_cooldown_stamped_in_the_far_future_rests_one_cooldown() {
+    let dir = TempDir::new();
+    let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    drop(Ipam::open(cfg.clone()).unwrap());
+    fs::write(dir.0.join("cooldown/10.255.1.1"), u64::MAX.to_string()).unwrap();
+    let (ipam, report) = Ipam::open(cfg).unwrap();
+    assert_eq!(report.cooling, 1);
+    assert_eq!(ipam.usage()[1].cooling, 1);
+}
+
+#[test]
+fn a_failed_write_leaves_no_temp_file() {
+    let dir = TempDir::new();
+    let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    let (mut ipam, _) = Ipam::open(cfg).unwrap();
+    // The rename fails: its target is a directory.
+    fs::create_dir(dir.0.join("allocations/c1@eth0")).unwrap();
+    fs::write(dir.0.join("allocations/c1@eth0/x"), b"").unwrap();
+    let e = ipam
+        .allocate(&att("c1"), PodRef::default(), None)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+    assert_eq!(fs::read_dir(dir.0.join("tmp")).unwrap().count(), 0);
+    assert_eq!(ipam.usage()[0].in_use, 0, "the failed ADD kept its address");
 }
 
 #[test]
@@ -166,7 +290,7 @@ fn a_different_boot_id_drops_stale_records() {
     let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
     {
         let (mut ipam, _) = Ipam::open(cfg.clone()).unwrap();
-        ipam.allocate(&att("c1"), PodRef::default()).unwrap();
+        ipam.allocate(&att("c1"), PodRef::default(), None).unwrap();
     }
     fs::write(dir.0.join("boot_id"), b"some-other-boot\n").unwrap();
     let (ipam, report) = Ipam::open(cfg).unwrap();
@@ -175,21 +299,30 @@ fn a_different_boot_id_drops_stale_records() {
 }
 
 #[test]
-fn gc_releases_everything_not_listed() {
+fn gc_releases_only_its_own_networks_allocations_not_listed() {
     let dir = TempDir::new();
     let (mut ipam, _) = Ipam::open(config(&dir, "10.255.1.0/24", Duration::from_secs(30))).unwrap();
     for id in ["keep", "drop1", "drop2"] {
-        ipam.allocate(&att(id), PodRef::default()).unwrap();
+        ipam.allocate(&att(id), PodRef::default(), Some("weft".into()))
+            .unwrap();
     }
+    ipam.allocate(&att("other"), PodRef::default(), Some("other-net".into()))
+        .unwrap();
+    ipam.allocate(&att("unnamed"), PodRef::default(), None)
+        .unwrap();
     let valid: HashSet<Attachment> = [att("keep")].into();
-    let (released, errors) = ipam.gc(&valid);
+    let (released, errors) = ipam.gc(Some("weft"), &valid);
     assert!(errors.is_empty());
     let ids: Vec<_> = released
         .iter()
         .map(|a| a.attachment.container_id.as_str())
         .collect();
     assert_eq!(ids, ["drop1", "drop2"]);
-    assert_eq!(ipam.allocations().count(), 1);
+    assert_eq!(ipam.allocations().count(), 3);
+    assert!(ipam.lookup(&att("other")).is_some() && ipam.lookup(&att("unnamed")).is_some());
+    let (released, _) = ipam.gc(None, &HashSet::new());
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].attachment, att("unnamed"));
 }
 
 #[test]
@@ -198,7 +331,7 @@ fn single_family_configs_allocate_one_family() {
     let mut cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
     cfg.ipv4_subnet = None;
     let (mut ipam, _) = Ipam::open(cfg).unwrap();
-    let a = ipam.allocate(&att("c1"), PodRef::default()).unwrap();
+    let a = ipam.allocate(&att("c1"), PodRef::default(), None).unwrap();
     assert!(a.ipv6.is_some() && a.ipv4.is_none());
     assert_eq!(ipam.usage().len(), 1);
 }

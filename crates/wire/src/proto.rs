@@ -64,6 +64,10 @@ pub struct Allocation {
     /// The pod, when the runtime said.
     #[serde(default)]
     pub pod: PodRef,
+    /// The network (the conflist's `name`) whose ADD made it: GC touches only its own
+    /// network's allocations. Absent in records whose ADD named none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Unix time in milliseconds.
     pub allocated_at_ms: u64,
 }
@@ -134,6 +138,9 @@ pub enum Request {
         /// Who the pod is.
         #[serde(default)]
         pod: PodRef,
+        /// The conflist's `name`, recorded with the allocation for GC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
     },
     /// Release an attachment's addresses and remove its host veth in the background.
     /// Succeeds when there is nothing to release.
@@ -146,10 +153,16 @@ pub enum Request {
         /// The attachment.
         attachment: Attachment,
     },
-    /// Release every allocation, and remove every weft host veth, not in `valid`.
+    /// Release every allocation of `network` not in `valid`, and remove every weft host
+    /// veth that belongs to no allocation left. Without `valid` nothing is released.
     Gc {
-        /// Attachments still in use (CNI spec 1.1 GC `cni.dev/valid-attachments`).
-        valid: Vec<Attachment>,
+        /// Attachments still in use (CNI spec 1.1 GC `cni.dev/valid-attachments`);
+        /// `None` when the runtime sent no list, which weftd takes as no information.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid: Option<Vec<Attachment>>,
+        /// The conflist's `name`: only allocations whose ADD named it are collected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
     },
     /// The outcome of a whole CNI call, for metrics. Not answered.
     Report {
@@ -294,12 +307,18 @@ mod tests {
                     namespace: Some("ns".into()),
                     name: None,
                 },
+                network: Some("weft".into()),
             },
             Request::Release {
                 attachment: attachment(),
             },
             Request::Gc {
-                valid: vec![attachment()],
+                valid: Some(vec![attachment()]),
+                network: Some("weft".into()),
+            },
+            Request::Gc {
+                valid: None,
+                network: None,
             },
             Request::Report {
                 operation: CniOperation::Add,
