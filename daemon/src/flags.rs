@@ -2,6 +2,7 @@
 
 use crate::conflist::Conflist;
 use crate::error::{Error, Result};
+use crate::firewall::PodHostAccess;
 use clap::Parser;
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::net::SocketAddr;
@@ -101,6 +102,11 @@ pub struct Flags {
     /// read-only: mount the node's /proc/sys/net writable at DIR/net and pass DIR.
     #[arg(long, value_name = "DIR", default_value = sysctl::PROC_SYS)]
     pub proc_sys: PathBuf,
+    /// What a pod reaches on its own node: `accept` (every port, as without weft) or
+    /// `drop` (ICMP, replies to the node's connections, Services kube-proxy DNATs to
+    /// the node, and DNS only).
+    #[arg(long, default_value_t = PodHostAccess::Accept, value_name = "accept|drop")]
+    pub pod_host_access: PodHostAccess,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
@@ -149,6 +155,7 @@ pub struct Config {
     pub conflist: Option<Conflist>,
     /// Where weftd's sysctls are.
     pub proc_sys: sysctl::Root,
+    pub pod_host_access: PodHostAccess,
 }
 
 impl Flags {
@@ -232,6 +239,7 @@ impl Flags {
             source,
             conflist,
             proc_sys: sysctl::Root::new(self.proc_sys),
+            pod_host_access: self.pod_host_access,
         }
         .checked_paths()
     }

@@ -45,7 +45,7 @@ mod task;
 use allocation::NodeAllocation;
 use clap::Parser;
 use error::{Error, Result};
-use firewall::{Concern, EgressNat, Firewall};
+use firewall::{Concern, EgressNat, Firewall, HostProtection, TunnelGuard};
 use futures::FutureExt;
 use metrics::Metrics;
 use peers::PeerSource;
@@ -149,6 +149,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let service = service::Service::new(ipam, network, metrics.clone(), reaper);
     service.remove_orphan_veths();
 
+    let (peer_underlays, tunnel_peers) = std::sync::mpsc::channel();
     let setup = datapath::Setup {
         node_name: config.node_name.clone(),
         allocation: allocation.clone(),
@@ -156,6 +157,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         vxlan_mtu: mtu.ipv4,
         resync: config.resync,
         sysctls: config.proc_sys.clone(),
+        peer_underlays: Some(peer_underlays),
     };
     // The datapath thread runs, resyncing, as long as a handle exists: this one lives
     // until weftd stops. Without it peers are never converged again: restart (the
@@ -165,7 +167,14 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
 
     let concerns = EgressNat::for_node(&allocation, &uplink).map(Concern::EgressNat);
     let firewall = Firewall::new(concerns.into_iter().collect());
-    // Without it, drift in weft's table (egress NAT) is never repaired: restart.
+    // VXLAN from the peers only; what pods reach on their node (--pod-host-access).
+    let guards = TunnelGuard::for_node(&allocation, &uplink).map(Concern::TunnelGuard);
+    let host = HostProtection::for_node(&allocation, config.pod_host_access);
+    let firewall = firewall
+        .with_concerns(guards.into_iter().chain(host.map(Concern::HostProtection)))
+        .with_tunnel_peers(tunnel_peers);
+    // Without it, drift in weft's tables (egress NAT, guards) is never repaired, nor a
+    // peer change let through the tunnel guard: restart.
     let firewalling = firewall.start(config.resync, metrics.clone())?;
     tasks.add("firewall", Lifetime::Forever, OnEnd::Exit, firewalling);
 

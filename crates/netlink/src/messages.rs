@@ -185,6 +185,9 @@ pub struct RouteInfo {
     pub protocol: u8,
     /// Preferred source address.
     pub source: Option<IpAddr>,
+    /// Whether packets to it are forwarded (RTN_UNICAST), not refused or dropped
+    /// (`unreachable`, `blackhole`, ...) or local.
+    pub unicast: bool,
 }
 
 /// A neighbour entry as the kernel reports it.
@@ -523,6 +526,7 @@ pub(crate) fn route_info(message: &RouteMessage) -> Option<RouteInfo> {
         table: u32::from(message.header.table),
         protocol: u8::from(message.header.protocol),
         source: None,
+        unicast: message.header.kind == RouteType::Unicast,
     };
     for a in &message.attributes {
         match a {

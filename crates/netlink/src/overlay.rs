@@ -185,6 +185,59 @@ pub fn delete_route(destination: IpNet, protocol: u8) -> Result<Request, Netlink
     })
 }
 
+/// An `unreachable` route to `destination` in the main table, tagged with `protocol`,
+/// at `metric`: the kernel answers packets to it with ICMP destination unreachable
+/// instead of forwarding them. Never replaces a route: one already there at the same
+/// metric fails with EEXIST.
+pub fn unreachable_route(
+    destination: IpNet,
+    protocol: u8,
+    metric: u32,
+) -> Result<Request, NetlinkError> {
+    let message = unreachable_message(destination, protocol, metric)?;
+    Ok(Request {
+        message: RouteNetlinkMessage::NewRoute(message),
+        flags: CREATE_EXCL,
+        what: format!("add unreachable route {destination} metric {metric}"),
+    })
+}
+
+/// Removes the [`unreachable_route`] to `destination` at `metric` tagged `protocol` (the
+/// kernel matches type, protocol and metric, so no other route there is touched).
+pub fn delete_unreachable_route(
+    destination: IpNet,
+    protocol: u8,
+    metric: u32,
+) -> Result<Request, NetlinkError> {
+    let mut message = unreachable_message(destination, protocol, metric)?;
+    message.header.scope = rtnetlink::packet_route::route::RouteScope::NoWhere;
+    Ok(Request {
+        message: RouteNetlinkMessage::DelRoute(message),
+        flags: CHANGE,
+        what: format!("remove unreachable route {destination} metric {metric}"),
+    })
+}
+
+fn unreachable_message(
+    destination: IpNet,
+    protocol: u8,
+    metric: u32,
+) -> Result<rtnetlink::packet_route::route::RouteMessage, NetlinkError> {
+    let message = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(destination.addr(), destination.prefix_len())
+        .map_err(|e| {
+            NetlinkError::io(
+                format!("route to {destination}"),
+                std::io::Error::other(e.to_string()),
+            )
+        })?
+        .kind(RouteType::Unreachable)
+        .protocol(RouteProtocol::from(protocol))
+        .priority(metric)
+        .build();
+    Ok(message)
+}
+
 fn dump_fdb(index: u32) -> Request {
     let mut message = NeighbourMessage::default();
     message.header.family = AddressFamily::Bridge;

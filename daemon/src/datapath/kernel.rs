@@ -23,7 +23,8 @@ pub fn read_actual(
     let mut actual = BTreeMap::new();
     for ipv6 in [false, true] {
         for r in nl.routes(ipv6)? {
-            if r.protocol != ROUTE_PROTOCOL || r.table != 254 {
+            // The node's own unreachable routes are kept by the blackhole module.
+            if r.protocol != ROUTE_PROTOCOL || r.table != 254 || !r.unicast {
                 continue;
             }
             let (Some(gateway), Some(oif)) = (r.gateway, r.oif) else {

@@ -9,6 +9,7 @@
 //!
 //! - The pods' IPv4 gateway on the node's `lo` ([`node::ensure_ipv4_gateway`]), when
 //!   the node serves IPv4: in place before pods are served, repaired by every full pass.
+//! - Unreachable routes for the node's own prefix and subnet ([`blackhole`]), likewise.
 //!
 //! What each peer needs comes from the node's routing modes ([`crate::routing`]); this
 //! module owns the device, the diff and the kernel work. Egress NAT is not here: it
@@ -20,6 +21,7 @@
 //! start, a full pass diffs the kernel's actual entries instead, repairing drift. Entries
 //! already right are never touched, so a restarted weftd disturbs no flow.
 
+mod blackhole;
 mod desired;
 mod kernel;
 
@@ -32,6 +34,7 @@ use crate::task::{self, Task};
 use desired::{diff, Desired, Key, LocalView, Value};
 use ipnet::{IpNet, Ipv4Net};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -54,6 +57,9 @@ pub struct Setup {
     pub resync: Duration,
     /// Where the VXLAN device's sysctls are (`--proc-sys`).
     pub sysctls: sysctl::Root,
+    /// Told every accepted peer's underlay addresses (both families) when they change:
+    /// the firewall's tunnel guard lets VXLAN in from those only.
+    pub peer_underlays: Option<Sender<BTreeSet<IpAddr>>>,
 }
 
 enum Update {
@@ -77,6 +83,7 @@ impl Datapath {
         let (updates, receive) = mpsc::channel();
         let mut converger = Converger::new(nl, setup, metrics);
         converger.ensure_gateway();
+        converger.ensure_unreachable_ranges();
         converger.ensure_vxlan();
         let task = task::thread("datapath", move || converger.run(receive))?;
         Ok((Datapath { updates }, task))
@@ -104,6 +111,8 @@ struct Converger {
     current: BTreeMap<Key, Value>,
     /// Something failed: retry soon.
     dirty: bool,
+    /// The peer underlay addresses last told to [`Setup::peer_underlays`].
+    underlays: Option<BTreeSet<IpAddr>>,
 }
 
 impl Converger {
@@ -132,6 +141,7 @@ impl Converger {
             desired: Desired::default(),
             current: BTreeMap::new(),
             dirty: false,
+            underlays: None,
         };
         converger.set_routing();
         converger
@@ -251,6 +261,26 @@ impl Converger {
         }
     }
 
+    /// Holds the unreachable routes of the node's own ranges ([`blackhole`]).
+    fn ensure_unreachable_ranges(&mut self) {
+        let ranges = blackhole::node_ranges(&self.setup.allocation);
+        match blackhole::ensure(&mut self.nl, &ranges) {
+            Ok(changes) => {
+                for range in changes.added {
+                    info!(%range, "the node's range ends here: unreachable route added");
+                }
+                for range in changes.removed {
+                    info!(%range, "unreachable route of a range the node no longer has removed");
+                }
+            }
+            Err(e) => {
+                // Retried by the next full pass; pods' own addresses are reached without it.
+                warn!(error = %e, "packets to unused addresses of the node's ranges may leave the node");
+                self.metrics.convergence_error(&e);
+            }
+        }
+    }
+
     fn rebuild_desired(&mut self, log_problems: bool) {
         let peers = self.peers.as_deref().unwrap_or_default();
         let (desired, problems) = Desired::build(&self.local, peers);
@@ -260,6 +290,30 @@ impl Converger {
             }
         }
         self.desired = desired;
+        self.tell_underlays();
+    }
+
+    /// Tells [`Setup::peer_underlays`] the accepted peers' underlay addresses, when they
+    /// changed.
+    fn tell_underlays(&mut self) {
+        let (Some(peers), Some(sink)) = (&self.peers, &self.setup.peer_underlays) else {
+            return;
+        };
+        let underlays: BTreeSet<IpAddr> = peers
+            .iter()
+            .filter(|p| self.desired.peers.contains(&p.name))
+            .flat_map(|p| {
+                [
+                    p.underlay_ipv4.map(IpAddr::V4),
+                    p.underlay_ipv6.map(IpAddr::V6),
+                ]
+            })
+            .flatten()
+            .collect();
+        if self.underlays.as_ref() != Some(&underlays) {
+            let _ = sink.send(underlays.clone());
+            self.underlays = Some(underlays);
+        }
     }
 
     /// Diffs the kernel's actual entries against the desired state.
@@ -267,6 +321,7 @@ impl Converger {
         let started = Instant::now();
         self.dirty = false;
         self.ensure_gateway();
+        self.ensure_unreachable_ranges();
         self.ensure_vxlan();
         self.rebuild_desired(true);
         match kernel::read_actual(&mut self.nl, self.vxlan.map(|v| v.index)) {

@@ -17,6 +17,8 @@
 //! | concern | file | tables | what |
 //! |---|---|---|---|
 //! | [`Concern::EgressNat`] | [`egress_nat`] | `ip weft-nat`, `inet weft` | IPv4 masquerade of pod egress, `notrack` for the tunnel |
+//! | [`Concern::TunnelGuard`] | [`tunnel_guard`] | `inet weft` | VXLAN accepted from the peers' underlay addresses only |
+//! | [`Concern::HostProtection`] | [`host_protection`] | `inet weft`, `arp weft` | what pods reach on their node; the pods' gateway answered on weft's interfaces only |
 //!
 //! A new concern (pod anti-spoofing, NetworkPolicy, host protection) is one more file
 //! and one more [`Concern`] variant.
@@ -28,20 +30,29 @@
 //! elements that differ are added or deleted, in one `nft -f -` transaction. The first
 //! pass runs before pods are served, then one every `--resync-seconds` (repairing
 //! drift), or a second after a failure. Established flows keep their NAT binding in
-//! conntrack across a re-creation.
+//! conntrack across a re-creation. A new set of peer underlay addresses
+//! ([`Firewall::with_tunnel_peers`]) runs a pass at once: it changes the tunnel guard's
+//! elements only.
 
 mod egress_nat;
+mod host_protection;
 mod listing;
 mod nft;
 mod table;
+mod tunnel_guard;
 
 pub use egress_nat::EgressNat;
+pub use host_protection::{HostProtection, PodHostAccess};
+pub use tunnel_guard::TunnelGuard;
 
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::task::{self, Task};
 use futures::FutureExt;
 use listing::Listing;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 use table::{Table, Tables};
 use tracing::{debug, info, warn};
@@ -53,6 +64,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Concern {
     EgressNat(EgressNat),
+    TunnelGuard(TunnelGuard),
+    HostProtection(HostProtection),
 }
 
 impl Concern {
@@ -60,6 +73,8 @@ impl Concern {
     fn declare(&self, tables: &mut Tables) {
         match self {
             Concern::EgressNat(nat) => nat.declare(tables),
+            Concern::TunnelGuard(guard) => guard.declare(tables),
+            Concern::HostProtection(protection) => protection.declare(tables),
         }
     }
 }
@@ -75,14 +90,41 @@ pub enum Pass {
 }
 
 /// weft's tables and the concerns they are made of.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Firewall {
     concerns: Vec<Concern>,
+    /// The peers' underlay addresses, each time the complete set, for the tunnel guard.
+    tunnel_peers: Option<Receiver<BTreeSet<IpAddr>>>,
 }
 
 impl Firewall {
     pub fn new(concerns: Vec<Concern>) -> Firewall {
-        Firewall { concerns }
+        Firewall {
+            concerns,
+            tunnel_peers: None,
+        }
+    }
+
+    /// The firewall with `more` concerns.
+    pub fn with_concerns(mut self, more: impl IntoIterator<Item = Concern>) -> Firewall {
+        self.concerns.extend(more);
+        self
+    }
+
+    /// Takes the tunnel guard's peer addresses from `updates`: each set received runs a
+    /// pass at once.
+    pub fn with_tunnel_peers(mut self, updates: Receiver<BTreeSet<IpAddr>>) -> Firewall {
+        self.tunnel_peers = Some(updates);
+        self
+    }
+
+    /// Puts `addresses` in the tunnel guard, if there is one.
+    fn set_tunnel_peers(&mut self, addresses: BTreeSet<IpAddr>) {
+        for concern in &mut self.concerns {
+            if let Concern::TunnelGuard(guard) = concern {
+                guard.peers = Some(addresses.clone());
+            }
+        }
     }
 
     fn tables(&self) -> Tables {
@@ -119,17 +161,38 @@ impl Firewall {
     }
 
     /// Runs the first pass now, before pods are served, then keeps the tables on a
-    /// thread of its own (`nft` is a program weftd waits for). A firewall without
-    /// concerns keeps no table, and its task never ends.
-    pub fn start(self, resync: Duration, metrics: Metrics) -> Result<Task> {
+    /// thread of its own (`nft` is a program weftd waits for): a pass per peer change,
+    /// and one every `resync`. A firewall without concerns keeps no table, and its task
+    /// never ends.
+    pub fn start(mut self, resync: Duration, metrics: Metrics) -> Result<Task> {
         if self.concerns.is_empty() {
             return Ok(futures::future::pending().boxed());
         }
         let mut ok = self.pass(&metrics);
         task::thread("firewall", move || loop {
-            std::thread::sleep(if ok { resync } else { RETRY_AFTER });
+            let wait = if ok { resync } else { RETRY_AFTER };
+            if let Some(addresses) = self.next_tunnel_peers(wait) {
+                self.set_tunnel_peers(addresses);
+            }
             ok = self.pass(&metrics);
         })
+    }
+
+    /// Waits up to `wait` for new peer addresses; the newest of a burst.
+    fn next_tunnel_peers(&self, wait: Duration) -> Option<BTreeSet<IpAddr>> {
+        let Some(updates) = &self.tunnel_peers else {
+            std::thread::sleep(wait);
+            return None;
+        };
+        match updates.recv_timeout(wait) {
+            Ok(addresses) => Some(updates.try_iter().last().unwrap_or(addresses)),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                // The datapath is gone (weftd is stopping): keep resyncing.
+                std::thread::sleep(wait);
+                None
+            }
+        }
     }
 
     /// One pass, logged and counted; false when it failed.
@@ -137,7 +200,7 @@ impl Firewall {
         let passes = match self.sync() {
             Ok(passes) => passes,
             Err(e) => {
-                warn!(error = %e, "nftables tables not in place (IPv4 egress NAT)");
+                warn!(error = %e, "nftables tables not in place (egress NAT, tunnel guard, host protection)");
                 metrics.convergence_error(&e);
                 return false;
             }

@@ -17,6 +17,8 @@ pub enum Table {
     Weft,
     /// `ip weft-nat`: IPv4 only, for NAT.
     WeftNat,
+    /// `arp weft`: ARP, for which of the node's addresses it answers where.
+    WeftArp,
 }
 
 impl Table {
@@ -25,13 +27,14 @@ impl Table {
         match self {
             Table::Weft => "inet",
             Table::WeftNat => "ip",
+            Table::WeftArp => "arp",
         }
     }
 
     /// The table's name within its family.
     pub fn name(self) -> &'static str {
         match self {
-            Table::Weft => "weft",
+            Table::Weft | Table::WeftArp => "weft",
             Table::WeftNat => "weft-nat",
         }
     }
@@ -57,6 +60,7 @@ pub struct Set {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     Prerouting,
+    Input,
     Output,
     Postrouting,
 }
@@ -66,6 +70,8 @@ pub enum Hook {
 pub enum Priority {
     /// Before connection tracking (-300).
     Raw,
+    /// Filtering (0).
+    Filter,
     /// Source NAT (100).
     SrcNat,
 }
@@ -135,6 +141,7 @@ impl Hook {
     pub fn name(self) -> &'static str {
         match self {
             Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
             Hook::Output => "output",
             Hook::Postrouting => "postrouting",
         }
@@ -145,6 +152,7 @@ impl Priority {
     pub fn name(self) -> &'static str {
         match self {
             Priority::Raw => "raw",
+            Priority::Filter => "filter",
             Priority::SrcNat => "srcnat",
         }
     }
@@ -153,6 +161,7 @@ impl Priority {
     pub fn value(self) -> i64 {
         match self {
             Priority::Raw => -300,
+            Priority::Filter => 0,
             Priority::SrcNat => 100,
         }
     }
@@ -227,10 +236,16 @@ impl Declaration {
 
 /// The script that turns the sets' elements from `actual` into `desired`: one `add
 /// element` and one `delete element` line per set that changes, one transaction. Empty
-/// when nothing changes.
+/// when nothing changes. A declared set `desired` has no entry for (its elements are
+/// not known yet) keeps what the kernel holds.
 pub fn element_script(table: Table, actual: &Elements, desired: &Elements) -> String {
-    element_lines("delete", table, &missing_from(actual, desired))
-        + &element_lines("add", table, &missing_from(desired, actual))
+    let known: Elements = actual
+        .iter()
+        .filter(|(set, _)| desired.contains_key(*set))
+        .map(|(set, members)| (*set, members.clone()))
+        .collect();
+    element_lines("delete", table, &missing_from(&known, desired))
+        + &element_lines("add", table, &missing_from(desired, &known))
 }
 
 /// The elements of `from` that `other` lacks, per set.
