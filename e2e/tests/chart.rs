@@ -169,11 +169,17 @@ fn defaults_render_every_object_once() {
             "DaemonSet/weft-weftd",
             "Deployment/weft-controller",
             "PodDisruptionBudget/weft-controller",
+            "Role/weft-controller-events",
             "Role/weft-controller-lease",
+            "RoleBinding/weft-controller-events",
             "RoleBinding/weft-controller-lease",
             "ServiceAccount/weft-controller",
             "ServiceAccount/weft-weftd",
+            "ValidatingAdmissionPolicy/weft-controller-lease-and-events",
+            "ValidatingAdmissionPolicy/weft-controller-node-pod-cidrs",
             "ValidatingAdmissionPolicy/weft-weftd-own-weftnode",
+            "ValidatingAdmissionPolicyBinding/weft-controller-lease-and-events",
+            "ValidatingAdmissionPolicyBinding/weft-controller-node-pod-cidrs",
             "ValidatingAdmissionPolicyBinding/weft-weftd-own-weftnode",
             "WeftNetwork/default",
         ]
@@ -434,8 +440,18 @@ fn rbac_is_least_privilege_per_service_account() {
             {"apiGroups": ["weft.dev"], "resources": ["weftnodes"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftnodes/status"], "verbs": ["patch"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftclaimblocks"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
-            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         ])
+    );
+    // Events only where kube-runtime puts those of cluster-scoped objects.
+    let events = object(&objects, "Role", "weft-controller-events");
+    assert_eq!(events["metadata"]["namespace"], "default");
+    assert_eq!(
+        events["rules"],
+        json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}])
+    );
+    assert_eq!(
+        object(&objects, "RoleBinding", "weft-controller-events")["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "weft-controller", "namespace": NAMESPACE}])
     );
     for (binding, account) in [
         ("weft-weftd", "weft-weftd"),
@@ -475,10 +491,43 @@ fn the_admission_policy_binds_weftd_to_its_own_weftnode() {
     );
     assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
 
+    // The controller's: Node writes limited to podCIDRs, its one Lease (named by the
+    // values), its own Events.
+    let objects = render(&["controller.leaseName=weft-b"]);
+    for (name, resources) in [
+        ("weft-controller-node-pod-cidrs", vec!["nodes"]),
+        ("weft-controller-lease-and-events", vec!["leases", "events"]),
+    ] {
+        let policy = object(&objects, "ValidatingAdmissionPolicy", name);
+        assert_eq!(
+            policy["spec"]["matchConditions"][0]["expression"],
+            "request.userInfo.username == \"system:serviceaccount:kube-system:weft-controller\"",
+            "{name}"
+        );
+        let matched: Vec<&str> = policy["spec"]["matchConstraints"]["resourceRules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| strings(&r["resources"]))
+            .collect();
+        assert_eq!(matched, resources, "{name}");
+        let binding = object(&objects, "ValidatingAdmissionPolicyBinding", name);
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    }
+    let lease = object(
+        &objects,
+        "ValidatingAdmissionPolicy",
+        "weft-controller-lease-and-events",
+    );
+    assert!(lease["spec"]["validations"][0]["expression"]
+        .as_str()
+        .unwrap()
+        .contains("request.name == \"weft-b\""));
+
     let objects = render(&["admissionPolicy.enabled=false"]);
-    assert!(objects
-        .iter()
-        .all(|o| o["kind"] != "ValidatingAdmissionPolicy"));
+    assert!(objects.iter().all(|o| {
+        o["kind"] != "ValidatingAdmissionPolicy" && o["kind"] != "ValidatingAdmissionPolicyBinding"
+    }));
 }
 
 /// `value` with every number as a float: YAML writes the generated `0.0` as `0`.

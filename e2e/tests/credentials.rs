@@ -1,0 +1,666 @@
+//! weft's Kubernetes credentials under attack, on a real kube-apiserver with the chart
+//! installed by helm (its RBAC and admission policies exactly as shipped; no kubelets:
+//! Nodes and Pods are objects only). Every token is real: the apiserver issues it
+//! through the TokenRequest API, bound to a Pod whose `spec.nodeName` it writes into
+//! the token (ServiceAccountTokenPodNodeInfo, GA in 1.32).
+//!
+//! - node A's weftd writes weftd's fields of node A's WeftNode, and nothing of node B's
+//!   (create, update, patch, apply, status, delete), nor the controller's fields of its
+//!   own; with RBAC widened to every verb the admission policy alone still refuses;
+//! - the controller, running with its own token, allocates, sets Nodes' podCIDRs,
+//!   publishes Events and holds its Lease; the same token cannot change any other Node
+//!   field, write another Lease, or publish Events elsewhere or about other objects.
+//!
+//! Each attack comes after the same path is shown to work with a legitimate request.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+use weft_e2e::{binary, serving_namespace, wait_until, Background, ControlPlane, Netns};
+
+const NAMESPACE: &str = "kube-system";
+const RELEASE: &str = "weft";
+const SERVER_V6: &str = "2001:db8:ffff::2";
+const WEFTD: &str = "weft-weftd";
+const CONTROLLER: &str = "weft-controller";
+/// The admission policy's words for a write to another node's WeftNode.
+const NOT_ITS_NODE: &str = "weftd may write only the WeftNode of the node its token is bound to";
+/// ... for a change to the controller's fields of its own.
+const NOT_ITS_FIELDS: &str = "weftd may change only its own fields of WeftNode";
+
+/// A control plane with the chart installed; field order is drop order.
+struct Cluster {
+    cp: ControlPlane,
+    ns: Netns,
+}
+
+/// What a request came to: Ok(stdout) or Err(stderr).
+type Answer = Result<String, String>;
+
+fn answer(out: Output) -> Answer {
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+#[track_caller]
+fn allowed(what: &str, answer: Answer) -> String {
+    answer.unwrap_or_else(|e| panic!("{what} was refused: {e}"))
+}
+
+#[track_caller]
+fn refused(what: &str, answer: Answer, saying: &str) {
+    match answer {
+        Ok(out) => panic!("{what} was allowed: {out}"),
+        Err(e) => assert!(
+            e.contains(saying),
+            "{what}: refused without '{saying}': {e}"
+        ),
+    }
+}
+
+impl Cluster {
+    fn start(tag: &str) -> Cluster {
+        let ns = serving_namespace(tag, &[&format!("{SERVER_V6}/64")]);
+        let cp = ControlPlane::start(&ns, SERVER_V6.parse().unwrap());
+        let cluster = Cluster { cp, ns };
+        cluster.helm_install();
+        cluster
+    }
+
+    fn helm_install(&self) {
+        let helm = std::env::var_os("HELM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| weft_e2e::tools_bin().join("helm"));
+        let home = self.cp.dir().join("helm");
+        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/weft");
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.ns.name()])
+            .arg(helm)
+            .args(["install", RELEASE])
+            .arg(chart)
+            .args(["--namespace", NAMESPACE])
+            .arg(format!("--kubeconfig={}", self.cp.kubeconfig().display()))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_DATA_HOME", home.join("data"))
+            .output()
+            .unwrap();
+        allowed("helm install", answer(out));
+    }
+
+    fn admin(&self, args: &[&str]) -> String {
+        self.cp.kubectl_ok(args)
+    }
+
+    fn get(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend(args);
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.admin(&all)).unwrap()
+    }
+
+    fn create(&self, doc: &Value) -> Value {
+        let out = self
+            .cp
+            .kubectl_input_ok(&["create", "-o", "json", "-f", "-"], &doc.to_string());
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// A Pod of `account` on `node`, as a DaemonSet or Deployment would make it
+    /// (nothing runs it here).
+    fn pod(&self, name: &str, account: &str, node: &str) {
+        self.create(&json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"nodeName": node, "serviceAccountName": account,
+                     "containers": [{"name": "main", "image": "weft.dev/weft:0.1.0"}]}}));
+    }
+
+    /// A kubeconfig holding a real token of `account`, bound to `pod` when given.
+    fn token_kubeconfig(&self, account: &str, pod: Option<&str>) -> PathBuf {
+        let mut args = vec!["create", "token", account, "-n", NAMESPACE];
+        let bound;
+        if let Some(pod) = pod {
+            bound = format!("--bound-object-name={pod}");
+            args.extend(["--bound-object-kind=Pod", &bound]);
+        }
+        let token = self.admin(&args);
+        let user = pod.unwrap_or(account);
+        let path = self.cp.dir().join(format!("{user}.token.kubeconfig"));
+        let kubeconfig = json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "weft",
+            "clusters": [{"name": "weft", "cluster": {"server": self.cp.server(),
+                "certificate-authority": self.cp.ca_cert()}}],
+            "users": [{"name": user, "user": {"token": token.trim()}}],
+            "contexts": [{"name": "weft", "context": {"cluster": "weft", "user": user}}],
+        });
+        std::fs::write(&path, kubeconfig.to_string()).unwrap();
+        path
+    }
+
+    /// kubectl with `kubeconfig`; `input`, if any, is written to a file `-f` names.
+    fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], input: Option<&Value>) -> Answer {
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if let Some(input) = input {
+            let file = self
+                .cp
+                .dir()
+                .join(format!("input-{}.json", weft_e2e::unique_name("doc")));
+            std::fs::write(&file, input.to_string()).unwrap();
+            args.extend(["-f".into(), file.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        answer(self.cp.kubectl_from(&self.ns, kubeconfig, &args))
+    }
+
+    /// A Node, and its WeftNode as the controller makes it: ranges, zone, owned by the
+    /// Node, `Allocated`.
+    fn allocated_node(&self, name: &str, index: u8) {
+        let node = self.create(&json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": "z1"}}}));
+        self.create(
+            &json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+            "metadata": {"name": name, "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
+                "name": name, "uid": node["metadata"]["uid"], "controller": true}]},
+            "spec": {"nodeName": name, "zone": "z1",
+                     "ipv6Prefix": format!("2001:db8:1000:0:{index}::/80"),
+                     "ipv4Subnet": format!("10.244.{index}.0/24")}}),
+        );
+        let status = json!({"status": {"conditions": [{"type": "Allocated", "status": "True",
+            "reason": "Allocated", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        self.admin(&[
+            "patch",
+            "weftnode",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
+    }
+
+    /// Waits until the policies are in force: the apiserver compiles and loads them a
+    /// moment after they are created. A server-side dry run goes through admission and
+    /// writes nothing.
+    fn wait_policy(&self, kubeconfig: &Path, args: &[&str], saying: &str) {
+        let mut args = args.to_vec();
+        args.push("--dry-run=server");
+        let mut last = Ok(String::new());
+        wait_until("the admission policy", Duration::from_secs(30), || {
+            last = self.kubectl_as(kubeconfig, &args, None);
+            last.as_ref().is_err_and(|e| e.contains(saying))
+        })
+        .unwrap_or_else(|e| panic!("{e}: {last:?}"));
+    }
+}
+
+fn merge(kind: &str, name: &str, patch: Value) -> Vec<String> {
+    [
+        "patch",
+        kind,
+        name,
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// weftd's identity as weftd applies it (server-side apply, field manager weftd).
+fn identity(node: &str, underlay_v4: &str) -> Value {
+    json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode", "metadata": {"name": node},
+        "spec": {"nodeName": node, "underlayIPv4": underlay_v4,
+                 "underlayIPv6": "2001:db8:ffff::11", "vtepMAC": "0e:fe:0a:f4:01:00"}})
+}
+
+const APPLY: &[&str] = &[
+    "apply",
+    "--server-side",
+    "--force-conflicts",
+    "--field-manager=weftd",
+];
+
+#[test]
+fn a_weftd_token_writes_only_its_own_weftnode_and_only_weftds_fields() {
+    let cluster = Cluster::start("cred-weftd");
+    cluster.allocated_node("node-a", 1);
+    cluster.allocated_node("node-b", 2);
+    cluster.pod("weftd-a", WEFTD, "node-a");
+    let weftd_a = cluster.token_kubeconfig(WEFTD, Some("weftd-a"));
+    let to_b = merge(
+        "weftnode",
+        "node-b",
+        json!({"spec": {"underlayIPv4": "192.0.2.66"}}),
+    );
+    cluster.wait_policy(&weftd_a, &strs(&to_b), NOT_ITS_NODE);
+
+    // The legitimate path, exactly as weftd writes: its identity, then its usage and
+    // Ready condition on the status.
+    allowed(
+        "weftd-a applying node-a's identity",
+        cluster.kubectl_as(&weftd_a, APPLY, Some(&identity("node-a", "192.0.2.11"))),
+    );
+    let usage = json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+        "metadata": {"name": "node-a"},
+        "status": {"ipv6InUse": 3, "ipv4InUse": 3, "ipv4Capacity": 254, "ipv4Usage": "3/254",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Serving",
+                "message": "weftd serves pods", "lastTransitionTime": "2026-01-01T00:00:01Z"}]}});
+    let mut apply_status = APPLY.to_vec();
+    apply_status.push("--subresource=status");
+    allowed(
+        "weftd-a reporting node-a's usage",
+        cluster.kubectl_as(&weftd_a, &apply_status, Some(&usage)),
+    );
+    let a = cluster.get(&["weftnode", "node-a"]);
+    assert_eq!(a["spec"]["underlayIPv4"], "192.0.2.11");
+    assert_eq!(a["spec"]["ipv6Prefix"], "2001:db8:1000:0:1::/80");
+    assert_eq!(a["status"]["ipv4Usage"], "3/254");
+    let types: Vec<&Value> = a["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["type"])
+        .collect();
+    assert_eq!(types, [&json!("Allocated"), &json!("Ready")]);
+
+    // Node B's WeftNode: every write refused, by the policy where RBAC lets it through.
+    let b_before = cluster.get(&["weftnode", "node-b"]);
+    let attacks_on_b: Vec<(&str, Vec<String>, Option<Value>)> =
+        vec![
+        ("merge patch", to_b.clone(), None),
+        (
+            "JSON patch",
+            ["patch", "weftnode", "node-b", "--type=json", "-p",
+             r#"[{"op":"replace","path":"/spec/ipv6Prefix","value":"2001:db8:1000:0:1::/80"}]"#]
+                .map(String::from)
+                .to_vec(),
+            None,
+        ),
+        (
+            "status apply",
+            apply_status.iter().map(|a| a.to_string()).collect(),
+            Some(json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+                "metadata": {"name": "node-b"}, "status": {"ipv4Usage": "0/0"}})),
+        ),
+        (
+            "server-side apply",
+            APPLY.iter().map(|a| a.to_string()).collect(),
+            Some(identity("node-b", "192.0.2.66")),
+        ),
+    ];
+    for (what, args, input) in &attacks_on_b {
+        refused(
+            &format!("weftd-a's {what} of node-b"),
+            cluster.kubectl_as(&weftd_a, &strs(args), input.as_ref()),
+            "not node-b",
+        );
+    }
+    // Verbs weftd's RBAC does not have: refused before admission.
+    let mut replaced = b_before.clone();
+    replaced["spec"]["underlayIPv4"] = json!("192.0.2.66");
+    let new_node = json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+        "metadata": {"name": "node-c"}, "spec": {"nodeName": "node-c"}});
+    let rbac_refuses = |cluster: &Cluster, saying: &str| {
+        refused(
+            "weftd-a's update of node-b",
+            cluster.kubectl_as(&weftd_a, &["replace"], Some(&replaced)),
+            saying,
+        );
+        refused(
+            "weftd-a's delete of node-b",
+            cluster.kubectl_as(&weftd_a, &["delete", "weftnode", "node-b"], None),
+            saying,
+        );
+    };
+    rbac_refuses(&cluster, "cannot");
+    refused(
+        "weftd-a's create of node-c",
+        cluster.kubectl_as(&weftd_a, &["create"], Some(&new_node)),
+        "cannot create",
+    );
+    refused(
+        "weftd-a's apply creating node-c",
+        cluster.kubectl_as(&weftd_a, APPLY, Some(&identity("node-c", "192.0.2.67"))),
+        "cannot create",
+    );
+
+    // A token that is not bound to a pod names no node: it writes nothing.
+    let unbound = cluster.token_kubeconfig(WEFTD, None);
+    refused(
+        "an unbound weftd token's patch of node-a",
+        cluster.kubectl_as(
+            &unbound,
+            &strs(&merge(
+                "weftnode",
+                "node-a",
+                json!({"spec": {"underlayIPv4": "192.0.2.66"}}),
+            )),
+            None,
+        ),
+        &format!("{NOT_ITS_NODE}, not node-a"),
+    );
+
+    // The controller's fields of its own WeftNode, and its metadata: refused.
+    let own_attacks = [
+        (
+            "ipv6Prefix",
+            json!({"spec": {"ipv6Prefix": "2001:db8:1000:0:2::/80"}}),
+        ),
+        (
+            "ipv4Subnet",
+            json!({"spec": {"ipv4Subnet": "10.244.2.0/24"}}),
+        ),
+        ("zone", json!({"spec": {"zone": "z2"}})),
+        ("nodeName", json!({"spec": {"nodeName": "node-b"}})),
+        (
+            "a label",
+            json!({"metadata": {"labels": {"weft.dev/x": "y"}}}),
+        ),
+        (
+            "an annotation",
+            json!({"metadata": {"annotations": {"weft.dev/x": "y"}}}),
+        ),
+        (
+            "a finalizer",
+            json!({"metadata": {"finalizers": ["weft.dev/keep"]}}),
+        ),
+        ("the owner", json!({"metadata": {"ownerReferences": null}})),
+    ];
+    for (field, patch) in own_attacks {
+        refused(
+            &format!("weftd-a changing node-a's {field}"),
+            cluster.kubectl_as(&weftd_a, &strs(&merge("weftnode", "node-a", patch)), None),
+            NOT_ITS_FIELDS,
+        );
+    }
+    let mut forged = identity("node-a", "192.0.2.11");
+    forged["spec"]["ipv6Prefix"] = json!("2001:db8:1000:0:2::/80");
+    refused(
+        "weftd-a applying an ipv6Prefix to node-a",
+        cluster.kubectl_as(&weftd_a, APPLY, Some(&forged)),
+        NOT_ITS_FIELDS,
+    );
+    let allocated_false = json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+        "metadata": {"name": "node-a"},
+        "status": {"conditions": [{"type": "Allocated", "status": "False", "reason": "Forged",
+            "message": "", "lastTransitionTime": "2026-01-01T00:00:02Z"}]}});
+    refused(
+        "weftd-a applying the controller's Allocated condition",
+        cluster.kubectl_as(&weftd_a, &apply_status, Some(&allocated_false)),
+        NOT_ITS_FIELDS,
+    );
+
+    // RBAC widened to every verb on WeftNodes: the policy alone still refuses.
+    cluster.create(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "widened"},
+        "rules": [{"apiGroups": ["weft.dev"], "resources": ["weftnodes", "weftnodes/status"], "verbs": ["*"]}]}));
+    cluster.create(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "widened"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "widened"},
+        "subjects": [{"kind": "ServiceAccount", "name": WEFTD, "namespace": NAMESPACE}]}));
+    wait_until("the widened RBAC", Duration::from_secs(10), || {
+        cluster
+            .kubectl_as(&weftd_a, &["auth", "can-i", "delete", "weftnodes"], None)
+            .is_ok_and(|out| out.trim() == "yes")
+    })
+    .unwrap();
+    rbac_refuses(&cluster, &format!("{NOT_ITS_NODE}, not node-b"));
+    refused(
+        "weftd-a's create of node-c, RBAC widened",
+        cluster.kubectl_as(&weftd_a, &["create"], Some(&new_node)),
+        &format!("{NOT_ITS_NODE}, not node-c"),
+    );
+    // Were weftd allowed to create (an apply of an absent object is a create), it could
+    // create only its own WeftNode, with weftd's fields only.
+    cluster.create(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-d"}}));
+    cluster.pod("weftd-d", WEFTD, "node-d");
+    let weftd_d = cluster.token_kubeconfig(WEFTD, Some("weftd-d"));
+    let mut forged = identity("node-d", "192.0.2.14");
+    forged["spec"]["ipv6Prefix"] = json!("2001:db8:1000:0:1::/80");
+    refused(
+        "weftd-d creating node-d with an ipv6Prefix",
+        cluster.kubectl_as(&weftd_d, APPLY, Some(&forged)),
+        "weftd may create WeftNode node-d only with its own fields",
+    );
+    allowed(
+        "weftd-d creating node-d with its identity",
+        cluster.kubectl_as(&weftd_d, APPLY, Some(&identity("node-d", "192.0.2.14"))),
+    );
+
+    refused(
+        "weftd-a's delete of node-a, RBAC widened",
+        cluster.kubectl_as(&weftd_a, &["delete", "weftnode", "node-a"], None),
+        "weftd never deletes a WeftNode",
+    );
+
+    // Nothing of either object moved but weftd's own fields of node-a.
+    let b_after = cluster.get(&["weftnode", "node-b"]);
+    assert_eq!(b_after["spec"], b_before["spec"]);
+    assert_eq!(b_after["status"], b_before["status"]);
+    let a_after = cluster.get(&["weftnode", "node-a"]);
+    assert_eq!(a_after["spec"], a["spec"]);
+    assert_eq!(a_after["status"], a["status"]);
+    assert_eq!(
+        a_after["metadata"]["ownerReferences"],
+        a["metadata"]["ownerReferences"]
+    );
+    assert!(
+        cluster
+            .cp
+            .kubectl(&["get", "weftnode", "node-c"])
+            .status
+            .code()
+            != Some(0)
+    );
+}
+
+/// The admission policy's words for a Node change other than podCIDRs.
+const NOT_POD_CIDRS: &str = "weft-controller may change only spec.podCIDR and spec.podCIDRs";
+
+fn event(namespace: &str, reporter: &str, regarding: Value) -> Value {
+    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"generateName": "forged-", "namespace": namespace},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "type": "Warning", "reason": "Forged",
+        "action": "Allocate", "reportingController": reporter,
+        "reportingInstance": "controller-0", "regarding": regarding})
+}
+
+#[test]
+fn the_controller_token_patches_only_pod_cidrs_and_writes_only_its_lease_and_events() {
+    let cluster = Cluster::start("cred-ctl");
+    cluster.create(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-a"}}));
+    // A node whose podCIDRs someone else set: the controller says so in an Event.
+    cluster.create(
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-p"},
+        "spec": {"podCIDR": "10.0.0.0/24", "podCIDRs": ["10.0.0.0/24"]}}),
+    );
+    cluster.pod("controller-0", "weft-controller", "node-a");
+    let controller = cluster.token_kubeconfig("weft-controller", Some("controller-0"));
+    let label = merge(
+        "node",
+        "node-a",
+        json!({"metadata": {"labels": {"weft.dev/x": "y"}}}),
+    );
+    cluster.wait_policy(&controller, &strs(&label), NOT_POD_CIDRS);
+
+    // The legitimate path: the real controller with this token allocates node-a, sets
+    // its podCIDRs, publishes the Event about node-p, and holds its Lease.
+    let bin = binary("weft-controller").display().to_string();
+    let kubeconfig = controller.display().to_string();
+    let running = Background::spawn(
+        &cluster.ns,
+        &bin,
+        &[
+            "--kubeconfig",
+            &kubeconfig,
+            "--identity",
+            "controller-0",
+            "--lease-namespace",
+            NAMESPACE,
+            "--metrics-addr",
+            "[::1]:9650",
+        ],
+    );
+    let pod_cidrs = |node: &str| cluster.get(&["node", node])["spec"]["podCIDRs"].clone();
+    wait_until("node-a's podCIDRs", Duration::from_secs(30), || {
+        pod_cidrs("node-a").as_array().is_some_and(|c| c.len() == 2)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", running.output()));
+    let wn = cluster.get(&["weftnode", "node-a"]);
+    assert_eq!(
+        pod_cidrs("node-a"),
+        json!([wn["spec"]["ipv6Prefix"], wn["spec"]["ipv4Subnet"]])
+    );
+    wait_until("the PodCIDRsDiffer event", Duration::from_secs(20), || {
+        cluster
+            .admin(&["get", "events.events.k8s.io", "-n", "default", "-o", "json"])
+            .contains("PodCIDRsDiffer")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", running.output()));
+    let lease = cluster.get(&["lease", "-n", NAMESPACE, "weft-controller"]);
+    assert_eq!(lease["spec"]["holderIdentity"], "controller-0");
+    // Nothing it does was refused.
+    let log = running.output();
+    eprintln!("{log}");
+    assert!(
+        !log.contains("forbidden") && !log.contains("Forbidden"),
+        "{log}"
+    );
+    drop(running);
+
+    // Any other change to a Node: refused, whatever the field.
+    let node_before = cluster.get(&["node", "node-a"]);
+    for (field, patch) in [
+        (
+            "a label",
+            json!({"metadata": {"labels": {"weft.dev/x": "y"}}}),
+        ),
+        (
+            "an annotation",
+            json!({"metadata": {"annotations": {"weft.dev/x": "y"}}}),
+        ),
+        (
+            "a taint",
+            json!({"spec": {"taints": [{"key": "weft.dev/x", "effect": "NoSchedule"}]}}),
+        ),
+        ("unschedulable", json!({"spec": {"unschedulable": true}})),
+        (
+            "providerID",
+            json!({"spec": {"providerID": "forged://node-a"}}),
+        ),
+        (
+            "a finalizer",
+            json!({"metadata": {"finalizers": ["weft.dev/keep"]}}),
+        ),
+    ] {
+        refused(
+            &format!("the controller setting node-a's {field}"),
+            cluster.kubectl_as(&controller, &strs(&merge("node", "node-a", patch)), None),
+            &format!("{NOT_POD_CIDRS} of Node node-a"),
+        );
+    }
+    let mut status = merge(
+        "node",
+        "node-a",
+        json!({"status": {"capacity": {"pods": "1"}}}),
+    );
+    status.push("--subresource=status".into());
+    for (what, args) in [
+        ("status", strs(&status)),
+        ("delete", vec!["delete", "node", "node-a"]),
+    ] {
+        refused(
+            &format!("the controller's {what} of node-a"),
+            cluster.kubectl_as(&controller, &args, None),
+            "cannot",
+        );
+    }
+    let node_after = cluster.get(&["node", "node-a"]);
+    assert_eq!(
+        node_after["metadata"]["labels"],
+        node_before["metadata"]["labels"]
+    );
+    assert_eq!(node_after["spec"], node_before["spec"]);
+
+    // Leases: its own only.
+    let other_lease = |name: &str| {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"holderIdentity": "controller-0"}})
+    };
+    refused(
+        "the controller creating another Lease",
+        cluster.kubectl_as(
+            &controller,
+            &["create"],
+            Some(&other_lease("kube-scheduler")),
+        ),
+        "weft-controller may write only its Lease weft-controller, not kube-scheduler",
+    );
+    cluster.create(&other_lease("kube-controller-manager"));
+    refused(
+        "the controller taking another Lease",
+        cluster.kubectl_as(
+            &controller,
+            &strs(&merge(
+                "lease",
+                "kube-controller-manager",
+                json!({"spec": {"holderIdentity": "controller-0"}}),
+            ))
+            .into_iter()
+            .chain(["-n", NAMESPACE])
+            .collect::<Vec<_>>(),
+            None,
+        ),
+        "cannot",
+    );
+
+    // Events: its own, about a Node or the WeftNetwork, in 'default' only.
+    let node_a = json!({"apiVersion": "v1", "kind": "Node", "name": "node-a"});
+    allowed(
+        "the controller's own Event about node-a",
+        cluster.kubectl_as(
+            &controller,
+            &["create"],
+            Some(&event("default", CONTROLLER, node_a.clone())),
+        ),
+    );
+    refused(
+        "an Event in kube-system",
+        cluster.kubectl_as(
+            &controller,
+            &["create"],
+            Some(&event(NAMESPACE, CONTROLLER, node_a.clone())),
+        ),
+        "cannot create",
+    );
+    let forged = "weft-controller may write only Events it reports, about a Node or a WeftNetwork";
+    refused(
+        "an Event reported as the kubelet",
+        cluster.kubectl_as(
+            &controller,
+            &["create"],
+            Some(&event("default", "kubelet", node_a)),
+        ),
+        forged,
+    );
+    let pod =
+        json!({"apiVersion": "v1", "kind": "Pod", "name": "controller-0", "namespace": NAMESPACE});
+    refused(
+        "an Event about a Pod",
+        cluster.kubectl_as(
+            &controller,
+            &["create"],
+            Some(&event("default", CONTROLLER, pod)),
+        ),
+        forged,
+    );
+}
