@@ -40,6 +40,17 @@ pub struct Request {
     pub(crate) what: String,
 }
 
+impl Request {
+    /// The same request failing with EEXIST where it would have replaced an entry
+    /// already there (NLM_F_EXCL instead of NLM_F_REPLACE): for entries others may own.
+    pub fn exclusive(mut self) -> Request {
+        if self.flags == CREATE_REPLACE {
+            self.flags = CREATE_EXCL;
+        }
+        self
+    }
+}
+
 pub(crate) const CREATE_EXCL: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
 pub(crate) const CREATE_REPLACE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
 pub(crate) const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
