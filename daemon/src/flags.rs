@@ -15,6 +15,10 @@ use weft_wire::{
     DEFAULT_VXLAN_VNI, PEER_IPV4_LENGTHS, PEER_IPV6_LENGTHS,
 };
 
+/// Longest --cooldown-seconds and --resync-seconds: a day. Instants computed from them
+/// (now + period) then stay far from overflowing, which would panic weftd.
+const MAX_PERIOD_SECONDS: u64 = 86_400;
+
 /// weftd: the weft node daemon.
 #[derive(Debug, Parser)]
 #[command(
@@ -49,8 +53,9 @@ pub struct Flags {
     /// The node's uplink; its MTU sizes pod MTUs. Default: the default route's interface.
     #[arg(long)]
     pub underlay_interface: Option<String>,
-    /// Seconds a released address rests before reuse (AWS VPC CNI uses 30).
-    #[arg(long, default_value_t = 30)]
+    /// Seconds a released address rests before reuse (AWS VPC CNI uses 30), at most a
+    /// day.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=MAX_PERIOD_SECONDS))]
     pub cooldown_seconds: u64,
     /// The other nodes: a JSON array of {name, underlayIPv4, underlayIPv6, ipv6Prefix,
     /// ipv4Subnet, vtepMAC}, re-read when it changes and on SIGHUP.
@@ -84,7 +89,8 @@ pub struct Flags {
     pub network: String,
     /// Seconds between full re-convergences of the datapath, which repair drift (an
     /// entry someone deleted); peer changes are applied at once, incrementally.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    /// At most a day.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=MAX_PERIOD_SECONDS))]
     pub resync_seconds: u64,
     /// Where to write the CNI conflist for the container runtime (a `.conflist` file in
     /// its conf dir, e.g. /etc/cni/net.d/05-weft.conflist): written atomically once

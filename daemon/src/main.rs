@@ -82,13 +82,28 @@ fn main() -> ExitCode {
     }
 }
 
-/// Claims the socket before anything else: a weftd refused because another one serves
-/// (or because the socket directory is unsafe) must not touch sysctls, the state
-/// directory or, worst, sweep the other weftd's live host veths as orphans.
+/// Claims the state directory and the socket before anything else: a weftd refused
+/// because another one holds them (or because a directory is unsafe) must not touch
+/// sysctls, the records or, worst, sweep the other weftd's live host veths as orphans.
+/// The socket directory is checked first, as it needs nothing created; the state lock
+/// is held until the process ends.
 async fn run(config: flags::Config) -> Result<()> {
-    let listener = socket::bind(&config.socket)?;
+    socket::check_directory(&config.socket)?;
+    let _state = weft_ipam::StateLock::acquire(&config.state_dir).map_err(|e| Error::Ipam {
+        state_dir: config.state_dir.clone(),
+        source: e.into(),
+    })?;
+    match weft_health::raise_fd_limit() {
+        Ok((soft, hard)) => info!(
+            was = soft,
+            now = hard,
+            "open file limit raised to the hard limit"
+        ),
+        Err(e) => warn!(error = %e, "cannot raise the open file limit"),
+    }
+    let (listener, bound) = socket::bind(&config.socket)?;
     let outcome = serve(&config, listener).await;
-    let _ = std::fs::remove_file(&config.socket);
+    bound.remove();
     outcome
 }
 

@@ -1,19 +1,51 @@
-//! weftd's unix socket: who may talk to it, and the line protocol loop.
+//! weftd's unix socket: who may talk to it, how many at once and for how long, and the
+//! line protocol loop.
 
 use crate::error::{Error, Result};
 use crate::service::Service;
 use nix::sys::stat::{umask, Mode as Perm};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 use weft_wire::{ErrorKind, Request, Response, MAX_MESSAGE_BYTES};
 
-/// Binds the socket 0600, after checking its directory. Anyone who can write the
-/// directory could swap the socket for their own and receive every pod's requests, so a
-/// directory writable by group or others is refused.
-pub fn bind(path: &Path) -> Result<UnixListener> {
+/// Connections served at once. Plugins beyond it wait in the listen backlog (they are
+/// root processes of the runtime, to be slowed, not refused): a node starts pods by the
+/// tens at once, so this is only reached by a client that opens and holds connections.
+pub const MAX_PLUGIN_CONNECTIONS: usize = 128;
+/// How long a connection may stay silent while weftd waits for its next request. A
+/// plugin's ADD holds its connection across the pod's wiring (up to the 2 s wait for
+/// the pod's IPv6 address) before its report; nothing legitimate idles longer.
+pub const PLUGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The socket file this weftd bound, by identity: on exit it is removed only if it is
+/// still that file, never one another weftd bound at the same path since.
+#[derive(Debug)]
+pub struct BoundSocket {
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl BoundSocket {
+    /// Removes the socket if the path still holds the one this weftd bound.
+    pub fn remove(&self) {
+        let still_ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.identity);
+        if still_ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Refuses a socket directory that others could write, creating it (0755) if missing.
+/// Anyone who can write the directory could swap the socket for their own and receive
+/// every pod's requests. Checked before anything else, bound later ([`bind`]).
+pub fn check_directory(path: &Path) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::Socket(format!("'{}' has no directory", path.display())))?;
@@ -39,6 +71,13 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
             meta.uid()
         )));
     }
+    Ok(())
+}
+
+/// Binds the socket 0600 ([`check_directory`] again, the directory may have changed
+/// since), refusing a path another process serves on.
+pub fn bind(path: &Path) -> Result<(UnixListener, BoundSocket)> {
+    check_directory(path)?;
     if let Ok(existing) = std::fs::symlink_metadata(path) {
         if !existing.file_type().is_socket() {
             return Err(Error::Socket(format!(
@@ -63,12 +102,24 @@ pub fn bind(path: &Path) -> Result<UnixListener> {
         listener.map_err(|e| Error::Socket(format!("cannot bind '{}': {e}", path.display())))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::Socket(format!("cannot set mode of '{}': {e}", path.display())))?;
-    Ok(listener)
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| Error::Socket(format!("cannot inspect '{}': {e}", path.display())))?;
+    let bound = BoundSocket {
+        path: path.to_owned(),
+        identity: (meta.dev(), meta.ino()),
+    };
+    Ok((listener, bound))
 }
 
-/// Accepts connections forever, one task each.
+/// Accepts connections forever, one task each, at most [`MAX_PLUGIN_CONNECTIONS`] at
+/// once.
 pub async fn serve(listener: UnixListener, service: Service) {
+    let places = Arc::new(Semaphore::new(MAX_PLUGIN_CONNECTIONS));
     loop {
+        // The semaphore is never closed, so this cannot fail.
+        let Ok(place) = places.clone().acquire_owned().await else {
+            return;
+        };
         match listener.accept().await {
             Ok((stream, _)) => {
                 let service = service.clone();
@@ -76,6 +127,7 @@ pub async fn serve(listener: UnixListener, service: Service) {
                     if let Err(e) = connection(stream, service).await {
                         debug!(error = %e, "plugin connection ended");
                     }
+                    drop(place);
                 });
             }
             Err(e) => {
@@ -92,10 +144,15 @@ async fn connection(stream: UnixStream, service: Service) -> std::io::Result<()>
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut reader)
-            .take(MAX_MESSAGE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
+        let mut limited = (&mut reader).take(MAX_MESSAGE_BYTES as u64 + 1);
+        let n = tokio::time::timeout(PLUGIN_IDLE_TIMEOUT, limited.read_until(b'\n', &mut line))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no request within {PLUGIN_IDLE_TIMEOUT:?}"),
+                )
+            })??;
         if n == 0 {
             return Ok(());
         }

@@ -1,19 +1,28 @@
 //! What weftd and weft-controller share to be observed: the HTTP endpoint (/metrics,
-//! /healthz and /readyz over HTTP/1.1 on every listen address) and registering their
-//! Prometheus metrics.
+//! /healthz and /readyz over HTTP/1.1 on every listen address), the limits that keep it
+//! and its process standing under a connection flood ([`limits`]), and registering
+//! their Prometheus metrics.
 #![forbid(unsafe_code)]
+
+mod limits;
+
+pub use limits::{
+    raise_fd_limit, Admission, Admitted, Refusal, CONNECTION_LIFETIME, HEADER_READ_TIMEOUT,
+    MAX_CONNECTIONS, MAX_PER_SOURCE,
+};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{Encoder, Registry, TextEncoder};
 use socket2::{Domain, Socket, Type};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tracing::{debug, info};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
 
 /// Registers `metric` in `registry` and hands it back for use.
 pub fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -47,28 +56,100 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::from_std(socket.into()).map_err(fail)
 }
 
-/// Serves `/metrics` from `registry` until the process ends.
+/// Serves `/metrics` from `registry` until the process ends, within the [`limits`]
+/// caps: [`MAX_PER_SOURCE`] connections per source address, [`MAX_CONNECTIONS`] in
+/// all, [`HEADER_READ_TIMEOUT`] to send a request head, [`CONNECTION_LIFETIME`] in all.
 pub async fn serve(listener: TcpListener, registry: Registry, ready: Arc<AtomicBool>) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics listening");
     }
+    let admission = Admission::new(MAX_PER_SOURCE, MAX_CONNECTIONS);
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let (registry, ready) = (registry.clone(), ready.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let response = route(&req, &registry, &ready);
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(error = %e, "metrics connection ended");
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
             }
-        });
+            Err(e) => {
+                backoff.wait(&e).await;
+                continue;
+            }
+        };
+        // Over a cap: closed at once, so it never waits in the backlog ahead of a scrape.
+        let place = match admission.admit(peer.ip()) {
+            Ok(place) => place,
+            Err(refusal) => {
+                debug!(%peer, ?refusal, "metrics connection refused");
+                continue;
+            }
+        };
+        tokio::spawn(connection(stream, place, registry.clone(), ready.clone()));
+    }
+}
+
+/// One client connection, HTTP/1.1 with keep-alive, until it ends or times out.
+async fn connection(
+    stream: TcpStream,
+    place: Admitted,
+    registry: Registry,
+    ready: Arc<AtomicBool>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let response = route(&req, &registry, &ready);
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let serving = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(CONNECTION_LIFETIME, serving).await {
+        Ok(Err(e)) => debug!(error = %e, "metrics connection ended"),
+        Err(_) => debug!("metrics connection outlived {CONNECTION_LIFETIME:?}"),
+        Ok(Ok(())) => {}
+    }
+    drop(place);
+}
+
+/// Waits after a failed accept. Running out of file descriptors or memory (EMFILE,
+/// ENFILE, ENOBUFS, ENOMEM) fails every accept until something closes, so those double
+/// the wait up to a second instead of spinning a core; anything else (a connection
+/// reset before it was accepted) waits the minimum.
+#[derive(Debug)]
+struct AcceptBackoff {
+    wait: Duration,
+}
+
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        AcceptBackoff {
+            wait: ACCEPT_BACKOFF_MIN,
+        }
+    }
+}
+
+impl AcceptBackoff {
+    fn reset(&mut self) {
+        self.wait = ACCEPT_BACKOFF_MIN;
+    }
+
+    async fn wait(&mut self, error: &std::io::Error) {
+        use nix::errno::Errno;
+        let exhausted = matches!(
+            error.raw_os_error().map(Errno::from_raw),
+            Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+        );
+        if !exhausted {
+            debug!(%error, "metrics accept failed");
+            tokio::time::sleep(ACCEPT_BACKOFF_MIN).await;
+            return;
+        }
+        warn!(%error, wait = ?self.wait, "metrics accept failed: out of resources, backing off");
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(ACCEPT_BACKOFF_MAX);
     }
 }
 
@@ -98,5 +179,50 @@ fn route(
         "/readyz" if ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(to).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_source_holding_idle_connections_does_not_starve_another() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let registry = Registry::new();
+        tokio::spawn(serve(listener, registry, Arc::new(AtomicBool::new(true))));
+        let mut idle = Vec::new();
+        for _ in 0..MAX_PER_SOURCE + 50 {
+            idle.push(connect_from("127.0.0.1", addr).await);
+        }
+        // Those over the cap are closed at once: reading them ends.
+        let mut closed = 0;
+        for stream in &mut idle {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte));
+            if let Ok(Ok(0)) = read.await {
+                closed += 1;
+            }
+        }
+        assert_eq!(closed, 50);
+        let mut scrape = connect_from("127.0.0.2", addr).await;
+        scrape
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(2), scrape.read_to_string(&mut answer))
+            .await
+            .expect("the second source was starved")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 }

@@ -79,6 +79,9 @@ pub enum IpamError {
     /// Disk trouble.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The state directory is unsafe, or another weftd holds it.
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     /// A setting the IPAM cannot work with (a saved allocation's prefix length, a
     /// cooldown that would overflow): refused at start, naming the field and value.
     #[error("{field}: {value} {problem}")]
@@ -99,7 +102,9 @@ impl IpamError {
             IpamError::Exhausted { .. } => ErrorKind::Exhausted,
             IpamError::CoolingDown { .. } => ErrorKind::CoolingDown,
             IpamError::AlreadyAllocated { .. } => ErrorKind::AlreadyAllocated,
-            IpamError::Store(_) | IpamError::Config { .. } => ErrorKind::Internal,
+            IpamError::Store(_) | IpamError::StateDir(_) | IpamError::Config { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 

@@ -144,6 +144,9 @@ fn datapath_flags_have_their_defaults_and_name_bad_values() {
         ("--vxlan-port", "0"),
         ("--peers", "peers.json"),
         ("--resync-seconds", "0"),
+        ("--resync-seconds", "18446744073709551615"),
+        ("--cooldown-seconds", "86401"),
+        ("--cooldown-seconds", "18446744073709551616"),
     ] {
         let mut args = ranges.to_vec();
         args.extend([flag, value]);
