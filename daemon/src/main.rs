@@ -205,7 +205,15 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
 
     if let Some(cluster) = cluster {
         let vtep_mac = allocation.ipv4_subnet.map(weft_wire::vtep_mac);
-        start_reports(&mut tasks, cluster, uplink, vtep_mac, &service, &metrics);
+        let identity = kube::Identity::new(&uplink, vtep_mac);
+        start_reports(
+            &mut tasks,
+            cluster,
+            identity,
+            config.resync,
+            &service,
+            &metrics,
+        );
     }
 
     // Without the socket the node serves no pod: restart.
@@ -272,24 +280,31 @@ fn start_metrics(
     Ok(())
 }
 
-/// Kubernetes mode: the node's identity (once) and its address use (periodically) go
-/// to its WeftNode.
+/// Kubernetes mode: the node's identity (kept every `resync`) and its address use
+/// (periodically) go to its WeftNode.
 fn start_reports(
     tasks: &mut Tasks,
     cluster: kube::Cluster,
-    uplink: node::Uplink,
-    vtep_mac: Option<[u8; 6]>,
+    identity: kube::Identity,
+    resync: std::time::Duration,
     service: &service::Service,
     metrics: &Metrics,
 ) {
     let publishing = task::spawn("publish identity", {
-        let cluster = cluster.clone();
-        let metrics = metrics.clone();
+        let publish = cluster
+            .clone()
+            .publish_identity(identity.clone(), metrics.clone());
         async move {
-            publish_until_done(cluster, uplink, vtep_mac, metrics).await;
+            publish.await;
             Ok(())
         }
     });
+    let keeping = forever(
+        "identity resync",
+        cluster
+            .clone()
+            .keep_identity(identity, resync, metrics.clone()),
+    );
     let reporting = forever(
         "usage report",
         cluster.report_usage(service.clone(), metrics.clone()),
@@ -302,6 +317,12 @@ fn start_reports(
         Lifetime::UntilDone,
         OnEnd::NotReady,
         publishing,
+    );
+    tasks.add(
+        "identity resync",
+        Lifetime::Forever,
+        OnEnd::NotReady,
+        keeping,
     );
     tasks.add(
         "usage report",
@@ -352,24 +373,4 @@ async fn node_allocation(
     }
     info!(allocation = ?allocation, "allocation received");
     Ok((allocation, Some(cluster)))
-}
-
-/// Publishes the node's identity (with its VTEP MAC), retrying while the apiserver is
-/// unreachable.
-async fn publish_until_done(
-    cluster: kube::Cluster,
-    uplink: node::Uplink,
-    vtep_mac: Option<[u8; 6]>,
-    metrics: Metrics,
-) {
-    loop {
-        match cluster.publish_identity(&uplink, vtep_mac).await {
-            Ok(()) => return,
-            Err(e) => {
-                warn!(error = %e, "publishing the node's underlay identity (retrying)");
-                metrics.error(&e);
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    }
 }

@@ -17,6 +17,9 @@
 //! | `weft_routes_installed` | gauge | `family`: peer routes weftd has in place |
 //! | `weft_datapath_changes_total` | counter | `operation` (upsert, removal): kernel entries weftd changed |
 //! | `weft_errors_total` | counter | `error`: failures weftd logged, by kind ([`Error::metric_label`]) |
+//! | `weft_peers_outside_plan` | gauge | WeftNodes ignored: their ranges lie outside the WeftNetwork's plan |
+//! | `weft_routes_foreign` | gauge | peer routes left to a route weftd did not install (another protocol) |
+//! | `weft_identity_restored_total` | counter | times a resync found weftd's fields of its WeftNode changed and re-applied them |
 
 use crate::error::Error;
 use prometheus::{
@@ -50,6 +53,9 @@ pub struct Metrics {
     routes_installed: IntGaugeVec,
     pub datapath_changes: IntCounterVec,
     errors: IntCounterVec,
+    pub peers_outside_plan: IntGauge,
+    pub routes_foreign: IntGauge,
+    pub identity_restored: IntCounter,
 }
 
 /// Buckets for a convergence pass: an incremental change takes well under a
@@ -191,6 +197,27 @@ impl Metrics {
                 "weft_errors_total",
                 "Failures weftd logged, by kind.",
                 &["error"],
+            )?,
+            peers_outside_plan: register(
+                &registry,
+                IntGauge::new(
+                    "weft_peers_outside_plan",
+                    "WeftNodes ignored as peers: their ranges lie outside the WeftNetwork's plan.",
+                )?,
+            )?,
+            routes_foreign: register(
+                &registry,
+                IntGauge::new(
+                    "weft_routes_foreign",
+                    "Peer routes not programmed: a route weftd did not install holds the destination.",
+                )?,
+            )?,
+            identity_restored: register(
+                &registry,
+                IntCounter::new(
+                    "weft_identity_restored_total",
+                    "Resyncs that found weftd's fields of its WeftNode changed and re-applied them.",
+                )?,
             )?,
             registry,
         };

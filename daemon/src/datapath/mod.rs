@@ -111,6 +111,8 @@ struct Converger {
     current: BTreeMap<Key, Value>,
     /// Something failed: retry soon.
     dirty: bool,
+    /// Peer destinations held by routes weft did not install (left alone).
+    foreign: kernel::ForeignRoutes,
     /// The peer underlay addresses last told to [`Setup::peer_underlays`].
     underlays: Option<BTreeSet<IpAddr>>,
 }
@@ -141,6 +143,7 @@ impl Converger {
             desired: Desired::default(),
             current: BTreeMap::new(),
             dirty: false,
+            foreign: kernel::ForeignRoutes::default(),
             underlays: None,
         };
         converger.set_routing();
@@ -324,7 +327,8 @@ impl Converger {
         self.ensure_unreachable_ranges();
         self.ensure_vxlan();
         self.rebuild_desired(true);
-        match kernel::read_actual(&mut self.nl, self.vxlan.map(|v| v.index)) {
+        let vxlan_index = self.vxlan.map(|v| v.index);
+        match kernel::read_actual(&mut self.nl, vxlan_index, &mut self.foreign) {
             Ok(actual) => {
                 self.current = actual;
                 self.apply();
@@ -351,11 +355,18 @@ impl Converger {
     fn apply(&mut self) {
         let plan = diff(&self.current, &self.desired);
         if plan.is_empty() {
+            // Every route weft wants is in place: none is held by another.
+            self.metrics
+                .routes_foreign
+                .set(self.foreign.report(&[]) as i64);
             return;
         }
         let vxlan_index = self.vxlan.map(|v| v.index).unwrap_or(0);
-        match kernel::apply(&mut self.nl, &plan, vxlan_index) {
+        let (current, foreign) = (&self.current, &mut self.foreign);
+        match kernel::apply(&mut self.nl, &plan, current, foreign, vxlan_index) {
             Ok(outcome) => {
+                let left = self.foreign.report(&outcome.left_to_others);
+                self.metrics.routes_foreign.set(left as i64);
                 let changes = &self.metrics.datapath_changes;
                 changes
                     .with_label_values(&["upsert"])

@@ -2,10 +2,13 @@
 //! and its usage reports go through the apiserver instead of flags and the peers file.
 //!
 //! - weftd publishes its underlay addresses and VTEP MAC on its `WeftNode` (server-side
-//!   apply, field manager `weftd`: the controller's fields are never touched);
+//!   apply, field manager `weftd`: the controller's fields are never touched), and every
+//!   resync compares them with what the peer watch last saw of its WeftNode, applying
+//!   them again when someone changed or removed them ([`Cluster::keep_identity`]);
 //! - it waits for the controller to write its prefix and subnet, and keeps a local copy
 //!   ([`allocation`]), so a weftd restarting while the apiserver is down still serves;
-//! - every `WeftNode` with ranges is a peer: a watch ([`crate::peers`]) feeds the same
+//! - every `WeftNode` with ranges inside the `WeftNetwork`'s plan ([`PlanRanges`]) is a
+//!   peer: a watch ([`crate::peers`]) feeds the same
 //!   [`Datapath::set_peers`](crate::datapath::Datapath::set_peers) as the peers file;
 //! - address use goes to the `WeftNode` status, at most every [`REPORT_EVERY`] and only
 //!   when it changed.
@@ -14,6 +17,9 @@
 //! with backoff, the datapath keeps the last peer list, IPAM is local.
 
 pub mod allocation;
+mod plan;
+
+pub use plan::PlanRanges;
 
 use crate::allocation::NodeAllocation;
 use crate::error::{Error, Result};
@@ -28,10 +34,11 @@ use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
 use weft_api::{condition, WeftNetwork, WeftNode, WeftNodeSpec, WeftNodeStatus};
-use weft_wire::Family;
+use weft_wire::{Family, PeerEntry};
 
 /// Field manager of everything weftd writes.
 const FIELD_MANAGER: &str = "weftd";
@@ -67,6 +74,44 @@ pub struct Cluster {
     client: Client,
     node_name: String,
     network: String,
+    /// This node's WeftNode as the peer watch last saw it.
+    own: Arc<Mutex<OwnSeen>>,
+}
+
+/// What the peer watch says of this node's WeftNode.
+#[derive(Debug, Clone, Default, PartialEq)]
+enum OwnSeen {
+    /// Not listed yet.
+    #[default]
+    Unknown,
+    Absent,
+    Present(PeerEntry),
+}
+
+/// weftd's fields of its WeftNode: the underlay addresses and the VTEP MAC.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    underlay_ipv4: Option<String>,
+    underlay_ipv6: Option<String>,
+    vtep_mac: Option<String>,
+}
+
+impl Identity {
+    /// The identity of a node with `uplink` and, once it has a subnet, `vtep_mac`.
+    pub fn new(uplink: &Uplink, vtep_mac: Option<[u8; 6]>) -> Identity {
+        Identity {
+            underlay_ipv4: uplink.ipv4.map(|a| a.to_string()),
+            underlay_ipv6: uplink.ipv6.map(|a| a.to_string()),
+            vtep_mac: vtep_mac.map(|mac| weft_netlink::overlay::format_mac(&mac)),
+        }
+    }
+
+    /// True when `entry` holds exactly this identity.
+    fn held_by(&self, entry: &PeerEntry) -> bool {
+        entry.underlay_ipv4 == self.underlay_ipv4
+            && entry.underlay_ipv6 == self.underlay_ipv6
+            && entry.vtep_mac == self.vtep_mac
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -84,6 +129,60 @@ impl Cluster {
             client,
             node_name: node_name.to_owned(),
             network: network.to_owned(),
+            own: Arc::default(),
+        }
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    pub fn network_name(&self) -> &str {
+        &self.network
+    }
+
+    /// The WeftNetwork API.
+    pub fn networks(&self) -> Api<WeftNetwork> {
+        Api::all(self.client.clone())
+    }
+
+    /// The peer watch saw this node's WeftNode holding `entry` (None: absent).
+    pub fn saw_self(&self, entry: Option<&PeerEntry>) {
+        let seen = entry.map_or(OwnSeen::Absent, |e| OwnSeen::Present(e.clone()));
+        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = seen;
+    }
+
+    /// Publishes the identity, retrying until the apiserver takes it.
+    pub async fn publish_identity(self, identity: Identity, metrics: Metrics) {
+        while let Err(e) = self.publish(&identity).await {
+            warn!(error = %e, "publishing the node's underlay identity (retrying)");
+            metrics.error(&e);
+            tokio::time::sleep(WAIT_POLL * 2).await;
+        }
+    }
+
+    /// Every `resync`, applies the identity again if the peer watch saw it changed or
+    /// removed: someone editing weftd's fields is undone within one resync, at no cost
+    /// to the apiserver while they are intact. An absent WeftNode is left to the
+    /// controller, which creates WeftNodes (weftd's RBAC cannot).
+    pub async fn keep_identity(self, identity: Identity, resync: Duration, metrics: Metrics) {
+        loop {
+            tokio::time::sleep(resync).await;
+            let seen = self.own.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let OwnSeen::Present(entry) = seen else {
+                continue;
+            };
+            if identity.held_by(&entry) {
+                continue;
+            }
+            info!(seen = ?(&entry.underlay_ipv4, &entry.underlay_ipv6, &entry.vtep_mac), "this node's WeftNode lost weftd's identity: applying it again");
+            match self.publish(&identity).await {
+                Ok(()) => metrics.identity_restored.inc(),
+                Err(e) => {
+                    warn!(error = %e, "restoring the node's underlay identity (next resync retries)");
+                    metrics.error(&e);
+                }
+            }
         }
     }
 
@@ -93,13 +192,13 @@ impl Cluster {
     }
 
     /// Publishes the node's underlay addresses (and VTEP MAC once it has a subnet).
-    pub async fn publish_identity(&self, uplink: &Uplink, vtep_mac: Option<[u8; 6]>) -> Result<()> {
+    async fn publish(&self, identity: &Identity) -> Result<()> {
         // Only weftd's fields: server-side apply leaves the controller's alone.
         let spec = WeftNodeSpec {
             node_name: self.node_name.clone(),
-            underlay_ipv4: uplink.ipv4.map(|a| a.to_string()),
-            underlay_ipv6: uplink.ipv6.map(|a| a.to_string()),
-            vtep_mac: vtep_mac.map(|mac| weft_netlink::overlay::format_mac(&mac)),
+            underlay_ipv4: identity.underlay_ipv4.clone(),
+            underlay_ipv6: identity.underlay_ipv6.clone(),
+            vtep_mac: identity.vtep_mac.clone(),
             ..WeftNodeSpec::default()
         };
         let patch = serde_json::json!({
@@ -133,7 +232,7 @@ impl Cluster {
         saved: Option<NodeAllocation>,
     ) -> NodeAllocation {
         loop {
-            match self.publish_identity(uplink, None).await {
+            match self.publish(&Identity::new(uplink, None)).await {
                 Ok(()) => break,
                 Err(e) => {
                     if let Some(saved) = &saved {
@@ -150,8 +249,7 @@ impl Cluster {
         let node_events = watcher::watcher(self.nodes(), named(&self.node_name))
             .default_backoff()
             .map(Seen::Node);
-        let networks: Api<WeftNetwork> = Api::all(self.client.clone());
-        let network_events = watcher::watcher(networks, named(&self.network))
+        let network_events = watcher::watcher(self.networks(), named(&self.network))
             .default_backoff()
             .map(Seen::Network);
         let events = futures::stream::select(node_events, network_events);

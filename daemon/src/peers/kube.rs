@@ -1,17 +1,20 @@
-//! The Kubernetes peer source: every `WeftNode` with ranges and an underlay address is a
-//! peer. One watch feeds them to the datapath, debounced, a complete list each time.
+//! The Kubernetes peer source: every `WeftNode` with ranges inside the `WeftNetwork`'s
+//! plan and an underlay address is a peer. One watch feeds them to the datapath,
+//! debounced, a complete list each time; a second, on the WeftNetwork, keeps the plan.
+//! The watch also tells [`Cluster`] what its own WeftNode holds, for the resync of its
+//! identity.
 
 use crate::datapath::Datapath;
 use crate::error::{Error, Result};
-use crate::kube::Cluster;
+use crate::kube::{Cluster, PlanRanges};
 use crate::metrics::Metrics;
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tracing::warn;
-use weft_api::WeftNode;
+use weft_api::{WeftNetwork, WeftNode};
 use weft_wire::{Peer, PeerEntry};
 
 /// A burst of WeftNode changes (a cluster starting) is applied as one peer list.
@@ -22,21 +25,31 @@ const PEER_DEBOUNCE: Duration = Duration::from_millis(200);
 /// per page and at 31 MiB with 100 (27.6 MiB from a peers file), converging as fast.
 const LIST_PAGE: u32 = 100;
 
-/// Watches every WeftNode and hands the peer list to the datapath after each burst of
-/// changes. Returns only if the watch stream ends: a broken watch is retried with
-/// backoff, each failure counted.
+/// Watches every WeftNode and the WeftNetwork, and hands the peer list to the datapath
+/// after each burst of changes, once the plan is known (peers are checked against it).
+/// Returns only if a watch stream ends: a broken watch is retried with backoff, each
+/// failure counted.
 ///
 /// Of each WeftNode only its peer entry is kept, as it arrives: the object's metadata,
 /// managedFields (four writers) and status are several times its size, and every weftd
 /// holds one per node of the cluster.
 pub async fn feed(cluster: Cluster, datapath: Datapath, metrics: Metrics) -> Result<()> {
-    let stream = watcher::watcher(
+    let nodes_watch = watcher::watcher(
         cluster.nodes(),
         watcher::Config::default().page_size(LIST_PAGE),
     )
-    .default_backoff();
+    .default_backoff()
+    .map(Seen::Node);
+    let network = cluster.network_name().to_owned();
+    let network_watch = watcher::watcher(
+        cluster.networks(),
+        watcher::Config::default().fields(&format!("metadata.name={network}")),
+    )
+    .default_backoff()
+    .map(Seen::Network);
+    let stream = futures::stream::select(nodes_watch, network_watch);
     futures::pin_mut!(stream);
-    let mut nodes: BTreeMap<String, PeerEntry> = BTreeMap::new();
+    let mut state = State::new(cluster, metrics.clone());
     let mut listing: Option<BTreeMap<String, PeerEntry>> = None;
     let mut pending = false;
     loop {
@@ -44,7 +57,9 @@ pub async fn feed(cluster: Cluster, datapath: Datapath, metrics: Metrics) -> Res
             match tokio::time::timeout(PEER_DEBOUNCE, stream.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    datapath.set_peers(peers_of(&nodes));
+                    if let Some(peers) = state.peers() {
+                        datapath.set_peers(peers);
+                    }
                     pending = false;
                     continue;
                 }
@@ -52,56 +67,156 @@ pub async fn feed(cluster: Cluster, datapath: Datapath, metrics: Metrics) -> Res
         } else {
             stream.next().await
         };
-        match next {
+        let (context, event) = match next {
             None => return Ok(()),
-            Some(Err(e)) => {
+            Some(Seen::Node(event)) => ("WeftNode watch", event.map(Change::Node)),
+            Some(Seen::Network(event)) => ("WeftNetwork watch", event.map(Change::Network)),
+        };
+        match event {
+            Err(e) => {
                 let e = Error::Watch {
-                    context: "WeftNode watch".into(),
+                    context: context.into(),
                     source: Box::new(e),
                 };
                 warn!(error = %e, "retrying");
                 metrics.error(&e);
             }
-            Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
-            Some(Ok(Event::InitApply(node))) => {
+            Ok(Change::Network(event)) => pending |= state.network(event, &network),
+            Ok(Change::Node(Event::Init)) => listing = Some(BTreeMap::new()),
+            Ok(Change::Node(Event::InitApply(node))) => {
                 if let Some(l) = listing.as_mut() {
                     l.insert(node_name(&node), node.peer_entry());
                 }
             }
-            Some(Ok(Event::InitDone)) => {
-                nodes = listing.take().unwrap_or_default();
+            Ok(Change::Node(Event::InitDone)) => {
+                state.listed(listing.take().unwrap_or_default());
                 pending = true;
             }
-            Some(Ok(Event::Apply(node))) => {
-                nodes.insert(node_name(&node), node.peer_entry());
+            Ok(Change::Node(Event::Apply(node))) => {
+                state.apply(node_name(&node), node.peer_entry());
                 pending = true;
             }
-            Some(Ok(Event::Delete(node))) => {
-                nodes.remove(&node_name(&node));
+            Ok(Change::Node(Event::Delete(node))) => {
+                state.delete(&node_name(&node));
                 pending = true;
             }
         }
     }
 }
 
-fn node_name(node: &WeftNode) -> String {
-    node.metadata.name.clone().unwrap_or_default()
+/// An event of one of the two watches.
+enum Seen {
+    Node(std::result::Result<Event<WeftNode>, watcher::Error>),
+    Network(std::result::Result<Event<WeftNetwork>, watcher::Error>),
 }
 
-/// Every WeftNode that has ranges and an underlay address, validated like peers-file
-/// entries (bad ones are logged and skipped). A node still waiting for its ranges, or
-/// whose weftd has not published yet, is not a peer yet.
-fn peers_of(nodes: &BTreeMap<String, PeerEntry>) -> Vec<Peer> {
-    nodes
-        .values()
-        .filter(|n| n.ipv6_prefix.is_some() || n.ipv4_subnet.is_some())
-        .filter(|n| n.underlay_ipv4.is_some() || n.underlay_ipv6.is_some())
-        .enumerate()
-        .filter_map(|(index, entry)| {
-            entry
-                .validate(index)
-                .map_err(|e| warn!("skipping WeftNode: {e}"))
-                .ok()
-        })
-        .collect()
+enum Change {
+    Node(Event<WeftNode>),
+    Network(Event<WeftNetwork>),
+}
+
+/// What the watches say: the WeftNodes' peer entries and the plan's ranges.
+struct State {
+    cluster: Cluster,
+    metrics: Metrics,
+    nodes: BTreeMap<String, PeerEntry>,
+    /// The last valid plan: an invalid or deleted WeftNetwork keeps it.
+    plan: Option<PlanRanges>,
+    /// Nodes ignored for lying outside the plan, each said once.
+    outside: BTreeSet<String>,
+}
+
+impl State {
+    fn new(cluster: Cluster, metrics: Metrics) -> State {
+        State {
+            cluster,
+            metrics,
+            nodes: BTreeMap::new(),
+            plan: None,
+            outside: BTreeSet::new(),
+        }
+    }
+
+    fn listed(&mut self, nodes: BTreeMap<String, PeerEntry>) {
+        self.nodes = nodes;
+        self.cluster
+            .saw_self(self.nodes.get(self.cluster.node_name()));
+    }
+
+    fn apply(&mut self, name: String, entry: PeerEntry) {
+        if name == self.cluster.node_name() {
+            self.cluster.saw_self(Some(&entry));
+        }
+        self.nodes.insert(name, entry);
+    }
+
+    fn delete(&mut self, name: &str) {
+        if name == self.cluster.node_name() {
+            self.cluster.saw_self(None);
+        }
+        self.nodes.remove(name);
+    }
+
+    /// Takes a WeftNetwork event; true when the plan changed.
+    fn network(&mut self, event: Event<WeftNetwork>, name: &str) -> bool {
+        let (Event::Apply(network) | Event::InitApply(network)) = event else {
+            if let Event::Delete(_) = event {
+                warn!(
+                    network = name,
+                    "the WeftNetwork was deleted: peers are still checked against its last plan"
+                );
+            }
+            return false;
+        };
+        match PlanRanges::of(&network) {
+            Ok(plan) if self.plan.as_ref() == Some(&plan) => false,
+            Ok(plan) => {
+                self.plan = Some(plan);
+                true
+            }
+            Err(problems) => {
+                warn!(network = name, %problems, "the WeftNetwork is invalid: peers are still checked against its last valid plan");
+                false
+            }
+        }
+    }
+
+    /// Every WeftNode that has ranges inside the plan and an underlay address, validated
+    /// like peers-file entries (bad ones are logged and skipped). A node still waiting for
+    /// its ranges, or whose weftd has not published yet, is not a peer yet. None until
+    /// the plan is known.
+    fn peers(&mut self) -> Option<Vec<Peer>> {
+        let plan = self.plan.as_ref()?;
+        let mut outside = BTreeSet::new();
+        let peers = self
+            .nodes
+            .values()
+            .filter(|n| n.ipv6_prefix.is_some() || n.ipv4_subnet.is_some())
+            .filter(|n| n.underlay_ipv4.is_some() || n.underlay_ipv6.is_some())
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                entry
+                    .validate(index)
+                    .map_err(|e| warn!("skipping WeftNode: {e}"))
+                    .ok()
+            })
+            .filter(|peer| match plan.outside(peer) {
+                None => true,
+                Some(why) => {
+                    if !self.outside.contains(&peer.name) {
+                        warn!(peer = %peer.name, %why, "ignoring a WeftNode outside the WeftNetwork's plan");
+                    }
+                    outside.insert(peer.name.clone());
+                    false
+                }
+            })
+            .collect();
+        self.metrics.peers_outside_plan.set(outside.len() as i64);
+        self.outside = outside;
+        Some(peers)
+    }
+}
+
+fn node_name(node: &WeftNode) -> String {
+    node.metadata.name.clone().unwrap_or_default()
 }
