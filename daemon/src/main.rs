@@ -45,7 +45,7 @@ mod task;
 use allocation::NodeAllocation;
 use clap::Parser;
 use error::{Error, Result};
-use firewall::{Concern, EgressNat, Firewall, HostProtection, TunnelGuard};
+use firewall::{Concern, EgressNat, Firewall, GuardSets, HostProtection, PodGuard, TunnelGuard};
 use futures::FutureExt;
 use metrics::Metrics;
 use peers::PeerSource;
@@ -161,7 +161,8 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let (reaper, reaping) = reaper::Reaper::start(metrics.clone())?;
     // Without it, every DEL would leave its host veth behind: restart.
     tasks.add("veth reaper", Lifetime::Forever, OnEnd::Exit, reaping);
-    let service = service::Service::new(ipam, network, metrics.clone(), reaper);
+    let guard = GuardSets::default();
+    let service = service::Service::new(ipam, network, metrics.clone(), reaper, guard.clone());
     service.remove_orphan_veths();
 
     let (peer_underlays, tunnel_peers) = std::sync::mpsc::channel();
@@ -180,8 +181,15 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     let (datapath, converging) = datapath::Datapath::start(setup, metrics.clone())?;
     tasks.add("datapath", Lifetime::Forever, OnEnd::Exit, converging);
 
-    let concerns = EgressNat::for_node(&allocation, &uplink).map(Concern::EgressNat);
-    let firewall = Firewall::new(concerns.into_iter().collect());
+    let nat = EgressNat::for_node(&allocation, &uplink).map(Concern::EgressNat);
+    // The guard's first pass restores every restored allocation's sources before a
+    // pod is served.
+    let pod_sources = service.clone();
+    let pod_guard = Concern::PodGuard(PodGuard {
+        sets: guard,
+        sources: Arc::new(move || pod_sources.pod_sources()),
+    });
+    let firewall = Firewall::new(nat.into_iter().chain([pod_guard]).collect());
     // VXLAN from the peers only; what pods reach on their node (--pod-host-access).
     let guards = TunnelGuard::for_node(&allocation, &uplink).map(Concern::TunnelGuard);
     let host = HostProtection::for_node(&allocation, config.pod_host_access);

@@ -1,5 +1,7 @@
-//! What weftd answers on its socket: the IPAM, plus host veth removal and metrics.
+//! What weftd answers on its socket: the IPAM, plus host veth removal, the pod guard's
+//! elements and metrics.
 
+use crate::firewall::{sources_of, GuardSets, PodSource};
 use crate::metrics::Metrics;
 use crate::reaper::Reaper;
 use std::collections::HashSet;
@@ -22,6 +24,7 @@ pub struct Service {
     network: Arc<NodeNetwork>,
     metrics: Metrics,
     reaper: Reaper,
+    guard: GuardSets,
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
@@ -41,13 +44,34 @@ fn ipam_error(e: &IpamError) -> Response {
 }
 
 impl Service {
-    pub fn new(ipam: Ipam, network: NodeNetwork, metrics: Metrics, reaper: Reaper) -> Service {
+    pub fn new(
+        ipam: Ipam,
+        network: NodeNetwork,
+        metrics: Metrics,
+        reaper: Reaper,
+        guard: GuardSets,
+    ) -> Service {
         metrics.set_usage(&ipam.usage());
         Service {
             ipam: Arc::new(Mutex::new(ipam)),
             network: Arc::new(network),
             metrics,
             reaper,
+            guard,
+        }
+    }
+
+    /// Every allocated pod's sources, for the pod guard's repair.
+    pub fn pod_sources(&self) -> Vec<PodSource> {
+        self.ipam().allocations().flat_map(sources_of).collect()
+    }
+
+    /// Removes released pods' sources from the pod guard. A failure is logged: the
+    /// next firewall pass removes them (their veths are going anyway).
+    fn forget_sources(&self, released: &[weft_wire::Allocation]) {
+        let sources: Vec<PodSource> = released.iter().flat_map(sources_of).collect();
+        if let Err(e) = self.guard.forget(&sources) {
+            warn!(error = %e, "removing released pods' sources from the pod guard");
         }
     }
 
@@ -159,9 +183,21 @@ impl Service {
         }
         let result = self.mutate(|ipam| ipam.allocate(attachment, pod, network));
         match result {
-            Ok(allocation) => Response::Allocation {
-                allocation: Some(allocation),
-                network: (*self.network).clone(),
+            // The pod's sources are in the kernel before the plugin makes its veth:
+            // the guard drops everything else from that veth.
+            Ok(allocation) => match self.guard.admit(&sources_of(&allocation)) {
+                Ok(()) => Response::Allocation {
+                    allocation: Some(allocation),
+                    network: (*self.network).clone(),
+                },
+                Err(e) => {
+                    warn!(%attachment, error = %e, "pod guard refused the pod's sources");
+                    // Without its sources the pod could send nothing: no pod at all.
+                    if let Err(e) = self.mutate(|ipam| ipam.release(attachment)) {
+                        warn!(%attachment, error = %e, "releasing the refused pod's addresses");
+                    }
+                    error(ErrorKind::Internal, e.to_string())
+                }
             },
             Err(e) => {
                 warn!(%attachment, error = %e, "allocation refused");
@@ -175,6 +211,7 @@ impl Service {
         match result {
             Ok(allocation) => {
                 self.reaper.remove(host_veth_name(attachment));
+                self.forget_sources(allocation.as_slice());
                 Response::Released { allocation }
             }
             Err(e) => ipam_error(&e),
@@ -249,6 +286,7 @@ impl Service {
                 .collect();
             (released, errors, left)
         });
+        self.forget_sources(&released);
         let mut errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let keep: HashSet<String> = valid.iter().map(host_veth_name).chain(left).collect();
         let (removed_links, listing_errors) = self.queue_foreign_veths(&keep);

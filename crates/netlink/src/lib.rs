@@ -1,6 +1,7 @@
 //! The one place weft talks to the kernel's network stack: rtnetlink requests (built in
 //! [`messages`], sent by [`Netlink`]), network namespace switches and per-interface
-//! sysctls. Every other crate calls these.
+//! sysctls, and nftables set elements over nfnetlink ([`nft_set`]). Every other crate
+//! calls these.
 //!
 //! A [`Netlink`] is one rtnetlink socket, bound for life to the namespace it was opened
 //! in (like netavark, weft opens one per namespace and works on both from one thread).
@@ -10,6 +11,7 @@
 mod error;
 pub mod messages;
 mod netns;
+pub mod nft_set;
 pub mod overlay;
 mod socket;
 pub mod sysctl;
@@ -20,5 +22,6 @@ pub use messages::{
     SCOPE_UNIVERSE,
 };
 pub use netns::{Netns, NetnsGuard};
+pub use nft_set::{interface_address_key, NftSets, SetChange};
 pub use overlay::{FdbInfo, VxlanInfo, VxlanSpec};
 pub use socket::Netlink;

@@ -94,7 +94,7 @@ impl Listing {
                 }
             } else if let Some(set) = object.get("set") {
                 let name = set.get("name").and_then(Value::as_str)?.to_owned();
-                let kind = set.get("type").and_then(Value::as_str).unwrap_or("");
+                let kind = set_type(set.get("type"));
                 let interval = set
                     .get("flags")
                     .and_then(Value::as_array)
@@ -102,7 +102,12 @@ impl Listing {
                 listing
                     .shape
                     .sets
-                    .insert(name.clone(), (kind.to_owned(), interval));
+                    .insert(name.clone(), (kind.clone(), interval));
+                if kind.contains(CONCATENATION) {
+                    // Kept over nfnetlink by their concern (the pod guard), never by
+                    // the element scripts.
+                    continue;
+                }
                 let members: Option<BTreeSet<Element>> = set
                     .get("elem")
                     .and_then(Value::as_array)
@@ -131,6 +136,23 @@ impl Listing {
                 .map(|s| (s.name, listed.get(s.name).cloned().unwrap_or_default()))
                 .collect(),
         )
+    }
+}
+
+/// What separates the fields of a concatenated set type.
+const CONCATENATION: &str = " . ";
+
+/// A set's type as declared: nft lists a concatenation (`ifname . ipv4_addr`) as an
+/// array of its fields.
+fn set_type(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(kind)) => kind.clone(),
+        Some(Value::Array(fields)) => fields
+            .iter()
+            .map(|f| f.as_str().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(CONCATENATION),
+        _ => String::new(),
     }
 }
 

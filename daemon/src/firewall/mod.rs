@@ -17,6 +17,7 @@
 //! | concern | file | tables | what |
 //! |---|---|---|---|
 //! | [`Concern::EgressNat`] | [`egress_nat`] | `ip weft-nat`, `inet weft` | IPv4 masquerade of pod egress, `notrack` for the tunnel |
+//! | [`Concern::PodGuard`] | [`pod_guard`] | `inet weft` | a pod sends only from its own addresses, never RAs, redirects or DHCP replies; its elements over nfnetlink |
 //! | [`Concern::TunnelGuard`] | [`tunnel_guard`] | `inet weft` | VXLAN accepted from the peers' underlay addresses only |
 //! | [`Concern::HostProtection`] | [`host_protection`] | `inet weft`, `arp weft` | what pods reach on their node; the pods' gateway answered on weft's interfaces only |
 //!
@@ -38,11 +39,13 @@ mod egress_nat;
 mod host_protection;
 mod listing;
 mod nft;
+mod pod_guard;
 mod table;
 mod tunnel_guard;
 
 pub use egress_nat::EgressNat;
 pub use host_protection::{HostProtection, PodHostAccess};
+pub use pod_guard::{sources_of, GuardSets, PodGuard, PodSource};
 pub use tunnel_guard::TunnelGuard;
 
 use crate::error::Result;
@@ -66,6 +69,7 @@ pub enum Concern {
     EgressNat(EgressNat),
     TunnelGuard(TunnelGuard),
     HostProtection(HostProtection),
+    PodGuard(PodGuard),
 }
 
 impl Concern {
@@ -75,6 +79,19 @@ impl Concern {
             Concern::EgressNat(nat) => nat.declare(tables),
             Concern::TunnelGuard(guard) => guard.declare(tables),
             Concern::HostProtection(protection) => protection.declare(tables),
+            Concern::PodGuard(guard) => guard.declare(tables),
+        }
+    }
+
+    /// Brings what the concern keeps outside the `nft` scripts in line, once its
+    /// tables are in place.
+    fn repair(&self) -> Result<()> {
+        match self {
+            Concern::EgressNat(_) | Concern::TunnelGuard(_) | Concern::HostProtection(_) => Ok(()),
+            Concern::PodGuard(guard) => guard
+                .repair()
+                .map(drop)
+                .map_err(|e| crate::error::Error::Firewall(e.to_string())),
         }
     }
 }
@@ -137,9 +154,11 @@ impl Firewall {
 
     /// Brings each declared table in the kernel to its declaration: created when
     /// missing or different, else only its elements changed. Stops at the first table
-    /// that fails.
+    /// that fails. Then each concern repairs what it keeps itself (the pod guard's
+    /// elements), at once, so a table just created is refilled.
     pub fn sync(&self) -> Result<Vec<(Table, Pass)>> {
-        self.tables()
+        let passes = self
+            .tables()
             .iter()
             .map(|(declaration, elements)| {
                 let table = declaration.table;
@@ -157,7 +176,11 @@ impl Firewall {
                 }
                 Ok((table, Pass::Elements(script.lines().count())))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        for concern in &self.concerns {
+            concern.repair()?;
+        }
+        Ok(passes)
     }
 
     /// Runs the first pass now, before pods are served, then keeps the tables on a

@@ -68,6 +68,9 @@ pub enum Hook {
 /// A base chain's priority, by the name nft gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
+    /// The pod guard's (-310): before everything else of weft's, before connection
+    /// tracking (-200) and the tunnel's `notrack` (raw, -300).
+    PodGuard,
     /// Before connection tracking (-300).
     Raw,
     /// Filtering (0).
@@ -151,6 +154,7 @@ impl Hook {
 impl Priority {
     pub fn name(self) -> &'static str {
         match self {
+            Priority::PodGuard => "-310",
             Priority::Raw => "raw",
             Priority::Filter => "filter",
             Priority::SrcNat => "srcnat",
@@ -160,6 +164,7 @@ impl Priority {
     /// The number nft lists for it.
     pub fn value(self) -> i64 {
         match self {
+            Priority::PodGuard => -310,
             Priority::Raw => -300,
             Priority::Filter => 0,
             Priority::SrcNat => 100,
