@@ -291,3 +291,178 @@ fn weftd_waits_for_its_allocation_by_watching_not_polling() {
         node.log()
     );
 }
+
+/// The routes of `proto` on node `i`, both families.
+fn routes(topology: &Topology, i: usize, proto: &str) -> String {
+    let netns = &topology.nodes[i].netns;
+    netns.ip(&["route", "show", "proto", proto])
+        + &netns.ip(&["-6", "route", "show", "proto", proto])
+}
+
+fn metric(topology: &Topology, i: usize, name: &str) -> f64 {
+    topology.nodes[i].metric(name).unwrap_or(-1.0)
+}
+
+#[test]
+fn weftd_keeps_its_identity_ignores_peers_outside_the_plan_and_leaves_foreign_routes() {
+    let mut topology = cluster(1, 5);
+    // Node 1 resyncs every 2 s; the controller stops, so only weftd writes WeftNodes and
+    // nothing deletes the forged ones below.
+    let node = &mut topology.nodes[0];
+    node.options_mut()
+        .extra_args
+        .extend(["--resync-seconds".into(), "2".into()]);
+    node.restart();
+    topology.kube.as_mut().unwrap().kill_controller(0);
+    topology.wait_converged(Duration::from_secs(30));
+    let subnet3 = topology.ipv4_subnet(2);
+    assert!(routes(&topology, 0, "119").contains(&subnet3));
+
+    // Someone removes weftd's fields from node-1's WeftNode: the next resync restores them.
+    let underlay = || {
+        kubectl(
+            &topology,
+            &[
+                "get",
+                "weftnode",
+                "node-1",
+                "-o",
+                "jsonpath={.spec.underlayIPv6}",
+            ],
+        )
+    };
+    let published = underlay();
+    assert_eq!(published, "2001:db8:ffff::11");
+    kubectl(
+        &topology,
+        &[
+            "patch",
+            "weftnode",
+            "node-1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/underlayIPv6"},{"op":"remove","path":"/spec/vtepMAC"}]"#,
+        ],
+    );
+    wait_until(
+        "node-1's identity restored",
+        Duration::from_secs(15),
+        || underlay() == published,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
+    assert!(
+        kubectl(
+            &topology,
+            &[
+                "get",
+                "weftnode",
+                "node-1",
+                "-o",
+                "jsonpath={.spec.vtepMAC}"
+            ]
+        )
+        .len()
+            == 17
+    );
+    wait_until("the restore counted", Duration::from_secs(5), || {
+        metric(&topology, 0, "weft_identity_restored_total") >= 1.0
+    })
+    .unwrap();
+
+    // Two forged WeftNodes: one inside the plan (programmed on node-2, the legitimate
+    // path), one outside (ignored everywhere, counted, said).
+    let forged = |name: &str, v6: &str, v4: &str, underlay: &str| {
+        json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode", "metadata": {"name": name},
+            "spec": {"nodeName": name, "ipv6Prefix": v6, "ipv4Subnet": v4,
+                     "underlayIPv6": underlay, "underlayIPv4": "192.0.2.99"}})
+    };
+    // Node-1 holds the inside one's subnet with a route of its own (proto static).
+    topology.nodes[0].netns.ip(&[
+        "route",
+        "add",
+        "blackhole",
+        "10.255.99.0/24",
+        "proto",
+        "static",
+    ]);
+    let kube = topology.kube.as_ref().unwrap();
+    kube.apply(&forged(
+        "inside",
+        "2001:db8:1000:1:99::/80",
+        "10.255.99.0/24",
+        "2001:db8:ffff::99",
+    ));
+    kube.apply(&forged(
+        "outside",
+        "2001:db8:3000::/80",
+        "10.254.9.0/24",
+        "2001:db8:ffff::98",
+    ));
+    wait_until(
+        "node-2 programs the inside node",
+        Duration::from_secs(15),
+        || {
+            let r = routes(&topology, 1, "119");
+            r.contains("10.255.99.0/24") && r.contains("2001:db8:1000:1:99::/80")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[1].log()));
+    for i in 0..3 {
+        wait_until("the outside node counted", Duration::from_secs(10), || {
+            metric(&topology, i, "weft_peers_outside_plan") == 1.0
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[i].log()));
+        let r = routes(&topology, i, "119");
+        assert!(
+            !r.contains("10.254.9.0") && !r.contains("2001:db8:3000:"),
+            "{r}"
+        );
+        assert!(topology.nodes[i]
+            .log()
+            .contains("ignoring a WeftNode outside the WeftNetwork's plan"));
+    }
+    // Node-1 left its static route alone and says so.
+    wait_until(
+        "node-1 reports the foreign route",
+        Duration::from_secs(10),
+        || metric(&topology, 0, "weft_routes_foreign") == 1.0,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
+    assert!(routes(&topology, 0, "static").contains("blackhole 10.255.99.0/24"));
+    assert!(!routes(&topology, 0, "119").contains("10.255.99.0/24"));
+
+    // An operator replaces weft's route to node-3's subnet with their own: weft does not
+    // take it back at the next full passes, and programs it again once it is gone.
+    topology.nodes[0]
+        .netns
+        .ip(&["route", "replace", "blackhole", &subnet3, "proto", "static"]);
+    wait_until(
+        "node-1 reports two foreign routes",
+        Duration::from_secs(10),
+        || metric(&topology, 0, "weft_routes_foreign") == 2.0,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(routes(&topology, 0, "static").contains(&subnet3));
+    assert!(!routes(&topology, 0, "119").contains(&subnet3));
+    for destination in [subnet3.as_str(), "10.255.99.0/24"] {
+        topology.nodes[0]
+            .netns
+            .ip(&["route", "del", destination, "proto", "static"]);
+    }
+    wait_until(
+        "node-1 programs both again",
+        Duration::from_secs(10),
+        || {
+            let r = routes(&topology, 0, "119");
+            r.contains(&subnet3) && r.contains("10.255.99.0/24")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
+    assert_eq!(metric(&topology, 0, "weft_routes_foreign"), 0.0);
+    let log = topology.nodes[0].log();
+    assert!(
+        log.contains("a route weftd did not install holds this peer's destination"),
+        "{log}"
+    );
+}
