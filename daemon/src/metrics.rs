@@ -8,6 +8,7 @@
 //! | `weft_ipam_addresses_in_use` | gauge | `family` |
 //! | `weft_ipam_addresses_cooling` | gauge | `family`: released, resting before reuse |
 //! | `weft_ipam_addresses_capacity` | gauge | `family`: usable addresses of the node's range |
+//! | `weft_ipam_quarantined_records` | gauge | records that did not parse, their addresses held reserved (in `corrupt/`) |
 //! | `weft_host_veth_removals_total` | counter | `result` (ok, absent, error) |
 //! | `weft_node_info` | gauge (1) | `node`, `mode` |
 //! | `weft_peers_known` | gauge | valid peers in the source, this node excluded |
@@ -45,6 +46,7 @@ pub struct Metrics {
     in_use: IntGaugeVec,
     cooling: IntGaugeVec,
     capacity: IntGaugeVec,
+    quarantined: IntGauge,
     pub veth_removals: IntCounterVec,
     peers_known: IntGauge,
     peers_programmed: IntGauge,
@@ -146,6 +148,13 @@ impl Metrics {
                 "Usable pod addresses in the node's range.",
                 &["family"],
             )?,
+            quarantined: register(
+                &registry,
+                IntGauge::new(
+                    "weft_ipam_quarantined_records",
+                    "State records that did not parse; their addresses stay reserved until the attachment's DEL or a reboot.",
+                )?,
+            )?,
             veth_removals: counter(
                 &registry,
                 "weft_host_veth_removals_total",
@@ -226,6 +235,12 @@ impl Metrics {
             metrics.datapath_changes.with_label_values(&[operation]);
         }
         Ok(metrics)
+    }
+
+    /// Records that did not parse and hold their addresses (see weft-ipam's store).
+    pub fn set_quarantined(&self, records: usize) {
+        self.quarantined
+            .set(i64::try_from(records).unwrap_or(i64::MAX));
     }
 
     pub fn set_usage(&self, usage: &[FamilyUsage]) {

@@ -52,6 +52,7 @@ impl Service {
         guard: GuardSets,
     ) -> Service {
         metrics.set_usage(&ipam.usage());
+        metrics.set_quarantined(ipam.quarantined());
         Service {
             ipam: Arc::new(Mutex::new(ipam)),
             network: Arc::new(network),
@@ -80,6 +81,7 @@ impl Service {
         let mut ipam = self.ipam();
         let out = change(&mut ipam);
         self.metrics.set_usage(&ipam.usage());
+        self.metrics.set_quarantined(ipam.quarantined());
         out
     }
 
