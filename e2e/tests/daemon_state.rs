@@ -308,3 +308,66 @@ fn a_restarted_weftd_removes_host_veths_no_allocation_owns() {
         "the owned pod keeps its network"
     );
 }
+
+#[test]
+fn a_record_weftd_cannot_read_keeps_its_address_and_odd_entries_are_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut node = Node::start(NodeOptions::default());
+    let (torn_pod, kept_pod) = (Netns::new("p"), Netns::new("p"));
+    let torn = addresses(&node.add("torn", &torn_pod).expect_ok());
+    node.add("kept", &kept_pod).expect_ok();
+    node.kill9();
+    // A record cut short mid-write (never by weftd's renames; by a disk, an operator),
+    // and entries weftd never writes: a symlink to a record elsewhere, a directory, a
+    // name that is not UTF-8.
+    let records = node.state_dir().join("allocations");
+    let bytes = std::fs::read(records.join("torn@eth0")).unwrap();
+    std::fs::write(records.join("torn@eth0"), &bytes[..bytes.len() - 20]).unwrap();
+    let elsewhere = node.state_dir().with_extension("elsewhere");
+    std::fs::write(&elsewhere, b"{}").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, records.join("linked@eth0")).unwrap();
+    std::fs::create_dir(records.join("a-directory")).unwrap();
+    std::fs::write(
+        records.join(std::ffi::OsStr::from_bytes(b"bad\xff@eth0")),
+        b"{}",
+    )
+    .unwrap();
+    node.restart();
+
+    assert_eq!(node.metric("weft_ipam_quarantined_records"), Some(1.0));
+    assert_eq!(
+        node.metric(r#"weft_ipam_addresses_in_use{family="ipv4"}"#),
+        Some(2.0),
+        "the torn record's address was freed"
+    );
+    let log = node.log();
+    for needle in [
+        "quarantined",
+        "torn@eth0",
+        "a symlink",
+        "a directory",
+        "not UTF-8",
+    ] {
+        assert!(
+            log.contains(needle),
+            "{needle:?} not in weftd's log:\n{log}"
+        );
+    }
+    // New pods never get the torn record's addresses.
+    let fresh: Vec<Netns> = (0..3).map(|_| Netns::new("p")).collect();
+    for (i, pod) in fresh.iter().enumerate() {
+        let got = addresses(&node.add(&format!("fresh-{i}"), pod).expect_ok());
+        assert!(
+            got.iter().all(|a| !torn.contains(a)),
+            "{got:?} reuses {torn:?}"
+        );
+    }
+    // The torn pod's DEL ends the quarantine: its addresses cool down like any.
+    assert!(node.del("torn", Some(&torn_pod)).ok());
+    assert_eq!(node.metric("weft_ipam_quarantined_records"), Some(0.0));
+    assert_eq!(
+        node.metric(r#"weft_ipam_addresses_cooling{family="ipv4"}"#),
+        Some(1.0)
+    );
+    std::fs::remove_file(elsewhere).unwrap();
+}
