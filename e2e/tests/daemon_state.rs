@@ -371,3 +371,109 @@ fn a_record_weftd_cannot_read_keeps_its_address_and_odd_entries_are_skipped() {
     );
     std::fs::remove_file(elsewhere).unwrap();
 }
+
+/// Kills the process on drop (weftd in its own mount namespace: its tmpfs goes with it).
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_full_state_dir_fails_add_cleanly_and_leaves_no_temp_file() {
+    use std::process::{Command, Stdio};
+    let node_ns = Netns::new("n");
+    node_ns.add_stub_uplink(1500, &[format!("{}/24", weft_e2e::HOST_V4)]);
+    let dir = std::env::temp_dir().join(weft_e2e::unique_name("weft-enospc"));
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let socket = dir.join("sock").join("weftd.sock");
+    let log = std::fs::File::create(dir.join("weftd.log")).unwrap();
+    // A 32 KiB tmpfs (8 pages: boot_id, the lock, then one per record) mounted in a
+    // mount namespace of weftd's own, so nothing outside the test sees it.
+    let script =
+        r#"mount -t tmpfs -o size=32k,mode=0700 weft-enospc "$0" && exec ip netns exec "$@""#;
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .arg(&state)
+        .arg(node_ns.name())
+        .arg(weft_e2e::binary("weftd"))
+        .args([
+            "--node-name",
+            "enospc",
+            "--mode",
+            "ipv4",
+            "--ipv4-subnet",
+            "10.255.1.0/24",
+        ])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--socket")
+        .arg(&socket)
+        .args([
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--underlay-interface",
+            "uplink",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let weftd = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(dir.join("weftd.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // `unshare` and `sh` exec, so the child is weftd: its view of the state dir.
+    let inside = std::path::PathBuf::from(format!("/proc/{}/root", weftd.0.id()))
+        .join(state.strip_prefix("/").unwrap());
+    let plugin = weft_e2e::Plugin::new(&node_ns);
+    let config = serde_json::json!({"cniVersion": "1.1.0", "name": "enospc", "type": "weft", "socket": socket});
+    let pods: Vec<Netns> = (0..12).map(|_| Netns::new("p")).collect();
+    let mut full = None;
+    for (i, pod) in pods.iter().enumerate() {
+        let out = plugin.call(
+            "ADD",
+            &format!("fill-{i}"),
+            Some(&pod.path()),
+            "eth0",
+            &config,
+        );
+        if !out.ok() {
+            full = Some((i, out));
+            break;
+        }
+    }
+    let (added, out) = full.expect("12 records fit in 32 KiB: the tmpfs is not in place");
+    let message = out.json()["msg"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("No space left on device"),
+        "ADD {added}: {out:?}"
+    );
+    assert!(added >= 2, "only {added} records fit");
+    eprintln!("{added} records fit; ADD {added}: {message}");
+    let left: Vec<_> = std::fs::read_dir(inside.join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "temp files left behind: {left:?}");
+    let records = std::fs::read_dir(inside.join("allocations"))
+        .unwrap()
+        .count();
+    assert_eq!(records, added, "the failed ADD left a record");
+    assert!(
+        !pods[added].ip(&["-o", "link"]).contains("eth0"),
+        "the failed ADD left its veth"
+    );
+    // weftd keeps serving.
+    let status = plugin.call("STATUS", "", None, "", &config);
+    assert!(status.ok(), "{status:?}");
+    drop(weftd);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
