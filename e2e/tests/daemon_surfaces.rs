@@ -87,7 +87,7 @@ fn flood(
                     held.push(stream);
                     opened.fetch_add(1, Ordering::Relaxed);
                 }
-                if held.len() % 256 == 0 {
+                if held.len().is_multiple_of(256) {
                     break;
                 }
             }
