@@ -268,10 +268,12 @@ fn weftd_waits_for_its_allocation_by_watching_not_polling() {
         node
     });
     // While it waited it read nothing: polling would have read both objects about once a
-    // second. (Allowed: kubectl's apply, and weftd's read before its first report.)
+    // second. (Allowed: kubectl's apply, weftd's read before its first report, and the
+    // first list of the peer source's watch on the WeftNetwork, which keeps the plan
+    // peers are checked against.)
     let reads = object_reads(&cp) - before;
     assert!(
-        reads <= 3.0,
+        reads <= 4.0,
         "{reads} reads while waiting {waited:?}\n{}",
         node.log()
     );
