@@ -71,14 +71,7 @@ fn main() -> ExitCode {
     };
     // A connection flood on the metrics port must exhaust the caps of weft-health, not
     // the default soft limit of 1024 descriptors.
-    match weft_health::raise_fd_limit() {
-        Ok((soft, hard)) => info!(
-            was = soft,
-            now = hard,
-            "open file limit raised to the hard limit"
-        ),
-        Err(e) => warn!(error = %e, "cannot raise the open file limit"),
-    }
+    weft_health::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -93,14 +93,7 @@ async fn run(config: flags::Config) -> Result<()> {
         state_dir: config.state_dir.clone(),
         source: e.into(),
     })?;
-    match weft_health::raise_fd_limit() {
-        Ok((soft, hard)) => info!(
-            was = soft,
-            now = hard,
-            "open file limit raised to the hard limit"
-        ),
-        Err(e) => warn!(error = %e, "cannot raise the open file limit"),
-    }
+    weft_health::raise_fd_limit();
     let (listener, bound) = socket::bind(&config.socket)?;
     let outcome = serve(&config, listener).await;
     bound.remove();

@@ -110,16 +110,21 @@ impl Drop for Admitted {
     }
 }
 
-/// Raises the soft limit on open files to the hard limit: the default soft limit
-/// (1024) is what a connection flood exhausts first, the hard one is what the node's
-/// administrator allows. Returns the limits before and after.
-pub fn raise_fd_limit() -> Result<(u64, u64), nix::Error> {
+/// Raises the soft limit on open files to the hard limit, and logs the outcome: the
+/// default soft limit (1024) is what a connection flood exhausts first, the hard one is
+/// what the node's administrator allows. Failing leaves the process as it was.
+pub fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    if soft < hard {
-        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    let raised = getrlimit(Resource::RLIMIT_NOFILE).and_then(|(soft, hard)| {
+        if soft < hard {
+            setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+        }
+        Ok((soft, hard))
+    });
+    match raised {
+        Ok((was, now)) => tracing::info!(was, now, "open file limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
-    Ok((soft, hard))
 }
 
 #[cfg(test)]

@@ -489,24 +489,26 @@ impl IpamConfig {
                 problem,
             })
         };
-        if let Some(net) = self.ipv6_prefix {
-            if !PEER_IPV6_LENGTHS.contains(&net.prefix_len()) {
+        let ranges = [
+            (
+                "ipv6Prefix",
+                self.ipv6_prefix.map(|n| (n.to_string(), n.prefix_len())),
+                PEER_IPV6_LENGTHS,
+            ),
+            (
+                "ipv4Subnet",
+                self.ipv4_subnet.map(|n| (n.to_string(), n.prefix_len())),
+                PEER_IPV4_LENGTHS,
+            ),
+        ];
+        for (field, range, lengths) in ranges {
+            if let Some((text, length)) = range.filter(|(_, l)| !lengths.contains(l)) {
                 let allowed = format!(
-                    "must be /{} to /{}",
-                    PEER_IPV6_LENGTHS.start(),
-                    PEER_IPV6_LENGTHS.end()
+                    "must be /{} to /{}, not /{length}",
+                    lengths.start(),
+                    lengths.end()
                 );
-                return refuse("ipv6Prefix", net.to_string(), allowed);
-            }
-        }
-        if let Some(net) = self.ipv4_subnet {
-            if !PEER_IPV4_LENGTHS.contains(&net.prefix_len()) {
-                let allowed = format!(
-                    "must be /{} to /{}",
-                    PEER_IPV4_LENGTHS.start(),
-                    PEER_IPV4_LENGTHS.end()
-                );
-                return refuse("ipv4Subnet", net.to_string(), allowed);
+                return refuse(field, text, allowed);
             }
         }
         if self.cooldown > MAX_COOLDOWN {

@@ -160,43 +160,44 @@ impl Store {
         Ok((store, loaded))
     }
 
-    /// Removes the regular files of `sub`, reporting (and leaving) anything else.
-    fn clear_dir(&self, sub: &str, skipped: &mut Vec<String>) -> Result<usize, StoreError> {
-        let mut removed = 0;
+    /// The records of `sub` (regular files with UTF-8 names), reporting anything else
+    /// in `skipped` and leaving it where it is.
+    fn records(
+        &self,
+        sub: &str,
+        skipped: &mut Vec<String>,
+    ) -> Result<Vec<(String, PathBuf)>, StoreError> {
+        let mut records = Vec::new();
         for entry in entries(&self.dir.join(sub), sub)? {
             match entry {
-                Entry::Record(_, path) => {
-                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
-                    removed += 1;
-                }
+                Entry::Record(name, path) => records.push((name, path)),
                 Entry::Odd(what) => skipped.push(what),
             }
         }
-        Ok(removed)
+        Ok(records)
+    }
+
+    /// Removes the records of `sub`, reporting (and leaving) anything else.
+    fn clear_dir(&self, sub: &str, skipped: &mut Vec<String>) -> Result<usize, StoreError> {
+        let records = self.records(sub, skipped)?;
+        for (_, path) in &records {
+            fs::remove_file(path).map_err(io_err("remove", path))?;
+        }
+        Ok(records.len())
     }
 
     fn load_quarantined(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
-        for entry in entries(&self.dir.join("corrupt"), "corrupt")? {
-            match entry {
-                Entry::Record(record, path) => loaded.quarantined.push(Quarantined {
-                    addresses: recover_addresses(&fs::read(&path).unwrap_or_default()),
-                    record,
-                }),
-                Entry::Odd(what) => loaded.skipped.push(what),
-            }
+        for (record, path) in self.records("corrupt", &mut loaded.skipped)? {
+            loaded.quarantined.push(Quarantined {
+                addresses: recover_addresses(&fs::read(&path).unwrap_or_default()),
+                record,
+            });
         }
         Ok(())
     }
 
     fn load_allocations(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
-        for entry in entries(&self.dir.join("allocations"), "allocations")? {
-            let (name, path) = match entry {
-                Entry::Record(name, path) => (name, path),
-                Entry::Odd(what) => {
-                    loaded.skipped.push(what);
-                    continue;
-                }
-            };
+        for (name, path) in self.records("allocations", &mut loaded.skipped)? {
             let bytes = fs::read(&path).unwrap_or_default();
             let record = serde_json::from_slice::<Allocation>(&bytes)
                 .ok()
@@ -221,14 +222,7 @@ impl Store {
     }
 
     fn load_cooldowns(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
-        for entry in entries(&self.dir.join("cooldown"), "cooldown")? {
-            let (name, path) = match entry {
-                Entry::Record(name, path) => (name, path),
-                Entry::Odd(what) => {
-                    loaded.skipped.push(what);
-                    continue;
-                }
-            };
+        for (name, path) in self.records("cooldown", &mut loaded.skipped)? {
             let at = fs::read_to_string(&path)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok());
