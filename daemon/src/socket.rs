@@ -20,8 +20,9 @@ use weft_wire::{ErrorKind, Request, Response, MAX_MESSAGE_BYTES};
 pub const MAX_PLUGIN_CONNECTIONS: usize = 128;
 /// How long a connection may stay silent while weftd waits for its next request. A
 /// plugin's ADD holds its connection across the pod's wiring (up to the 2 s wait for
-/// the pod's IPv6 address) before its report; nothing legitimate idles longer.
-pub const PLUGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// the pod's IPv6 address) before its report; the plugin itself waits at most 10 s for
+/// an answer, so nothing legitimate idles longer.
+pub const PLUGIN_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The socket file this weftd bound, by identity: on exit it is removed only if it is
 /// still that file, never one another weftd bound at the same path since.

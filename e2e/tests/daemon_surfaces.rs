@@ -265,3 +265,28 @@ fn weftd_removes_only_the_socket_it_bound() {
     drop(other);
     fs::remove_file(&socket).unwrap();
 }
+
+#[test]
+fn the_plugin_socket_closes_silent_connections_and_serves_meanwhile() {
+    use std::io::Read;
+    let node = Node::start(NodeOptions::default());
+    let opened = Instant::now();
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..50)
+        .map(|_| std::os::unix::net::UnixStream::connect(node.socket()).unwrap())
+        .collect();
+    node.add("meanwhile", &Netns::new("p")).expect_ok();
+    for mut stream in silent {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).unwrap(), 0, "weftd answered silence");
+    }
+    // weftd's PLUGIN_IDLE_TIMEOUT is 10 s.
+    let closed = opened.elapsed();
+    assert!(
+        closed >= Duration::from_secs(9) && closed < Duration::from_secs(15),
+        "silent connections closed after {closed:?}"
+    );
+    node.add("after", &Netns::new("p")).expect_ok();
+}
