@@ -321,20 +321,13 @@ fn weftd_keeps_its_identity_ignores_peers_outside_the_plan_and_leaves_foreign_ro
     assert!(routes(&topology, 0, "119").contains(&subnet3));
 
     // Someone removes weftd's fields from node-1's WeftNode: the next resync restores them.
-    let underlay = || {
-        kubectl(
-            &topology,
-            &[
-                "get",
-                "weftnode",
-                "node-1",
-                "-o",
-                "jsonpath={.spec.underlayIPv6}",
-            ],
-        )
+    let field = |path: &str| {
+        let jsonpath = format!("jsonpath={{.spec.{path}}}");
+        kubectl(&topology, &["get", "weftnode", "node-1", "-o", &jsonpath])
     };
-    let published = underlay();
-    assert_eq!(published, "2001:db8:ffff::11");
+    let published = (field("underlayIPv6"), field("vtepMAC"));
+    assert_eq!(published.0, "2001:db8:ffff::11");
+    assert_eq!(published.1.len(), 17, "{published:?}");
     kubectl(
         &topology,
         &[
@@ -349,23 +342,9 @@ fn weftd_keeps_its_identity_ignores_peers_outside_the_plan_and_leaves_foreign_ro
     wait_until(
         "node-1's identity restored",
         Duration::from_secs(15),
-        || underlay() == published,
+        || (field("underlayIPv6"), field("vtepMAC")) == published,
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
-    assert!(
-        kubectl(
-            &topology,
-            &[
-                "get",
-                "weftnode",
-                "node-1",
-                "-o",
-                "jsonpath={.spec.vtepMAC}"
-            ]
-        )
-        .len()
-            == 17
-    );
     wait_until("the restore counted", Duration::from_secs(5), || {
         metric(&topology, 0, "weft_identity_restored_total") >= 1.0
     })
