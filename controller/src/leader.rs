@@ -212,7 +212,9 @@ impl Elector {
         if record.holder.as_deref() != Some(self.identity.as_str()) {
             spec.holder_identity = Some(self.identity.clone());
             spec.acquire_time = Some(now.clone());
-            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+            // Read from the apiserver, so any i32: at i32::MAX it stays there rather
+            // than overflowing (a panic in a debug build, a negative count otherwise).
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
         }
         spec.lease_duration_seconds = Some(seconds);
         spec.renew_time = Some(now);
