@@ -48,6 +48,11 @@ pub struct Flags {
     #[arg(long, default_value = "/run/weft/weftd.sock")]
     pub socket: PathBuf,
     /// Prometheus /metrics, /healthz and /readyz: [addr]:port, host:port or :port.
+    /// Default: every address, on purpose. weftd runs in the host network, so
+    /// Prometheus (on another node, through Kubernetes service discovery) scrapes the
+    /// node's own address, which pods can reach too: weft-health's caps (per source
+    /// address, per listener, header and idle timeouts) keep a pod's flood from
+    /// starving a scrape, and the host protection limits what pods reach at all.
     #[arg(long, default_value = "[::]:9641", value_parser = |s: &str| parse_bind_addr("--metrics-addr", s).map(ListenAddrs).map_err(|e| e.to_string()))]
     pub metrics_addr: ListenAddrs,
     /// The node's uplink; its MTU sizes pod MTUs. Default: the default route's interface.
