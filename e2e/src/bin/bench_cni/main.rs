@@ -26,8 +26,11 @@
 //!
 //! ```text
 //! e2e/bench-cni.sh [--pods 110] [--parallel 16] [--rounds 6] [--warmup 8]
-//!                  [--no-go-bridge] [--out PATH] [--also-weft PATH]
+//!                  [--no-go-bridge] [--out PATH] [--also-weft PATH | --also-weftd PATH]
 //! ```
+//!
+//! `--also-weft` adds another plugin build, `--also-weftd` another weftd build behind
+//! the same plugin, as `weft-b`: two builds compared in one run.
 //!
 //! This file runs the rounds; [`subjects`] holds the plugins under test and [`report`]
 //! the table and the verdicts.
@@ -67,6 +70,14 @@ fn main() {
         Subject::weft("weft", binary("weft"), args.pods),
         Subject::debian_bridge(args.pods),
     ];
+    if let Some(weftd) = &args.also_weftd {
+        subjects.push(Subject::weft_with_weftd(
+            "weft-b",
+            binary("weft"),
+            weftd,
+            args.pods,
+        ));
+    }
     if let Some(other) = &args.also_weft {
         subjects.push(Subject::weft(
             "weft-b",
@@ -119,8 +130,11 @@ struct Args {
     /// Also measure this other build of the plugin (as `weft-b`, with a weftd of its
     /// own), to compare two builds in one run: this VM drifts more between runs than
     /// most changes move ADD.
-    #[arg(long = "also-weft")]
+    #[arg(long = "also-weft", conflicts_with = "also_weftd")]
     also_weft: Option<PathBuf>,
+    /// Also measure this other build of weftd (as `weft-b`, behind the same plugin).
+    #[arg(long = "also-weftd")]
+    also_weftd: Option<PathBuf>,
 }
 
 // ---- the measurement --------------------------------------------------------------

@@ -45,6 +45,25 @@ impl Subject {
         Subject::new(label, version, plugin, config, Site::Weft(node), pods)
     }
 
+    /// Like [`Subject::weft`], its node running the weftd at `weftd` (`WEFTD` names it
+    /// while the node starts; nothing else runs yet).
+    pub(crate) fn weft_with_weftd(
+        label: &str,
+        binary: PathBuf,
+        weftd: &std::path::Path,
+        pods: usize,
+    ) -> Subject {
+        let previous = std::env::var_os("WEFTD");
+        std::env::set_var("WEFTD", weftd);
+        let mut subject = Subject::weft(label, binary, pods);
+        match previous {
+            Some(previous) => std::env::set_var("WEFTD", previous),
+            None => std::env::remove_var("WEFTD"),
+        }
+        subject.version = format!("{} with weftd {}", subject.version, weftd.display());
+        subject
+    }
+
     pub(crate) fn debian_bridge(pods: usize) -> Subject {
         let dir = PathBuf::from("/usr/lib/cni");
         let version = format!(

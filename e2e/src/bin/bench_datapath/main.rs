@@ -38,8 +38,11 @@
 //!
 //! ```text
 //! e2e/bench-datapath.sh [--runs 4] [--time 4] [--omit 1] [--pings 200] [--mtu 1500]
-//!                       [--out PATH]
+//!                       [--out PATH] [--pod-guard]
 //! ```
+//!
+//! `--pod-guard` measures weft against itself without its pod guard instead of against
+//! the reference ([`ablation`]).
 //!
 //! This file runs the cells; [`plan`] holds what both topologies share (addresses,
 //! MTUs), [`reference`] builds the hand-made one, [`measure`] runs iperf3 and ping, and
@@ -58,17 +61,21 @@ use std::time::Duration;
 use weft_e2e::bench::{publish, turns};
 use weft_e2e::{install_namespace_cleanup_hook, Background, Topology, TopologyOptions, Underlay};
 
+mod ablation;
 mod measure;
 mod plan;
 mod reference;
 mod report;
 
+use ablation::PodGuardAblation;
 use measure::{Cell, Samples, Side};
 use plan::{link_details, one_line, vxlan_details, Family, Plan};
 use reference::Reference;
 
 /// The issue's target: weft's throughput at least this fraction of the reference's.
 const TARGET_RATIO: f64 = 0.95;
+/// Issue 16's: with the pod guard at least this fraction of without it.
+const TARGET_GUARD_RATIO: f64 = 0.97;
 
 fn main() {
     let args = Args::parse();
@@ -76,7 +83,7 @@ fn main() {
     let mut facts = report::machine_facts(&args);
 
     eprintln!("bench_datapath: starting the weft topology (2 nodes, 1 pod each)");
-    let weft = Topology::start(TopologyOptions {
+    let mut weft = Topology::start(TopologyOptions {
         nodes: 2,
         mode: "dual",
         ipv6_routing: "direct",
@@ -89,48 +96,48 @@ fn main() {
     let plan = Plan::from_weft(&weft);
     eprintln!("bench_datapath: building the reference topology with ip commands");
     let reference = Reference::build(&plan);
+    let facts_before = weft_facts(&weft, &reference);
+    if args.pod_guard {
+        // Nothing may restore the chain while it is out (see [`ablation`]).
+        for node in &mut weft.nodes {
+            node.stop();
+        }
+    }
+    let weft = &weft;
+    let ablation = args.pod_guard.then(|| PodGuardAblation::take(weft));
+    let second = match &ablation {
+        Some(_) => Side {
+            label: "no guard",
+            client: &weft.pods_of(0)[0].netns,
+            server: &weft.pods_of(1)[0].netns,
+        },
+        None => Side {
+            label: "reference",
+            client: &reference.pods[0],
+            server: &reference.pods[1],
+        },
+    };
     let sides = [
         Side {
             label: "weft",
             client: &weft.pods_of(0)[0].netns,
             server: &weft.pods_of(1)[0].netns,
         },
-        Side {
-            label: "reference",
-            client: &reference.pods[0],
-            server: &reference.pods[1],
-        },
+        second,
     ];
-    for side in &sides {
+    // Side 0 is weft as it is; side 1 without the guard when ablating.
+    let prepare = |si: usize| {
+        if let Some(ablation) = &ablation {
+            ablation.set(si == 0);
+        }
+    };
+    for (si, side) in sides.iter().enumerate() {
+        prepare(si);
         side.check_path(&plan);
     }
     facts.extend(plan.facts());
-    facts.push(format!(
-        "weft node A nftables: {}",
-        one_line(&weft.nodes[0].netns.run("nft", &["list", "tables"]).stdout)
-    ));
-    facts.push(format!(
-        "reference node A nftables: {}",
-        one_line(&reference.nodes[0].run("nft", &["list", "tables"]).stdout)
-    ));
-    facts.push(format!(
-        "weft-vxlan on weft node A: {}",
-        vxlan_details(&weft.nodes[0].netns)
-    ));
-    facts.push(format!(
-        "weft-vxlan on reference node A: {}",
-        vxlan_details(&reference.nodes[0])
-    ));
-
-    let weft_host = weft.nodes[0].weft_veths().pop().unwrap_or_default();
-    facts.push(format!(
-        "pod A's host veth on weft node A: {}",
-        link_details(&weft.nodes[0].netns, &weft_host)
-    ));
-    facts.push(format!(
-        "pod A's host veth on reference node A: {}",
-        link_details(&reference.nodes[0], "refpod1")
-    ));
+    facts.extend(facts_before);
+    facts.extend(ablation.as_ref().map(PodGuardAblation::fact));
 
     let servers: Vec<Background> = sides.iter().map(Side::serve).collect();
     let cells = [
@@ -143,6 +150,7 @@ fn main() {
     for run in 0..args.runs {
         for (ci, cell) in cells.iter().enumerate() {
             for si in turns(run + ci, 2) {
+                prepare(si);
                 let side = &sides[si];
                 eprintln!(
                     "bench_datapath: run {}/{} {} x{} {}",
@@ -158,6 +166,7 @@ fn main() {
         }
         for (fi, family) in Family::BOTH.into_iter().enumerate() {
             for si in turns(run + fi, 2) {
+                prepare(si);
                 let rtt = sides[si].ping(&plan, family, args.pings);
                 samples.rtt[fi][si].push(rtt);
             }
@@ -167,8 +176,39 @@ fn main() {
 
     let report = report::render(&args, &facts, &cells, &samples);
     publish("bench_datapath", &report, args.out.as_deref());
+    drop(ablation);
     drop(reference);
-    drop(weft);
+}
+
+/// What the report says of both topologies' nodes: nftables, VXLAN devices, host veths.
+fn weft_facts(weft: &Topology, reference: &Reference) -> Vec<String> {
+    let weft_host = weft.nodes[0].weft_veths().pop().unwrap_or_default();
+    vec![
+        format!(
+            "weft node A nftables: {}",
+            one_line(&weft.nodes[0].netns.run("nft", &["list", "tables"]).stdout)
+        ),
+        format!(
+            "reference node A nftables: {}",
+            one_line(&reference.nodes[0].run("nft", &["list", "tables"]).stdout)
+        ),
+        format!(
+            "weft-vxlan on weft node A: {}",
+            vxlan_details(&weft.nodes[0].netns)
+        ),
+        format!(
+            "weft-vxlan on reference node A: {}",
+            vxlan_details(&reference.nodes[0])
+        ),
+        format!(
+            "pod A's host veth on weft node A: {}",
+            link_details(&weft.nodes[0].netns, &weft_host)
+        ),
+        format!(
+            "pod A's host veth on reference node A: {}",
+            link_details(&reference.nodes[0], "refpod1")
+        ),
+    ]
 }
 
 // ---- command line -----------------------------------------------------------------
@@ -195,4 +235,8 @@ struct Args {
     /// Also write the report here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Measure weft against weft without its pod guard (same namespaces, same run)
+    /// instead of against the reference.
+    #[arg(long = "pod-guard")]
+    pod_guard: bool,
 }
