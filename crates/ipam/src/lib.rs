@@ -184,6 +184,7 @@ impl Ipam {
     /// Opens the store and rebuilds the pools from it.
     pub fn open(config: IpamConfig) -> Result<(Ipam, RestoreReport), IpamError> {
         config.validate()?;
+        state_dir::prepare(&config.state_dir)?;
         let (store, loaded) = Store::open(&config.state_dir)?;
         let ipv6 = config.ipv6_prefix.map(|net| {
             let last = (1u128 << (128 - net.prefix_len())) - 1;

@@ -125,14 +125,9 @@ fn recover_addresses(bytes: &[u8]) -> Vec<IpAddr> {
 }
 
 impl Store {
-    /// Opens (creating if needed) the state directory and loads what it holds. The
-    /// directory must be one only weftd's user can write ([`crate::check_state_dir`]).
+    /// Opens the state directory and loads what it holds. The directory must exist and
+    /// be one only weftd's user can write ([`crate::prepare_state_dir`]).
     pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
-        crate::state_dir::prepare(dir).map_err(|e| StoreError {
-            action: "check",
-            path: dir.to_owned(),
-            source: io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()),
-        })?;
         for sub in ["allocations", "cooldown", "tmp", "corrupt"] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io_err("create", &path))?;

@@ -335,3 +335,18 @@ fn single_family_configs_allocate_one_family() {
     assert!(a.ipv6.is_some() && a.ipv4.is_none());
     assert_eq!(ipam.usage().len(), 1);
 }
+
+#[test]
+fn a_state_dir_others_can_write_is_refused_before_anything_is_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    drop(Ipam::open(cfg.clone()).unwrap());
+    fs::set_permissions(&dir.0, fs::Permissions::from_mode(0o777)).unwrap();
+    let e = Ipam::open(cfg).unwrap_err();
+    assert!(
+        matches!(e, IpamError::StateDir(StateDirError::Writable { .. })),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&dir.0.display().to_string()), "{e}");
+}
