@@ -7,9 +7,9 @@
 # Removes what weftd creates: the conflist (first, so the runtime stops sending pods to
 # weft) and weftd's temporary copy of it (.NAME.weftd-tmp beside it), the weft plugin,
 # the VXLAN device weft-vxlan, the pods' IPv4 gateway 169.254.1.1/32 on lo, the nft
-# tables `inet weft` and `ip weft-nat`, and every route of protocol
-# 119 (weft's peer and pod routes). The reference plugins stay: other CNIs use them
-# too. Each step tolerates "already gone".
+# tables `inet weft`, `ip weft-nat` and `arp weft`, and every route of protocol 119
+# (weft's peer routes and the unreachable routes of the node's own ranges). The
+# reference plugins stay: other CNIs use them too. Each step tolerates "already gone".
 set -u
 # Full paths: the image's busybox sh runs its own applets before PATH, and busybox's
 # `ip route flush proto 119` flushes every route, whatever the protocol.
@@ -36,7 +36,7 @@ if [ -n "$($ip -4 addr show dev lo to 169.254.1.1/32 2>/dev/null)" ]; then
 	$ip addr del 169.254.1.1/32 dev lo && echo "removed the pods' IPv4 gateway 169.254.1.1 from lo"
 fi
 # weft's tables.
-for table in "inet weft" "ip weft-nat"; do
+for table in "inet weft" "ip weft-nat" "arp weft"; do
 	# $table unquoted on purpose: family and name are two words.
 	# shellcheck disable=SC2086
 	if $nft list table $table >/dev/null 2>&1; then

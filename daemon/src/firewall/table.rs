@@ -61,6 +61,7 @@ pub struct Set {
 pub enum Hook {
     Prerouting,
     Input,
+    Forward,
     Output,
     Postrouting,
 }
@@ -145,6 +146,7 @@ impl Hook {
         match self {
             Hook::Prerouting => "prerouting",
             Hook::Input => "input",
+            Hook::Forward => "forward",
             Hook::Output => "output",
             Hook::Postrouting => "postrouting",
         }

@@ -14,6 +14,9 @@
 //!     udp dport @tunnel-ports iifname "weft*" drop
 //!     udp dport @tunnel-ports ip saddr != @tunnel-peers-v4 drop
 //!     udp dport @tunnel-ports ip6 saddr != @tunnel-peers-v6 drop }
+//!   chain tunnel-guard-forward { type filter hook forward priority filter; policy accept;
+//!     udp dport @tunnel-ports iifname "weft*" ip daddr @tunnel-peers-v4 drop
+//!     udp dport @tunnel-ports iifname "weft*" ip6 daddr @tunnel-peers-v6 drop }
 //! }
 //! ```
 //!
@@ -23,6 +26,8 @@
 //! - Anything else must come from a peer's underlay address, of either family: the
 //!   peers the datapath accepted (see [`crate::datapath`]), each with both of its
 //!   underlay addresses.
+//! - A pod's packet to a peer's VXLAN port is dropped where it leaves its own node:
+//!   egress NAT would give it the node's address, which the peer trusts.
 //! - A peer change adds and deletes set elements only: O(change) statements, the chain
 //!   and its rules untouched. Until the first peer list arrives the sets are left as the
 //!   kernel holds them, so a restarting weftd does not cut the overlay off.
@@ -75,6 +80,16 @@ impl TunnelGuard {
                 format!("udp dport @{TUNNEL_PORTS} iifname \"{HOST_VETH_PREFIX}*\" drop"),
                 format!("udp dport @{TUNNEL_PORTS} ip saddr != @{PEERS_V4} drop"),
                 format!("udp dport @{TUNNEL_PORTS} ip6 saddr != @{PEERS_V6} drop"),
+            ],
+        });
+        declaration.chains.push(Chain {
+            name: "tunnel-guard-forward",
+            kind: ChainKind::Filter,
+            hook: Hook::Forward,
+            priority: Priority::Filter,
+            rules: vec![
+                format!("udp dport @{TUNNEL_PORTS} iifname \"{HOST_VETH_PREFIX}*\" ip daddr @{PEERS_V4} drop"),
+                format!("udp dport @{TUNNEL_PORTS} iifname \"{HOST_VETH_PREFIX}*\" ip6 daddr @{PEERS_V6} drop"),
             ],
         });
         let Some(peers) = &self.peers else {

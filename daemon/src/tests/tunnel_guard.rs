@@ -44,6 +44,16 @@ fn the_guard_is_an_input_chain_of_inet_weft_dropping_weft_interfaces_and_strange
             "udp dport @tunnel-ports ip6 saddr != @tunnel-peers-v6 drop",
         ]
     );
+    let forward = &declaration.chains[1];
+    assert_eq!(forward.hook.name(), "forward");
+    assert_eq!(
+        forward.rules,
+        [
+            "udp dport @tunnel-ports iifname \"weft*\" ip daddr @tunnel-peers-v4 drop",
+            "udp dport @tunnel-ports iifname \"weft*\" ip6 daddr @tunnel-peers-v6 drop",
+        ],
+        "a pod's packet to a peer's port would leave NATed to the node's address"
+    );
 }
 
 #[test]
