@@ -1362,6 +1362,55 @@ fn weftd_accepts_every_ipv6_text_form_of_its_prefix() {
 // ---- weftd's socket safety ------------------------------------------------------------
 
 #[test]
+fn weftd_refuses_a_state_directory_others_can_write_or_own() {
+    let ns = Netns::new("d");
+    let dir = TempDir::new("statedir");
+    for mode in [0o777, 0o770, 0o1777] {
+        let state = dir.0.join(format!("state-{mode:o}"));
+        fs::create_dir(&state).unwrap();
+        fs::set_permissions(&state, fs::Permissions::from_mode(mode)).unwrap();
+        let flag = state.display().to_string();
+        let args = [
+            "--mode",
+            "ipv6",
+            "--ipv6-prefix",
+            "2001:db8:1000:1::/80",
+            "--state-dir",
+            &flag,
+        ];
+        let exit = run_weftd(&ns, &dir.0, &args, Duration::from_secs(5));
+        let shown = format!("mode {:o}", mode & 0o7777);
+        weftd_refused(
+            &exit,
+            &["--state-dir", &flag, "writable by group or others", &shown],
+        );
+        assert!(
+            fs::read_dir(&state).unwrap().next().is_none(),
+            "weftd wrote into {flag}"
+        );
+    }
+    // Owned by another user: refused too, naming both uids.
+    let foreign = dir.0.join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let flag = foreign.display().to_string();
+    let args = [
+        "--mode",
+        "ipv6",
+        "--ipv6-prefix",
+        "2001:db8:1000:1::/80",
+        "--state-dir",
+        &flag,
+    ];
+    let exit = run_weftd(&ns, &dir.0, &args, Duration::from_secs(5));
+    weftd_refused(
+        &exit,
+        &["--state-dir", &flag, "owned by uid 65534", "uid 0"],
+    );
+}
+
+#[test]
 fn weftd_refuses_a_socket_directory_others_can_write() {
     let ns = Netns::new("d");
     let dir = TempDir::new("sockdir");
