@@ -194,7 +194,9 @@ pub struct Outcome {
 }
 
 /// Applies `plan`: removals first, then upserts, each group as batches in one system
-/// call per batch. A removal of something already gone counts as done.
+/// call per batch. A removal of something already gone counts as done. `current` (what
+/// weft believes it has) tells a new route from one of weft's to replace; a route
+/// whose destination `foreign` holds, or that turns out held, is left alone.
 pub fn apply(
     nl: &mut Netlink,
     plan: &Plan,
@@ -249,10 +251,12 @@ pub fn apply(
     if clashes.is_empty() {
         return Ok(outcome);
     }
-    // EEXIST: weft's own route when `current` lagged (after a failed pass), else another
-    // protocol's, which is recorded and left alone.
+    // EEXIST: weft's own route when `current` lagged (after a failed pass), replaced
+    // now; another protocol's, recorded and left alone; none any more, created again
+    // exclusively.
     let protocols = route_protocols(nl)?;
-    let mut ours = Vec::new();
+    let mut retry = Vec::new();
+    let mut ours = BTreeSet::new();
     for (key, value, owner) in clashes {
         let Key::Route(destination) = key else {
             continue;
@@ -261,15 +265,22 @@ pub fn apply(
             .get(&destination)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        match held.iter().find(|p| **p != ROUTE_PROTOCOL) {
-            Some(protocol) if !held.contains(&ROUTE_PROTOCOL) => {
-                foreign.held.insert(destination, *protocol);
-                outcome.left_to_others.push((destination, owner.clone()));
-            }
-            _ => ours.push((key, value, owner)),
+        if held.contains(&ROUTE_PROTOCOL) {
+            ours.insert(key);
+        } else if let Some(protocol) = held.first() {
+            foreign.held.insert(destination, *protocol);
+            outcome.left_to_others.push((destination, owner.clone()));
+            continue;
         }
+        retry.push((key, value, owner));
     }
-    upsert_batch(nl, &ours, vxlan_index, |_| false, &mut outcome)?;
+    let exclusive = |key: &Key| !ours.contains(key);
+    for (key, _, owner) in upsert_batch(nl, &retry, vxlan_index, exclusive, &mut outcome)? {
+        let error = Error::Entry(format!(
+            "{key:?}: another route took its destination meanwhile"
+        ));
+        outcome.failed.push((key, Some(owner.clone()), error));
+    }
     Ok(outcome)
 }
 
