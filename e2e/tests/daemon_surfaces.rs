@@ -290,3 +290,56 @@ fn the_plugin_socket_closes_silent_connections_and_serves_meanwhile() {
     );
     node.add("after", &Netns::new("p")).expect_ok();
 }
+
+#[test]
+fn gc_touches_only_its_own_network_and_nothing_without_a_list() {
+    let node = Node::start(NodeOptions::default());
+    let config_of = |name: &str| {
+        let mut config = node.plugin_config("1.1.0");
+        config["name"] = name.into();
+        config
+    };
+    let (a, b) = (config_of("net-a"), config_of("net-b"));
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("p")).collect();
+    let add = |id: &str, pod: &Netns, config: &serde_json::Value| {
+        node.plugin()
+            .call("ADD", id, Some(&pod.path()), "eth0", config)
+            .expect_ok()
+    };
+    add("a-live", &pods[0], &a);
+    add("a-gone", &pods[1], &a);
+    add("b-pod", &pods[2], &b);
+    let gc = |config: &serde_json::Value| node.plugin().call("GC", "", None, "", config);
+
+    // No list: the runtime said nothing about which pods live. Nothing goes, and the
+    // plugin says so.
+    let out = gc(&a);
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("without cni.dev/valid-attachments releases nothing"),
+        "{out:?}"
+    );
+    assert_eq!(node.allocation_records().len(), 3);
+
+    // net-a's list names a-live: a-gone goes; net-b's pod, absent from net-a's list, stays.
+    let mut listed = a.clone();
+    listed["cni.dev/valid-attachments"] =
+        serde_json::json!([{"containerID": "a-live", "ifname": "eth0"}]);
+    assert!(gc(&listed).ok());
+    assert_eq!(
+        node.allocation_records(),
+        vec!["a-live@eth0".to_string(), "b-pod@eth0".to_string()]
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.weft_veths().len() != 2 {
+        assert!(Instant::now() < deadline, "veths: {:?}", node.weft_veths());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        pods[2].ping(HOST_V4),
+        "net-b's pod lost its network to net-a's GC"
+    );
+    let record = fs::read_to_string(node.state_dir().join("allocations/b-pod@eth0")).unwrap();
+    assert!(record.contains(r#""network":"net-b""#), "{record}");
+}
