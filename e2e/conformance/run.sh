@@ -15,7 +15,8 @@
 #                               [--network weft-standalone|...] [--sample]
 #                               [--focus REGEX] [--skip REGEX] [--results DIR]
 #   --family   the cluster's family order (dual-stack either way); default ipv4-primary
-#   --network  how weft is installed, passed to up.sh; default weft-standalone
+#   --network  how weft is installed, passed to up.sh; default helm (the chart, as
+#              operators install it)
 #   --sample   the CI sample (SAMPLE_FOCUS below) instead of the full selection
 #   --focus    a ginkgo focus regex instead of the full selection
 #   --skip     a regex of specs to skip on top of SKIP below
@@ -33,6 +34,8 @@ FOCUS='\[sig-network\].*(\[Conformance\]|\[Feature:IPv6DualStack\])'
 # Skipped, each for a reason this harness cannot change:
 #   LoadBalancer  needs a cloud provider's load balancer controller (type=LoadBalancer
 #                 Services stay pending without one)
+#   ExternalIP    Services' externalIPs route through the cluster's edge, which a cloud
+#                 or the operator provides, not the CNI
 #   SCTP          needs the sctp kernel module and is a feature of its own, not of
 #                 the Conformance/dual-stack selection
 #   Disruptive    restarts or partitions nodes over SSH (provider-specific; --provider
@@ -40,7 +43,7 @@ FOCUS='\[sig-network\].*(\[Conformance\]|\[Feature:IPv6DualStack\])'
 #   Serial        changes cluster-wide state and must run alone; none is selected by
 #                 FOCUS today, the skip keeps a future one from running unplanned
 #   Flaky         upstream marks them unreliable
-SKIP='LoadBalancer|SCTP|Disruptive|Serial|\[Flaky\]'
+SKIP='LoadBalancer|ExternalIP|SCTP|Disruptive|Serial|\[Flaky\]'
 # The CI sample: every dual-stack spec plus the Conformance specs that exercise the
 # datapath itself (pod-to-pod, Services through kube-proxy, hostPort) rather than the
 # API machinery around it.
@@ -48,7 +51,7 @@ SAMPLE_FOCUS='\[sig-network\].*(\[Feature:IPv6DualStack\]|Networking Granular Ch
 
 ARGS=("$@") # for the re-run under the lock below
 FAMILY=ipv4-primary
-NETWORK=weft-standalone
+NETWORK=helm
 USER_FOCUS=
 USER_SKIP=
 SAMPLE=
