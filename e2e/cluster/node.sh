@@ -93,6 +93,12 @@ disabled_plugins = ['io.containerd.internal.v1.opt', 'io.containerd.snapshotter.
 [grpc]
   address = '/run/containerd/containerd.sock'
 
+# The CRI's own timings, e.g. containerd_cri_network_plugin_operations_duration_seconds
+# (how long the CNI chain took per pod: e2e/bench-pod-start.sh reads it), on the node's
+# own loopback.
+[metrics]
+  address = '127.0.0.1:$CONTAINERD_METRICS_PORT'
+
 [plugins]
   [plugins.'io.containerd.cri.v1.images']
     snapshotter = 'overlayfs'
