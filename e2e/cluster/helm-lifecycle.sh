@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The Helm release's life on a cluster `up.sh --network helm` brought up, checked through
 # Kubernetes and on the nodes; exits 1 on the first failed assertion:
-#   1. upgrade: `helm upgrade --reuse-values` to another image reference (the same image
-#      retagged on every node: a new pod template, so weftd rolls node by node) while a
-#      pod pings the pods on the other nodes over each family every 0.2 s: the rollout
-#      finishes, every weftd runs the new image, and no ping is lost;
+#   1. upgrade: `helm upgrade --reuse-values` to a new image (built again by
+#      e2e/image/build.sh from the same binaries with another tag and revision label: its
+#      own image ID, imported on every node; weftd rolls node by node) while a pod pings
+#      the pods on the other nodes over each family every 0.2 s: the rollout finishes,
+#      every weftd runs the new image, and no ping is lost;
 #   2. uninstall with clean-up (`uninstall.cleanup=true`, set by an upgrade first):
 #      `helm uninstall` returns once every node is clean: no conflist, no weft plugin, no
 #      weft-vxlan, no nft table `inet weft`, no route of protocol 119; the CRDs and
@@ -80,10 +81,16 @@ done
 
 step "1. helm upgrade to another image while $client (${POD_NODE[$client]}) pings ${targets[*]}"
 old_image=$(k -n "$HELM_NAMESPACE" get daemonset "$HELM_RELEASE-weftd" -o jsonpath='{.spec.template.spec.containers[0].image}')
-new_image=${old_image%:*}:${old_image##*:}-upgrade
-for n in $(seq 1 "$NODES"); do
-	node_ctr "$n" images tag --force "$old_image" "$new_image"
-done
+new_image=${old_image%:*}:${old_image##*:}-next
+eval "$("$E2E_DIR/image/build.sh" --bin-dir "$WEFT_BIN_DIR" --plugin "$WEFT_PLUGIN" \
+	--plugins "$CNI_PLUGINS" --tag "$new_image" --revision "next-$(date -u +%s)" \
+	--out "$STATE/weft-image-next.oci.tar")"
+import_on_nodes "$IMAGE_TAR"
+old_id=$(node_ctr 1 images list | awk -v ref="$old_image" '$1 == ref {print $3}')
+new_id=$(node_ctr 1 images list | awk -v ref="$new_image" '$1 == ref {print $3}')
+[ -n "$new_id" ] && [ "$new_id" != "$old_id" ] ||
+	fail "the new image $new_image ($new_id) is not a different image from $old_image ($old_id)"
+step "   built and imported $new_image ($new_id; was $old_id)"
 logs=()
 for i in "${!targets[@]}"; do
 	logs+=("$LOG_DIR/helm-lifecycle-ping-$i.log")

@@ -85,7 +85,7 @@ mkdir -p "$STATE" "$PID_DIR"
 	printf 'NODES=%q\nFAMILY=%q\nNETWORK=%q\nLOG_DIR=%q\n' "$NODES" "$FAMILY" "$NETWORK" "$LOG_DIR"
 	printf 'TOOLS_BIN=%q\nCNI_PLUGINS=%q\nIMAGES=%q\n' "$TOOLS_BIN" "$CNI_PLUGINS" "$IMAGES"
 	printf 'PAUSE_IMAGE=%q\nAGNHOST_IMAGE=%q\nDNS=%q\n' "$PAUSE_IMAGE" "$AGNHOST_IMAGE" "$DNS"
-	printf 'WEFT_BIN_DIR=%q\n' "$WEFT_BIN_DIR"
+	printf 'WEFT_BIN_DIR=%q\nWEFT_PLUGIN=%q\n' "$WEFT_BIN_DIR" "${WEFT_PLUGIN:-}"
 } >"$CLUSTER_ENV"
 for key in "${KUBELET_HOST_SYSCTLS[@]}"; do
 	printf '%s=%s\n' "$key" "$(sysctl -n "$key")"

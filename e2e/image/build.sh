@@ -4,7 +4,8 @@
 # by umoci into an OCI image layout and written as a tar that
 # `ctr -n k8s.io images import FILE` accepts. Nothing is pulled.
 #
-#   e2e/image/build.sh [--bin-dir DIR] [--plugin FILE] [--plugins DIR] [--tag NAME:TAG] [--out FILE]
+#   e2e/image/build.sh [--bin-dir DIR] [--plugin FILE] [--plugins DIR] [--tag NAME:TAG]
+#                      [--revision REV] [--out FILE]
 #
 #   --bin-dir   weftd, weft-controller (default: target/release, from
 #               cargo build --release --locked --bins -p weftd -p weft-controller)
@@ -16,6 +17,10 @@
 #               (default: $WEFT_CNI_PLUGINS, else ~/.cache/weft/tools/plugins)
 #   --tag       the image name (default: weft.dev/weft:<workspace version>, a name no
 #               registry serves, so a node has it only by import)
+#   --revision  the image's org.opencontainers.image.revision label (default: the work
+#               tree's `git describe --always --dirty`); two builds with different
+#               revisions are two images (different config, different image ID) even
+#               from the same binaries
 #   --out       the OCI tar (default: target/image/weft-<tag>.oci.tar)
 #
 # Needs: umoci, busybox-static, nftables, iproute2, binutils (Debian packages) and Go (for
@@ -32,6 +37,7 @@ plugin=$target/x86_64-unknown-linux-gnu/release/weft
 plugins_dir=${WEFT_CNI_PLUGINS:-${HOME:?}/.cache/weft/tools/plugins}
 version=$(awk -F'"' '/^\[workspace.package\]/ { ws = 1 } ws && $1 ~ /^version/ { print $2; exit }' "$repo/Cargo.toml")
 tag=weft.dev/weft:$version
+revision=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
 out=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -39,8 +45,9 @@ while [ $# -gt 0 ]; do
 	--plugin) plugin=${2:?}; shift 2 ;;
 	--plugins) plugins_dir=${2:?}; shift 2 ;;
 	--tag) tag=${2:?}; shift 2 ;;
+	--revision) revision=${2:?}; shift 2 ;;
 	--out) out=${2:?}; shift 2 ;;
-	*) echo "usage: $0 [--bin-dir DIR] [--plugin FILE] [--plugins DIR] [--tag NAME:TAG] [--out FILE]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--bin-dir DIR] [--plugin FILE] [--plugins DIR] [--tag NAME:TAG] [--revision REV] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 image_tag=${tag##*:}
@@ -93,6 +100,7 @@ umoci config --image "$layout:$image_tag" \
 	--config.env PATH=/usr/sbin:/usr/bin \
 	--config.label org.opencontainers.image.title=weft \
 	--config.label org.opencontainers.image.version="$version" \
+	--config.label org.opencontainers.image.revision="$revision" \
 	--history.created_by e2e/image/build.sh >/dev/null
 umoci gc --layout "$layout"
 # containerd's importer takes the whole name from io.containerd.image.name; the OCI
