@@ -149,8 +149,9 @@ pub fn parse_mac(text: &str) -> Result<[u8; 6], String> {
     let bytes: Option<Vec<u8>> = match parts.len() {
         6 => parts
             .iter()
+            // Two hex digits exactly: from_str_radix alone also takes a sign ("+a").
             .map(|p| {
-                (p.len() == 2)
+                (p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
                     .then(|| u8::from_str_radix(p, 16).ok())
                     .flatten()
             })
@@ -264,6 +265,19 @@ mod tests {
             "2:42:ac:11:00:02",
             "01:00:5e:00:00:01",
             "00:00:00:00:00:00",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The `addr` fuzz target's regression input (fuzz/regressions/addr/mac-with-sign):
+    /// a sign is not a hex digit, so "+2" is no MAC byte.
+    #[test]
+    fn mac_bytes_are_two_hex_digits_without_a_sign() {
+        for bad in [
+            "+2:42:ac:11:00:02",
+            "02:42:ac:11:00:+2",
+            "02-42-ac-+1-00-02",
         ] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
