@@ -3,10 +3,31 @@
 //! an equal value and respects the bounds asked for.
 #![no_main]
 
+use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
+use std::ops::RangeInclusive;
 use weft_wire::{
-    parse_bind_addr, parse_ip, parse_ipv4_subnet, parse_ipv6_prefix, parse_mac, Attachment,
+    parse_bind_addr, parse_ip, parse_ipv4_subnet, parse_ipv6_prefix, parse_mac, AddrError,
+    Attachment,
 };
+
+/// An accepted prefix has a length in `lengths`, no host bits, and prints back to itself.
+fn check_prefix<N>(
+    parse: impl Fn(&str, RangeInclusive<u8>) -> Result<N, AddrError>,
+    text: &str,
+    lengths: [RangeInclusive<u8>; 2],
+) where
+    N: Into<IpNet> + Copy + PartialEq + std::fmt::Debug + std::fmt::Display,
+{
+    for allowed in lengths {
+        if let Ok(parsed) = parse(text, allowed.clone()) {
+            let net: IpNet = parsed.into();
+            assert!(allowed.contains(&net.prefix_len()));
+            assert_eq!(net.network(), net.addr());
+            assert_eq!(parse(&parsed.to_string(), allowed), Ok(parsed));
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,26 +36,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(ip) = parse_ip("f", text) {
         assert_eq!(parse_ip("f", &ip.to_string()), Ok(ip));
     }
-    for lengths in [64..=120, 0..=128] {
-        if let Ok(prefix) = parse_ipv6_prefix("f", text, lengths.clone()) {
-            assert!(lengths.contains(&prefix.prefix_len()));
-            assert_eq!(prefix.network(), prefix.addr());
-            assert_eq!(
-                parse_ipv6_prefix("f", &prefix.to_string(), lengths),
-                Ok(prefix)
-            );
-        }
-    }
-    for lengths in [16..=28, 0..=32] {
-        if let Ok(subnet) = parse_ipv4_subnet("f", text, lengths.clone()) {
-            assert!(lengths.contains(&subnet.prefix_len()));
-            assert_eq!(subnet.network(), subnet.addr());
-            assert_eq!(
-                parse_ipv4_subnet("f", &subnet.to_string(), lengths),
-                Ok(subnet)
-            );
-        }
-    }
+    check_prefix(
+        |t, l| parse_ipv6_prefix("f", t, l),
+        text,
+        [64..=120, 0..=128],
+    );
+    check_prefix(|t, l| parse_ipv4_subnet("f", t, l), text, [16..=28, 0..=32]);
     // Only the forms that resolve nothing: a host name would send DNS queries.
     let literal = text.trim_start().starts_with(['[', ':'])
         || text

@@ -19,6 +19,8 @@ use weft_wire::{Allocation, Attachment};
 pub const IPV6_PREFIX: &str = "2001:db8:0:1::/120";
 /// See [`IPV6_PREFIX`].
 pub const IPV4_SUBNET: &str = "198.51.100.0/24";
+/// See [`Tree::short_cooldown`].
+pub const SHORT_COOLDOWN: std::time::Duration = std::time::Duration::from_millis(6);
 
 /// Where an entry goes.
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -52,8 +54,9 @@ impl Parent {
 pub enum Name {
     /// `<containerID>@<ifname>`, the record name format (possibly invalid parts).
     Key(String, String),
-    /// An address inside the served ranges, as a cooldown entry is named.
-    Address(Address),
+    /// An address inside the served ranges, as a cooldown entry is named, in one of
+    /// the text forms that parse to it.
+    Address(Address, TextForm),
     /// One of the names the store itself uses.
     Reserved(Reserved),
     /// Any bytes, non-UTF-8 included ('/' and NUL dropped: no file name holds them).
@@ -73,6 +76,32 @@ pub enum Reserved {
     Corrupt,
     /// `boot_id`.
     BootId,
+}
+
+/// How an address is spelt: weftd writes the canonical form, a hand or a tool may not.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum TextForm {
+    /// `2001:db8::1`, `198.51.100.1`.
+    Canonical,
+    /// `2001:DB8::1`.
+    Upper,
+    /// `2001:0db8:0000:0000:0000:0000:0000:0001`.
+    Expanded,
+}
+
+impl TextForm {
+    fn spell(self, ip: std::net::IpAddr) -> String {
+        match (self, ip) {
+            (TextForm::Upper, ip) => ip.to_string().to_uppercase(),
+            (TextForm::Expanded, std::net::IpAddr::V6(ip)) => ip
+                .segments()
+                .iter()
+                .map(|s| format!("{s:04x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            (_, ip) => ip.to_string(),
+        }
+    }
 }
 
 /// An address by its offset in the served ranges, or any address.
@@ -110,7 +139,7 @@ impl Name {
     fn bytes(&self) -> Option<Vec<u8>> {
         let bytes = match self {
             Name::Key(id, ifname) => format!("{id}@{ifname}").into_bytes(),
-            Name::Address(a) => a.ip().to_string().into_bytes(),
+            Name::Address(a, form) => form.spell(a.ip()).into_bytes(),
             Name::Reserved(r) => match r {
                 Reserved::Allocations => "allocations",
                 Reserved::Cooldown => "cooldown",
@@ -159,6 +188,9 @@ pub enum Contents {
     },
     /// A release time, as a cooldown entry holds.
     Millis(u64),
+    /// A release time this many milliseconds ago (modulo 6), so that with
+    /// [`Tree::short_cooldown`] the rest ends while the target runs.
+    RecentMillis(u8),
     /// Any text.
     Text(String),
     /// Any bytes.
@@ -207,6 +239,9 @@ pub struct Tree {
     pub with_layout: bool,
     /// `boot_id`.
     pub boot_id: BootId,
+    /// A cooldown of [`SHORT_COOLDOWN`] instead of 30 s, which ends while the target
+    /// runs: what was cooling is then handed out again.
+    pub short_cooldown: bool,
     /// The entries, made in order (a failing one, e.g. a name taken, is skipped).
     pub entries: Vec<Entry>,
 }
@@ -271,6 +306,13 @@ impl Tree {
                     fs::write(&path, record(&name, contents))
                 }
                 Kind::File(Contents::Millis(ms)) => fs::write(&path, ms.to_string()),
+                Kind::File(Contents::RecentMillis(ago)) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .expect("after 1970")
+                        .as_millis();
+                    fs::write(&path, (now - u128::from(ago % 6)).to_string())
+                }
                 Kind::File(Contents::Text(text)) => fs::write(&path, text),
                 Kind::File(Contents::Bytes(bytes)) => fs::write(&path, bytes),
                 Kind::Dir => fs::create_dir(&path),
