@@ -11,6 +11,10 @@
 //!   publishes Events and holds its Lease; the same token cannot change any other Node
 //!   field, write another Lease, or publish Events elsewhere or about other objects.
 //!
+//! - the real weftd and controller, each with its own pod-bound token, allocate, publish
+//!   and report a namespace node's WeftNode under exactly these rules, and weftd's resync
+//!   restores its identity after someone removes it.
+//!
 //! Each attack comes after the same path is shown to work with a legitimate request.
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +22,10 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
-use weft_e2e::{binary, serving_namespace, wait_until, Background, ControlPlane, Netns};
+use weft_e2e::{
+    binary, node_beside, serving_namespace, wait_until, Background, ControlPlane, Netns, Node,
+    NodeOptions, SOLO_NODE_V6,
+};
 
 const NAMESPACE: &str = "kube-system";
 const RELEASE: &str = "weft";
@@ -180,6 +187,23 @@ impl Cluster {
             "-p",
             &status.to_string(),
         ]);
+    }
+
+    /// The real weft-controller, as its Deployment runs it, with `kubeconfig`'s token.
+    fn start_controller(&self, kubeconfig: &Path) -> Background {
+        let bin = binary("weft-controller").display().to_string();
+        let kubeconfig = kubeconfig.display().to_string();
+        let args = [
+            "--kubeconfig",
+            &kubeconfig,
+            "--identity",
+            "controller-0",
+            "--lease-namespace",
+            NAMESPACE,
+            "--metrics-addr",
+            "[::1]:9650",
+        ];
+        Background::spawn(&self.ns, &bin, &args)
     }
 
     /// Waits until the policies are in force: the apiserver compiles and loads them a
@@ -493,22 +517,7 @@ fn the_controller_token_patches_only_pod_cidrs_and_writes_only_its_lease_and_eve
 
     // The legitimate path: the real controller with this token allocates node-a, sets
     // its podCIDRs, publishes the Event about node-p, and holds its Lease.
-    let bin = binary("weft-controller").display().to_string();
-    let kubeconfig = controller.display().to_string();
-    let running = Background::spawn(
-        &cluster.ns,
-        &bin,
-        &[
-            "--kubeconfig",
-            &kubeconfig,
-            "--identity",
-            "controller-0",
-            "--lease-namespace",
-            NAMESPACE,
-            "--metrics-addr",
-            "[::1]:9650",
-        ],
-    );
+    let running = cluster.start_controller(&controller);
     let pod_cidrs = |node: &str| cluster.get(&["node", node])["spec"]["podCIDRs"].clone();
     wait_until("node-a's podCIDRs", Duration::from_secs(30), || {
         pod_cidrs("node-a").as_array().is_some_and(|c| c.len() == 2)
@@ -663,4 +672,87 @@ fn the_controller_token_patches_only_pod_cidrs_and_writes_only_its_lease_and_eve
         ),
         forged,
     );
+}
+
+#[test]
+fn the_real_weftd_and_controller_serve_a_node_with_their_own_tokens() {
+    let cluster = Cluster::start("cred-run");
+    let name = "solo-node";
+    cluster.create(&json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}));
+    cluster.pod("weftd-solo", WEFTD, name);
+    cluster.pod("controller-0", CONTROLLER, name);
+    let weftd = cluster.token_kubeconfig(WEFTD, Some("weftd-solo"));
+    let controller = cluster.token_kubeconfig(CONTROLLER, Some("controller-0"));
+    // Another node's WeftNode, for the probe that the policy is in force (the
+    // controller deletes it later: it has no Node).
+    cluster.create(
+        &json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNode",
+        "metadata": {"name": "other"}, "spec": {"nodeName": "other"}}),
+    );
+    let to_other = merge(
+        "weftnode",
+        "other",
+        json!({"spec": {"underlayIPv4": "192.0.2.66"}}),
+    );
+    cluster.wait_policy(&weftd, &strs(&to_other), NOT_ITS_NODE);
+
+    // The controller creates the node's WeftNode (weftd may not create it: until then
+    // its publishing is refused and retried), then weftd starts: ready once it has its
+    // ranges and published its identity.
+    let running = cluster.start_controller(&controller);
+    wait_until(
+        "the controller's allocation",
+        Duration::from_secs(20),
+        || {
+            let subnet = ["get", "weftnode", name, "-o", "jsonpath={.spec.ipv4Subnet}"];
+            !cluster.cp.kubectl(&subnet).stdout.is_empty()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", running.output()));
+    let node = Node::start_in(
+        node_beside(&cluster.ns, "cw"),
+        NodeOptions {
+            node_name: Some(name.into()),
+            kubeconfig: Some(weftd),
+            ipv6_prefix: None,
+            ipv4_subnet: None,
+            extra_args: vec!["--resync-seconds".into(), "2".into()],
+            ..NodeOptions::default()
+        },
+    );
+    let field = |path: &str| {
+        let jsonpath = format!("jsonpath={{{path}}}");
+        cluster.admin(&["get", "weftnode", name, "-o", &jsonpath])
+    };
+    assert_eq!(field(".spec.underlayIPv6"), SOLO_NODE_V6, "{}", node.log());
+    assert_eq!(field(".spec.ipv6Prefix"), "2001:db8:1000::/80");
+    wait_until("weftd's Ready condition", Duration::from_secs(20), || {
+        field(".status.conditions[?(@.type==\"Ready\")].status") == "True"
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+
+    // Someone removes weftd's fields: its next resync puts them back, with its token.
+    cluster.admin(&[
+        "patch",
+        "weftnode",
+        name,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/underlayIPv6"}]"#,
+    ]);
+    wait_until("the identity restored", Duration::from_secs(15), || {
+        field(".spec.underlayIPv6") == SOLO_NODE_V6
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+    wait_until("the restore counted", Duration::from_secs(5), || {
+        node.metric("weft_identity_restored_total") >= Some(1.0)
+    })
+    .unwrap();
+    // Neither program was ever refused anything.
+    for (program, log) in [("weftd", node.log()), ("weft-controller", running.output())] {
+        assert!(
+            !log.contains("forbidden") && !log.contains("Forbidden"),
+            "{program}: {log}"
+        );
+    }
 }
