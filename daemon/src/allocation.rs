@@ -18,3 +18,7 @@ pub struct NodeAllocation {
     pub vxlan_vni: u32,
     pub vxlan_port: u16,
 }
+
+#[cfg(test)]
+#[path = "tests/node_allocation.rs"]
+pub mod fixture;

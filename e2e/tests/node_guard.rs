@@ -193,21 +193,11 @@ fn vxlan_injection(underlay: Underlay) {
         topology.underlay_v4(0).unwrap()
     };
     let target = topology.pods_of(0)[0].v4.clone().unwrap();
-    let injection = Injection {
-        topology: &topology,
-        pod: &target,
-    };
 
     // The legitimate path: node 2 itself, from its underlay address, reaches the pod.
-    let listening = background(
-        &topology.pods_of(0)[0].netns,
-        RECEIVE,
-        &[INNER_PORT, "5", "from-peer"],
-    );
-    injection.send(&topology.nodes[1].netns, &node1, "from-peer");
     assert_eq!(
-        listening.join().unwrap().lines().next(),
-        Some("from-peer"),
+        from_node2(&topology, &node1, &target, "from-peer"),
+        "from-peer",
         "a peer's frame must reach the pod\n{}",
         topology.nodes[0].log()
     );
@@ -249,18 +239,8 @@ fn vxlan_injection(underlay: Underlay) {
         .count();
     println!("one peer removed: {changes:?} nft statements (one delete per family's set)");
     assert_eq!(changes, Some(families), "{}", topology.nodes[0].log());
-    let injection = Injection {
-        topology: &topology,
-        pod: &target,
-    };
-    let listening = background(
-        &topology.pods_of(0)[0].netns,
-        RECEIVE,
-        &[INNER_PORT, "2", ""],
-    );
-    injection.send(&topology.nodes[1].netns, &node1, "from-old-peer");
     assert_eq!(
-        listening.join().unwrap(),
+        from_node2(&topology, &node1, &target, "from-old-peer"),
         "",
         "an old peer's frame is dropped"
     );
@@ -289,6 +269,22 @@ fn vxlan_injection(underlay: Underlay) {
         .map(|a| a.to_string())
         .collect();
     assert_eq!(received, expected);
+}
+
+/// Node 2 sends `marker` to node 1 (`node1`) for the pod at `target`; what the pod
+/// received in 3 s (the first copy), empty when nothing.
+fn from_node2(topology: &Topology, node1: &str, target: &str, marker: &str) -> String {
+    let listening = background(
+        &topology.pods_of(0)[0].netns,
+        RECEIVE,
+        &[INNER_PORT, "3", marker],
+    );
+    let injection = Injection {
+        topology,
+        pod: target,
+    };
+    injection.send(&topology.nodes[1].netns, node1, marker);
+    listening.join().unwrap().trim().to_owned()
 }
 
 /// What [`attacks`] sends, by sender: the fabric router and the external host (not

@@ -167,22 +167,38 @@ pub fn delete_neighbour(index: u32, ip: IpAddr) -> Request {
 /// Removes the main-table route to `destination` tagged with `protocol` (the kernel
 /// matches the protocol, so a route someone else installed there is left alone).
 pub fn delete_route(destination: IpNet, protocol: u8) -> Result<Request, NetlinkError> {
-    let mut message = RouteMessageBuilder::<IpAddr>::new()
+    let message = route_to(destination)?
+        .protocol(RouteProtocol::from(protocol))
+        .build();
+    Ok(route_removal(
+        message,
+        format!("remove route {destination}"),
+    ))
+}
+
+/// A route message builder for `destination`.
+fn route_to(destination: IpNet) -> Result<RouteMessageBuilder<IpAddr>, NetlinkError> {
+    RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(destination.addr(), destination.prefix_len())
         .map_err(|e| {
             NetlinkError::io(
                 format!("route to {destination}"),
                 std::io::Error::other(e.to_string()),
             )
-        })?
-        .protocol(RouteProtocol::from(protocol))
-        .build();
+        })
+}
+
+/// The request that removes the route `message` describes.
+fn route_removal(
+    mut message: rtnetlink::packet_route::route::RouteMessage,
+    what: String,
+) -> Request {
     message.header.scope = rtnetlink::packet_route::route::RouteScope::NoWhere;
-    Ok(Request {
+    Request {
         message: RouteNetlinkMessage::DelRoute(message),
         flags: CHANGE,
-        what: format!("remove route {destination}"),
-    })
+        what,
+    }
 }
 
 /// An `unreachable` route to `destination` in the main table, tagged with `protocol`,
@@ -209,13 +225,11 @@ pub fn delete_unreachable_route(
     protocol: u8,
     metric: u32,
 ) -> Result<Request, NetlinkError> {
-    let mut message = unreachable_message(destination, protocol, metric)?;
-    message.header.scope = rtnetlink::packet_route::route::RouteScope::NoWhere;
-    Ok(Request {
-        message: RouteNetlinkMessage::DelRoute(message),
-        flags: CHANGE,
-        what: format!("remove unreachable route {destination} metric {metric}"),
-    })
+    let message = unreachable_message(destination, protocol, metric)?;
+    Ok(route_removal(
+        message,
+        format!("remove unreachable route {destination} metric {metric}"),
+    ))
 }
 
 fn unreachable_message(
@@ -223,14 +237,7 @@ fn unreachable_message(
     protocol: u8,
     metric: u32,
 ) -> Result<rtnetlink::packet_route::route::RouteMessage, NetlinkError> {
-    let message = RouteMessageBuilder::<IpAddr>::new()
-        .destination_prefix(destination.addr(), destination.prefix_len())
-        .map_err(|e| {
-            NetlinkError::io(
-                format!("route to {destination}"),
-                std::io::Error::other(e.to_string()),
-            )
-        })?
+    let message = route_to(destination)?
         .kind(RouteType::Unreachable)
         .protocol(RouteProtocol::from(protocol))
         .priority(metric)
