@@ -234,7 +234,7 @@ impl Firewall {
                 Pass::Created => info!(table, "nftables table created"),
                 Pass::Elements(0) => debug!(table, "nftables table unchanged"),
                 Pass::Elements(changes) => {
-                    info!(table, changes, "nftables set elements brought back in line")
+                    info!(table, changes, "nftables set elements changed")
                 }
             }
         }
