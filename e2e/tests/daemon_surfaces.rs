@@ -103,11 +103,14 @@ fn flood(
 
 #[test]
 fn a_pod_flooding_the_metrics_port_stops_no_add_del_or_scrape() {
-    // The flood needs descriptors of its own, in this test process.
-    let (_, hard) =
-        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
-    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // weftd starts with the limits a node gives it (soft 1024 here, as under systemd);
+    // raising its own is its job.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, soft.min(1024), hard).unwrap();
     let node = Node::start(NodeOptions::default());
+    // The flood needs descriptors of its own, in this test process.
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
     let attacker = Netns::new("p");
     node.add("attacker", &attacker).expect_ok();
     let target: std::net::SocketAddr = format!("{HOST_V4}:9641").parse().unwrap();
