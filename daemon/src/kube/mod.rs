@@ -236,10 +236,15 @@ impl Cluster {
                 Ok(()) => break,
                 Err(e) => {
                     if let Some(saved) = &saved {
-                        warn!(error = %e, "apiserver unreachable: serving from the last known allocation");
+                        warn!(error = %e, "the apiserver does not take the identity: serving from the last known allocation");
                         return saved.clone();
                     }
-                    warn!(error = %e, "waiting for the apiserver");
+                    if refused(&e) {
+                        // weftd's RBAC has no create: the controller makes WeftNodes.
+                        warn!(error = %e, "waiting for the controller to create this node's WeftNode");
+                    } else {
+                        warn!(error = %e, "waiting for the apiserver");
+                    }
                 }
             }
             tokio::time::sleep(WAIT_POLL).await;
@@ -368,6 +373,12 @@ impl Cluster {
             }
         }
     }
+}
+
+/// True when the apiserver refused the request (403: RBAC or an admission policy).
+fn refused(error: &Error) -> bool {
+    matches!(error, Error::Kubernetes { source, .. }
+        if matches!(source.as_ref(), kube::Error::Api(status) if status.code == 403))
 }
 
 /// An event of the watch on this node's WeftNode or on the WeftNetwork.
