@@ -1131,6 +1131,15 @@ fn weftd_refuses_bad_flags_naming_flag_and_value_before_touching_anything() {
             dual(&["--metrics-addr", "[::]:99999"]),
             vec!["--metrics-addr", "'99999'"],
         ),
+        // Periods weftd adds to an instant: past a day they are refused, not overflowed.
+        (
+            dual(&["--cooldown-seconds", "18446744073709551615"]),
+            vec!["--cooldown-seconds", "'18446744073709551615'", "0..=86400"],
+        ),
+        (
+            dual(&["--resync-seconds", "86401"]),
+            vec!["--resync-seconds", "'86401'", "1..=86400"],
+        ),
         (
             vec!["--mode", "dual", v6[0], v6[1]],
             vec!["--ipv4-subnet", "required", "dual"],
