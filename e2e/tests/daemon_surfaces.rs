@@ -108,7 +108,11 @@ fn a_pod_flooding_the_metrics_port_stops_no_add_del_or_scrape() {
     // raising its own is its job.
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, soft.min(1024), hard).unwrap();
-    let node = Node::start(NodeOptions::default());
+    // Pods reach the node's ports (the default): the worst case for the endpoint.
+    let node = Node::start(NodeOptions {
+        extra_args: vec!["--pod-host-access".into(), "accept".into()],
+        ..NodeOptions::default()
+    });
     // The flood needs descriptors of its own, in this test process.
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
     let attacker = Netns::new("p");
