@@ -53,10 +53,12 @@ mkdir -p "$cache/bin"
 
 # Optimised, with overflow checks and debug assertions on: an overflow is a crash here,
 # as it is in the workspace's debug builds.
-if ! nice -n 19 cargo +nightly fuzz build --fuzz-dir fuzz -O --debug-assertions >"$scratch/build.log" 2>&1; then
-    tail -40 "$scratch/build.log" >&2
-    exit 1
-fi
+for t in "${targets[@]}"; do
+    if ! nice -n 19 cargo +nightly fuzz build --fuzz-dir fuzz -O --debug-assertions "$t" >"$scratch/build.log" 2>&1; then
+        tail -40 "$scratch/build.log" >&2
+        exit 1
+    fi
+done
 built=fuzz/target/x86_64-unknown-linux-gnu/release
 for t in "${targets[@]}"; do
     [[ -x $built/$t ]] || { echo "fuzz.sh: no target '$t' (see --list)" >&2; exit 2; }
