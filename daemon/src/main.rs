@@ -21,7 +21,7 @@
 //! | [`peers`] | peer sources: the `--peers` file, the Kubernetes watch |
 //! | [`routing`] | one file per routing mode: the kernel entries each peer needs |
 //! | [`datapath`] | the VXLAN device, and the diff/apply/convergence of those entries |
-//! | [`firewall`] | the only nftables code: tables `inet weft` and `ip weft-nat`, one file per concern |
+//! | [`firewall`] | the only nftables code: tables `inet weft`, `ip weft-nat` and `arp weft`, one file per concern |
 //! | [`conflist`] | the CNI conflist for the runtime: atomic writes, kept in place |
 #![forbid(unsafe_code)]
 

@@ -1,9 +1,9 @@
-//! The only code that drives nftables. weftd owns two tables, and each concern
+//! The only code that drives nftables. weftd owns three tables, and each concern
 //! contributes its sets, chains and set elements to the one of the family it needs:
 //!
 //! - `inet weft` (both families): every concern of both families, such as the tunnel's
-//!   `notrack` chains (the underlay may be IPv6), and next pod anti-spoofing,
-//!   NetworkPolicy and host protection.
+//!   `notrack` chains and its guard (the underlay may be IPv6), pod anti-spoofing and
+//!   host protection, and next NetworkPolicy.
 //! - `ip weft-nat` (IPv4 only): NAT. A NAT statement (`masquerade`) turns connection
 //!   tracking on for every family its table carries (nft_masq takes conntrack for the
 //!   table's family; `inet` is both). weft never NATs IPv6, so NAT in `inet weft`
@@ -13,6 +13,8 @@
 //!   datapath while CPU per GB rose 11-19 %. In a real cluster kube-proxy's `ip6` NAT
 //!   table turns IPv6 tracking on anyway, and so will NetworkPolicy's `ct state` on
 //!   nodes with policies; a node without them must not pay for it.
+//! - `arp weft`: which of the node's addresses it answers ARP for where (host
+//!   protection).
 //!
 //! | concern | file | tables | what |
 //! |---|---|---|---|
@@ -21,8 +23,7 @@
 //! | [`Concern::TunnelGuard`] | [`tunnel_guard`] | `inet weft` | VXLAN accepted from the peers' underlay addresses only |
 //! | [`Concern::HostProtection`] | [`host_protection`] | `inet weft`, `arp weft` | what pods reach on their node; the pods' gateway answered on weft's interfaces only |
 //!
-//! A new concern (pod anti-spoofing, NetworkPolicy, host protection) is one more file
-//! and one more [`Concern`] variant.
+//! A new concern (NetworkPolicy) is one more file and one more [`Concern`] variant.
 //!
 //! Each table is kept incrementally, on its own. A pass lists it (`nft -j list table
 //! ip weft-nat`) and compares its shape, the chains with their hooks and rule markers and
