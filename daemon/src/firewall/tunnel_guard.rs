@@ -3,7 +3,8 @@
 //! and delivers the inner frame as if it came from the overlay, so without this guard
 //! any host that reaches the node's port (an underlay neighbour, a pod of this node, a
 //! pod elsewhere through the overlay itself) injects packets that look like another
-//! node's pods (RFC 7348 section 7: the VTEP must only accept packets from known peers).
+//! node's pods. RFC 7348 section 7 names this attack (spurious MAC-over-UDP frames) and
+//! leaves the defence to mechanisms outside VXLAN, such as 5-tuple ACLs: this is one.
 //!
 //! ```text
 //! table inet weft {
