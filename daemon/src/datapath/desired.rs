@@ -11,6 +11,7 @@ use crate::routing::{Entries, Routing};
 pub use crate::routing::{Key, Value};
 use ipnet::{IpNet, Ipv4Net};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use weft_wire::Peer;
 
 /// What this node contributes to the desired state.
@@ -96,6 +97,22 @@ impl Desired {
             }
         }
         (desired, problems)
+    }
+
+    /// The underlay addresses, both families, of the peers that made it in: where VXLAN
+    /// may come from (the firewall's tunnel guard).
+    pub fn underlays(&self, peers: &[Peer]) -> BTreeSet<IpAddr> {
+        peers
+            .iter()
+            .filter(|p| self.peers.contains(&p.name))
+            .flat_map(|p| {
+                [
+                    p.underlay_ipv4.map(IpAddr::V4),
+                    p.underlay_ipv6.map(IpAddr::V6),
+                ]
+            })
+            .flatten()
+            .collect()
     }
 
     /// The entries as a plain map, for diffing.

@@ -302,17 +302,7 @@ impl Converger {
         let (Some(peers), Some(sink)) = (&self.peers, &self.setup.peer_underlays) else {
             return;
         };
-        let underlays: BTreeSet<IpAddr> = peers
-            .iter()
-            .filter(|p| self.desired.peers.contains(&p.name))
-            .flat_map(|p| {
-                [
-                    p.underlay_ipv4.map(IpAddr::V4),
-                    p.underlay_ipv6.map(IpAddr::V6),
-                ]
-            })
-            .flatten()
-            .collect();
+        let underlays = self.desired.underlays(peers);
         if self.underlays.as_ref() != Some(&underlays) {
             let _ = sink.send(underlays.clone());
             self.underlays = Some(underlays);

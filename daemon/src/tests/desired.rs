@@ -213,3 +213,18 @@ fn the_ipv6_routing_mode_follows_the_setting_the_node_mode_and_the_uplink() {
         None
     );
 }
+
+#[test]
+fn the_tunnel_guard_trusts_both_underlay_addresses_of_accepted_peers_only() {
+    let overlapping = r#"{"name": "node-x", "underlayIPv4": "192.0.2.99",
+        "ipv6Prefix": "2001:db8:1000:2::/80", "ipv4Subnet": "10.255.9.0/24"}"#;
+    let list = peers(&format!("[{SELF}, {B}, {overlapping}]"));
+    let (desired, problems) = Desired::build(&local(false, UnderlayFamily::Ipv4), &list);
+    assert_eq!(problems.len(), 1, "node-x overlaps node-b: {problems:?}");
+    let underlays: Vec<String> = desired
+        .underlays(&list)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(underlays, ["192.0.2.12", "2001:db8:ffff::12"]);
+}
