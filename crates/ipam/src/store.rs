@@ -111,6 +111,27 @@ fn entries(dir: &Path, sub: &str) -> Result<Vec<Entry>, StoreError> {
     Ok(out)
 }
 
+/// The most of one file read: a record is a few hundred bytes, so anything longer is
+/// not weftd's and must not be loaded whole.
+const MAX_RECORD_BYTES: u64 = 64 << 10;
+
+/// Reads at most [`MAX_RECORD_BYTES`] of a regular file, without following a symlink
+/// and without blocking on a FIFO put in its place since the directory was listed.
+/// Empty when it cannot be read as one.
+fn read_record(path: &Path) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut bytes = Vec::new();
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    if let Ok((file, true)) = file.and_then(|f| f.metadata().map(|m| (f, m.is_file()))) {
+        let _ = file.take(MAX_RECORD_BYTES).read_to_end(&mut bytes);
+    }
+    bytes
+}
+
 /// Every address written out in `bytes`, for a record that does not parse: the
 /// tokens made of hex digits, ':' and '.' that read as an IPv6 or IPv4 address.
 fn recover_addresses(bytes: &[u8]) -> Vec<IpAddr> {
@@ -184,7 +205,7 @@ impl Store {
     fn load_quarantined(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
         for (record, path) in self.records("corrupt", &mut loaded.skipped)? {
             loaded.quarantined.push(Quarantined {
-                addresses: recover_addresses(&fs::read(&path).unwrap_or_default()),
+                addresses: recover_addresses(&read_record(&path)),
                 record,
             });
         }
@@ -193,7 +214,7 @@ impl Store {
 
     fn load_allocations(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
         for (name, path) in self.records("allocations", &mut loaded.skipped)? {
-            let bytes = fs::read(&path).unwrap_or_default();
+            let bytes = read_record(&path);
             let record = serde_json::from_slice::<Allocation>(&bytes)
                 .ok()
                 .filter(|a| Attachment::from_key(&name).as_ref() == Some(&a.attachment));
@@ -218,7 +239,7 @@ impl Store {
 
     fn load_cooldowns(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
         for (name, path) in self.records("cooldown", &mut loaded.skipped)? {
-            let at = fs::read_to_string(&path)
+            let at = String::from_utf8(read_record(&path))
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok());
             match (name.parse::<IpAddr>(), at) {

@@ -350,3 +350,34 @@ fn a_state_dir_others_can_write_is_refused_before_anything_is_read() {
     );
     assert!(e.to_string().contains(&dir.0.display().to_string()), "{e}");
 }
+
+#[test]
+fn a_fifo_or_a_huge_file_in_place_of_a_record_neither_blocks_nor_loads_whole() {
+    let dir = TempDir::new();
+    let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    drop(Ipam::open(cfg.clone()).unwrap());
+    nix::unistd::mkfifo(
+        &dir.0.join("cooldown/10.255.1.3"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    // A sparse 1 GiB file: loading it whole would show in the test's memory and time.
+    let huge = fs::File::create(dir.0.join("allocations/huge@eth0")).unwrap();
+    huge.set_len(1 << 30).unwrap();
+    let started = Instant::now();
+    let (_, report) = Ipam::open(cfg).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.quarantined, vec!["huge@eth0".to_string()]);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains("cooldown/10.255.1.3")),
+        "{:?}",
+        report.skipped
+    );
+}
