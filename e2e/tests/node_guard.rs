@@ -193,6 +193,16 @@ fn vxlan_injection(underlay: Underlay) {
         topology.underlay_v4(0).unwrap()
     };
     let target = topology.pods_of(0)[0].v4.clone().unwrap();
+    // The firewall takes the peers from the datapath: it follows it by a pass.
+    let (set, peer) = if v6_underlay {
+        ("tunnel-peers-v6", topology.underlay_v6(1).unwrap())
+    } else {
+        ("tunnel-peers-v4", topology.underlay_v4(1).unwrap())
+    };
+    wait_until("node 2 in node 1's guard", Duration::from_secs(10), || {
+        tunnel_peers(&topology, 0, set).contains(&peer)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
 
     // The legitimate path: node 2 itself, from its underlay address, reaches the pod.
     assert_eq!(
@@ -213,12 +223,6 @@ fn vxlan_injection(underlay: Underlay) {
 
     // The peer leaves node 1's list: its addresses leave the sets by element deletes,
     // the table's rules untouched, and its frames are dropped from then on.
-    let (set, peer) = if v6_underlay {
-        ("tunnel-peers-v6", topology.underlay_v6(1).unwrap())
-    } else {
-        ("tunnel-peers-v4", topology.underlay_v4(1).unwrap())
-    };
-    assert!(tunnel_peers(&topology, 0, set).contains(&peer));
     let handles = rule_handles(&topology.nodes[0]);
     topology.remove_peer(0, 1);
     wait_until(
@@ -285,6 +289,40 @@ fn from_node2(topology: &Topology, node1: &str, target: &str, marker: &str) -> S
     };
     injection.send(&topology.nodes[1].netns, node1, marker);
     listening.join().unwrap().trim().to_owned()
+}
+
+/// Kubernetes mode: the peers come from the WeftNodes, and so do the guard's addresses.
+#[test]
+fn in_kubernetes_mode_the_guard_follows_the_weftnodes() {
+    let mut topology = Topology::start(TopologyOptions {
+        nodes: 2,
+        kubernetes: true,
+        ..TopologyOptions::default()
+    });
+    topology.wait_converged(Duration::from_secs(30));
+    let (v4, v6) = (
+        topology.underlay_v4(1).unwrap(),
+        topology.underlay_v6(1).unwrap(),
+    );
+    let trusted = |topology: &Topology| {
+        (
+            tunnel_peers(topology, 0, "tunnel-peers-v4").contains(&v4),
+            tunnel_peers(topology, 0, "tunnel-peers-v6").contains(&v6),
+        )
+    };
+    wait_until(
+        "node-2's addresses in the guard",
+        Duration::from_secs(10),
+        || trusted(&topology) == (true, true),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
+    topology.delete_node(1);
+    wait_until(
+        "node-2's addresses out of the guard",
+        Duration::from_secs(15),
+        || trusted(&topology) == (false, false),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", topology.nodes[0].log()));
 }
 
 /// What [`attacks`] sends, by sender: the fabric router and the external host (not
