@@ -340,3 +340,7 @@ fn route_protocols(nl: &mut Netlink) -> Result<BTreeMap<IpNet, Vec<u8>>, Netlink
     }
     Ok(protocols)
 }
+
+#[cfg(test)]
+#[path = "../tests/foreign_routes.rs"]
+mod tests;

@@ -49,7 +49,7 @@ pub async fn feed(cluster: Cluster, datapath: Datapath, metrics: Metrics) -> Res
     .map(Seen::Network);
     let stream = futures::stream::select(nodes_watch, network_watch);
     futures::pin_mut!(stream);
-    let mut state = State::new(cluster, metrics.clone());
+    let mut state = State::new(cluster.node_name(), metrics.clone());
     let mut listing: Option<BTreeMap<String, PeerEntry>> = None;
     let mut pending = false;
     loop {
@@ -89,15 +89,25 @@ pub async fn feed(cluster: Cluster, datapath: Datapath, metrics: Metrics) -> Res
                 }
             }
             Ok(Change::Node(Event::InitDone)) => {
-                state.listed(listing.take().unwrap_or_default());
+                state.nodes = listing.take().unwrap_or_default();
+                cluster.saw_self(state.own());
                 pending = true;
             }
             Ok(Change::Node(Event::Apply(node))) => {
-                state.apply(node_name(&node), node.peer_entry());
+                let name = node_name(&node);
+                let own = name == cluster.node_name();
+                state.nodes.insert(name, node.peer_entry());
+                if own {
+                    cluster.saw_self(state.own());
+                }
                 pending = true;
             }
             Ok(Change::Node(Event::Delete(node))) => {
-                state.delete(&node_name(&node));
+                let name = node_name(&node);
+                state.nodes.remove(&name);
+                if name == cluster.node_name() {
+                    cluster.saw_self(None);
+                }
                 pending = true;
             }
         }
@@ -117,8 +127,10 @@ enum Change {
 
 /// What the watches say: the WeftNodes' peer entries and the plan's ranges.
 struct State {
-    cluster: Cluster,
+    /// This node's name, whose WeftNode is its own.
+    node_name: String,
     metrics: Metrics,
+    /// Peer entries by WeftNode name.
     nodes: BTreeMap<String, PeerEntry>,
     /// The last valid plan: an invalid or deleted WeftNetwork keeps it.
     plan: Option<PlanRanges>,
@@ -127,9 +139,9 @@ struct State {
 }
 
 impl State {
-    fn new(cluster: Cluster, metrics: Metrics) -> State {
+    fn new(node_name: &str, metrics: Metrics) -> State {
         State {
-            cluster,
+            node_name: node_name.to_owned(),
             metrics,
             nodes: BTreeMap::new(),
             plan: None,
@@ -137,24 +149,9 @@ impl State {
         }
     }
 
-    fn listed(&mut self, nodes: BTreeMap<String, PeerEntry>) {
-        self.nodes = nodes;
-        self.cluster
-            .saw_self(self.nodes.get(self.cluster.node_name()));
-    }
-
-    fn apply(&mut self, name: String, entry: PeerEntry) {
-        if name == self.cluster.node_name() {
-            self.cluster.saw_self(Some(&entry));
-        }
-        self.nodes.insert(name, entry);
-    }
-
-    fn delete(&mut self, name: &str) {
-        if name == self.cluster.node_name() {
-            self.cluster.saw_self(None);
-        }
-        self.nodes.remove(name);
+    /// This node's own entry, as listed.
+    fn own(&self) -> Option<&PeerEntry> {
+        self.nodes.get(&self.node_name)
     }
 
     /// Takes a WeftNetwork event; true when the plan changed.
@@ -220,3 +217,7 @@ impl State {
 fn node_name(node: &WeftNode) -> String {
     node.metadata.name.clone().unwrap_or_default()
 }
+
+#[cfg(test)]
+#[path = "../tests/peers_kube.rs"]
+mod tests;
