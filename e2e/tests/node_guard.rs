@@ -707,7 +707,7 @@ fn the_tunnel_guard_costs_little_pod_to_pod_throughput() {
     let saved = guard_chains(&topology);
     let (client, server) = (&topology.pods_of(0)[0], &topology.pods_of(1)[0]);
     let mut rates: std::collections::BTreeMap<(&str, bool), Vec<f64>> = Default::default();
-    for _round in 0..3 {
+    for _round in 0..5 {
         for guarded in [true, false] {
             set_guard(&topology, &saved, guarded);
             for addr in server.addrs() {
@@ -729,6 +729,7 @@ fn the_tunnel_guard_costs_little_pod_to_pod_throughput() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let mut ratios = Vec::new();
     for family in ["IPv4", "IPv6"] {
         let (with, without) = (
             median(&rates[&(family, true)]),
@@ -740,6 +741,7 @@ fn the_tunnel_guard_costs_little_pod_to_pod_throughput() {
             rates[&(family, true)],
             rates[&(family, false)]
         );
-        assert!(with / without >= 0.97, "{family}: {with} against {without}");
+        ratios.push((family, with / without));
     }
+    assert!(ratios.iter().all(|(_, r)| *r >= 0.97), "{ratios:?}");
 }
