@@ -74,18 +74,9 @@ pub struct Cluster {
     client: Client,
     node_name: String,
     network: String,
-    /// This node's WeftNode as the peer watch last saw it.
-    own: Arc<Mutex<OwnSeen>>,
-}
-
-/// What the peer watch says of this node's WeftNode.
-#[derive(Debug, Clone, Default, PartialEq)]
-enum OwnSeen {
-    /// Not listed yet.
-    #[default]
-    Unknown,
-    Absent,
-    Present(PeerEntry),
+    /// This node's WeftNode as the peer watch last saw it (None: not listed yet, or
+    /// absent).
+    own: Arc<Mutex<Option<PeerEntry>>>,
 }
 
 /// weftd's fields of its WeftNode: the underlay addresses and the VTEP MAC.
@@ -148,8 +139,7 @@ impl Cluster {
 
     /// The peer watch saw this node's WeftNode holding `entry` (None: absent).
     pub fn saw_self(&self, entry: Option<&PeerEntry>) {
-        let seen = entry.map_or(OwnSeen::Absent, |e| OwnSeen::Present(e.clone()));
-        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = seen;
+        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = entry.cloned();
     }
 
     /// Publishes the identity, retrying until the apiserver takes it.
@@ -169,7 +159,7 @@ impl Cluster {
         loop {
             tokio::time::sleep(resync).await;
             let seen = self.own.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let OwnSeen::Present(entry) = seen else {
+            let Some(entry) = seen else {
                 continue;
             };
             if identity.held_by(&entry) {
