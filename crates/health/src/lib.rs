@@ -193,6 +193,59 @@ mod tests {
         socket.connect(to).await.unwrap()
     }
 
+    /// Reads until the server closes; the time that took from `since`.
+    async fn closed_after(mut stream: TcpStream, since: std::time::Instant) -> Duration {
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+        since.elapsed()
+    }
+
+    #[tokio::test]
+    async fn silent_and_trickling_clients_are_cut_at_the_header_timeout() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(
+            listener,
+            Registry::new(),
+            Arc::new(AtomicBool::new(true)),
+        ));
+        let started = std::time::Instant::now();
+        let silent = connect_from("127.0.0.1", addr).await;
+        // Slowloris: a request head one byte a second, never finished.
+        let mut trickle = connect_from("127.0.0.1", addr).await;
+        let trickling = tokio::spawn(async move {
+            for byte in b"GET /metrics HTTP/1.1\r\nhost: x\r\nx-slow: "
+                .iter()
+                .cycle()
+            {
+                if trickle.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            trickle
+        });
+        // Kept alive after one answered request, then silent.
+        let mut kept = connect_from("127.0.0.1", addr).await;
+        kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let bound = HEADER_READ_TIMEOUT + Duration::from_secs(3);
+        for (what, stream) in [("silent", silent), ("kept alive", kept)] {
+            let took = tokio::time::timeout(bound, closed_after(stream, started))
+                .await
+                .unwrap_or_else(|_| panic!("a {what} connection outlived {bound:?}"));
+            assert!(
+                took >= HEADER_READ_TIMEOUT - Duration::from_secs(1),
+                "{what}: {took:?}"
+            );
+        }
+        tokio::time::timeout(Duration::from_secs(3), trickling)
+            .await
+            .expect("a trickling request head outlived the header timeout")
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn a_source_holding_idle_connections_does_not_starve_another() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
