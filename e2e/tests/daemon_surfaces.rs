@@ -350,3 +350,86 @@ fn gc_touches_only_its_own_network_and_nothing_without_a_list() {
     let record = fs::read_to_string(node.state_dir().join("allocations/b-pod@eth0")).unwrap();
     assert!(record.contains(r#""network":"net-b""#), "{record}");
 }
+
+/// weftd's CPU time so far (user + system), from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis; utime and stime are the 12th
+    // and 13th of them, in clock ticks (100 a second on Linux).
+    let after = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<u64> = after
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+#[test]
+fn out_of_descriptors_the_metrics_accept_backs_off_instead_of_spinning() {
+    use socket2::{Domain, Socket, Type};
+    let node = Node::start(NodeOptions::default());
+    let pid = node.weftd_pid().unwrap();
+    let set_limit = |limit: &str| {
+        let out = Command::new("prlimit")
+            .args([
+                "--pid",
+                &pid.to_string(),
+                &format!("--nofile={limit}:{limit}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    // A node that gives weftd 64 descriptors in all; it uses about 20.
+    set_limit("64");
+    // Eight sources of 16 connections each, every one within the per-source cap: past
+    // 64 descriptors accept(2) fails with EMFILE until some close.
+    let ns = weft_netlink::Netns::open(Path::new(&node.netns.path())).unwrap();
+    let holding = std::thread::spawn(move || {
+        let _inside = ns.enter().unwrap();
+        let target: std::net::SocketAddr = "127.0.0.1:9641".parse().unwrap();
+        let mut held = Vec::new();
+        for source in 2..10 {
+            for _ in 0..16 {
+                let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                let from: std::net::SocketAddr = format!("127.0.0.{source}:0").parse().unwrap();
+                socket.bind(&from.into()).unwrap();
+                if socket
+                    .connect_timeout(&target.into(), Duration::from_secs(1))
+                    .is_ok()
+                {
+                    held.push(socket);
+                }
+            }
+        }
+        held
+    });
+    let held = holding.join().unwrap();
+    assert!(held.len() > 64, "only {} connections", held.len());
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let spent = cpu_time(pid) - before;
+    eprintln!("weftd out of descriptors: {spent:?} of CPU in 3 s");
+    let log = node.log();
+    assert!(
+        log.contains("out of resources, backing off"),
+        "accept never ran out of descriptors:\n{log}"
+    );
+    // Spinning on accept would take a whole core: 3 s.
+    assert!(
+        spent < Duration::from_millis(300),
+        "weftd spun: {spent:?} of CPU in 3 s"
+    );
+
+    // Descriptors back (the connections close; raising a limit again needs a privilege
+    // containers lack): served again within the longest backoff.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node.http_get("/healthz").0 != 200 {
+        assert!(Instant::now() < deadline, "the endpoint did not recover");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    node.add("after", &Netns::new("p")).expect_ok();
+}
