@@ -78,16 +78,23 @@ fn saved_is_valid(allocation: &NodeAllocation) -> std::result::Result<(), String
     if allocation.mode.has_ipv6() != allocation.ipv6_prefix.is_some()
         || allocation.mode.has_ipv4() != allocation.ipv4_subnet.is_some()
     {
-        return Err(format!("mode {:?} does not match the ranges saved", allocation.mode));
+        return Err(format!(
+            "mode {:?} does not match the ranges saved",
+            allocation.mode
+        ));
     }
     if let Some(prefix) = allocation.ipv6_prefix {
         if !PEER_IPV6_LENGTHS.contains(&prefix.prefix_len()) {
-            return Err(format!("ipv6Prefix {prefix}: length outside {PEER_IPV6_LENGTHS:?}"));
+            return Err(format!(
+                "ipv6Prefix {prefix}: length outside {PEER_IPV6_LENGTHS:?}"
+            ));
         }
     }
     if let Some(subnet) = allocation.ipv4_subnet {
         if !PEER_IPV4_LENGTHS.contains(&subnet.prefix_len()) {
-            return Err(format!("ipv4Subnet {subnet}: length outside {PEER_IPV4_LENGTHS:?}"));
+            return Err(format!(
+                "ipv4Subnet {subnet}: length outside {PEER_IPV4_LENGTHS:?}"
+            ));
         }
     }
     if allocation.vxlan_vni > 0xff_ffff {

@@ -42,8 +42,14 @@ fn an_invalid_saved_allocation_is_set_aside_not_loaded() {
         let dir = scratch(name);
         save(&dir, &bad).unwrap();
         assert_eq!(load(&dir), None, "{name}: {bad:?} loaded");
-        assert!(dir.join("kubernetes-allocation.json.invalid").exists(), "{name}: not set aside");
-        assert!(!dir.join("kubernetes-allocation.json").exists(), "{name}: still in place");
+        assert!(
+            dir.join("kubernetes-allocation.json.invalid").exists(),
+            "{name}: not set aside"
+        );
+        assert!(
+            !dir.join("kubernetes-allocation.json").exists(),
+            "{name}: still in place"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
