@@ -164,6 +164,21 @@ impl ControlPlane {
         self.dir.join("pki/ca.crt")
     }
 
+    /// A kubeconfig (DIR/USER.token.kubeconfig) that authenticates with `token`, e.g. a
+    /// ServiceAccount's from `kubectl create token`: requests as that account.
+    pub fn token_kubeconfig(&self, user: &str, token: &str) -> PathBuf {
+        let path = self.dir.join(format!("{user}.token.kubeconfig"));
+        let kubeconfig = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "weft",
+            "clusters": [{"name": "weft", "cluster": {"server": self.server(),
+                "certificate-authority": self.ca_cert()}}],
+            "users": [{"name": user, "user": {"token": token.trim()}}],
+            "contexts": [{"name": "weft", "context": {"cluster": "weft", "user": user}}],
+        });
+        fs::write(&path, kubeconfig.to_string()).expect("write a token kubeconfig");
+        path
+    }
+
     /// The instance directory (certificates, kubeconfigs, etcd data, logs).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -858,16 +858,7 @@ mod installed {
                 "--bound-object-kind=Pod",
                 &format!("--bound-object-name={pod}"),
             ]);
-            let path = self.cp.dir().join(format!("{pod}.kubeconfig"));
-            let kubeconfig = json!({
-                "apiVersion": "v1", "kind": "Config", "current-context": "weft",
-                "clusters": [{"name": "weft", "cluster": {"server": self.cp.server(),
-                    "certificate-authority": self.cp.ca_cert()}}],
-                "users": [{"name": pod, "user": {"token": token.trim()}}],
-                "contexts": [{"name": "weft", "context": {"cluster": "weft", "user": pod}}],
-            });
-            std::fs::write(&path, kubeconfig.to_string()).unwrap();
-            path
+            self.cp.token_kubeconfig(pod, &token)
         }
 
         fn kubectl_as(&self, kubeconfig: &Path, args: &[&str]) -> Output {

@@ -136,16 +136,7 @@ impl Cluster {
         }
         let token = self.admin(&args);
         let user = pod.unwrap_or(account);
-        let path = self.cp.dir().join(format!("{user}.token.kubeconfig"));
-        let kubeconfig = json!({
-            "apiVersion": "v1", "kind": "Config", "current-context": "weft",
-            "clusters": [{"name": "weft", "cluster": {"server": self.cp.server(),
-                "certificate-authority": self.cp.ca_cert()}}],
-            "users": [{"name": user, "user": {"token": token.trim()}}],
-            "contexts": [{"name": "weft", "context": {"cluster": "weft", "user": user}}],
-        });
-        std::fs::write(&path, kubeconfig.to_string()).unwrap();
-        path
+        self.cp.token_kubeconfig(user, &token)
     }
 
     /// kubectl with `kubeconfig`; `input`, if any, is written to a file `-f` names.
