@@ -523,29 +523,39 @@ fn router_and_dhcp_server_messages_are_dropped_and_neighbour_discovery_passes() 
     }
 }
 
+/// Both of a pod's own addresses, `own` (v4, v6), reach `to` (v4, v6), where
+/// `receiver` listens; `when` says when, for the failure message.
+fn both_families_arrive(
+    raw: &Attacker,
+    own: (&str, &str),
+    to: (&str, &str),
+    receiver: &Receiver,
+    when: &str,
+) {
+    for (source, destination) in [(own.0, to.0), (own.1, to.1)] {
+        let token = token(when);
+        raw.udp(source, destination, (PORT, PORT), &token);
+        assert!(
+            receiver.saw(&token, ARRIVES),
+            "{when}: {source} to {destination} was dropped"
+        );
+    }
+}
+
 #[test]
 fn a_pods_first_packet_passes_and_the_guard_follows_pods_and_weftd() {
     let mut topology = topology();
     let victim_v4 = topology.pods[1].v4.clone().unwrap();
     let victim_v6 = topology.pods[1].v6.clone().unwrap();
+    let victim = (victim_v4.as_str(), victim_v6.as_str());
     let receiver = Receiver::udp(&topology.pods[1].netns, PORT);
     // The first packets of a pod, right after its ADD returned.
     let newcomer = topology.add_pod(0);
     let raw = Attacker::in_pod(&newcomer.netns);
     let (own4, own6) = (newcomer.v4.clone().unwrap(), newcomer.v6.clone().unwrap());
     let id = newcomer.id.clone();
-    let first = token("first4");
-    raw.udp(&own4, &victim_v4, (PORT, PORT), &first);
-    let first6 = token("first6");
-    raw.udp(&own6, &victim_v6, (PORT, PORT), &first6);
-    assert!(
-        receiver.saw(&first, ARRIVES),
-        "the new pod's first IPv4 packet was dropped"
-    );
-    assert!(
-        receiver.saw(&first6, ARRIVES),
-        "the new pod's first IPv6 packet was dropped"
-    );
+    let own = (own4.as_str(), own6.as_str());
+    both_families_arrive(&raw, own, victim, &receiver, "the first packet after ADD");
 
     // DEL takes the pod's sources out of the sets.
     let node = &topology.nodes[0];
@@ -553,16 +563,9 @@ fn a_pods_first_packet_passes_and_the_guard_follows_pods_and_weftd() {
     let text = |set: &str| String::from_utf8_lossy(&listed(set).stdout).into_owned();
     assert!(text("pod-sources-v4").contains(&own4));
     node.del(&id, None).expect_ok();
-    assert!(
-        !text("pod-sources-v4").contains(&own4),
-        "{}",
-        text("pod-sources-v4")
-    );
-    assert!(
-        !text("pod-sources-v6").contains(&own6),
-        "{}",
-        text("pod-sources-v6")
-    );
+    for (set, address) in [("pod-sources-v4", &own4), ("pod-sources-v6", &own6)] {
+        assert!(!text(set).contains(address.as_str()), "{}", text(set));
+    }
 
     // A weftd restart after the table was deleted re-creates it with every restored
     // allocation's sources before serving: the remaining pods keep sending.
@@ -575,17 +578,13 @@ fn a_pods_first_packet_passes_and_the_guard_follows_pods_and_weftd() {
         .success());
     topology.restart_weftd(0);
     let raw = Attacker::in_pod(&topology.pods[0].netns);
-    let again = token("after-restart");
-    raw.udp(&own4, &victim_v4, (PORT, PORT), &again);
-    let again6 = token("after-restart6");
-    raw.udp(&own6, &victim_v6, (PORT, PORT), &again6);
-    assert!(
-        receiver.saw(&again, ARRIVES),
-        "IPv4 dropped after weftd restored the guard"
-    );
-    assert!(
-        receiver.saw(&again6, ARRIVES),
-        "IPv6 dropped after weftd restored the guard"
+    let own = (own4.as_str(), own6.as_str());
+    both_families_arrive(
+        &raw,
+        own,
+        victim,
+        &receiver,
+        "after weftd restored the guard",
     );
     let spoofed = token("spoofed-after-restart");
     raw.udp(FOREIGN_V4, &victim_v4, (PORT, PORT), &spoofed);

@@ -215,6 +215,12 @@ impl NftSets {
                 }
                 if kind == NLMSG_ERROR && length >= 20 {
                     let code = word(offset + 16) as i32;
+                    // An error for a message that asked nothing refuses the whole
+                    // batch (EPERM without CAP_NET_ADMIN answers its BEGIN): no
+                    // other answer follows.
+                    if code != 0 && !pending.contains(&sequence) {
+                        pending.clear();
+                    }
                     pending.retain(|s| *s != sequence);
                     if code != 0 && first_error.is_none() {
                         first_error = Some(-code);
