@@ -188,7 +188,7 @@ pub enum Contents {
     },
     /// A release time, as a cooldown entry holds.
     Millis(u64),
-    /// A release time this many milliseconds ago (modulo 6), so that with
+    /// A release time this many milliseconds ago (modulo the short cooldown), so that with
     /// [`Tree::short_cooldown`] the rest ends while the target runs.
     RecentMillis(u8),
     /// Any text.
@@ -244,6 +244,9 @@ pub struct Tree {
     pub short_cooldown: bool,
     /// The entries, made in order (a failing one, e.g. a name taken, is skipped).
     pub entries: Vec<Entry>,
+    /// Cooldown entries released moments ago, written after the entries: an address
+    /// offset in [`IPV6_PREFIX`], its spelling and how many milliseconds ago.
+    pub recent_releases: Vec<(u8, TextForm, u8)>,
 }
 
 fn record(name: &[u8], contents: &Contents) -> Vec<u8> {
@@ -306,13 +309,7 @@ impl Tree {
                     fs::write(&path, record(&name, contents))
                 }
                 Kind::File(Contents::Millis(ms)) => fs::write(&path, ms.to_string()),
-                Kind::File(Contents::RecentMillis(ago)) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .expect("after 1970")
-                        .as_millis();
-                    fs::write(&path, (now - u128::from(ago % 6)).to_string())
-                }
+                Kind::File(Contents::RecentMillis(ago)) => fs::write(&path, recent_ms(*ago)),
                 Kind::File(Contents::Text(text)) => fs::write(&path, text),
                 Kind::File(Contents::Bytes(bytes)) => fs::write(&path, bytes),
                 Kind::Dir => fs::create_dir(&path),
@@ -332,7 +329,20 @@ impl Tree {
                 made.push(path);
             }
         }
+        for (offset, form, ago) in &self.recent_releases {
+            let name = form.spell(Address::V6(*offset).ip());
+            let _ = fs::write(root.join("cooldown").join(name), recent_ms(*ago));
+        }
     }
+}
+
+/// A release stamp `ago` milliseconds (modulo the short cooldown) before now.
+fn recent_ms(ago: u8) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    (now - u128::from(ago) % SHORT_COOLDOWN.as_millis()).to_string()
 }
 
 /// A fresh empty scratch directory for this process: under `$WEFT_FUZZ_SCRATCH` (which
