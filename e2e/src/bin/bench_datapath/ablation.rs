@@ -32,7 +32,7 @@ impl<'a> PodGuardAblation<'a> {
                     &["list", "chain", CHAIN[0], CHAIN[1], CHAIN[2]],
                 );
                 assert!(
-                    listing.contains("hook prerouting priority -310"),
+                    listing.contains("hook prerouting priority raw - 10"),
                     "no pod guard on {}: {listing}",
                     node.name()
                 );
