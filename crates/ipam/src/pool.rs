@@ -9,7 +9,7 @@
 //! which the cursor steps over, so restore costs O(k log k) in the k restored offsets
 //! wherever in the range they lie.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Why a pool could not allocate.
@@ -154,12 +154,21 @@ impl Pool {
         cooling: impl IntoIterator<Item = (Instant, u128)>,
     ) {
         self.in_use = in_use.into_iter().filter(|o| self.contains(*o)).collect();
-        let mut cooling: Vec<(Instant, u128)> = cooling
+        // One entry per offset, the latest release: the store may hold an address
+        // twice (two spellings of one address name one offset), and a duplicate
+        // queued twice would be handed out at each expiry (found by the store fuzzer).
+        let mut latest: HashMap<u128, Instant> = HashMap::new();
+        for (until, offset) in cooling {
+            if self.contains(offset) && !self.in_use.contains(&offset) {
+                let entry = latest.entry(offset).or_insert(until);
+                *entry = (*entry).max(until);
+            }
+        }
+        let mut cooling: Vec<(Instant, u128)> = latest
             .into_iter()
-            .filter(|(_, o)| self.contains(*o) && !self.in_use.contains(o))
+            .map(|(offset, until)| (until, offset))
             .collect();
         cooling.sort();
-        cooling.dedup_by_key(|(_, o)| *o);
         self.fresh = self.first;
         self.free.clear();
         self.ahead = self
@@ -177,6 +186,32 @@ mod tests {
     use super::*;
 
     const COOL: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn an_offset_restored_twice_cools_once_until_its_latest_release() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(1, 3, COOL);
+        // Offset 1 released twice (two spellings in the store), offset 2 in between.
+        pool.restore(
+            [],
+            [
+                (t0 + Duration::from_secs(1), 1),
+                (t0 + Duration::from_secs(2), 2),
+                (t0 + Duration::from_secs(3), 1),
+            ],
+        );
+        // One ADD between each expiry: a duplicate queued twice would hand 1 out at
+        // 1.5 s and again at 3.5 s.
+        let handed: Vec<_> = [1500, 2500, 3500, 4500]
+            .into_iter()
+            .filter_map(|ms| pool.allocate(t0 + Duration::from_millis(ms)).ok())
+            .collect();
+        assert_eq!(
+            handed,
+            vec![3, 2, 1],
+            "each offset once, 1 only after its last release"
+        );
+    }
 
     #[test]
     fn allocates_lowest_first_and_reports_exhaustion_without_wrapping() {
