@@ -123,23 +123,27 @@ def table(directory, helm_ready):
     print("|---|---|---|---|")
     for row, value in weft.items():
         anchor = bridge[row]
-        ratio = f"{value / anchor:.2f}" if anchor else "-"
-        shown = [f"{v:.0f}" if row == "pods" else f"{v:.3f}" for v in (value, anchor)]
-        print(f"| {row} | {shown[0]} | {shown[1]} | {ratio} |")
+        if row == "pods":
+            print(f"| {row} | {value} | {anchor} | |")
+            continue
+        digits = 1 if "(ms" in row else 3
+        print(f"| {row} | {value:.{digits}f} | {anchor:.{digits}f} | {value / anchor:.2f} |")
     print(f"\n`helm install` to every node Ready: {helm_ready} s")
 
 
 def set_up_pod(path):
     """(count, sum) of containerd's CNI set-up histogram in one scrape."""
     count = total = 0.0
+    # containerd's timer appends its unit again: ..._duration_seconds_seconds_count.
     metric = "containerd_cri_network_plugin_operations_duration_seconds"
     for line in open(path):
-        if 'operation_type="set_up_pod"' not in line:
+        if not line.startswith(metric) or 'operation_type="set_up_pod"' not in line:
             continue
         name, value = line.rsplit(" ", 1)
-        if name.startswith(metric + "_count"):
+        series = name.split("{", 1)[0]
+        if series.endswith("_count"):
             count = float(value)
-        elif name.startswith(metric + "_sum"):
+        elif series.endswith("_sum"):
             total = float(value)
     return count, total
 
