@@ -150,7 +150,8 @@ while read -r name node ips; do
 	POD_IPS[$name]=$ips
 done < <(k -n "$NS" get pods -l app=smoke \
 	-o jsonpath='{range .items[*]}{.metadata.name} {.spec.nodeName} {range .status.podIPs[*]}{.ip},{end}{"\n"}{end}')
-PODS=("${!POD_NODE[@]}")
+# Ordered by node, for the matrix below.
+mapfile -t PODS < <(for pod in "${!POD_NODE[@]}"; do echo "${POD_NODE[$pod]} $pod"; done | sort | cut -d' ' -f2)
 [ "${#PODS[@]}" -eq "$NODES" ] || fail "${#PODS[@]} pods, want $NODES"
 nodes_used=$(printf '%s\n' "${POD_NODE[@]}" | sort -u | wc -l)
 [ "$nodes_used" -eq "$NODES" ] || fail "pods on $nodes_used nodes, want $NODES: $(declare -p POD_NODE)"
@@ -178,13 +179,17 @@ step "   ${#PODS[@]} pods, one per node, podIPs in their node's ranges and count
 
 step "3. pod-to-pod ping and TCP across nodes, ${IP_FAMILIES[*]}"
 pings=0
+# MATRIX[a,b]: the round trips from pod a to pod b, one per family in podIPs' order.
+declare -A MATRIX
 for a in "${PODS[@]}"; do
 	for b in "${PODS[@]}"; do
 		[ "${POD_NODE[$a]}" != "${POD_NODE[$b]}" ] || continue
 		IFS=, read -r -a ips <<<"${POD_IPS[$b]%,}"
 		for ip in "${ips[@]}"; do
-			k -n "$NS" exec "$a" -- ping -c 1 -W 2 "$ip" ||
+			out=$(k -n "$NS" exec "$a" -- ping -c 1 -W 2 "$ip") ||
 				fail "$a (${POD_NODE[$a]}) cannot ping $b (${POD_NODE[$b]}) at $ip"
+			rtt=$(sed -n 's/.* time=\([0-9.]*\) ms.*/\1/p' <<<"$out")
+			MATRIX[$a,$b]+="${MATRIX[$a,$b]:+ / }${rtt:-?}"
 			got=$(k -n "$NS" exec "$a" -- curl -g -s --max-time 3 "http://$(url_host "$ip"):8080/hostname") ||
 				fail "$a (${POD_NODE[$a]}) has no TCP to $b (${POD_NODE[$b]}) at $ip:8080"
 			[ "$got" = "$b" ] || fail "$a -> $ip:8080 answered '$got', want $b"
@@ -192,7 +197,21 @@ for a in "${PODS[@]}"; do
 		done
 	done
 done
-step "   $pings pings and $pings HTTP requests answered"
+step "   $pings pings and $pings HTTP requests answered; round trips in ms (${IP_FAMILIES[*]}):"
+matrix=$(
+	printf '%-26s' "from \\ to"
+	for b in "${PODS[@]}"; do printf '%-24s' "${POD_NODE[$b]}"; done
+	echo
+	for a in "${PODS[@]}"; do
+		printf '%-26s' "${POD_NODE[$a]} ${a##*-}"
+		for b in "${PODS[@]}"; do printf '%-24s' "${MATRIX[$a,$b]:-self}"; done
+		echo
+	done
+)
+# Into the log and onto the terminal (fd 3 is a dup of it; reopening /dev/fd/3 would
+# truncate a terminal that is a file).
+echo "$matrix"
+echo "$matrix" >&3
 
 # service_answers CLIENT URL: curls URL from pod CLIENT until a backend on another node
 # answers (kube-proxy spreads connections at random; with one node the pod itself is
