@@ -8,9 +8,13 @@
 #                      killed weftd pod
 #   prometheus.sh      a real Prometheus with Kubernetes service discovery scrapes every
 #                      weftd and both controller replicas
-#   helm-lifecycle.sh  helm upgrade rolls weftd with no ping lost; uninstall cleans every
-#                      node and keeps the CRDs; a reinstall
-# and always down.sh, which removes everything and checks nothing is left. Holds
+#   helm-lifecycle.sh  helm upgrade to a new image rolls weftd with no ping lost;
+#                      uninstall cleans every node and keeps the CRDs; a reinstall
+# on an IPv4-primary dual-stack cluster; then smoke.sh again on an IPv6-primary
+# dual-stack cluster and on an IPv6-only one (up.sh replaces the running cluster); and
+# always down.sh, which removes everything and checks nothing is left. Then the upstream
+# conformance sample (e2e/conformance/run.sh --sample: every [Feature:IPv6DualStack]
+# spec and the datapath's Conformance specs) on a cluster of its own. Holds
 # /tmp/weft-cluster.lock: one cluster at a time (kubelet's host sysctls are global).
 # Needs root and the debug build of weftd and weft-controller (e2e/test.sh builds them).
 set -euo pipefail
@@ -22,12 +26,21 @@ RUSTFLAGS="-C target-feature=+crt-static" \
 	cargo build --release --locked -p weft-cni --target x86_64-unknown-linux-gnu
 e2e/setup.sh --cluster >/dev/null
 
-exec 8>/tmp/weft-cluster.lock
-flock 8
-trap 'e2e/cluster/down.sh' EXIT
 start=$SECONDS
-e2e/cluster/up.sh --network helm
-e2e/cluster/smoke.sh --keep
-e2e/cluster/prometheus.sh
-e2e/cluster/helm-lifecycle.sh
+(
+	# The cluster's daemons (up.sh starts them) must not inherit the lock (8>&-): the
+	# subshell's end releases it for run.sh below.
+	exec 8>/tmp/weft-cluster.lock
+	flock 8
+	trap e2e/cluster/down.sh EXIT
+	e2e/cluster/up.sh --network helm 8>&-
+	e2e/cluster/smoke.sh --keep
+	e2e/cluster/prometheus.sh
+	e2e/cluster/helm-lifecycle.sh
+	for family in ipv6-primary ipv6-only; do
+		e2e/cluster/up.sh --network helm --family "$family" 8>&-
+		e2e/cluster/smoke.sh
+	done
+)
+e2e/conformance/run.sh --sample --family ipv6-primary
 echo "cluster tier: passed in $((SECONDS - start)) s"
