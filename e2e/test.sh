@@ -17,3 +17,6 @@ cargo build --workspace --bins --locked
 # The cluster tier: real kubelets and containerd, weft installed by helm (a few minutes).
 e2e/cluster/test.sh
 cargo test --workspace --locked "$@"
+# Every fuzz target for 20 s, two at a time, after replaying the checked-in seeds and
+# regressions (the 10-minute runs: e2e/fuzz.sh, see the README's Security section).
+e2e/fuzz.sh --seconds 20 --jobs 2
