@@ -52,18 +52,22 @@ trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$cache/bin"
 
 # Optimised, with overflow checks and debug assertions on: an overflow is a crash here,
-# as it is in the workspace's debug builds.
+# as it is in the workspace's debug builds. The build cache lives beside the corpora, so
+# a fresh clone (CI's) reuses it.
+target_dir=$cache/target
 for t in "${targets[@]}"; do
-    if ! nice -n 19 cargo +nightly fuzz build --fuzz-dir fuzz -O --debug-assertions "$t" >"$scratch/build.log" 2>&1; then
+    if ! nice -n 19 cargo +nightly fuzz build --fuzz-dir fuzz --target-dir "$target_dir" -O --debug-assertions "$t" >"$scratch/build.log" 2>&1; then
         tail -40 "$scratch/build.log" >&2
         exit 1
     fi
 done
-built=fuzz/target/x86_64-unknown-linux-gnu/release
+built=$target_dir/x86_64-unknown-linux-gnu/release
 for t in "${targets[@]}"; do
     [[ -x $built/$t ]] || { echo "fuzz.sh: no target '$t' (see --list)" >&2; exit 2; }
     # A copy, so that rebuilding while a long run goes on does not swap its binary.
-    cp "$built/$t" "$cache/bin/$t"
+    # Copy and rename: a running binary cannot be overwritten ("text file busy").
+    cp "$built/$t" "$cache/bin/$t.tmp"
+    mv -f "$cache/bin/$t.tmp" "$cache/bin/$t"
 done
 
 # The inputs a target reads: its growing corpus first (libFuzzer writes new finds into
