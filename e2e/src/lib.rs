@@ -31,7 +31,7 @@ pub use kubernetes::{KubeCluster, NetworkOptions, CONTROL_PLANE_V4, CONTROL_PLAN
 pub use metrics::Metrics;
 pub use netns::{spawn_logged, unique_name, Netns};
 pub use node::{Node, NodeOptions, HOST_V4, HOST_V6};
-pub use plugin::{run_in, Plugin, PluginOutput};
+pub use plugin::{pod_address, run_in, Plugin, PluginOutput};
 pub use scratch::{
     install_namespace_cleanup_hook, log_tail, read_trimmed, remove_own_namespaces, stop_requested,
     watch_stop_signals, TempDir,

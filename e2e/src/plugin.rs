@@ -123,6 +123,25 @@ impl Plugin {
 /// and a pipe holds 64 KiB by default): written at once, it never blocks.
 const FITS_A_PIPE: usize = 4096;
 
+/// The pod's address of one family (IPv6 when `v6`) from an ADD result, without its
+/// prefix length; panics when the result has none.
+pub fn pod_address(result: &Value, v6: bool) -> String {
+    result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str())
+        .find(|a| a.contains(':') == v6)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {} address in {result}",
+                if v6 { "IPv6" } else { "IPv4" }
+            )
+        })
+        .to_owned()
+}
+
 /// Spawns `command` from inside the namespace at `netns`, feeds `stdin`, collects output
 /// and the time from spawn to exit.
 pub fn run_in(netns: &Path, command: &mut Command, stdin: &[u8]) -> PluginOutput {

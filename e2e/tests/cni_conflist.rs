@@ -13,7 +13,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
-use weft_e2e::{wait_until, Netns, Node, NodeOptions, TempDir, HOST_V4, HOST_V6};
+use weft_e2e::{pod_address, wait_until, Netns, Node, NodeOptions, TempDir, HOST_V4, HOST_V6};
 
 /// Where the tests have weftd write: a conf dir weftd has to create.
 fn conflist_path(dir: &TempDir) -> PathBuf {
@@ -319,16 +319,6 @@ fn proc_sys_through_a_symlink_to_the_real_tree_turns_forwarding_on() {
     let other = Netns::new("p");
     node.add("proc-sys-a", &pod).expect_ok();
     let result = node.add("proc-sys-b", &other).expect_ok();
-    let v4 = result["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|ip| ip["address"].as_str())
-        .find(|a| !a.contains(':'))
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let v4 = pod_address(&result, false);
     assert!(pod.ping(&v4), "pod to pod over IPv4 through the node");
 }

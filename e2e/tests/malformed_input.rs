@@ -1370,6 +1370,21 @@ fn weftd_accepts_every_ipv6_text_form_of_its_prefix() {
 
 // ---- weftd's socket safety ------------------------------------------------------------
 
+/// weftd (IPv6 only) started on `state`; the flag as given and how it ended.
+fn weftd_on_state_dir(ns: &Netns, dir: &Path, state: &Path) -> (String, Exit) {
+    let flag = state.display().to_string();
+    let args = [
+        "--mode",
+        "ipv6",
+        "--ipv6-prefix",
+        "2001:db8:1000:1::/80",
+        "--state-dir",
+        &flag,
+    ];
+    let exit = run_weftd(ns, dir, &args, Duration::from_secs(5));
+    (flag, exit)
+}
+
 #[test]
 fn weftd_refuses_a_state_directory_others_can_write_or_own() {
     let ns = Netns::new("d");
@@ -1378,16 +1393,7 @@ fn weftd_refuses_a_state_directory_others_can_write_or_own() {
         let state = dir.0.join(format!("state-{mode:o}"));
         fs::create_dir(&state).unwrap();
         fs::set_permissions(&state, fs::Permissions::from_mode(mode)).unwrap();
-        let flag = state.display().to_string();
-        let args = [
-            "--mode",
-            "ipv6",
-            "--ipv6-prefix",
-            "2001:db8:1000:1::/80",
-            "--state-dir",
-            &flag,
-        ];
-        let exit = run_weftd(&ns, &dir.0, &args, Duration::from_secs(5));
+        let (flag, exit) = weftd_on_state_dir(&ns, &dir.0, &state);
         let shown = format!("mode {:o}", mode & 0o7777);
         weftd_refused(
             &exit,
@@ -1403,16 +1409,7 @@ fn weftd_refuses_a_state_directory_others_can_write_or_own() {
     fs::create_dir(&foreign).unwrap();
     fs::set_permissions(&foreign, fs::Permissions::from_mode(0o700)).unwrap();
     std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
-    let flag = foreign.display().to_string();
-    let args = [
-        "--mode",
-        "ipv6",
-        "--ipv6-prefix",
-        "2001:db8:1000:1::/80",
-        "--state-dir",
-        &flag,
-    ];
-    let exit = run_weftd(&ns, &dir.0, &args, Duration::from_secs(5));
+    let (flag, exit) = weftd_on_state_dir(&ns, &dir.0, &foreign);
     weftd_refused(
         &exit,
         &["--state-dir", &flag, "owned by uid 65534", "uid 0"],

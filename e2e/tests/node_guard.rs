@@ -14,7 +14,8 @@ use std::process::Output;
 use std::thread;
 use std::time::Duration;
 use weft_e2e::{
-    wait_until, Netns, Node, NodeOptions, Topology, TopologyOptions, Underlay, HOST_V4, HOST_V6,
+    pod_address, wait_until, Netns, Node, NodeOptions, Topology, TopologyOptions, Underlay,
+    HOST_V4, HOST_V6,
 };
 
 const CONVERGE: Duration = Duration::from_secs(20);
@@ -587,17 +588,7 @@ fn host_access(access: Option<&str>, port: &str) {
     });
     let pod = Netns::new("hp");
     let result = node.add("host-access", &pod).expect_ok();
-    let pod_v4 = result["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|ip| ip["address"].as_str().unwrap())
-        .find(|a| !a.contains(':'))
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let pod_v4 = pod_address(&result, false);
     let drop = access == Some("drop");
 
     // Always: the pod pings its node, and the node (kubelet's probes) connects to it.

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::time::Duration;
-use weft_e2e::{wait_until, Netns, Node, NodeOptions};
+use weft_e2e::{pod_address, wait_until, Netns, Node, NodeOptions};
 
 /// The IPv4 gateway as weftd holds it on the node's loopback.
 const GATEWAY_ON_LO: &str = "169.254.1.1/32";
@@ -11,21 +11,6 @@ const GATEWAY_ON_LO: &str = "169.254.1.1/32";
 /// The node's `lo` IPv4 addresses, one line each.
 fn lo_ipv4(node: &Node) -> String {
     node.netns.ip(&["-4", "-o", "addr", "show", "dev", "lo"])
-}
-
-/// The address of one family from an ADD result, without its prefix length.
-fn pod_address(result: &serde_json::Value, v6: bool) -> String {
-    result["ips"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|ip| ip["address"].as_str().unwrap())
-        .find(|a| a.contains(':') == v6)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 /// The `src` the node would use towards `addr` (`ip route get`).
