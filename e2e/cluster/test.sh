@@ -6,6 +6,8 @@
 #                      matrix, dual-stack ClusterIP/NodePort Services, CoreDNS, the
 #                      downward API, the gateways, hostNetwork pods, address release, a
 #                      killed weftd pod
+#   attacks.sh         a node's weftd token refused another node's WeftNode; a pod's
+#                      spoofed sources dropped (each after the legitimate path worked)
 #   prometheus.sh      a real Prometheus with Kubernetes service discovery scrapes every
 #                      weftd and both controller replicas
 #   helm-lifecycle.sh  helm upgrade to a new image rolls weftd with no ping lost;
@@ -35,6 +37,7 @@ start=$SECONDS
 	trap e2e/cluster/down.sh EXIT
 	e2e/cluster/up.sh --network helm 8>&-
 	e2e/cluster/smoke.sh --keep
+	e2e/cluster/attacks.sh
 	e2e/cluster/prometheus.sh
 	e2e/cluster/helm-lifecycle.sh
 	for family in ipv6-primary ipv6-only; do
