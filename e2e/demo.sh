@@ -39,8 +39,8 @@ logged() {
 # indented COMMAND...: COMMAND's terminal output, indented under the demo's step.
 indented() { "$@" 2>&1 | sed -u 's/^/    /'; return "${PIPESTATUS[0]}"; }
 
-step "weft demo: a $FAMILY cluster of 3 kubelet + containerd nodes; build and install output in $LOG"
-step "1/5 Debian packages and the pinned Go tools: e2e/setup.sh --cluster (the first run builds for about 25 minutes on 2 cores, later runs take seconds)"
+step "weft demo: 3 kubelet + containerd nodes, $FAMILY; build and install output in $LOG"
+step "1/5 Debian packages and the pinned Go tools: e2e/setup.sh --cluster (the first run builds for about 10 minutes on 2 cores, later runs take seconds)"
 logged e2e/setup.sh --cluster
 step "2/5 weft: weftd and weft-controller, the statically linked plugin (cargo)"
 logged cargo build --locked -p weftd -p weft-controller

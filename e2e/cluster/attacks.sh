@@ -15,6 +15,8 @@
 # Usage: e2e/cluster/attacks.sh
 set -eEuo pipefail
 CLUSTER_DIR=$(cd "$(dirname "$0")" && pwd)
+E2E_DIR=$(dirname "$CLUSTER_DIR")
+REPO_DIR=$(dirname "$E2E_DIR")
 . "$CLUSTER_DIR/lib.sh"
 begin_check attacks helm
 . "$CLUSTER_DIR/network-helm.sh"
