@@ -84,7 +84,8 @@ in_node "$WEFT_NODE" sh -c 'ls /etc/cni/net.d; cat /etc/cni/net.d/*.conflist'
 
 # containerd_metrics N FILE: node N's containerd metrics into FILE.
 containerd_metrics() {
-	in_node "$1" curl -fsS --max-time 5 "http://127.0.0.1:$CONTAINERD_METRICS_PORT/v1/metrics" >"$2"
+	# A few MB with 100 pods' series: a loaded node needs more than a few seconds.
+	in_node "$1" curl -fsS --max-time 60 "http://127.0.0.1:$CONTAINERD_METRICS_PORT/v1/metrics" >"$2"
 }
 
 # batch NAME N: PODS pods on node N, timed; their rows into WORK/NAME.starts and the
