@@ -316,12 +316,19 @@ fn attach_host_queue(sockets: &mut Sockets, host_name: &str) -> Result<()> {
 }
 
 /// How long ADD waits for the kernel to make the pod's IPv6 address local; past it the
-/// kernel's workers are stuck, not just busy, and the runtime should retry.
-const LOCAL_ADDRESS_WAIT: Duration = Duration::from_secs(2);
+/// kernel's workers are stuck, not just busy, and the runtime should retry. With 100
+/// pods started at once on a 2-core node, 2 s was not enough: the address worker runs
+/// one address at a time under the RTNL lock every ADD also takes, and 28 of 100 ADDs
+/// failed, each retried by kubelet seconds later.
+const LOCAL_ADDRESS_WAIT: Duration = Duration::from_secs(10);
 
-/// Pause between two looks at the pod's local routes; it also leaves the CPU to the
-/// kernel worker being waited for.
+/// The first pause between two looks at the pod's local routes: usually the first or
+/// second look finds it.
 const LOCAL_ADDRESS_POLL: Duration = Duration::from_micros(200);
+
+/// The longest pause: each pause doubles up to it, so a hundred ADDs waiting at once
+/// leave the CPU to the kernel worker they wait for instead of polling it away.
+const LOCAL_ADDRESS_POLL_MAX: Duration = Duration::from_millis(10);
 
 /// The local table (RT_TABLE_LOCAL), where the kernel routes a link's own addresses.
 const LOCAL_TABLE: u32 = 255;
@@ -343,6 +350,7 @@ fn await_local_ipv6(pod: &mut Netlink, plan: &PodPlan<'_>) -> Result<()> {
     };
     let local = IpNet::V6(Ipv6Net::new(address, 128).expect("valid /128"));
     let deadline = Instant::now() + LOCAL_ADDRESS_WAIT;
+    let mut pause = LOCAL_ADDRESS_POLL;
     loop {
         let routes = pod.routes(true)?;
         if routes
@@ -356,7 +364,8 @@ fn await_local_ipv6(pod: &mut Netlink, plan: &PodPlan<'_>) -> Result<()> {
                 "the kernel did not make {address} local in the pod within {LOCAL_ADDRESS_WAIT:?}"
             )));
         }
-        std::thread::sleep(LOCAL_ADDRESS_POLL);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(LOCAL_ADDRESS_POLL_MAX);
     }
 }
 
