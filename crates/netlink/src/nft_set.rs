@@ -9,9 +9,8 @@
 //! The tables and sets themselves are made by `nft`; only elements go through here.
 
 use crate::NetlinkError;
-use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket};
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// NFPROTO_INET: an `inet` table.
 pub const FAMILY_INET: u8 = 1;
@@ -41,8 +40,6 @@ const IFNAMSIZ: usize = 16;
 /// ENOENT, the kernel's answer to deleting an element that is not there.
 const ENOENT: i32 = 2;
 const RECV_BYTES: usize = 64 * 1024;
-/// The kernel answers a batch before sendmsg returns; waiting means it never will.
-const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One change to one set of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,12 +94,7 @@ impl NftSets {
     /// Opens a socket in the calling thread's namespace (CAP_NET_ADMIN is checked per
     /// request, not here).
     pub fn connect() -> Result<NftSets, NetlinkError> {
-        let io = |e| NetlinkError::io("open nfnetlink socket", e);
-        let socket = Socket::new(NETLINK_NETFILTER).map_err(io)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(io)?;
-        socket2::SockRef::from(&socket)
-            .set_read_timeout(Some(RECV_TIMEOUT))
-            .map_err(io)?;
+        let socket = crate::socket::open_socket(NETLINK_NETFILTER, "open nfnetlink socket")?;
         Ok(NftSets {
             socket,
             sequence: 0,

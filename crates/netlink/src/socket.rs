@@ -27,7 +27,22 @@ const RECV_BYTES: usize = 64 * 1024;
 /// at all means an answer weft expects will never come, e.g. a request that asked for
 /// no ack. An error naming the wait beats a plugin, or a convergence pass of weftd,
 /// hanging for ever.
-const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const RECV_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A netlink socket of `protocol` in the calling thread's namespace, connected to the
+/// kernel and with recv(2) bounded by [`RECV_TIMEOUT`]; `what` names it in errors.
+/// Connecting to the kernel (port 0) also binds the socket to a port the kernel picks
+/// (netlink_connect autobinds), and makes it refuse unicasts from anyone else; weft
+/// matches answers by sequence number, so it never needs its port id.
+pub(crate) fn open_socket(protocol: isize, what: &'static str) -> Result<Socket, NetlinkError> {
+    let io = |e| NetlinkError::io(what, e);
+    let socket = Socket::new(protocol).map_err(io)?;
+    socket.connect(&SocketAddr::new(0, 0)).map_err(io)?;
+    socket2::SockRef::from(&socket)
+        .set_read_timeout(Some(RECV_TIMEOUT))
+        .map_err(io)?;
+    Ok(socket)
+}
 
 /// One rtnetlink socket, bound for life to the namespace it was opened in.
 #[derive(Debug)]
@@ -40,17 +55,12 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a socket in the calling thread's current namespace.
     pub fn connect() -> Result<Netlink, NetlinkError> {
-        let io = |e| NetlinkError::io("open rtnetlink socket", e);
-        let socket = Socket::new(NETLINK_ROUTE).map_err(io)?;
-        // Connecting to the kernel (port 0) also binds the socket to a port the kernel
-        // picks (netlink_connect autobinds), and makes it refuse unicasts from anyone
-        // else; weft matches answers by sequence number, so it never needs its port id.
-        socket.connect(&SocketAddr::new(0, 0)).map_err(io)?;
+        let what = "open rtnetlink socket";
+        let socket = open_socket(NETLINK_ROUTE, what)?;
         // Acks carry only the header of the request they answer.
-        socket.set_cap_ack(true).map_err(io)?;
-        socket2::SockRef::from(&socket)
-            .set_read_timeout(Some(RECV_TIMEOUT))
-            .map_err(io)?;
+        socket
+            .set_cap_ack(true)
+            .map_err(|e| NetlinkError::io(what, e))?;
         Ok(Netlink {
             socket,
             sequence: 0,
