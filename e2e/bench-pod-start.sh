@@ -20,10 +20,9 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+. e2e/lib.sh
 cargo build --locked -p weftd -p weft-controller
-# The image ships the statically linked plugin (see e2e/cluster/network-helm.sh).
-RUSTFLAGS="-C target-feature=+crt-static" \
-	cargo build --release --locked -p weft-cni --target x86_64-unknown-linux-gnu
+weft_build_static_plugin
 e2e/setup.sh --cluster >/dev/null
 
 exec 8>/tmp/weft-cluster.lock

@@ -44,8 +44,8 @@ step "1/5 Debian packages and the pinned Go tools: e2e/setup.sh --cluster (the f
 logged e2e/setup.sh --cluster
 step "2/5 weft: weftd and weft-controller, the statically linked plugin (cargo)"
 logged cargo build --locked -p weftd -p weft-controller
-logged env RUSTFLAGS="-C target-feature=+crt-static" \
-	cargo build --release --locked -p weft-cni --target x86_64-unknown-linux-gnu
+. e2e/lib.sh
+logged weft_build_static_plugin
 
 # One cluster at a time on a machine (kubelet's host sysctls are global): wait for a
 # test run's cluster to go. up.sh replaces a cluster a previous demo left. The cluster's

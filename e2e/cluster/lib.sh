@@ -159,6 +159,13 @@ start_log() {
 	echo "== $(date -u +%FT%TZ) $0 $*"
 }
 
+# show TEXT: TEXT into the log and onto the terminal (fd 3, a dup of it: `tee
+# /dev/fd/3` would reopen it, truncating a terminal that is a file, such as CI's log).
+show() {
+	echo "$1"
+	echo "$1" >&3
+}
+
 step() {
 	printf '[%4d s] %s\n' "$((SECONDS - T0))" "$*" >&3
 	echo "== [$((SECONDS - T0)) s] $*"

@@ -168,11 +168,7 @@ for t in json.load(sys.stdin)["data"]["activeTargets"]:
 }
 all_up() { [ "$(up_targets | awk '$2 == "up"' | wc -l)" -eq "$want" ]; }
 wait_for "$want targets up" 60 all_up
-# Into the log and onto the terminal (not `tee /dev/fd/3`: reopening it truncates a
-# terminal that is a file, such as CI's log).
-targets=$(up_targets)
-echo "$targets"
-echo "$targets" >&3
+show "$(up_targets)"
 step "   $want targets up"
 
 step "2. weft_ipam_addresses_in_use from every node"

@@ -208,10 +208,7 @@ matrix=$(
 		echo
 	done
 )
-# Into the log and onto the terminal (fd 3 is a dup of it; reopening /dev/fd/3 would
-# truncate a terminal that is a file).
-echo "$matrix"
-echo "$matrix" >&3
+show "$matrix"
 
 # service_answers CLIENT URL: curls URL from pod CLIENT until a backend on another node
 # answers (kube-proxy spreads connections at random; with one node the pod itself is

@@ -22,10 +22,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# The image ships the statically linked plugin: it runs on every node beside whatever
-# libc the node has.
-RUSTFLAGS="-C target-feature=+crt-static" \
-	cargo build --release --locked -p weft-cni --target x86_64-unknown-linux-gnu
+. e2e/lib.sh
+weft_build_static_plugin
 e2e/setup.sh --cluster >/dev/null
 
 start=$SECONDS
