@@ -32,6 +32,7 @@ use super::table::{Chain, ChainKind, Element, Hook, Priority, Set, Table, Tables
 use crate::allocation::NodeAllocation;
 use crate::node::Uplink;
 use ipnet::{IpNet, Ipv4Net};
+use weft_wire::HOST_VETH_PREFIX;
 
 /// The set of pod subnets whose egress is masqueraded.
 pub const POD_SUBNETS: &str = "pod-subnets-v4";
@@ -85,7 +86,7 @@ impl EgressNat {
             hook: Hook::Postrouting,
             priority: Priority::SrcNat,
             rules: vec![format!(
-                "ip saddr @{POD_SUBNETS} oifname != \"weft*\" masquerade"
+                "ip saddr @{POD_SUBNETS} oifname != \"{HOST_VETH_PREFIX}*\" masquerade"
             )],
         });
         elements
