@@ -183,3 +183,118 @@ fn ipv6_routing_is_an_enum_defaulting_to_fabric() {
     assert_eq!("direct".parse(), Ok(Ipv6Routing::Direct));
     assert!("bgp".parse::<Ipv6Routing>().unwrap_err().contains("'bgp'"));
 }
+
+fn policy(json: serde_json::Value) -> WeftPolicySpec {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn a_well_formed_policy_has_no_problems_and_keeps_absent_apart_from_empty() {
+    let p = policy(serde_json::json!({
+        "source": {"namespace": "x", "name": "allow-db", "uid": "u1", "generation": 3},
+        "ingress": [
+            {"peers": [{"group": "g-0123456789ab"},
+                       {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+             "ports": [{"protocol": "TCP", "port": 5432},
+                       {"protocol": "UDP", "port": 1000, "endPort": 2000},
+                       {"protocol": "SCTP"},
+                       {"namedPort": "http"}]},
+            {}
+        ],
+        "egress": []
+    }));
+    assert_eq!(p.problems(), vec![]);
+    assert_eq!(
+        p.ingress.as_ref().unwrap()[1].peers,
+        None,
+        "absent peers: every peer"
+    );
+    assert_eq!(p.egress, Some(vec![]), "isolated egress allowing nothing");
+    assert_eq!(
+        p.ingress.as_ref().unwrap()[0].ports[3].protocol,
+        Protocol::Tcp
+    );
+    let round_trip: WeftPolicySpec =
+        serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+    assert_eq!(round_trip, p);
+}
+
+#[test]
+fn policy_problems_name_the_field_and_the_value() {
+    let p = policy(serde_json::json!({
+        "source": {"namespace": "x", "name": "bad", "uid": "u1", "generation": 1},
+        "ingress": [{"peers": []}],
+        "egress": [{
+            "peers": [{"ipBlock": {"cidr": "10.0.0.1/8"}},
+                      {"ipBlock": {"cidr": "2001:db8::/32", "except": ["10.1.0.0/16", "bogus"]}},
+                      {},
+                      {"group": "g-1", "ipBlock": {"cidr": "10.0.0.0/8"}}],
+            "ports": [{"port": 0}, {"port": 90, "endPort": 80}, {"endPort": 80},
+                      {"port": 80, "namedPort": "http"}, {"namedPort": ""}]
+        }]
+    }));
+    let found: Vec<(String, String)> = p
+        .problems()
+        .into_iter()
+        .map(|e| (e.field, e.problem))
+        .collect();
+    let expect = [
+        ("spec.ingress[0].peers", "is empty"),
+        (
+            "spec.egress[0].peers[0].ipBlock.cidr",
+            "'10.0.0.1/8' is not a CIDR",
+        ),
+        (
+            "spec.egress[0].peers[1].ipBlock.except[0]",
+            "'10.1.0.0/16' is not inside cidr '2001:db8::/32'",
+        ),
+        (
+            "spec.egress[0].peers[1].ipBlock.except[1]",
+            "'bogus' is not a CIDR",
+        ),
+        (
+            "spec.egress[0].peers[2]",
+            "exactly one of group and ipBlock",
+        ),
+        (
+            "spec.egress[0].peers[3]",
+            "exactly one of group and ipBlock",
+        ),
+        ("spec.egress[0].ports[0].port", "0 is not a port"),
+        ("spec.egress[0].ports[1].endPort", "80 is below port 90"),
+        ("spec.egress[0].ports[2].endPort", "80 without a port"),
+        ("spec.egress[0].ports[3]", "both a named port and a number"),
+        ("spec.egress[0].ports[4].namedPort", "is empty"),
+    ];
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+    for ((field, text), (want_field, want_text)) in found.iter().zip(expect) {
+        assert_eq!(field, want_field);
+        assert!(text.contains(want_text), "{field}: {text}");
+    }
+}
+
+#[test]
+fn ip_blocks_parse_to_one_family() {
+    let block = IpBlock {
+        cidr: "2001:db8::/32".into(),
+        except: vec!["2001:db8:1::/48".into()],
+    };
+    let (cidr, except) = block.parse().unwrap();
+    assert_eq!(cidr.to_string(), "2001:db8::/32");
+    assert_eq!(except[0].to_string(), "2001:db8:1::/48");
+}
+
+#[test]
+fn the_index_answers_by_namespace() {
+    let index = WeftPolicyIndexSpec {
+        namespaces: ["a", "c"]
+            .map(|name| PolicedNamespace {
+                name: name.into(),
+                ingress: true,
+                egress: false,
+            })
+            .to_vec(),
+    };
+    assert!(index.polices("a") && index.polices("c"));
+    assert!(!index.polices("b") && !index.polices(""));
+}
