@@ -76,6 +76,17 @@ pub enum IpamError {
         /// Its addresses.
         addresses: String,
     },
+    /// ADD asked for a family the node does not serve.
+    #[error("{family} is not served on this node, which serves {served}")]
+    FamilyNotServed {
+        /// The family asked for.
+        family: Family,
+        /// What the node serves, for the message (`ipv6 and ipv4`, `ipv6 only`).
+        served: String,
+    },
+    /// ADD asked for an empty list of families.
+    #[error("the request keeps no address family")]
+    NoFamily,
     /// Disk trouble.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -102,6 +113,7 @@ impl IpamError {
             IpamError::Exhausted { .. } => ErrorKind::Exhausted,
             IpamError::CoolingDown { .. } => ErrorKind::CoolingDown,
             IpamError::AlreadyAllocated { .. } => ErrorKind::AlreadyAllocated,
+            IpamError::FamilyNotServed { .. } | IpamError::NoFamily => ErrorKind::BadRequest,
             IpamError::Store(_) | IpamError::StateDir(_) | IpamError::Config { .. } => {
                 ErrorKind::Internal
             }
@@ -111,9 +123,9 @@ impl IpamError {
     /// The family concerned, if one.
     pub fn family(&self) -> Option<Family> {
         match self {
-            IpamError::Exhausted { family, .. } | IpamError::CoolingDown { family, .. } => {
-                Some(*family)
-            }
+            IpamError::Exhausted { family, .. }
+            | IpamError::CoolingDown { family, .. }
+            | IpamError::FamilyNotServed { family, .. } => Some(*family),
             _ => None,
         }
     }
@@ -293,7 +305,47 @@ impl Ipam {
         pod: PodRef,
         network: Option<String>,
     ) -> Result<Allocation, IpamError> {
-        self.allocate_at(attachment, pod, network, Instant::now(), SystemTime::now())
+        self.allocate_families(attachment, pod, network, None)
+    }
+
+    /// Like [`Ipam::allocate`], but only in `families` when given (a pod that turns a
+    /// family off, docs/networkpolicy-design.md section 5). Each must be served: a pod
+    /// asking for a family this node lacks is refused rather than started without it.
+    pub fn allocate_families(
+        &mut self,
+        attachment: &Attachment,
+        pod: PodRef,
+        network: Option<String>,
+        families: Option<&[Family]>,
+    ) -> Result<Allocation, IpamError> {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        self.allocate_at(attachment, pod, network, families, now, wall)
+    }
+
+    /// Which families to allocate: `families` if each is served, else every served one.
+    fn wanted(&self, families: Option<&[Family]>) -> Result<(bool, bool), IpamError> {
+        let Some(families) = families else {
+            return Ok((self.ipv6.is_some(), self.ipv4.is_some()));
+        };
+        if families.is_empty() {
+            return Err(IpamError::NoFamily);
+        }
+        let served = self.usage().iter().map(|u| u.family).collect::<Vec<_>>();
+        if let Some(&family) = families.iter().find(|f| !served.contains(f)) {
+            let served = match served.as_slice() {
+                [only] => format!("{only} only"),
+                all => all
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+            };
+            return Err(IpamError::FamilyNotServed { family, served });
+        }
+        Ok((
+            families.contains(&Family::Ipv6),
+            families.contains(&Family::Ipv4),
+        ))
     }
 
     fn allocate_at(
@@ -301,6 +353,7 @@ impl Ipam {
         attachment: &Attachment,
         pod: PodRef,
         network: Option<String>,
+        families: Option<&[Family]>,
         now: Instant,
         wall: SystemTime,
     ) -> Result<Allocation, IpamError> {
@@ -314,11 +367,12 @@ impl Ipam {
                     .join(", "),
             });
         }
-        let ipv6 = match &mut self.ipv6 {
+        let (want6, want4) = self.wanted(families)?;
+        let ipv6 = match self.ipv6.as_mut().filter(|_| want6) {
             Some((net, pool)) => Some(take(pool, now, Family::Ipv6, net.to_string())?),
             None => None,
         };
-        let ipv4 = match &mut self.ipv4 {
+        let ipv4 = match self.ipv4.as_mut().filter(|_| want4) {
             Some((net, pool)) => match take(pool, now, Family::Ipv4, net.to_string()) {
                 Ok(offset) => Some(offset),
                 Err(e) => {

@@ -85,7 +85,14 @@ fn release_cools_down_then_reuses() {
     let mut first = None;
     for i in 0..14 {
         let a = ipam
-            .allocate_at(&att(&format!("c{i}")), PodRef::default(), None, t0, wall)
+            .allocate_at(
+                &att(&format!("c{i}")),
+                PodRef::default(),
+                None,
+                None,
+                t0,
+                wall,
+            )
             .unwrap();
         first.get_or_insert(a);
     }
@@ -100,6 +107,7 @@ fn release_cools_down_then_reuses() {
             &att("new"),
             PodRef::default(),
             None,
+            None,
             t0 + Duration::from_secs(1),
             wall,
         )
@@ -109,6 +117,7 @@ fn release_cools_down_then_reuses() {
         .allocate_at(
             &att("new"),
             PodRef::default(),
+            None,
             None,
             t0 + Duration::from_secs(30),
             wall,
@@ -334,6 +343,104 @@ fn single_family_configs_allocate_one_family() {
     let a = ipam.allocate(&att("c1"), PodRef::default(), None).unwrap();
     assert!(a.ipv6.is_some() && a.ipv4.is_none());
     assert_eq!(ipam.usage().len(), 1);
+}
+
+#[test]
+fn a_pod_keeping_one_family_gets_only_that_one_and_keeps_it_across_a_restart() {
+    let dir = TempDir::new();
+    let cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    let (mut ipam, _) = Ipam::open(cfg.clone()).unwrap();
+    let keep = |family| Some(vec![family]);
+    let v6_only = ipam
+        .allocate_families(
+            &att("v6"),
+            PodRef::default(),
+            None,
+            keep(Family::Ipv6).as_deref(),
+        )
+        .unwrap();
+    assert!(
+        v6_only.ipv6.is_some() && v6_only.ipv4.is_none(),
+        "{v6_only:?}"
+    );
+    let v4_only = ipam
+        .allocate_families(
+            &att("v4"),
+            PodRef::default(),
+            None,
+            keep(Family::Ipv4).as_deref(),
+        )
+        .unwrap();
+    assert!(
+        v4_only.ipv6.is_none() && v4_only.ipv4.is_some(),
+        "{v4_only:?}"
+    );
+    let both = [Family::Ipv4, Family::Ipv6];
+    let dual = ipam
+        .allocate_families(&att("both"), PodRef::default(), None, Some(&both))
+        .unwrap();
+    assert!(dual.ipv6.is_some() && dual.ipv4.is_some(), "{dual:?}");
+    // The families left out were not taken from their pools.
+    let in_use = |ipam: &Ipam| ipam.usage().iter().map(|u| u.in_use).collect::<Vec<_>>();
+    assert_eq!(in_use(&ipam), [2, 2]);
+    drop(ipam);
+
+    let (mut ipam, report) = Ipam::open(cfg).unwrap();
+    assert_eq!(report.restored, 3);
+    assert_eq!(ipam.lookup(&att("v6")), Some(&v6_only));
+    assert_eq!(ipam.lookup(&att("v4")), Some(&v4_only));
+    assert_eq!(in_use(&ipam), [2, 2]);
+    // The restored pools hand out neither single-family pod's address again.
+    let next = ipam
+        .allocate(&att("next"), PodRef::default(), None)
+        .unwrap();
+    assert_ne!(next.ipv6, v6_only.ipv6);
+    assert_ne!(next.ipv4, v4_only.ipv4);
+    ipam.release(&att("v6")).unwrap().unwrap();
+    assert_eq!(
+        ipam.usage().iter().map(|u| u.cooling).collect::<Vec<_>>(),
+        [1, 0],
+        "releasing an IPv6-only pod cools one IPv6 address down"
+    );
+}
+
+#[test]
+fn a_family_the_node_does_not_serve_or_none_at_all_is_refused_allocating_nothing() {
+    let dir = TempDir::new();
+    let mut cfg = config(&dir, "10.255.1.0/24", Duration::from_secs(30));
+    cfg.ipv4_subnet = None;
+    let (mut ipam, _) = Ipam::open(cfg).unwrap();
+    let e = ipam
+        .allocate_families(&att("c1"), PodRef::default(), None, Some(&[Family::Ipv4]))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadRequest);
+    assert_eq!(e.family(), Some(Family::Ipv4));
+    assert_eq!(
+        e.to_string(),
+        "ipv4 is not served on this node, which serves ipv6 only"
+    );
+    let both = [Family::Ipv6, Family::Ipv4];
+    let e = ipam
+        .allocate_families(&att("c1"), PodRef::default(), None, Some(&both))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            IpamError::FamilyNotServed {
+                family: Family::Ipv4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = ipam
+        .allocate_families(&att("c1"), PodRef::default(), None, Some(&[]))
+        .unwrap_err();
+    assert!(matches!(e, IpamError::NoFamily), "{e}");
+    assert_eq!(e.kind(), ErrorKind::BadRequest);
+    assert_eq!(ipam.usage()[0].in_use, 0);
+    assert_eq!(ipam.allocations().count(), 0);
+    assert_eq!(fs::read_dir(dir.0.join("allocations")).unwrap().count(), 0);
 }
 
 #[test]

@@ -1,85 +1,138 @@
-//! nftables set elements over nfnetlink, without the `nft` program: one NFNL batch
-//! (a transaction: the kernel applies all of it or none) of NFT_MSG_NEWSETELEM /
-//! NFT_MSG_DELSETELEM messages in one sendmsg(2). Starting `nft` costs milliseconds;
-//! this costs one system call and the kernel's commit, so a per-pod element can be put
-//! in place on the CNI ADD path.
+//! nftables set and verdict map elements over nfnetlink, without the `nft` program:
+//! one NFNL batch (a transaction: the kernel applies all of it or none) of
+//! NFT_MSG_NEWSETELEM / NFT_MSG_DELSETELEM messages in one sendmsg(2). Starting `nft`
+//! costs milliseconds; this costs one system call and the kernel's commit, so a
+//! per-pod element can be put in place on the CNI ADD path.
 //!
-//! Messages are written by hand from the kernel's UAPI (include/uapi/linux/netfilter/
-//! nfnetlink.h and nf_tables.h): a netlink header, a `struct nfgenmsg`, attributes.
-//! The tables and sets themselves are made by `nft`; only elements go through here.
+//! Keys come from [`crate::set_key`]; the messages' bytes from `nft_message.rs`. The
+//! tables, sets, maps and chains themselves are made by `nft`; only elements go
+//! through here, and not those of interval sets (an interval is two elements, which
+//! `nft` computes).
 
+use crate::nft_message::{
+    header, Element, ElementMessage, Verdict, BATCH_BEGIN, BATCH_END, MSG_DELSETELEM,
+    MSG_NEWSETELEM, NLM_F_CREATE, NLM_F_REQUEST, SUBSYS_NFTABLES,
+};
 use crate::NetlinkError;
 use rtnetlink::sys::{protocols::NETLINK_NETFILTER, Socket};
-use std::net::IpAddr;
 
 /// NFPROTO_INET: an `inet` table.
 pub const FAMILY_INET: u8 = 1;
 
 const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x01;
-const NLM_F_ACK: u16 = 0x04;
-const NLM_F_CREATE: u16 = 0x400;
-const NLA_F_NESTED: u16 = 0x8000;
-/// NFNL_MSG_BATCH_BEGIN / _END (NLMSG_MIN_TYPE and the next).
-const BATCH_BEGIN: u16 = 0x10;
-const BATCH_END: u16 = 0x11;
-/// NFNL_SUBSYS_NFTABLES, the subsystem of a batch and the high byte of its messages.
-const SUBSYS_NFTABLES: u16 = 10;
-const MSG_NEWSETELEM: u16 = 12;
-const MSG_DELSETELEM: u16 = 14;
-/// enum nft_set_elem_list_attributes.
-const SET_ELEM_LIST_TABLE: u16 = 1;
-const SET_ELEM_LIST_SET: u16 = 2;
-const SET_ELEM_LIST_ELEMENTS: u16 = 3;
-/// NFTA_LIST_ELEM, NFTA_SET_ELEM_KEY, NFTA_DATA_VALUE: all 1.
-const LIST_ELEM: u16 = 1;
-const SET_ELEM_KEY: u16 = 1;
-const DATA_VALUE: u16 = 1;
-/// IFNAMSIZ: an `ifname` field of a key is the name zero-padded to this.
-const IFNAMSIZ: usize = 16;
-/// ENOENT, the kernel's answer to deleting an element that is not there.
+/// ENOENT, the kernel's answer to deleting an element that is not there (or naming a
+/// set, table or jump target that is not there).
 const ENOENT: i32 = 2;
 const RECV_BYTES: usize = 64 * 1024;
 
-/// One change to one set of a table.
+/// One change to one set or map of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetChange<'a> {
     /// Adds the keys; a key already there is fine (no NLM_F_EXCL).
     Add {
         /// The set's name.
         set: &'a str,
-        /// Each element's key, as [`interface_address_key`] encodes it.
+        /// Each element's key, as [`crate::set_key`] encodes it.
         keys: Vec<Vec<u8>>,
     },
-    /// Deletes the keys; the kernel refuses the batch if one is not there.
+    /// Deletes the keys, from a set or a map; the kernel refuses the batch if one is
+    /// not there.
     Delete {
-        /// The set's name.
+        /// The set's or map's name.
         set: &'a str,
         /// Each element's key.
         keys: Vec<Vec<u8>>,
     },
-    /// Removes every element (a DELSETELEM without an element list).
+    /// Removes every element of a set or map (a DELSETELEM without an element list).
     Flush {
-        /// The set's name.
+        /// The set's or map's name.
         set: &'a str,
+    },
+    /// Adds elements to a verdict map. A key already there with the same verdict is
+    /// fine; with another verdict the kernel refuses the batch, NLM_F_EXCL or not
+    /// (`nft_add_set_elem`, net/netfilter/nf_tables_api.c, compares the data before it
+    /// looks at the flag; EEXIST on Linux 6.18, EBUSY on some older kernels): change
+    /// it with [`SetChange::ReplaceVerdicts`].
+    AddVerdicts {
+        /// The map's name.
+        map: &'a str,
+        /// The elements.
+        elements: Vec<VerdictElement<'a>>,
+    },
+    /// Gives keys already in a verdict map new verdicts: their delete then their add,
+    /// in this batch, so a packet sees the old verdict or the new, never none. The
+    /// kernel refuses the batch (ENOENT) if a key is not there.
+    ReplaceVerdicts {
+        /// The map's name.
+        map: &'a str,
+        /// The elements, with their new verdicts.
+        elements: Vec<VerdictElement<'a>>,
     },
 }
 
-/// The key of an element of an `ifname . ipv4_addr` or `ifname . ipv6_addr` set: the
-/// interface name zero-padded to IFNAMSIZ, then the address in network order (each
-/// field of a concatenation fills whole 32-bit registers; both already do). `None`
-/// for a name the kernel would refuse as an interface name.
-pub fn interface_address_key(ifname: &str, address: IpAddr) -> Option<Vec<u8>> {
-    if ifname.is_empty() || ifname.len() >= IFNAMSIZ {
-        return None;
+/// An element of a verdict map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerdictElement<'a> {
+    /// Its key, as [`crate::set_key`] encodes it.
+    pub key: Vec<u8>,
+    /// What a packet matching the key gets.
+    pub verdict: Verdict<'a>,
+}
+
+impl SetChange<'_> {
+    /// The messages that make this change, in order.
+    fn messages(&self) -> Vec<ElementMessage<'_>> {
+        match self {
+            SetChange::Add { set, keys } => vec![add(set, key_elements(keys))],
+            SetChange::Delete { set, keys } => vec![delete(set, Some(key_elements(keys)))],
+            SetChange::Flush { set } => vec![delete(set, None)],
+            SetChange::AddVerdicts { map, elements } => vec![add(map, verdict_elements(elements))],
+            SetChange::ReplaceVerdicts { map, elements } => {
+                let keys = elements.iter().map(|e| Element {
+                    key: &e.key,
+                    verdict: None,
+                });
+                vec![
+                    delete(map, Some(keys.collect())),
+                    add(map, verdict_elements(elements)),
+                ]
+            }
+        }
     }
-    let mut key = ifname.as_bytes().to_vec();
-    key.resize(IFNAMSIZ, 0);
-    match address {
-        IpAddr::V4(v4) => key.extend_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => key.extend_from_slice(&v6.octets()),
+}
+
+fn add<'c>(set: &'c str, elements: Vec<Element<'c>>) -> ElementMessage<'c> {
+    ElementMessage {
+        kind: MSG_NEWSETELEM,
+        flags: NLM_F_CREATE,
+        set,
+        elements: Some(elements),
     }
-    Some(key)
+}
+
+fn delete<'c>(set: &'c str, elements: Option<Vec<Element<'c>>>) -> ElementMessage<'c> {
+    ElementMessage {
+        kind: MSG_DELSETELEM,
+        flags: 0,
+        set,
+        elements,
+    }
+}
+
+fn key_elements(keys: &[Vec<u8>]) -> Vec<Element<'_>> {
+    keys.iter()
+        .map(|key| Element { key, verdict: None })
+        .collect()
+}
+
+fn verdict_elements<'c>(elements: &'c [VerdictElement<'_>]) -> Vec<Element<'c>> {
+    elements
+        .iter()
+        .map(|e| Element {
+            key: &e.key,
+            verdict: Some(e.verdict),
+        })
+        .collect()
 }
 
 /// One nfnetlink socket for nftables set elements, bound to the namespace it was
@@ -101,9 +154,9 @@ impl NftSets {
         })
     }
 
-    /// Applies `changes` to the sets of table `family name` as one transaction: every
-    /// change or none. Within it, a flush followed by adds replaces a set's contents
-    /// with no moment where a packet sees it empty.
+    /// Applies `changes` to the sets and maps of table `family name` as one
+    /// transaction: every change or none. Within it, a flush followed by adds replaces
+    /// a set's contents with no moment where a packet sees it empty.
     pub fn apply(
         &mut self,
         family: u8,
@@ -115,12 +168,30 @@ impl NftSets {
             return Ok(());
         }
         let mut batch = Vec::new();
-        self.header(&mut batch, BATCH_BEGIN, NLM_F_REQUEST, 0, SUBSYS_NFTABLES);
+        let begin = self.next_sequence();
+        header(
+            &mut batch,
+            BATCH_BEGIN,
+            NLM_F_REQUEST,
+            begin,
+            0,
+            SUBSYS_NFTABLES,
+        );
         let mut asked = Vec::new();
-        for change in changes {
-            asked.push(self.change(&mut batch, family, table, change));
+        for message in changes.iter().flat_map(SetChange::messages) {
+            let sequence = self.next_sequence();
+            message.write(&mut batch, sequence, family, table);
+            asked.push(sequence);
         }
-        self.header(&mut batch, BATCH_END, NLM_F_REQUEST, 0, SUBSYS_NFTABLES);
+        let end = self.next_sequence();
+        header(
+            &mut batch,
+            BATCH_END,
+            NLM_F_REQUEST,
+            end,
+            0,
+            SUBSYS_NFTABLES,
+        );
         self.socket
             .send(&batch, 0)
             .map_err(|e| NetlinkError::io(what(), e))?;
@@ -128,53 +199,8 @@ impl NftSets {
             .map_err(|e| e.unwrap_or_else(|errno| NetlinkError::from_errno(what(), errno)))
     }
 
-    /// Appends one element message, asking for its ack; returns its sequence number.
-    fn change(&mut self, out: &mut Vec<u8>, family: u8, table: &str, change: &SetChange) -> u32 {
-        let (kind, flags, set, keys) = match change {
-            SetChange::Add { set, keys } => (MSG_NEWSETELEM, NLM_F_CREATE, set, Some(keys)),
-            SetChange::Delete { set, keys } => (MSG_DELSETELEM, 0, set, Some(keys)),
-            SetChange::Flush { set } => (MSG_DELSETELEM, 0, set, None),
-        };
-        let start = out.len();
-        let message_type = (SUBSYS_NFTABLES << 8) | kind;
-        let sequence = self.header(
-            out,
-            message_type,
-            NLM_F_REQUEST | NLM_F_ACK | flags,
-            family,
-            0,
-        );
-        attribute(out, SET_ELEM_LIST_TABLE, &nul_terminated(table));
-        attribute(out, SET_ELEM_LIST_SET, &nul_terminated(set));
-        if let Some(keys) = keys {
-            let elements = begin_nested(out, SET_ELEM_LIST_ELEMENTS);
-            for key in keys {
-                let element = begin_nested(out, LIST_ELEM);
-                let key_attribute = begin_nested(out, SET_ELEM_KEY);
-                attribute(out, DATA_VALUE, key);
-                end_nested(out, key_attribute);
-                end_nested(out, element);
-            }
-            end_nested(out, elements);
-        }
-        set_length(out, start);
-        sequence
-    }
-
-    /// Appends a netlink header and a `struct nfgenmsg`, sized for themselves alone;
-    /// returns the sequence number.
-    fn header(&mut self, out: &mut Vec<u8>, kind: u16, flags: u16, family: u8, res_id: u16) -> u32 {
+    fn next_sequence(&mut self) -> u32 {
         self.sequence = self.sequence.wrapping_add(1);
-        let start = out.len();
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(&flags.to_ne_bytes());
-        out.extend_from_slice(&self.sequence.to_ne_bytes());
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        // nfgenmsg: family, NFNETLINK_V0, resource id (big-endian).
-        out.extend_from_slice(&[family, 0]);
-        out.extend_from_slice(&res_id.to_be_bytes());
-        set_length(out, start);
         self.sequence
     }
 
@@ -228,7 +254,8 @@ impl NftSets {
     }
 }
 
-/// Whether `error` is the kernel's "no such element" (or set, or table).
+/// Whether `error` is the kernel's "no such element" (or set, table, or chain a verdict
+/// jumps to).
 pub fn is_missing(error: &NetlinkError) -> bool {
     matches!(
         error,
@@ -239,86 +266,45 @@ pub fn is_missing(error: &NetlinkError) -> bool {
     )
 }
 
-fn nul_terminated(text: &str) -> Vec<u8> {
-    let mut bytes = text.as_bytes().to_vec();
-    bytes.push(0);
-    bytes
-}
-
-/// Appends one attribute, padded to 4 bytes.
-fn attribute(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let length = 4 + payload.len();
-    out.extend_from_slice(&(length as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(payload);
-    out.resize(out.len().next_multiple_of(4), 0);
-}
-
-/// Starts a nested attribute; [`end_nested`] writes its length.
-fn begin_nested(out: &mut Vec<u8>, kind: u16) -> usize {
-    let start = out.len();
-    out.extend_from_slice(&0u16.to_ne_bytes());
-    out.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-    start
-}
-
-fn end_nested(out: &mut [u8], start: usize) {
-    let length = (out.len() - start) as u16;
-    out[start..start + 2].copy_from_slice(&length.to_ne_bytes());
-}
-
-/// Writes a message's length into its header (the first u32).
-fn set_length(out: &mut [u8], start: usize) {
-    let length = (out.len() - start) as u32;
-    out[start..start + 4].copy_from_slice(&length.to_ne_bytes());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
-    fn keys_are_the_padded_name_then_the_address() {
-        let v4 = interface_address_key("weft1", IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))).unwrap();
-        assert_eq!(v4.len(), 20);
-        assert_eq!(&v4[..5], b"weft1");
-        assert!(v4[5..16].iter().all(|b| *b == 0));
-        assert_eq!(&v4[16..], &[192, 0, 2, 7]);
-        let v6 = interface_address_key("w", IpAddr::V6(Ipv6Addr::LOCALHOST)).unwrap();
-        assert_eq!(v6.len(), 32);
-        assert_eq!(v6[31], 1);
-        assert!(
-            interface_address_key("sixteen-bytes-xx", IpAddr::V6(Ipv6Addr::LOCALHOST)).is_none()
-        );
-        assert!(interface_address_key("", IpAddr::V6(Ipv6Addr::LOCALHOST)).is_none());
-    }
-
-    #[test]
-    fn a_message_carries_table_set_and_nested_keys() {
-        let mut sets = NftSets::connect().unwrap();
-        let mut out = Vec::new();
-        let key = vec![1, 2, 3, 4];
-        let change = SetChange::Add {
-            set: "s",
-            keys: vec![key],
+    fn a_replacement_deletes_the_keys_then_adds_the_elements() {
+        let elements = vec![VerdictElement {
+            key: vec![1, 2, 3, 4],
+            verdict: Verdict::Jump("np-e-1"),
+        }];
+        let change = SetChange::ReplaceVerdicts {
+            map: "np-egress-pods",
+            elements,
         };
-        let sequence = sets.change(&mut out, FAMILY_INET, "t", &change);
-        assert_eq!(sequence, 1);
+        let key: &[u8] = &[1, 2, 3, 4];
         assert_eq!(
-            u32::from_ne_bytes(out[0..4].try_into().unwrap()) as usize,
-            out.len()
+            change.messages(),
+            [
+                ElementMessage {
+                    kind: MSG_DELSETELEM,
+                    flags: 0,
+                    set: "np-egress-pods",
+                    elements: Some(vec![Element { key, verdict: None }]),
+                },
+                ElementMessage {
+                    kind: MSG_NEWSETELEM,
+                    flags: NLM_F_CREATE,
+                    set: "np-egress-pods",
+                    elements: Some(vec![Element {
+                        key,
+                        verdict: Some(Verdict::Jump("np-e-1")),
+                    }]),
+                },
+            ]
         );
-        assert_eq!(u16::from_ne_bytes([out[4], out[5]]), 0x0a0c);
-        assert_eq!(out[16], FAMILY_INET);
-        // Table "t\0" then set "s\0", each in a 4-byte padded attribute.
-        assert_eq!(&out[20..26], &[6, 0, 1, 0, b't', 0]);
-        assert_eq!(&out[28..34], &[6, 0, 2, 0, b's', 0]);
-        // ELEMENTS { LIST_ELEM { KEY { VALUE [1,2,3,4] } } }, every level nested.
-        assert_eq!(&out[36..40], &[20, 0, 3, 0x80]);
-        assert_eq!(&out[40..44], &[16, 0, 1, 0x80]);
-        assert_eq!(&out[44..48], &[12, 0, 1, 0x80]);
-        assert_eq!(&out[48..56], &[8, 0, 1, 0, 1, 2, 3, 4]);
-        assert_eq!(out.len(), 56);
+        let flush = SetChange::Flush { set: "s" }.messages();
+        assert_eq!(
+            (flush[0].kind, flush[0].elements.clone()),
+            (MSG_DELSETELEM, None)
+        );
     }
 }

@@ -18,7 +18,8 @@ pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 /// Largest message either side accepts: a GC request for ~100k attachments fits.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
-/// Who the pod is, from `CNI_ARGS` (CONVENTIONS.md), kept for operators.
+/// Who the pod is, from `CNI_ARGS` (CONVENTIONS.md): kept for operators, and what
+/// NetworkPolicy admission looks its entry up by.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRef {
@@ -28,6 +29,10 @@ pub struct PodRef {
     /// `K8S_POD_NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `K8S_POD_UID` (containerd and CRI-O pass it): NetworkPolicy admits a pod on the
+    /// entry of that very pod, not of an earlier one of the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 /// What the node serves: learnt by the plugin from the daemon, never from duplicated config.
@@ -141,6 +146,11 @@ pub enum Request {
         /// The conflist's `name`, recorded with the allocation for GC.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         network: Option<String>,
+        /// The only families to allocate (the pod annotation `weft.dev/ip-families`);
+        /// `None` is every family the node serves. A family the node does not serve is
+        /// refused ([`ErrorKind::BadRequest`]), never dropped silently.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_families: Option<Vec<Family>>,
     },
     /// Release an attachment's addresses and remove its host veth in the background.
     /// Succeeds when there is nothing to release.
@@ -306,8 +316,16 @@ mod tests {
                 pod: PodRef {
                     namespace: Some("ns".into()),
                     name: None,
+                    uid: Some("6f1c-9a".into()),
                 },
                 network: Some("weft".into()),
+                ip_families: None,
+            },
+            Request::Allocate {
+                attachment: attachment(),
+                pod: PodRef::default(),
+                network: None,
+                ip_families: Some(vec![Family::Ipv6]),
             },
             Request::Release {
                 attachment: attachment(),
@@ -350,6 +368,27 @@ mod tests {
             line,
             r#"{"op":"release","attachment":{"containerId":"c1","ifname":"eth0"}}"#
         );
+    }
+
+    #[test]
+    fn allocate_names_its_families_only_when_it_keeps_some() {
+        let allocate = |ip_families| Request::Allocate {
+            attachment: attachment(),
+            pod: PodRef::default(),
+            network: None,
+            ip_families,
+        };
+        let line = serde_json::to_string(&allocate(Some(vec![Family::Ipv4]))).unwrap();
+        assert!(line.ends_with(r#","ipFamilies":["ipv4"]}"#), "{line}");
+        // An older plugin's request, without the field, asks for every family.
+        let old = r#"{"op":"allocate","attachment":{"containerId":"c1","ifname":"eth0"}}"#;
+        assert_eq!(
+            serde_json::from_str::<Request>(old).unwrap(),
+            allocate(None)
+        );
+        assert!(!serde_json::to_string(&allocate(None))
+            .unwrap()
+            .contains("ipFamilies"));
     }
 
     #[test]
