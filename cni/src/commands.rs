@@ -3,13 +3,16 @@
 use crate::config::{self, NetConf, LATEST, SUPPORTED_VERSIONS};
 use crate::daemon::Daemon;
 use crate::error::{CniError, Result};
+use crate::families::KeptFamilies;
 use crate::invocation::{Command, Invocation};
 use crate::result::{self, Wired};
 use crate::wiring::{self, Pair, PairError, PodPlan, Sockets};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use weft_netlink::Netns;
-use weft_wire::{host_veth_name, pod_mac, Allocation, Attachment, NodeNetwork, Request, Response};
+use weft_wire::{
+    host_veth_name, pod_mac, Allocation, Attachment, Family, NodeNetwork, Request, Response,
+};
 
 /// What a run produced: the text for stdout on success, and the daemon connection (if
 /// one was made) for the metrics report.
@@ -82,9 +85,18 @@ fn dispatch(
     let netns_path = invocation.netns.as_deref();
     match (command, attachment, netns_path) {
         (Command::Add, Some(attachment), Some(netns)) => {
+            // Judged before weftd is contacted: a bad annotation allocates nothing.
+            let kept = conf.ip_families.as_deref().map(KeptFamilies::parse);
+            let kept = kept.transpose()?;
             let netns = open_netns(netns)?;
             let d = daemon.insert(Daemon::connect(&conf.socket)?);
-            add(d, invocation, conf, attachment, &netns).map(Some)
+            let pod = PodToAdd {
+                invocation,
+                attachment,
+                netns: &netns,
+                kept: kept.as_ref(),
+            };
+            add(d, conf, &pod).map(Some)
         }
         (Command::Del, Some(attachment), _) => del(daemon, conf, attachment).map(|_| None),
         (Command::Check, Some(attachment), Some(netns)) => {
@@ -142,20 +154,44 @@ fn allocation_of(daemon: &Daemon, response: Response) -> Result<(Option<Allocati
     }
 }
 
+/// The pod an ADD wires.
+struct PodToAdd<'a> {
+    invocation: &'a Invocation,
+    attachment: &'a Attachment,
+    netns: &'a Netns,
+    /// The families its annotation keeps; `None`: every family the node serves.
+    kept: Option<&'a KeptFamilies>,
+}
+
+/// weftd's answer to Allocate: an allocation holding exactly the kept families. One
+/// that holds others is given back before the error returns.
+fn allocated(daemon: &mut Daemon, pod: &PodToAdd<'_>) -> Result<(Allocation, NodeNetwork)> {
+    let (allocation, network) = daemon
+        .receive()
+        .and_then(|r| allocation_of(daemon, r))
+        .map_err(|refused| match pod.kept {
+            Some(kept) => kept.refused(refused),
+            None => refused,
+        })?;
+    let allocation = allocation.ok_or_else(|| {
+        CniError::DaemonInternal("weftd answered ADD without an allocation".into())
+    })?;
+    if let Some(Err(e)) = pod.kept.map(|kept| kept.check(&allocation)) {
+        return Err(release_after(daemon, pod.attachment, e));
+    }
+    Ok((allocation, network))
+}
+
 /// ADD. weftd allocates and persists while the plugin creates the veth pair and writes
 /// the sysctls: the pair needs neither the addresses nor the MTU (the MTU is set with the
 /// link-up request), so the round trip to weftd costs nothing on the critical path.
-fn add(
-    daemon: &mut Daemon,
-    invocation: &Invocation,
-    conf: &NetConf,
-    attachment: &Attachment,
-    netns: &Netns,
-) -> Result<String> {
+fn add(daemon: &mut Daemon, conf: &NetConf, pod: &PodToAdd<'_>) -> Result<String> {
+    let (invocation, attachment, netns) = (pod.invocation, pod.attachment, pod.netns);
     daemon.send(&Request::Allocate {
         attachment: attachment.clone(),
         pod: invocation.pod.clone(),
         network: Some(conf.name.clone()),
+        ip_families: pod.kept.map(|kept| kept.families().to_vec()),
     })?;
     let host_name = host_veth_name(attachment);
     // The runtime may ask for the MAC (the `mac` capability wins over CNI_ARGS, as in the
@@ -170,10 +206,11 @@ fn add(
         pod_mac: mac,
         netns,
     };
+    let ipv6_off = pod.kept.is_some_and(|kept| kept.turns_off(Family::Ipv6));
     let wired = (|| -> Result<(Allocation, NodeNetwork)> {
         let mut sockets = Sockets::open(netns)?;
-        let created = wiring::create_pair(&mut sockets, &pair);
-        let answer = daemon.receive().and_then(|r| allocation_of(daemon, r));
+        let created = wiring::create_pair(&mut sockets, &pair, ipv6_off);
+        let answer = allocated(daemon, pod);
         let ((allocation, network), echoed) = match (answer, created) {
             (Ok(answer), Ok(echoed)) => (answer, echoed),
             // weftd's refusal says more than the clash it explains (ADD twice: the live
@@ -187,21 +224,12 @@ fn add(
             // The previous veth of this attachment was still being removed; weftd waited
             // for it before answering, so the name is free now.
             (Ok(answer), Err(PairError::HostNameTaken(_))) => {
-                match wiring::create_pair(&mut sockets, &pair) {
+                match wiring::create_pair(&mut sockets, &pair, ipv6_off) {
                     Ok(echoed) => (answer, echoed),
                     Err(e) => return Err(release_after(daemon, attachment, e.into())),
                 }
             }
             (Ok(_), Err(PairError::Other(e))) => return Err(release_after(daemon, attachment, e)),
-        };
-        let allocation = match allocation {
-            Some(a) => a,
-            None => {
-                let _ = sockets.remove_pair(&host_name);
-                return Err(CniError::DaemonInternal(
-                    "weftd answered ADD without an allocation".into(),
-                ));
-            }
         };
         let plan = PodPlan {
             pair: &pair,

@@ -2,6 +2,7 @@
 //! field by field so every error names the field and the value.
 
 use crate::error::{CniError, Result};
+use crate::families::{ANNOTATION, ANNOTATIONS_CAPABILITY};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use weft_wire::Attachment;
@@ -24,6 +25,10 @@ pub struct NetConf {
     pub prev_result: Option<Map<String, Value>>,
     /// `runtimeConfig.mac` (the `mac` capability): the pod interface's requested MAC.
     pub runtime_mac: Option<[u8; 6]>,
+    /// The pod annotation `weft.dev/ip-families` from
+    /// `runtimeConfig["io.kubernetes.cri.pod-annotations"]`, as written: only ADD reads
+    /// it ([`crate::families`]), so a bad value never blocks the pod's DEL.
+    pub ip_families: Option<String>,
     /// GC's attachments still in use.
     pub valid_attachments: Option<Vec<Attachment>>,
     /// `name`: the network, recorded with each allocation so GC touches only its own.
@@ -138,15 +143,9 @@ impl NetConf {
             }
         };
         let valid_attachments = parse_attachments(&obj)?;
-        let runtime_mac = match obj.get("runtimeConfig") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(rc)) => string_field(rc, "mac")
-                .map_err(|e| CniError::Decode(format!("runtimeConfig.{e}")))?
-                .map(|m| {
-                    weft_wire::parse_mac(&m)
-                        .map_err(|e| CniError::InvalidConfig(format!("runtimeConfig.mac: {e}")))
-                })
-                .transpose()?,
+        let runtime = match obj.get("runtimeConfig") {
+            None | Some(Value::Null) => RuntimeConfig::default(),
+            Some(Value::Object(rc)) => RuntimeConfig::parse(rc)?,
             Some(other) => {
                 return Err(CniError::Decode(format!(
                     "runtimeConfig: expected an object, got {}",
@@ -158,10 +157,46 @@ impl NetConf {
             cni_version,
             socket,
             prev_result,
-            runtime_mac,
+            runtime_mac: runtime.mac,
+            ip_families: runtime.ip_families,
             valid_attachments,
             name,
         })
+    }
+}
+
+/// What weft reads of `runtimeConfig`, the capability arguments the runtime injects for
+/// the capabilities the conflist declares; other keys pass unread.
+#[derive(Debug, Default)]
+struct RuntimeConfig {
+    mac: Option<[u8; 6]>,
+    ip_families: Option<String>,
+}
+
+impl RuntimeConfig {
+    fn parse(rc: &Map<String, Value>) -> Result<RuntimeConfig> {
+        let mac = string_field(rc, "mac")
+            .map_err(|e| CniError::Decode(format!("runtimeConfig.{e}")))?
+            .map(|m| {
+                weft_wire::parse_mac(&m)
+                    .map_err(|e| CniError::InvalidConfig(format!("runtimeConfig.mac: {e}")))
+            })
+            .transpose()?;
+        let ip_families = match rc.get(ANNOTATIONS_CAPABILITY) {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(annotations)) => {
+                string_field(annotations, ANNOTATION).map_err(|e| {
+                    CniError::Decode(format!("runtimeConfig.{ANNOTATIONS_CAPABILITY}.{e}"))
+                })?
+            }
+            Some(other) => {
+                return Err(CniError::Decode(format!(
+                    "runtimeConfig.{ANNOTATIONS_CAPABILITY}: expected an object, got {}",
+                    describe(other)
+                )))
+            }
+        };
+        Ok(RuntimeConfig { mac, ip_families })
     }
 }
 

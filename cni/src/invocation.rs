@@ -126,6 +126,7 @@ fn parse_args(args: &str) -> Result<(PodRef, Option<[u8; 6]>)> {
         match key {
             "K8S_POD_NAMESPACE" => pod.namespace = Some(value.to_owned()),
             "K8S_POD_NAME" => pod.name = Some(value.to_owned()),
+            "K8S_POD_UID" => pod.uid = Some(value.to_owned()),
             "MAC" => {
                 mac = Some(
                     weft_wire::parse_mac(value)

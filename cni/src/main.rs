@@ -2,9 +2,10 @@
 //! from weftd and answers the runtime per CNI spec 1.1.0.
 //!
 //! The story of one run: read the environment and stdin ([`invocation`]), parse the
-//! config ([`config`]), do the command ([`commands`]) talking to weftd ([`daemon`]) and
-//! the kernel ([`wiring`]), then print the result ([`result`]) or the error object
-//! ([`error`]), and tell weftd how it went, for its metrics.
+//! config ([`config`]; a pod that keeps one family says so in [`families`]), do the
+//! command ([`commands`]) talking to weftd ([`daemon`]) and the kernel ([`wiring`]),
+//! then print the result ([`result`]) or the error object ([`error`]), and tell weftd
+//! how it went, for its metrics.
 //!
 //! The process starts at [`main`], a C entry point, not std's runtime start-up: see there.
 #![cfg_attr(not(test), no_main)]
@@ -14,6 +15,7 @@ mod commands;
 mod config;
 mod daemon;
 mod error;
+mod families;
 mod invocation;
 mod result;
 mod wiring;

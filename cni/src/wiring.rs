@@ -74,6 +74,11 @@ const POD_SETTINGS: [Setting; 3] = [
     setting("ipv6", "autoconf", 0),
 ];
 
+/// A pod that turns IPv6 off (its annotation keeps IPv4 alone) gets no IPv6 on its
+/// interface at all, not even the link-local address the kernel would give it at
+/// link-up (RFC 4291 section 2.5.6), which would still reach the node's host veth.
+const POD_IPV6_OFF: [Setting; 1] = [setting("ipv6", "disable_ipv6", 1)];
+
 /// Host veth: DAD and RAs off as in the pod; forwarding on for both families, since it
 /// routes every packet of the pod.
 const HOST_SETTINGS: [Setting; 4] = [
@@ -170,11 +175,16 @@ impl From<PairError> for CniError {
     }
 }
 
-/// Creates the pair and writes the sysctls that must precede link-up. Needs nothing
-/// from weftd, so ADD runs it while weftd allocates. All or nothing: if a sysctl
-/// write fails the pair is removed again. Returns the host end as the kernel echoed
-/// it (None from a kernel that does not echo), for [`configure`].
-pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<Option<LinkInfo>, PairError> {
+/// Creates the pair and writes the sysctls that must precede link-up, with IPv6 off
+/// on the pod's end when `pod_ipv6_off`. Needs nothing from weftd, so ADD runs it while
+/// weftd allocates. All or nothing: if a sysctl write fails the pair is removed again.
+/// Returns the host end as the kernel echoed it (None from a kernel that does not
+/// echo), for [`configure`].
+pub fn create_pair(
+    sockets: &mut Sockets,
+    pair: &Pair<'_>,
+    pod_ipv6_off: bool,
+) -> Result<Option<LinkInfo>, PairError> {
     let veth = VethSpec {
         host_name: pair.host_name,
         host_mac: HOST_VETH_MAC,
@@ -195,7 +205,15 @@ pub fn create_pair(sockets: &mut Sockets, pair: &Pair<'_>) -> Result<Option<Link
         .netns
         .enter()
         .map_err(CniError::from)
-        .and_then(|_inside| write_settings(pair.pod_name, &POD_SETTINGS, ipv6, None))
+        .and_then(|_inside| {
+            let off: &[Setting] = if pod_ipv6_off { &POD_IPV6_OFF } else { &[] };
+            write_settings(
+                pair.pod_name,
+                &[&POD_SETTINGS[..], off].concat(),
+                ipv6,
+                None,
+            )
+        })
         .and_then(|_| write_settings(pair.host_name, &HOST_SETTINGS, ipv6, reported));
     if let Err(e) = written {
         let _ = sockets.host.delete_link(pair.host_name);

@@ -6,6 +6,8 @@
 pub mod config;
 #[path = "../../cni/src/error.rs"]
 pub mod error;
+#[path = "../../cni/src/families.rs"]
+pub mod families;
 #[path = "../../cni/src/invocation.rs"]
 pub mod invocation;
 #[path = "../../cni/src/result.rs"]

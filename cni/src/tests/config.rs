@@ -109,6 +109,48 @@ fn attachments_come_from_either_key_and_absent_means_none() {
 }
 
 #[test]
+fn the_ip_families_annotation_is_read_from_the_pod_annotations_capability() {
+    let with = |runtime_config: &str| {
+        parse(&format!(
+            r#"{{"cniVersion":"1.1.0","name":"n","type":"weft","runtimeConfig":{runtime_config}}}"#
+        ))
+    };
+    let c = with(
+        r#"{"io.kubernetes.cri.pod-annotations":{"weft.dev/ip-families":"IPv6","other":"x"},"portMappings":[],"mac":"02:00:00:00:00:01"}"#,
+    )
+    .unwrap();
+    assert_eq!(c.ip_families.as_deref(), Some("IPv6"));
+    assert_eq!(c.runtime_mac, Some([2, 0, 0, 0, 0, 1]));
+    // Kept as written: the value is judged by ADD alone, so DEL of a pod whose ADD
+    // failed on it still runs.
+    let c =
+        with(r#"{"io.kubernetes.cri.pod-annotations":{"weft.dev/ip-families":"IPv5"}}"#).unwrap();
+    assert_eq!(c.ip_families.as_deref(), Some("IPv5"));
+    for absent in [
+        r#"{}"#,
+        r#"{"io.kubernetes.cri.pod-annotations":null}"#,
+        r#"{"io.kubernetes.cri.pod-annotations":{"other":"IPv6"}}"#,
+        r#"{"io.kubernetes.cri.pod-annotations":{"weft.dev/ip-families":null}}"#,
+    ] {
+        assert_eq!(with(absent).unwrap().ip_families, None, "{absent}");
+    }
+    for (broken, needle) in [
+        (
+            r#"{"io.kubernetes.cri.pod-annotations":["weft.dev/ip-families"]}"#,
+            r#"runtimeConfig.io.kubernetes.cri.pod-annotations: expected an object, got an array ["weft.dev/ip-families"]"#,
+        ),
+        (
+            r#"{"io.kubernetes.cri.pod-annotations":{"weft.dev/ip-families":6}}"#,
+            "runtimeConfig.io.kubernetes.cri.pod-annotations.weft.dev/ip-families: expected a string, got a number 6",
+        ),
+    ] {
+        let e = with(broken).unwrap_err();
+        assert_eq!(e.code(), 6, "{broken}: {e}");
+        assert_eq!(e.to_string(), needle);
+    }
+}
+
+#[test]
 fn versions_compare_numerically() {
     assert!(version_at_least("1.1.0", "1.1.0"));
     assert!(version_at_least("1.10.0", "1.1.0"));

@@ -22,11 +22,12 @@ fn add_needs_container_netns_and_ifname() {
         ("CNI_IFNAME", "eth0"),
         (
             "CNI_ARGS",
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_UID=6f1c-9a",
         ),
     ]);
     let inv = Invocation::parse(&ok, &b"{}"[..]).unwrap();
     assert_eq!(inv.pod.name.as_deref(), Some("web-0"));
+    assert_eq!(inv.pod.uid.as_deref(), Some("6f1c-9a"));
     assert!(err(&[
         ("CNI_COMMAND", "ADD"),
         ("CNI_NETNS", "/x"),
