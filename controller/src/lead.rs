@@ -69,6 +69,13 @@ pub fn tasks(client: &Client, flags: &Flags, metrics: &Metrics) -> Vec<Task> {
         instance: Some(flags.identity().into()),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    let policy_tasks = crate::policy_sync::tasks(
+        client,
+        stores.nodes.clone(),
+        stores.nodes_listed.clone(),
+        recorder.clone(),
+        metrics,
+    );
     let writes = Writes {
         node_api: Api::all(client.clone()),
         weftnode_api: Api::all(client.clone()),
@@ -116,7 +123,7 @@ pub fn tasks(client: &Client, flags: &Flags, metrics: &Metrics) -> Vec<Task> {
         touched: touched_nodes,
         retriggered,
     };
-    vec![
+    let mut tasks = vec![
         task(
             "the Node controller",
             run_controller(client.clone(), node_writer, ctx, triggers),
@@ -128,7 +135,9 @@ pub fn tasks(client: &Client, flags: &Flags, metrics: &Metrics) -> Vec<Task> {
         task("the releaser", releaser.run()),
         task("the status writer", status.run()),
         task("the conditions nudger", nudging),
-    ]
+    ];
+    tasks.extend(policy_tasks.into_iter().map(|(name, run)| task(name, run)));
+    tasks
 }
 
 /// What triggers Nodes besides their own watch: a node's WeftNode or claims changed, or

@@ -38,6 +38,10 @@ mod ledger;
 mod metrics;
 mod network;
 mod pacing;
+// Its `pub use` block and accessors also serve its tests only.
+#[cfg_attr(not(test), allow(dead_code, unused_imports))]
+mod policy;
+mod policy_sync;
 mod reconcile;
 mod releaser;
 mod shared;

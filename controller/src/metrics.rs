@@ -9,10 +9,14 @@
 //! | `weft_controller_leader` | gauge | 1 while this replica holds the Lease |
 //! | `weft_controller_exhausted_nodes` | gauge | Nodes waiting for space (or for a valid network) |
 //! | `weft_controller_held_conditions` | gauge | Nodes whose good-news conditions wait for allocations to pause (pacing.rs) |
+//! | `weft_controller_policy_writes_total` | counter | `kind` (`WeftPolicy`, `WeftAddressGroup`, `WeftNodePolicy`, `WeftPolicyIndex`, and `WeftPolicy/status` for the programmed counts), `result` (`applied`, `deleted`, `failed`): writes of NetworkPolicy objects; identical content is never written |
+//! | `weft_controller_policy_objects` | gauge | `kind`: policy objects written and current |
 //!
-//! The range gauges are written by the leader only; a standby shows none.
+//! The range and policy gauges are written by the leader only; a standby shows none.
 
-use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use weft_health::register;
 
 /// Buckets for a reconcile: a no-op takes microseconds, an allocation a few apiserver
@@ -39,6 +43,10 @@ pub struct Metrics {
     pub exhausted_nodes: IntGauge,
     /// `weft_controller_held_conditions`.
     pub held_conditions: IntGauge,
+    /// `weft_controller_policy_writes_total{kind, result}`.
+    pub policy_writes: IntCounterVec,
+    /// `weft_controller_policy_objects{kind}`.
+    pub policy_objects: IntGaugeVec,
 }
 
 impl Metrics {
@@ -96,6 +104,26 @@ impl Metrics {
                 IntGauge::new(
                     "weft_controller_held_conditions",
                     "Nodes whose Allocated=True and PodCIDRs=True conditions wait until allocations pause.",
+                )?,
+            )?,
+            policy_writes: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "weft_controller_policy_writes_total",
+                        "Writes of NetworkPolicy objects by kind and result (applied, deleted, failed).",
+                    ),
+                    &["kind", "result"],
+                )?,
+            )?,
+            policy_objects: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "weft_controller_policy_objects",
+                        "NetworkPolicy objects written and current, by kind.",
+                    ),
+                    &["kind"],
                 )?,
             )?,
             registry,
