@@ -73,6 +73,12 @@ impl Conflist {
                 };
                 let content = fs::read(file).map_err(|e| refuse(e.to_string()))?;
                 check_template(&content, socket).map_err(refuse)?;
+                if !asks_for_pod_annotations(&content) {
+                    warn!(
+                        template = %file.display(),
+                        "the template's weft entry lacks the capability {POD_ANNOTATIONS_CAPABILITY}: pods annotated weft.dev/ip-families start with every family (turned off only once the controller sees them)"
+                    );
+                }
                 content
             }
         };
@@ -172,12 +178,20 @@ fn check_path(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The conflist of weft alone, talking to `socket`.
+/// The capability under which containerd and CRI-O pass the plugin the pod's
+/// annotations (`runtimeConfig`), where it reads `weft.dev/ip-families`.
+const POD_ANNOTATIONS_CAPABILITY: &str = "io.kubernetes.cri.pod-annotations";
+
+/// The conflist of weft alone, talking to `socket`, asking for the pod's annotations.
 fn default_content(socket: &Path) -> Vec<u8> {
     let conflist = json!({
         "cniVersion": DEFAULT_CNI_VERSION,
         "name": DEFAULT_NETWORK_NAME,
-        "plugins": [{"type": "weft", "socket": socket.display().to_string()}],
+        "plugins": [{
+            "type": "weft",
+            "socket": socket.display().to_string(),
+            "capabilities": {POD_ANNOTATIONS_CAPABILITY: true},
+        }],
     });
     let mut bytes = serde_json::to_vec_pretty(&conflist).unwrap_or_default();
     bytes.push(b'\n');
@@ -223,6 +237,14 @@ fn check_template(content: &[u8], socket: &Path) -> std::result::Result<(), Stri
         ));
     }
     Ok(())
+}
+
+/// Whether the template's weft entry (checked first by [`check_template`]) declares
+/// the pod annotations capability.
+fn asks_for_pod_annotations(content: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(content).is_ok_and(|conflist| {
+        conflist["plugins"][0]["capabilities"][POD_ANNOTATIONS_CAPABILITY] == Value::Bool(true)
+    })
 }
 
 /// Creates `path` (or truncates a stale one) with [`MODE`] whatever the umask, writes

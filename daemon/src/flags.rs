@@ -118,6 +118,16 @@ pub struct Flags {
     /// the node, and DNS only).
     #[arg(long, default_value_t = PodHostAccess::Accept, value_name = "accept|drop")]
     pub pod_host_access: PodHostAccess,
+    /// Kubernetes mode: how long a pod's ADD waits for its NetworkPolicy entry when its
+    /// namespace has policies; past it the pod starts isolated until the entry comes.
+    /// With the 5 s wait for a previous veth it stays inside the plugin's 10 s answer
+    /// timeout, so at most 4.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=4))]
+    pub policy_wait_seconds: u64,
+    /// Kubernetes mode: least seconds between two NetworkPolicy status reports on the
+    /// node's WeftNodePolicy. At most a day.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_PERIOD_SECONDS))]
+    pub policy_report_seconds: u64,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
@@ -167,6 +177,16 @@ pub struct Config {
     /// Where weftd's sysctls are.
     pub proc_sys: sysctl::Root,
     pub pod_host_access: PodHostAccess,
+    pub policy: PolicySettings,
+}
+
+/// NetworkPolicy's timing (Kubernetes mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// `--policy-wait-seconds`.
+    pub wait: Duration,
+    /// `--policy-report-seconds`.
+    pub report: Duration,
 }
 
 impl Flags {
@@ -251,6 +271,10 @@ impl Flags {
             conflist,
             proc_sys: sysctl::Root::new(self.proc_sys),
             pod_host_access: self.pod_host_access,
+            policy: PolicySettings {
+                wait: Duration::from_secs(self.policy_wait_seconds),
+                report: Duration::from_secs(self.policy_report_seconds),
+            },
         }
         .checked_paths()
     }

@@ -35,6 +35,7 @@ mod kube;
 mod metrics;
 mod node;
 mod peers;
+mod policy;
 mod reaper;
 mod routing;
 mod service;
@@ -45,7 +46,10 @@ mod task;
 use allocation::NodeAllocation;
 use clap::Parser;
 use error::{Error, Result};
-use firewall::{Concern, EgressNat, Firewall, GuardSets, HostProtection, PodGuard, TunnelGuard};
+use firewall::{
+    Concern, EgressNat, Firewall, GuardSets, HostProtection, NetworkPolicy, PodGuard, PolicyTables,
+    TunnelGuard,
+};
 use futures::FutureExt;
 use metrics::Metrics;
 use peers::PeerSource;
@@ -155,8 +159,29 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     // Without it, every DEL would leave its host veth behind: restart.
     tasks.add("veth reaper", Lifetime::Forever, OnEnd::Exit, reaping);
     let guard = GuardSets::default();
-    let service = service::Service::new(ipam, network, metrics.clone(), reaper, guard.clone());
+    let mut service = service::Service::new(ipam, network, metrics.clone(), reaper, guard.clone());
     service.remove_orphan_veths();
+    // Kubernetes mode: NetworkPolicy, its dynamic state shared by the engine (which
+    // applies it) and the firewall (which repairs it).
+    let policy_tables = PolicyTables::default();
+    if let Some(cluster) = &cluster {
+        let engine = start_policy(
+            &mut tasks,
+            cluster,
+            config.policy,
+            allocation.mode,
+            &config.state_dir,
+            &policy_tables,
+            &metrics,
+        );
+        service = service.with_policy(engine.clone());
+        let pods_of = service.clone();
+        let pods: policy::Pods = Arc::new(move || pods_of.allocations());
+        // A dead engine leaves new pods unjudged (dropped) and changes unapplied:
+        // restart (the kernel keeps the verdicts meanwhile).
+        let judging = task::spawn("policy engine", engine.run(pods));
+        tasks.add("policy engine", Lifetime::Forever, OnEnd::Exit, judging);
+    }
 
     let (peer_underlays, tunnel_peers) = std::sync::mpsc::channel();
     let setup = datapath::Setup {
@@ -182,7 +207,17 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         sets: guard,
         sources: Arc::new(move || pod_sources.pod_sources()),
     });
-    let firewall = Firewall::new(nat.into_iter().chain([pod_guard]).collect());
+    let network_policy = cluster.is_some().then(|| {
+        Concern::NetworkPolicy(NetworkPolicy {
+            tables: policy_tables,
+        })
+    });
+    let firewall = Firewall::new(
+        nat.into_iter()
+            .chain([pod_guard])
+            .chain(network_policy)
+            .collect(),
+    );
     // VXLAN from the peers only; what pods reach on their node (--pod-host-access).
     let guards = TunnelGuard::for_node(&allocation, &uplink).map(Concern::TunnelGuard);
     let host = HostProtection::for_node(&allocation, config.pod_host_access);
@@ -331,6 +366,73 @@ fn start_reports(
         OnEnd::NotReady,
         reporting,
     );
+}
+
+/// Kubernetes mode: NetworkPolicy's watches and status report, as supervised tasks;
+/// returns the engine that judges pods (its own task starts once the service exists).
+fn start_policy(
+    tasks: &mut Tasks,
+    cluster: &kube::Cluster,
+    settings: flags::PolicySettings,
+    served: weft_wire::Mode,
+    state_dir: &std::path::Path,
+    tables: &PolicyTables,
+    metrics: &Metrics,
+) -> policy::PolicyEngine {
+    // The last word from the controller, for pods starting before the apiserver answers.
+    let saved = policy::load_saved(state_dir).unwrap_or_default();
+    let restored = policy::Progress {
+        complete: saved.complete(),
+        ..policy::Progress::default()
+    };
+    let inputs = Arc::new(std::sync::Mutex::new(saved));
+    let (progress, progressed) = tokio::sync::watch::channel(restored);
+    let (applied, reports) = tokio::sync::watch::channel(policy::Applied::default());
+    let gate = policy::PolicyGate::new(inputs.clone(), progressed.clone(), settings.wait);
+    let engine = policy::PolicyEngine::new(
+        inputs.clone(),
+        progressed,
+        gate,
+        tables.clone(),
+        applied,
+        policy::EngineNode {
+            served,
+            state_dir: state_dir.to_owned(),
+        },
+        metrics.clone(),
+    );
+    let node = cluster.node_name().to_owned();
+    let watching = task::spawn(
+        "policy watches",
+        policy::feed(
+            cluster.client(),
+            node.clone(),
+            inputs,
+            progress,
+            metrics.clone(),
+        ),
+    );
+    // Without the watches no policy change reaches the kernel and new pods in policed
+    // namespaces stay isolated: restart.
+    tasks.add("policy watches", Lifetime::Forever, OnEnd::Exit, watching);
+    let reporting = forever(
+        "policy status",
+        policy::report(
+            ::kube::Api::all(cluster.client()),
+            node,
+            reports,
+            settings.report,
+            metrics.clone(),
+        ),
+    );
+    // Only tells the controller how far this node got: enforcement goes on without it.
+    tasks.add(
+        "policy status",
+        Lifetime::Forever,
+        OnEnd::NotReady,
+        reporting,
+    );
+    engine
 }
 
 /// A task that should never return, on the runtime.

@@ -21,6 +21,10 @@
 //! | `weft_peers_outside_plan` | gauge | WeftNodes ignored: their ranges lie outside the WeftNetwork's plan |
 //! | `weft_routes_foreign` | gauge | peer routes left to a route weftd did not install (another protocol) |
 //! | `weft_identity_restored_total` | counter | times a resync found weftd's fields of its WeftNode changed and re-applied them |
+//! | `weft_policy_admission_wait_seconds` | histogram | `outcome` (unisolated, ready, timeout): how long ADD waited for the pod's NetworkPolicy entry |
+//! | `weft_policy_pods` | gauge | `state` (unpoliced, policed, pending): local pods by what is known of their policies |
+//! | `weft_policy_apply_duration_seconds` | histogram | wall time of NetworkPolicy passes that changed the kernel |
+//! | `weft_policy_kernel_changes_total` | counter | NetworkPolicy kernel changes weftd made: `nft` script lines, or elements written over nfnetlink |
 
 use crate::error::Error;
 use prometheus::{
@@ -58,6 +62,10 @@ pub struct Metrics {
     pub peers_outside_plan: IntGauge,
     pub routes_foreign: IntGauge,
     pub identity_restored: IntCounter,
+    pub policy_admission_wait: HistogramVec,
+    pub policy_pods: IntGaugeVec,
+    pub policy_apply_duration: prometheus::Histogram,
+    pub policy_kernel_changes: IntCounter,
 }
 
 /// Buckets for a convergence pass: an incremental change takes well under a
@@ -226,6 +234,36 @@ impl Metrics {
                 IntCounter::new(
                     "weft_identity_restored_total",
                     "Resyncs that found weftd's fields of its WeftNode changed and re-applied them.",
+                )?,
+            )?,
+            policy_admission_wait: histogram(
+                &registry,
+                "weft_policy_admission_wait_seconds",
+                "How long ADD waited for the pod's NetworkPolicy entry, by outcome.",
+                CONVERGENCE_BUCKETS,
+                &["outcome"],
+            )?,
+            policy_pods: gauge(
+                &registry,
+                "weft_policy_pods",
+                "Local pods by what is known of their NetworkPolicies.",
+                &["state"],
+            )?,
+            policy_apply_duration: register(
+                &registry,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "weft_policy_apply_duration_seconds",
+                        "Wall time of NetworkPolicy passes that changed the kernel.",
+                    )
+                    .buckets(CONVERGENCE_BUCKETS.to_vec()),
+                )?,
+            )?,
+            policy_kernel_changes: register(
+                &registry,
+                IntCounter::new(
+                    "weft_policy_kernel_changes_total",
+                    "NetworkPolicy kernel changes weftd made: nft script lines, or elements over nfnetlink.",
                 )?,
             )?,
             registry,

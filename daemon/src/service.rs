@@ -1,8 +1,9 @@
 //! What weftd answers on its socket: the IPAM, plus host veth removal, the pod guard's
-//! elements and metrics.
+//! elements, NetworkPolicy admission and metrics.
 
 use crate::firewall::{sources_of, GuardSets, PodSource};
 use crate::metrics::Metrics;
+use crate::policy::PolicyEngine;
 use crate::reaper::Reaper;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,6 +26,8 @@ pub struct Service {
     metrics: Metrics,
     reaper: Reaper,
     guard: GuardSets,
+    /// Kubernetes mode: NetworkPolicy's verdicts for starting pods.
+    policy: Option<PolicyEngine>,
 }
 
 fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
@@ -59,7 +62,19 @@ impl Service {
             metrics,
             reaper,
             guard,
+            policy: None,
         }
+    }
+
+    /// Judges every starting pod by NetworkPolicy through `engine` before answering.
+    pub fn with_policy(mut self, engine: PolicyEngine) -> Service {
+        self.policy = Some(engine);
+        self
+    }
+
+    /// Every allocation, for NetworkPolicy's passes.
+    pub fn allocations(&self) -> Vec<weft_wire::Allocation> {
+        self.ipam().allocations().cloned().collect()
     }
 
     /// Every allocated pod's sources, for the pod guard's repair.
@@ -123,7 +138,12 @@ impl Service {
                 attachment,
                 pod,
                 network,
-            } => ("allocate", self.allocate(&attachment, pod, network).await),
+                ip_families,
+            } => {
+                let families = ip_families.as_deref();
+                let response = self.allocate(&attachment, pod, network, families).await;
+                ("allocate", response)
+            }
             Request::Release { attachment } => ("release", self.release(&attachment)),
             Request::Lookup { attachment } => {
                 let allocation = self.ipam().lookup(&attachment).cloned();
@@ -175,6 +195,7 @@ impl Service {
         attachment: &Attachment,
         pod: weft_wire::PodRef,
         network: Option<String>,
+        families: Option<&[weft_wire::Family]>,
     ) -> Response {
         let veth = host_veth_name(attachment);
         if !self.reaper.wait_for(&veth, REMOVAL_WAIT).await {
@@ -183,22 +204,24 @@ impl Service {
                 format!("the previous host veth {veth} of {attachment} is still being removed"),
             );
         }
-        let result = self.mutate(|ipam| ipam.allocate(attachment, pod, network));
+        let result = self.mutate(|ipam| ipam.allocate_families(attachment, pod, network, families));
         match result {
             // The pod's sources are in the kernel before the plugin makes its veth:
             // the guard drops everything else from that veth.
-            Ok(allocation) => match self.guard.admit(&sources_of(&allocation)) {
+            Ok(allocation) => match self.admit(&allocation).await {
                 Ok(()) => Response::Allocation {
                     allocation: Some(allocation),
                     network: (*self.network).clone(),
                 },
-                Err(e) => {
-                    warn!(%attachment, error = %e, "pod guard refused the pod's sources");
-                    // Without its sources the pod could send nothing: no pod at all.
+                Err(message) => {
+                    warn!(%attachment, error = %message, "pod not admitted");
+                    // Without its sources or verdicts the pod could send nothing: no
+                    // pod at all.
                     if let Err(e) = self.mutate(|ipam| ipam.release(attachment)) {
                         warn!(%attachment, error = %e, "releasing the refused pod's addresses");
                     }
-                    error(ErrorKind::Internal, e.to_string())
+                    self.forget_sources(std::slice::from_ref(&allocation));
+                    error(ErrorKind::Internal, message)
                 }
             },
             Err(e) => {
@@ -208,12 +231,35 @@ impl Service {
         }
     }
 
+    /// Puts the pod's guard sources and NetworkPolicy verdicts in the kernel.
+    async fn admit(&self, allocation: &weft_wire::Allocation) -> Result<(), String> {
+        self.guard
+            .admit(&sources_of(allocation))
+            .map_err(|e| format!("pod guard: {e}"))?;
+        if let Some(policy) = &self.policy {
+            let service = self.clone();
+            policy
+                .admit(allocation, Arc::new(move || service.allocations()))
+                .await
+                .map_err(|e| format!("NetworkPolicy: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Released pods' verdicts go at NetworkPolicy's next pass.
+    fn policy_released(&self) {
+        if let Some(policy) = &self.policy {
+            policy.released();
+        }
+    }
+
     fn release(&self, attachment: &Attachment) -> Response {
         let result = self.mutate(|ipam| ipam.release(attachment));
         match result {
             Ok(allocation) => {
                 self.reaper.remove(host_veth_name(attachment));
                 self.forget_sources(allocation.as_slice());
+                self.policy_released();
                 Response::Released { allocation }
             }
             Err(e) => ipam_error(&e),
@@ -289,6 +335,7 @@ impl Service {
             (released, errors, left)
         });
         self.forget_sources(&released);
+        self.policy_released();
         let mut errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let keep: HashSet<String> = valid.iter().map(host_veth_name).chain(left).collect();
         let (removed_links, listing_errors) = self.queue_foreign_veths(&keep);

@@ -1,6 +1,12 @@
 //! What the kernel holds of weft's table, from `nft -j list table`, reduced to what
 //! weftd compares: each chain's type, hook, priority, policy and rule markers, each
-//! set's type and flags (the table's shape), and each set's elements.
+//! set's type and flags, each map's types (the table's shape), and the elements of the
+//! sets the element scripts keep.
+//!
+//! Sets and chains named with a declaration's [`Declaration::kept`] prefixes are kept
+//! by their concern, which creates, fills and deletes them itself: the shape compare
+//! leaves them out ([`Shape::without`]), or every pass would find the table different
+//! and create it again.
 
 use super::table::{rule_marker, Declaration, Element, Elements};
 use ipnet::IpNet;
@@ -18,20 +24,43 @@ pub struct ChainShape {
     pub rules: Vec<String>,
 }
 
-/// The table's shape: chains and sets (type, interval) by name.
+/// The table's shape: chains, sets (type, interval) and maps (key, data) by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Shape {
     pub chains: BTreeMap<String, ChainShape>,
     pub sets: BTreeMap<String, (String, bool)>,
+    pub maps: BTreeMap<String, (String, String)>,
+}
+
+impl Shape {
+    /// The shape without the sets and chains named with one of `kept`'s prefixes.
+    pub fn without(self, kept: &[&str]) -> Shape {
+        self.filtered(kept, false)
+    }
+
+    /// Only the sets and chains named with one of `kept`'s prefixes (no maps).
+    pub fn only(self, kept: &[&str]) -> Shape {
+        let mut shape = self.filtered(kept, true);
+        shape.maps.clear();
+        shape
+    }
+
+    fn filtered(mut self, kept: &[&str], keep: bool) -> Shape {
+        let wanted = |name: &String| kept.iter().any(|prefix| name.starts_with(prefix)) == keep;
+        self.chains.retain(|name, _| wanted(name));
+        self.sets.retain(|name, _| wanted(name));
+        self
+    }
 }
 
 /// The table as listed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
     pub shape: Shape,
-    /// Elements by set; `None` when an element has a form weftd never writes (the set
-    /// was changed by hand), which makes the table count as different.
-    pub elements: Option<BTreeMap<String, BTreeSet<Element>>>,
+    /// Elements by address or port set; `None` for a set holding an element of a form
+    /// weftd never writes (changed by hand), which makes the table count as different
+    /// when the set is declared.
+    pub elements: BTreeMap<String, Option<BTreeSet<Element>>>,
 }
 
 impl Declaration {
@@ -62,7 +91,18 @@ impl Declaration {
             .iter()
             .map(|s| (s.name.to_owned(), (s.kind.to_owned(), s.interval)))
             .collect();
-        Shape { chains, sets }
+        let maps = self
+            .maps
+            .iter()
+            .map(|m| (m.name.to_owned(), (m.key.to_owned(), m.data.to_owned())))
+            .collect();
+        Shape { chains, sets, maps }
+    }
+
+    /// Whether `listing` has this declaration's shape, the concerns' kept objects
+    /// left out.
+    pub fn describes(&self, listing: &Listing) -> bool {
+        listing.shape.clone().without(&self.kept) == self.shape()
     }
 }
 
@@ -70,10 +110,7 @@ impl Listing {
     /// Parses `nft -j list table` output. `None` if it is not nft's JSON.
     pub fn parse(json: &[u8]) -> Option<Listing> {
         let root: Value = serde_json::from_slice(json).ok()?;
-        let mut listing = Listing {
-            shape: Shape::default(),
-            elements: Some(BTreeMap::new()),
-        };
+        let mut listing = Listing::default();
         for object in root.get("nftables")?.as_array()? {
             if let Some(chain) = object.get("chain") {
                 let text = |key: &str| chain.get(key).and_then(Value::as_str).unwrap_or("");
@@ -103,9 +140,9 @@ impl Listing {
                     .shape
                     .sets
                     .insert(name.clone(), (kind.clone(), interval));
-                if kind.contains(CONCATENATION) {
-                    // Kept over nfnetlink by their concern (the pod guard), never by
-                    // the element scripts.
+                if !SCRIPTED_KINDS.contains(&kind.as_str()) {
+                    // Kept by their concern (the pod guard's pairs over nfnetlink,
+                    // NetworkPolicy's interface sets), never by the element scripts.
                     continue;
                 }
                 let members: Option<BTreeSet<Element>> = set
@@ -114,13 +151,11 @@ impl Listing {
                     .map_or(Some(BTreeSet::new()), |elems| {
                         elems.iter().map(element).collect()
                     });
-                listing.elements = match (listing.elements.take(), members) {
-                    (Some(mut all), Some(members)) => {
-                        all.insert(name, members);
-                        Some(all)
-                    }
-                    _ => None,
-                };
+                listing.elements.insert(name, members);
+            } else if let Some(map) = object.get("map") {
+                let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("");
+                let types = (set_type(map.get("type")), text("map").to_owned());
+                listing.shape.maps.insert(text("name").to_owned(), types);
             }
         }
         Some(listing)
@@ -128,16 +163,19 @@ impl Listing {
 
     /// The elements of the declared sets, keyed like [`Elements`].
     pub fn declared_elements(&self, declaration: &Declaration) -> Option<Elements> {
-        let listed = self.elements.as_ref()?;
-        Some(
-            declaration
-                .sets
-                .iter()
-                .map(|s| (s.name, listed.get(s.name).cloned().unwrap_or_default()))
-                .collect(),
-        )
+        declaration
+            .sets
+            .iter()
+            .map(|s| match self.elements.get(s.name) {
+                Some(members) => members.clone().map(|m| (s.name, m)),
+                None => Some((s.name, BTreeSet::new())),
+            })
+            .collect()
     }
 }
+
+/// The set types whose elements the element scripts write ([`Element`]'s forms).
+const SCRIPTED_KINDS: [&str; 3] = ["ipv4_addr", "ipv6_addr", "inet_service"];
 
 /// What separates the fields of a concatenated set type.
 const CONCATENATION: &str = " . ";

@@ -3,7 +3,7 @@
 //!
 //! - `inet weft` (both families): every concern of both families, such as the tunnel's
 //!   `notrack` chains and its guard (the underlay may be IPv6), pod anti-spoofing and
-//!   host protection, and next NetworkPolicy.
+//!   host protection, and NetworkPolicy.
 //! - `ip weft-nat` (IPv4 only): NAT. A NAT statement (`masquerade`) turns connection
 //!   tracking on for every family its table carries (nft_masq takes conntrack for the
 //!   table's family; `inet` is both). weft never NATs IPv6, so NAT in `inet weft`
@@ -22,8 +22,9 @@
 //! | [`Concern::PodGuard`] | [`pod_guard`] | `inet weft` | a pod sends only from its own addresses, never RAs, redirects or DHCP replies; its elements over nfnetlink |
 //! | [`Concern::TunnelGuard`] | [`tunnel_guard`] | `inet weft` | VXLAN accepted from the peers' underlay addresses only |
 //! | [`Concern::HostProtection`] | [`host_protection`] | `inet weft`, `arp weft` | what pods reach on their node; the pods' gateway answered on weft's interfaces only |
+//! | [`Concern::NetworkPolicy`] | [`network_policy`] | `inet weft` | Kubernetes NetworkPolicy: per-pod verdict maps, per-profile chains, address sets it keeps itself |
 //!
-//! A new concern (NetworkPolicy) is one more file and one more [`Concern`] variant.
+//! A new concern is one more file and one more [`Concern`] variant.
 //!
 //! Each table is kept incrementally, on its own. A pass lists it (`nft -j list table
 //! ip weft-nat`) and compares its shape, the chains with their hooks and rule markers and
@@ -39,6 +40,7 @@
 mod egress_nat;
 mod host_protection;
 mod listing;
+mod network_policy;
 mod nft;
 mod pod_guard;
 mod table;
@@ -46,6 +48,10 @@ mod tunnel_guard;
 
 pub use egress_nat::EgressNat;
 pub use host_protection::{HostProtection, PodHostAccess};
+#[allow(unused_imports)] // Used by the policy engine, next (see `mod network_policy`).
+pub use network_policy::{
+    compile, Family, LocalPod, NetworkPolicy, PodState, PolicyTables, PolicyView,
+};
 pub use pod_guard::{sources_of, GuardSets, PodGuard, PodSource};
 pub use tunnel_guard::TunnelGuard;
 
@@ -71,6 +77,8 @@ pub enum Concern {
     TunnelGuard(TunnelGuard),
     HostProtection(HostProtection),
     PodGuard(PodGuard),
+    #[allow(dead_code)] // Constructed by the policy engine, next (see `mod network_policy`).
+    NetworkPolicy(NetworkPolicy),
 }
 
 impl Concern {
@@ -81,13 +89,16 @@ impl Concern {
             Concern::TunnelGuard(guard) => guard.declare(tables),
             Concern::HostProtection(protection) => protection.declare(tables),
             Concern::PodGuard(guard) => guard.declare(tables),
+            Concern::NetworkPolicy(policy) => policy.declare(tables),
         }
     }
 
     /// Brings what the concern keeps outside the `nft` scripts in line, once its
-    /// tables are in place.
-    fn repair(&self) -> Result<()> {
+    /// tables are in place: `weft_created` when `inet weft` was just created (empty of
+    /// it), else `weft_listing`, the pass's listing of it.
+    fn repair(&self, weft_created: bool, weft_listing: Option<&Listing>) -> Result<()> {
         match self {
+            Concern::NetworkPolicy(policy) => policy.repair(weft_created, weft_listing),
             Concern::EgressNat(_) | Concern::TunnelGuard(_) | Concern::HostProtection(_) => Ok(()),
             Concern::PodGuard(guard) => guard
                 .repair()
@@ -105,6 +116,30 @@ pub enum Pass {
     /// The table was right; this many `add element`/`delete element` statements were
     /// applied (0: none).
     Elements(usize),
+}
+
+/// Brings one table to its declaration: created when missing or different, else only
+/// its elements changed. Returns the pass and, when the table was kept, its listing.
+fn sync_table(
+    declaration: &table::Declaration,
+    elements: &table::Elements,
+) -> Result<(Pass, Option<Listing>)> {
+    let table = declaration.table;
+    let listing = nft::list_table(table)?
+        .and_then(|json| Listing::parse(&json))
+        .filter(|l| declaration.describes(l));
+    let actual = listing
+        .as_ref()
+        .and_then(|l| l.declared_elements(declaration));
+    let Some(actual) = actual else {
+        nft::apply(&declaration.creation_script(elements))?;
+        return Ok((Pass::Created, None));
+    };
+    let script = table::element_script(table, &actual, elements);
+    if !script.is_empty() {
+        nft::apply(&script)?;
+    }
+    Ok((Pass::Elements(script.lines().count()), listing))
 }
 
 /// weft's tables and the concerns they are made of.
@@ -158,28 +193,18 @@ impl Firewall {
     /// that fails. Then each concern repairs what it keeps itself (the pod guard's
     /// elements), at once, so a table just created is refilled.
     pub fn sync(&self) -> Result<Vec<(Table, Pass)>> {
-        let passes = self
-            .tables()
-            .iter()
-            .map(|(declaration, elements)| {
-                let table = declaration.table;
-                let listing = nft::list_table(table)?.and_then(|json| Listing::parse(&json));
-                let actual = listing
-                    .filter(|l| l.shape == declaration.shape())
-                    .and_then(|l| l.declared_elements(declaration));
-                let Some(actual) = actual else {
-                    nft::apply(&declaration.creation_script(elements))?;
-                    return Ok((table, Pass::Created));
-                };
-                let script = table::element_script(table, &actual, elements);
-                if !script.is_empty() {
-                    nft::apply(&script)?;
-                }
-                Ok((table, Pass::Elements(script.lines().count())))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut passes = Vec::new();
+        let mut weft_listing = None;
+        for (declaration, elements) in self.tables().iter() {
+            let (pass, listing) = sync_table(declaration, elements)?;
+            if declaration.table == Table::Weft {
+                weft_listing = listing;
+            }
+            passes.push((declaration.table, pass));
+        }
+        let weft_created = passes.contains(&(Table::Weft, Pass::Created));
         for concern in &self.concerns {
-            concern.repair()?;
+            concern.repair(weft_created, weft_listing.as_ref())?;
         }
         Ok(passes)
     }

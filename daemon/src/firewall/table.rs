@@ -56,6 +56,17 @@ pub struct Set {
     pub interval: bool,
 }
 
+/// A named map from a key to a verdict (`type ifname : verdict`): a rule jumps on the
+/// packet's key through it (`iifname vmap @map`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Map {
+    pub name: &'static str,
+    /// nft's key type.
+    pub key: &'static str,
+    /// nft's data type (`verdict`).
+    pub data: &'static str,
+}
+
 /// Where a base chain hooks into the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
@@ -72,8 +83,17 @@ pub enum Priority {
     /// The pod guard's (-310): before everything else of weft's, before connection
     /// tracking (-200) and the tunnel's `notrack` (raw, -300).
     PodGuard,
+    /// NetworkPolicy's family-off chains (-305): after the pod guard, before the
+    /// tunnel's `notrack` and connection tracking, so a dropped packet leaves no entry.
+    PolicyFamily,
     /// Before connection tracking (-300).
     Raw,
+    /// NetworkPolicy's egress chain (-5): after DNAT (-100), before kube-proxy's
+    /// `filter-forward` (0); the source pod's verdict.
+    PolicyEgress,
+    /// NetworkPolicy's ingress chain (-4): after the egress chain, so a forwarded
+    /// packet passes both the source's and the destination's verdict.
+    PolicyIngress,
     /// Filtering (0).
     Filter,
     /// Source NAT (100).
@@ -102,7 +122,12 @@ pub struct Chain {
 pub struct Declaration {
     pub table: Table,
     pub sets: Vec<Set>,
+    pub maps: Vec<Map>,
     pub chains: Vec<Chain>,
+    /// Name prefixes of the sets and chains a concern creates and deletes itself in
+    /// this table (NetworkPolicy's per-profile chains and address sets): the shape
+    /// compare leaves them out, and a re-created table starts without them.
+    pub kept: Vec<&'static str>,
 }
 
 /// One set element.
@@ -128,7 +153,9 @@ impl Tables {
             let declaration = Declaration {
                 table,
                 sets: Vec::new(),
+                maps: Vec::new(),
                 chains: Vec::new(),
+                kept: Vec::new(),
             };
             (declaration, Elements::new())
         });
@@ -157,7 +184,10 @@ impl Priority {
     pub fn name(self) -> &'static str {
         match self {
             Priority::PodGuard => "-310",
+            Priority::PolicyFamily => "-305",
             Priority::Raw => "raw",
+            Priority::PolicyEgress => "-5",
+            Priority::PolicyIngress => "-4",
             Priority::Filter => "filter",
             Priority::SrcNat => "srcnat",
         }
@@ -167,7 +197,10 @@ impl Priority {
     pub fn value(self) -> i64 {
         match self {
             Priority::PodGuard => -310,
+            Priority::PolicyFamily => -305,
             Priority::Raw => -300,
+            Priority::PolicyEgress => -5,
+            Priority::PolicyIngress => -4,
             Priority::Filter => 0,
             Priority::SrcNat => 100,
         }
@@ -219,6 +252,13 @@ impl Declaration {
         for set in &self.sets {
             let flags = if set.interval { " flags interval;" } else { "" };
             let _ = writeln!(script, "\tset {} {{ type {};{flags} }}", set.name, set.kind);
+        }
+        for map in &self.maps {
+            let _ = writeln!(
+                script,
+                "\tmap {} {{ type {} : {}; }}",
+                map.name, map.key, map.data
+            );
         }
         for chain in &self.chains {
             let _ = writeln!(script, "\tchain {} {{", chain.name);

@@ -124,6 +124,11 @@ impl Cluster {
         }
     }
 
+    /// The apiserver client, for the NetworkPolicy watches.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     pub fn node_name(&self) -> &str {
         &self.node_name
     }

@@ -131,9 +131,31 @@ fn without_a_template_weft_alone_on_the_socket_is_written() {
     assert_eq!(value["name"], DEFAULT_NETWORK_NAME);
     assert_eq!(
         value["plugins"],
-        json!([{"type": "weft", "socket": "/var/run/weft/other.sock"}])
+        json!([{"type": "weft", "socket": "/var/run/weft/other.sock",
+            "capabilities": {"io.kubernetes.cri.pod-annotations": true}}])
     );
     check_template(&conflist.content, socket).unwrap();
+    assert!(asks_for_pod_annotations(&conflist.content));
+}
+
+#[test]
+fn a_template_asks_for_pod_annotations_only_when_its_weft_entry_declares_them() {
+    let with = |weft_entry: &str| {
+        let text = format!(
+            r#"{{"cniVersion":"1.1.0","name":"k8s","plugins":[{weft_entry},{{"type":"portmap","capabilities":{{"io.kubernetes.cri.pod-annotations":true}}}}]}}"#
+        );
+        asks_for_pod_annotations(text.as_bytes())
+    };
+    assert!(with(
+        r#"{"type":"weft","capabilities":{"io.kubernetes.cri.pod-annotations":true}}"#
+    ));
+    assert!(!with(r#"{"type":"weft"}"#));
+    assert!(!with(
+        r#"{"type":"weft","capabilities":{"io.kubernetes.cri.pod-annotations":false}}"#
+    ));
+    assert!(!with(
+        r#"{"type":"weft","capabilities":{"io.kubernetes.cri.pod-annotations":"true"}}"#
+    ));
 }
 
 #[test]

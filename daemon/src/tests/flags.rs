@@ -260,3 +260,25 @@ fn conflist_and_proc_sys_flags() {
         "{e}"
     );
 }
+
+#[test]
+fn policy_timing_flags_have_their_defaults_and_bounds() {
+    let c = parse(&["--kubeconfig", "/k"]).unwrap();
+    assert_eq!(
+        c.policy,
+        PolicySettings {
+            wait: Duration::from_secs(2),
+            report: Duration::from_secs(10)
+        }
+    );
+    let c = parse(&["--kubeconfig", "/k", "--policy-wait-seconds", "0"]).unwrap();
+    assert_eq!(c.policy.wait, Duration::ZERO);
+    for (flag, value) in [
+        ("--policy-wait-seconds", "5"),
+        ("--policy-report-seconds", "0"),
+        ("--policy-report-seconds", "x"),
+    ] {
+        let e = parse(&["--kubeconfig", "/k", flag, value]).unwrap_err();
+        assert!(e.contains(flag) && e.contains(value), "{e}");
+    }
+}

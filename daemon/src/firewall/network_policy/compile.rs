@@ -1,0 +1,348 @@
+//! The compiler: what the controller sent and the local pods → the [`Desired`] state.
+//! Pure; the engine calls it on every batch of changes and [`super::script`] diffs the
+//! result against what is in the kernel.
+
+use super::names::{
+    block_sets, group_ports_set, group_set, local_ports_set, profile_chain, Direction,
+};
+use super::rules::{rule_forms, Need, Needs};
+use super::state::{Desired, DynamicSet, Family, SetElement, SetKind, Verdict};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use weft_api::{GroupMember, PodPolicies, WeftPolicySpec};
+
+/// The first rule of every profile chain: replies and ICMP errors of allowed flows.
+pub const ESTABLISHED: &str = "ct state established,related accept";
+/// The last: what no rule allowed, counted.
+pub const DENIED: &str = "counter drop";
+
+/// What the controller sent this node.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyView<'a> {
+    /// `WeftPolicy` specs by object name, as `PodPolicies` lists them.
+    pub policies: BTreeMap<&'a str, &'a WeftPolicySpec>,
+    /// Address groups by group name, their slices' members merged.
+    pub groups: BTreeMap<&'a str, Vec<&'a GroupMember>>,
+    /// The group of every pod, which named ports of egress rules without a group peer
+    /// resolve against.
+    pub all_pods_group: Option<&'a str>,
+}
+
+/// A pod on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPod<'a> {
+    /// Its host veth.
+    pub veth: String,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Families the node serves that the pod was started without (its
+    /// `weft.dev/ip-families` annotation at ADD): dropped both ways from the start, before
+    /// any controller entry says so.
+    pub families_off: Vec<Family>,
+    pub state: PodState<'a>,
+}
+
+/// What is known of a local pod's policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodState<'a> {
+    /// Its namespace has no policy: accepted both ways.
+    Unpoliced,
+    /// Its namespace has policies, its entry has not arrived: dropped both ways.
+    Pending,
+    /// Its `WeftNodePolicy` entry.
+    Policed(&'a PodPolicies),
+}
+
+/// The compiler's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compiled {
+    pub desired: Desired,
+    /// What could not be enforced as written (it allows nothing), for the status.
+    pub problems: Vec<String>,
+}
+
+/// The state the kernel should hold for `pods` under `view`.
+pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
+    let mut compiler = Compiler {
+        view,
+        desired: Desired::default(),
+        profiles: BTreeMap::new(),
+        needs: Needs::default(),
+    };
+    for pod in pods {
+        compiler.pod(pod);
+    }
+    let needs = std::mem::take(&mut compiler.needs.sets);
+    for need in &needs {
+        compiler.fill(need, pods);
+    }
+    let problems: BTreeSet<String> = compiler.needs.problems.into_iter().collect();
+    Compiled {
+        desired: compiler.desired,
+        problems: problems.into_iter().collect(),
+    }
+}
+
+/// One pod's own elements: its verdicts and the families it has off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodOwn {
+    pub veth: String,
+    pub ingress: Verdict,
+    pub egress: Verdict,
+    pub families_off: Vec<Family>,
+}
+
+/// The elements of `pod` when `chains` (the state in the kernel) already holds its
+/// profiles, as they do for a pod starting beside others of its profile or in a
+/// namespace without policies; `None` when it needs more than its own elements (a new
+/// profile, named ports of its own, families its entry turns off): a whole pass.
+pub fn pod_elements(pod: &LocalPod<'_>, chains: &BTreeMap<String, Vec<String>>) -> Option<PodOwn> {
+    let (ingress, egress) = match pod.state {
+        PodState::Unpoliced => (Verdict::Accept, Verdict::Accept),
+        PodState::Pending => (Verdict::Drop, Verdict::Drop),
+        PodState::Policed(entry) => {
+            if !entry.named_ports.is_empty() || entry.ip_families.is_some() {
+                return None;
+            }
+            let verdict = |direction, policies: &[String]| {
+                if policies.is_empty() {
+                    return Some(Verdict::Accept);
+                }
+                let mut sorted = policies.to_vec();
+                sorted.sort();
+                sorted.dedup();
+                let chain = profile_chain(direction, &sorted);
+                chains.contains_key(&chain).then_some(Verdict::Jump(chain))
+            };
+            (
+                verdict(Direction::Ingress, &entry.ingress)?,
+                verdict(Direction::Egress, &entry.egress)?,
+            )
+        }
+    };
+    Some(PodOwn {
+        veth: pod.veth.clone(),
+        ingress,
+        egress,
+        families_off: pod.families_off.clone(),
+    })
+}
+
+struct Compiler<'v, 'a> {
+    view: &'v PolicyView<'a>,
+    desired: Desired,
+    /// Each profile chain's policies, to tell a name collision.
+    profiles: BTreeMap<String, Vec<String>>,
+    needs: Needs,
+}
+
+impl Compiler<'_, '_> {
+    fn pod(&mut self, pod: &LocalPod<'_>) {
+        let veth = &pod.veth;
+        self.desired.own.insert(veth.clone());
+        for family in &pod.families_off {
+            self.family_off(*family, veth);
+        }
+        let (ingress, egress) = match pod.state {
+            PodState::Unpoliced => (Verdict::Accept, Verdict::Accept),
+            PodState::Pending => (Verdict::Drop, Verdict::Drop),
+            PodState::Policed(entry) => {
+                if let Some(families) = &entry.ip_families {
+                    let keeps = |name: &str| families.iter().any(|f| f == name);
+                    if !keeps("IPv4") {
+                        self.family_off(Family::V4, veth);
+                    }
+                    if !keeps("IPv6") {
+                        self.family_off(Family::V6, veth);
+                    }
+                }
+                (
+                    self.profile(Direction::Ingress, &entry.ingress),
+                    self.profile(Direction::Egress, &entry.egress),
+                )
+            }
+        };
+        self.desired.ingress.insert(veth.clone(), ingress);
+        self.desired.egress.insert(veth.clone(), egress);
+    }
+
+    fn family_off(&mut self, family: Family, veth: &str) {
+        match family {
+            Family::V4 => self.desired.v4_off.insert(veth.to_owned()),
+            Family::V6 => self.desired.v6_off.insert(veth.to_owned()),
+        };
+    }
+
+    /// The verdict of a pod under `policies` in `direction`, its chain compiled on
+    /// first use.
+    fn profile(&mut self, direction: Direction, policies: &[String]) -> Verdict {
+        if policies.is_empty() {
+            return Verdict::Accept;
+        }
+        let mut sorted = policies.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let chain = profile_chain(direction, &sorted);
+        match self.profiles.get(&chain) {
+            Some(known) if *known == sorted => return Verdict::Jump(chain),
+            Some(known) => {
+                self.needs.problems.push(format!(
+                    "profiles {known:?} and {sorted:?} share chain {chain}: isolated, allowing nothing"
+                ));
+                return Verdict::Drop;
+            }
+            None => {}
+        }
+        let rules = self.chain_rules(direction, &sorted);
+        self.desired.chains.insert(chain.clone(), rules);
+        self.profiles.insert(chain.clone(), sorted);
+        Verdict::Jump(chain)
+    }
+
+    /// `ESTABLISHED`, every rule of the policies in order (each text once), `DENIED`.
+    fn chain_rules(&mut self, direction: Direction, policies: &[String]) -> Vec<String> {
+        let mut rules = vec![ESTABLISHED.to_owned()];
+        let field = match direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        };
+        for name in policies {
+            let Some(spec) = self.view.policies.get(name.as_str()) else {
+                self.needs.problems.push(format!(
+                    "WeftPolicy {name}: not received; its pods' {field} allows nothing from it"
+                ));
+                continue;
+            };
+            let policy_rules = match direction {
+                Direction::Ingress => &spec.ingress,
+                Direction::Egress => &spec.egress,
+            };
+            for (i, rule) in policy_rules.iter().flatten().enumerate() {
+                let at = format!("WeftPolicy {name}: spec.{field}[{i}]");
+                let forms = rule_forms(
+                    rule,
+                    direction,
+                    self.view.all_pods_group,
+                    &at,
+                    &mut self.needs,
+                );
+                for form in forms {
+                    if !rules.contains(&form) {
+                        rules.push(form);
+                    }
+                }
+            }
+        }
+        rules.push(DENIED.to_owned());
+        rules
+    }
+
+    /// Creates and fills the sets `need` names, both families.
+    fn fill(&mut self, need: &Need, pods: &[LocalPod<'_>]) {
+        match need {
+            Need::Group(group) => {
+                let members = members(self.view, group);
+                for family in Family::BOTH {
+                    let elements = self
+                        .addresses(group, &members, family)
+                        .map(|(_, address)| SetElement::Address(address))
+                        .collect();
+                    self.set(
+                        group_set(group, family),
+                        SetKind::Addresses(family),
+                        elements,
+                    );
+                }
+            }
+            Need::GroupPorts { group, port } => {
+                let members = members(self.view, group);
+                for family in Family::BOTH {
+                    let elements = self
+                        .addresses(group, &members, family)
+                        .flat_map(|(member, address)| {
+                            member
+                                .ports
+                                .iter()
+                                .filter(|p| p.name == *port)
+                                .map(move |p| SetElement::AddressPort(address, p.protocol, p.port))
+                        })
+                        .collect();
+                    let name = group_ports_set(group, port, family);
+                    self.set(name, SetKind::AddressPorts(family), elements);
+                }
+            }
+            Need::LocalPorts { port } => {
+                for family in Family::BOTH {
+                    let elements = local_ports(pods, port, family);
+                    let name = local_ports_set(port, family);
+                    self.set(name, SetKind::AddressPorts(family), elements);
+                }
+            }
+            Need::Block { cidr, except, key } => {
+                let family = Family::of_net(cidr);
+                let (cidr_set, except_set) = block_sets(key, family);
+                let prefixes = |nets: &[ipnet::IpNet]| -> BTreeSet<SetElement> {
+                    nets.iter().copied().map(SetElement::Prefix).collect()
+                };
+                self.set(cidr_set, SetKind::Prefixes(family), prefixes(&[*cidr]));
+                if !except.is_empty() {
+                    self.set(except_set, SetKind::Prefixes(family), prefixes(except));
+                }
+            }
+        }
+    }
+
+    /// Each member's addresses of `family`, with the member; unreadable ones reported.
+    fn addresses<'m>(
+        &mut self,
+        group: &str,
+        members: &[&'m GroupMember],
+        family: Family,
+    ) -> impl Iterator<Item = (&'m GroupMember, IpAddr)> {
+        let mut out = Vec::new();
+        for member in members {
+            for text in &member.ips {
+                match text.parse::<IpAddr>() {
+                    Ok(address) if Family::of(&address) == family => out.push((*member, address)),
+                    Ok(_) => {}
+                    Err(_) => self.needs.problems.push(format!(
+                        "WeftAddressGroup {group}: member {}: '{text}' is not an address",
+                        member.uid
+                    )),
+                }
+            }
+        }
+        out.into_iter()
+    }
+
+    fn set(&mut self, name: String, kind: SetKind, elements: BTreeSet<SetElement>) {
+        self.desired
+            .sets
+            .insert(name, DynamicSet { kind, elements });
+    }
+}
+
+/// The members of `group`, none when this node has not received it.
+fn members<'a>(view: &PolicyView<'a>, group: &str) -> Vec<&'a GroupMember> {
+    view.groups.get(group).cloned().unwrap_or_default()
+}
+
+/// The local policed pods' (address, protocol, port) of named port `port`.
+fn local_ports(pods: &[LocalPod<'_>], port: &str, family: Family) -> BTreeSet<SetElement> {
+    let mut elements = BTreeSet::new();
+    for pod in pods {
+        let PodState::Policed(entry) = pod.state else {
+            continue;
+        };
+        for named in entry.named_ports.iter().filter(|p| p.name == port) {
+            for address in pod.addresses.iter().filter(|a| Family::of(a) == family) {
+                elements.insert(SetElement::AddressPort(
+                    *address,
+                    named.protocol,
+                    named.port,
+                ));
+            }
+        }
+    }
+    elements
+}

@@ -1,0 +1,280 @@
+//! NetworkPolicy's dynamic state in the kernel: what was applied last, and whether the
+//! kernel is known to hold it. The engine applies each new state as a difference; the
+//! firewall's passes refill it after re-creating the table and write it whole when the
+//! listing shows a dynamic chain or set drifted. One lock orders them.
+
+use super::compile::{pod_elements, LocalPod};
+use super::elements::PodElements;
+use super::names::KEPT_PREFIXES;
+use super::script::{diff_script, full_script};
+use super::state::{Desired, Family, SetKind};
+use crate::error::Result;
+use crate::firewall::listing::{ChainShape, Listing, Shape};
+use crate::firewall::nft;
+use crate::firewall::table::{rule_marker, Table};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tracing::warn;
+use weft_netlink::nft_set::FAMILY_INET;
+use weft_netlink::{NetlinkError, NftSets};
+
+/// The dynamic state: applied by the policy engine, repaired by the firewall.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyTables {
+    kept: Arc<Mutex<Kept>>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// The last state applied.
+    applied: Desired,
+    kernel: Kernel,
+    /// For [`PolicyTables::apply_elements`]; opened on first use, dropped after an I/O
+    /// failure.
+    socket: Option<NftSets>,
+}
+
+/// What the kernel is known to hold of the dynamic state.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// Nothing applied since weftd started: the kernel holds what a previous weftd
+    /// wrote, which keeps judging pods until the first state is applied whole.
+    #[default]
+    Unknown,
+    /// A write failed: the next one writes everything.
+    Stale,
+    /// Exactly `applied`.
+    Whole,
+}
+
+impl PolicyTables {
+    /// Brings the kernel from the last applied state to `next`: only the differences,
+    /// or everything when the kernel's state is not known (first use, after a
+    /// failure or drift). Returns the number of script lines run (0: nothing changed).
+    pub fn apply(&self, next: Desired) -> Result<usize> {
+        let mut kept = self.lock();
+        let mut script = String::new();
+        if kept.kernel == Kernel::Whole {
+            script = diff_script(&kept.applied, &next);
+            if script.is_empty() {
+                return Ok(0);
+            }
+            kept.kernel = Kernel::Stale;
+            if let Err(e) = nft::apply(&script) {
+                warn!(error = %e, "NetworkPolicy change refused; writing the whole state");
+                script.clear();
+            }
+        }
+        if script.is_empty() {
+            kept.kernel = Kernel::Stale;
+            script = full_script(&next, &listed_names(&listed()?));
+            nft::apply(&script)?;
+        }
+        kept.applied = next;
+        kept.kernel = Kernel::Whole;
+        Ok(script.lines().count())
+    }
+
+    /// Puts one starting pod's own elements in place over nfnetlink, when the kernel
+    /// holds its profiles already ([`pod_elements`]); `None` when it needs a whole pass.
+    pub fn admit_pod(&self, pod: &LocalPod<'_>) -> Result<Option<usize>> {
+        let mut kept = self.lock();
+        if kept.kernel != Kernel::Whole {
+            return Ok(None);
+        }
+        let Some(own) = pod_elements(pod, &kept.applied.chains) else {
+            return Ok(None);
+        };
+        let before = one_pod(&kept.applied, &own.veth);
+        let mut after = Desired::default();
+        after.ingress.insert(own.veth.clone(), own.ingress.clone());
+        after.egress.insert(own.veth.clone(), own.egress.clone());
+        after.own.insert(own.veth.clone());
+        for family in &own.families_off {
+            match family {
+                Family::V4 => after.v4_off.insert(own.veth.clone()),
+                Family::V6 => after.v6_off.insert(own.veth.clone()),
+            };
+        }
+        let Some(Ok(elements)) = PodElements::between(&before, &after) else {
+            return Ok(None);
+        };
+        if !elements.is_empty() {
+            if let Err(e) = send(&mut kept.socket, &elements.changes()) {
+                warn!(error = %e, "a pod's NetworkPolicy elements over nfnetlink refused");
+                return Ok(None);
+            }
+        }
+        let applied = &mut kept.applied;
+        applied.ingress.insert(own.veth.clone(), own.ingress);
+        applied.egress.insert(own.veth.clone(), own.egress);
+        applied.own.insert(own.veth.clone());
+        applied.v4_off.remove(&own.veth);
+        applied.v6_off.remove(&own.veth);
+        applied.v4_off.extend(after.v4_off);
+        applied.v6_off.extend(after.v6_off);
+        Ok(Some(elements.count()))
+    }
+
+    /// As [`PolicyTables::apply`], but a difference in per-pod elements only (a pod of
+    /// an existing profile or of an unpoliced namespace starting) goes in one nfnetlink
+    /// transaction instead of an `nft` process. Returns the elements or lines changed.
+    pub fn apply_elements(&self, next: Desired) -> Result<usize> {
+        let mut kept = self.lock();
+        if kept.kernel == Kernel::Whole {
+            if let Some(Ok(elements)) = PodElements::between(&kept.applied, &next) {
+                if elements.is_empty() {
+                    return Ok(0);
+                }
+                match send(&mut kept.socket, &elements.changes()) {
+                    Ok(()) => {
+                        kept.applied = next;
+                        return Ok(elements.count());
+                    }
+                    // The script path writes the same, and the whole state if need be.
+                    Err(e) => warn!(error = %e, "NetworkPolicy elements over nfnetlink refused"),
+                }
+            }
+        }
+        drop(kept);
+        self.apply(next)
+    }
+
+    /// Writes the last applied state whole into a table just created without it.
+    pub fn refill(&self) -> Result<()> {
+        let mut kept = self.lock();
+        kept.kernel = Kernel::Stale;
+        nft::apply(&full_script(&kept.applied, &BTreeSet::new()))?;
+        kept.kernel = Kernel::Whole;
+        Ok(())
+    }
+
+    /// Compares the dynamic chains (by rule markers) and sets (by type) `listing`
+    /// shows with the applied state, and writes the state whole when they differ.
+    /// True when it did. Only once a state was applied: before, the kernel's is the
+    /// previous weftd's, which keeps judging pods. A state applied after `listing`
+    /// was taken also differs, and is written again: the same result.
+    pub fn check(&self, listing: &Listing) -> Result<bool> {
+        let mut kept = self.lock();
+        if kept.kernel != Kernel::Whole
+            || listing.shape.clone().only(&KEPT_PREFIXES) == kept_shape(&kept.applied)
+        {
+            return Ok(false);
+        }
+        warn!("NetworkPolicy chains or sets changed outside weftd; writing them again");
+        kept.kernel = Kernel::Stale;
+        nft::apply(&full_script(&kept.applied, &listed_names(listing)))?;
+        kept.kernel = Kernel::Whole;
+        Ok(true)
+    }
+
+    /// Whether both keep the same state.
+    pub fn same(&self, other: &PolicyTables) -> bool {
+        Arc::ptr_eq(&self.kept, &other.kept)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Kept> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `state`'s elements of one veth only.
+fn one_pod(state: &Desired, veth: &str) -> Desired {
+    let mut one = Desired::default();
+    if let Some(verdict) = state.ingress.get(veth) {
+        one.ingress.insert(veth.to_owned(), verdict.clone());
+    }
+    if let Some(verdict) = state.egress.get(veth) {
+        one.egress.insert(veth.to_owned(), verdict.clone());
+    }
+    for (from, to) in [
+        (&state.own, &mut one.own),
+        (&state.v4_off, &mut one.v4_off),
+        (&state.v6_off, &mut one.v6_off),
+    ] {
+        if from.contains(veth) {
+            to.insert(veth.to_owned());
+        }
+    }
+    one
+}
+
+/// One transaction on `socket`, opening it if needed.
+fn send(
+    socket: &mut Option<NftSets>,
+    changes: &[weft_netlink::SetChange<'_>],
+) -> std::result::Result<(), NetlinkError> {
+    let sets = match socket {
+        Some(sets) => sets,
+        None => socket.insert(NftSets::connect()?),
+    };
+    let outcome = sets.apply(FAMILY_INET, Table::Weft.name(), changes);
+    if matches!(outcome, Err(NetlinkError::Io { .. })) {
+        *socket = None;
+    }
+    outcome
+}
+
+/// `inet weft` as listed now (empty when absent).
+fn listed() -> Result<Listing> {
+    Ok(nft::list_table(Table::Weft)?
+        .and_then(|json| Listing::parse(&json))
+        .unwrap_or_default())
+}
+
+/// The dynamic chains and sets `listing` shows.
+fn listed_names(listing: &Listing) -> BTreeSet<String> {
+    let shape = listing.shape.clone().only(&KEPT_PREFIXES);
+    shape
+        .chains
+        .into_keys()
+        .chain(shape.sets.into_keys())
+        .collect()
+}
+
+/// The shape the kernel lists for `desired`'s chains and sets.
+pub fn kept_shape(desired: &Desired) -> Shape {
+    let chains = desired
+        .chains
+        .iter()
+        .map(|(name, rules)| {
+            let markers = rules
+                .iter()
+                .enumerate()
+                .map(|(index, rule)| rule_marker(name, index, rule))
+                .collect();
+            let shape = ChainShape {
+                kind: String::new(),
+                hook: String::new(),
+                priority: 0,
+                policy: String::new(),
+                rules: markers,
+            };
+            (name.clone(), shape)
+        })
+        .collect();
+    let sets = desired
+        .sets
+        .iter()
+        .map(|(name, set)| (name.clone(), listed_type(set.kind)))
+        .collect();
+    Shape {
+        chains,
+        sets,
+        maps: Default::default(),
+    }
+}
+
+/// A set kind as the listing shows it: its type and whether it has `flags interval`.
+fn listed_type(kind: SetKind) -> (String, bool) {
+    match kind {
+        SetKind::Addresses(family) => (family.address_type().to_owned(), false),
+        SetKind::Prefixes(family) => (family.address_type().to_owned(), true),
+        SetKind::AddressPorts(family) => (
+            format!("{} . inet_proto . inet_service", family.address_type()),
+            false,
+        ),
+    }
+}
