@@ -16,7 +16,8 @@
 # dual-stack cluster and on an IPv6-only one (up.sh replaces the running cluster); and
 # always down.sh, which removes everything and checks nothing is left. Then the upstream
 # conformance sample (e2e/conformance/run.sh --sample: every [Feature:IPv6DualStack]
-# spec and the datapath's Conformance specs) on a cluster of its own. Holds
+# spec and the datapath's Conformance specs) on a cluster of its own, and the upstream
+# NetworkPolicy suite's sample (run.sh --netpol --sample, 12 specs) on another. Holds
 # /tmp/weft-cluster.lock: one cluster at a time (kubelet's host sysctls are global).
 # Needs root and the debug build of weftd and weft-controller (e2e/test.sh builds them).
 set -euo pipefail
@@ -44,4 +45,5 @@ start=$SECONDS
 	done
 )
 e2e/conformance/run.sh --sample --family ipv6-primary
+e2e/conformance/run.sh --netpol --sample --family ipv6-primary
 echo "cluster tier: passed in $((SECONDS - start)) s"

@@ -12,12 +12,15 @@
 # time on this machine (kubelet's sysctls are global; up.sh replaces a running cluster).
 #
 # Usage: e2e/conformance/run.sh [--family ipv4-primary|ipv6-primary]
-#                               [--network weft-standalone|...] [--sample]
+#                               [--network weft-standalone|...] [--sample | --netpol]
 #                               [--focus REGEX] [--skip REGEX] [--results DIR]
 #   --family   the cluster's family order (dual-stack either way); default ipv4-primary
 #   --network  how weft is installed, passed to up.sh; default helm (the chart, as
 #              operators install it)
 #   --sample   the CI sample (SAMPLE_FOCUS below) instead of the full selection
+#   --netpol   the upstream NetworkPolicy suite (NETPOL_FOCUS below, 47 specs) instead
+#              of the full selection, with its own skip (NETPOL_SKIP); with --sample,
+#              its CI sample (NETPOL_SAMPLE_FOCUS)
 #   --focus    a ginkgo focus regex instead of the full selection
 #   --skip     a regex of specs to skip on top of SKIP below
 #   --results  where the JUnit report (junit_01.xml) and e2e.log go; default
@@ -49,12 +52,26 @@ SKIP='LoadBalancer|ExternalIP|SCTP|Disruptive|Serial|\[Flaky\]'
 # API machinery around it.
 SAMPLE_FOCUS='\[sig-network\].*(\[Feature:IPv6DualStack\]|Networking Granular Checks: Pods.*\[Conformance\]|Services should (serve a basic endpoint from pods|serve multiport endpoints from pods|be able to create a functioning NodePort service|be able to switch session affinity for service with type clusterIP).*\[Conformance\]|HostPort.*\[Conformance\])'
 
+# The upstream NetworkPolicy suite (test/e2e/network/netpol): 45 datapath specs over TCP
+# and UDP, 2 of the API. It probes the cluster's primary family only, so it runs once per
+# --family. Its skip is its own: the 3 SCTP connectivity specs need the kernel's SCTP
+# (CONFIG_IP_SCTP, absent here), while two TCP specs whose names say "SCTP" check that
+# a policy naming SCTP isolates correctly and must run (SKIP's plain "SCTP" would drop
+# them). `e2e.test --ginkgo.dry-run` with these selects 47 of 927 specs (v1.35.8).
+NETPOL_FOCUS='\[sig-network\] Netpol'
+NETPOL_SKIP='\[Feature:SCTPConnectivity\]|Disruptive|Serial|\[Flaky\]'
+# The CI sample of it (--netpol --sample, 12 specs by dry run): default deny, each peer form
+# (pod, namespace, both, ipBlock with except), ports by number and name, egress, UDP, a
+# policy update and a relabelled pod.
+NETPOL_SAMPLE_FOCUS='\[sig-network\] Netpol .*(should support a .default-deny-ingress. policy \[|should enforce policy to allow traffic only from a pod in a different namespace based on PodSelector and NamespaceSelector|should enforce policy based on Ports|should allow ingress access on one named port|should enforce except clause while egress access to server in CIDR block|should deny egress from pods based on PodSelector|should enforce updated policy|should deny ingress access to updated pod|should enforce policy based on NamespaceSelector with MatchExpressions \[)'
+
 ARGS=("$@") # for the re-run under the lock below
 FAMILY=ipv4-primary
 NETWORK=helm
 USER_FOCUS=
 USER_SKIP=
 SAMPLE=
+NETPOL=
 RESULTS=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -63,6 +80,7 @@ while [ $# -gt 0 ]; do
 	--focus) USER_FOCUS=${2:?--focus REGEX}; shift 2 ;;
 	--skip) USER_SKIP=${2:?--skip REGEX}; shift 2 ;;
 	--sample) SAMPLE=1; shift ;;
+	--netpol) NETPOL=1; shift ;;
 	--results) RESULTS=${2:?--results DIR}; shift 2 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -71,7 +89,10 @@ done
 case $FAMILY in ipv4-primary | ipv6-primary) ;; *) echo "--family: ipv4-primary or ipv6-primary (the dual-stack specs need both families)" >&2; exit 2 ;; esac
 [ -z "$SAMPLE" ] || [ -z "$USER_FOCUS" ] || { echo "--sample and --focus exclude each other" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "$0: needs root (the cluster does)" >&2; exit 1; }
+[ -z "$NETPOL" ] || [ -z "$USER_FOCUS" ] || { echo "--netpol excludes --focus" >&2; exit 2; }
 [ -z "$SAMPLE" ] || FOCUS=$SAMPLE_FOCUS
+[ -z "$NETPOL" ] || { FOCUS=$NETPOL_FOCUS; SKIP=$NETPOL_SKIP; }
+[ -z "$NETPOL" ] || [ -z "$SAMPLE" ] || FOCUS=$NETPOL_SAMPLE_FOCUS
 [ -z "$USER_FOCUS" ] || FOCUS=$USER_FOCUS
 [ -z "$USER_SKIP" ] || SKIP="$SKIP|$USER_SKIP"
 

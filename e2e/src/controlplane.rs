@@ -13,6 +13,7 @@
 
 use crate::netns::spawn_logged;
 use crate::{tools_bin, Netns};
+use serde_json::Value;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
@@ -237,6 +238,33 @@ impl ControlPlane {
             .expect("kubectl runs")
     }
 
+    /// Merge-patches the status subresource of `kind` `name` (in `namespace`, when
+    /// namespaced) with `status`, as kubelet and weftd write theirs; asserts success.
+    pub fn patch_status(&self, kind: &str, namespace: Option<&str>, name: &str, status: &Value) {
+        let body = serde_json::json!({ "status": status }).to_string();
+        let mut args = vec!["patch", kind, name];
+        if let Some(namespace) = namespace {
+            args.extend(["-n", namespace]);
+        }
+        args.extend(["--subresource=status", "--type=merge", "-p", body.as_str()]);
+        self.kubectl_ok(&args);
+    }
+
+    /// The identity holding weft-controller's Lease (`kube-system/weft-controller`);
+    /// empty when none does.
+    pub fn lease_holder(&self) -> String {
+        let out = self.kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "weft-controller",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// kubectl inside the control plane's namespace, asserting success; its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         checked(self.kubectl(args), args)
@@ -254,6 +282,10 @@ impl ControlPlane {
             "crd/weftnetworks.weft.dev",
             "crd/weftnodes.weft.dev",
             "crd/weftclaimblocks.weft.dev",
+            "crd/weftpolicies.weft.dev",
+            "crd/weftaddressgroups.weft.dev",
+            "crd/weftnodepolicies.weft.dev",
+            "crd/weftpolicyindexes.weft.dev",
         ]);
     }
 

@@ -4,7 +4,7 @@
 //! and weft-controller replicas. weftd on the nodes reaches the apiserver over the
 //! underlay with a kubeconfig of its own.
 
-use crate::{binary, underlay, wait_until, Background, ControlPlane, Netns, TempDir};
+use crate::{binary, underlay, wait_until, Background, ControlPlane, Metrics, Netns, TempDir};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +13,10 @@ use std::time::Duration;
 pub const CONTROL_PLANE_V6: &str = "2001:db8:ffff::2";
 /// See [`CONTROL_PLANE_V6`].
 pub const CONTROL_PLANE_V4: &str = "192.0.2.2";
+
+/// Controller replica i serves /metrics on this port + i, in the control plane's
+/// namespace.
+const CONTROLLER_METRICS_PORT: usize = 9650;
 
 /// What the `WeftNetwork` says.
 #[derive(Debug, Clone)]
@@ -97,7 +101,7 @@ impl KubeCluster {
         let kubeconfig = self.control_plane.kubeconfig().display().to_string();
         let weft_controller = binary("weft-controller").display().to_string();
         let identity = format!("controller-{index}");
-        let metrics = format!("[::]:{}", 9650 + index);
+        let metrics = format!("[::]:{}", CONTROLLER_METRICS_PORT + index);
         self.controllers.push(Some(Background::spawn(
             &self.netns,
             &weft_controller,
@@ -111,6 +115,12 @@ impl KubeCluster {
             ],
         )));
         index
+    }
+
+    /// One scrape of controller `index`'s /metrics (empty while it does not answer).
+    pub fn controller_metrics(&self, index: usize) -> Metrics {
+        let addr = format!("[::1]:{}", CONTROLLER_METRICS_PORT + index);
+        Metrics(self.netns.http_get(&addr, "/metrics").1)
     }
 
     /// Kills controller `index` (SIGKILL).

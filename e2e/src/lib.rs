@@ -15,6 +15,7 @@ mod controlplane;
 mod kubernetes;
 mod metrics;
 mod netns;
+pub mod netpol;
 mod node;
 mod plugin;
 mod scratch;

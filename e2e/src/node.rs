@@ -277,12 +277,23 @@ impl Node {
 
     /// ADD `container_id` into `pod` as `eth0` with the 1.1.0 config; the result.
     pub fn add(&self, container_id: &str, pod: &Netns) -> PluginOutput {
-        self.plugin.call(
+        self.add_with_env(container_id, pod, &[])
+    }
+
+    /// ADD as [`Node::add`] with `CNI_ARGS` set to `cni_args` (as kubelet's runtime passes
+    /// `K8S_POD_NAMESPACE=..;K8S_POD_NAME=..;K8S_POD_UID=..`).
+    pub fn add_with_args(&self, container_id: &str, pod: &Netns, cni_args: &str) -> PluginOutput {
+        self.add_with_env(container_id, pod, &[("CNI_ARGS", cni_args)])
+    }
+
+    fn add_with_env(&self, container_id: &str, pod: &Netns, more: &[(&str, &str)]) -> PluginOutput {
+        self.plugin.call_with_env(
             "ADD",
             container_id,
             Some(&pod.path()),
             "eth0",
             &self.plugin_config("1.1.0"),
+            more,
         )
     }
 

@@ -106,6 +106,19 @@ impl Plugin {
         ifname: &str,
         config: &Value,
     ) -> PluginOutput {
+        self.call_with_env(command, container_id, netns, ifname, config, &[])
+    }
+
+    /// [`Plugin::call`] with more variables after the usual ones (`CNI_ARGS`, say).
+    pub fn call_with_env(
+        &self,
+        command: &str,
+        container_id: &str,
+        netns: Option<&str>,
+        ifname: &str,
+        config: &Value,
+        more: &[(&str, &str)],
+    ) -> PluginOutput {
         let mut env = vec![
             ("CNI_COMMAND", command),
             ("CNI_CONTAINERID", container_id),
@@ -115,6 +128,7 @@ impl Plugin {
         if let Some(ns) = netns {
             env.push(("CNI_NETNS", ns));
         }
+        env.extend_from_slice(more);
         self.raw(&env, config.to_string().as_bytes())
     }
 }

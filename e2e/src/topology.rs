@@ -328,9 +328,23 @@ impl Topology {
 
     /// Adds a pod to node i through the CNI plugin; panics if ADD fails.
     pub fn add_pod(&mut self, i: usize) -> &Pod {
-        let netns = Netns::new("p");
+        self.add_pod_with_args(i, None)
+    }
+
+    /// [`Topology::add_pod`] with `CNI_ARGS` (a Kubernetes pod's identity), when given.
+    pub fn add_pod_with_args(&mut self, i: usize, cni_args: Option<&str>) -> &Pod {
+        self.add_pod_in(i, Netns::new("p"), cni_args)
+    }
+
+    /// [`Topology::add_pod_with_args`] into `netns`, made by the caller (who may watch
+    /// it from before the pod's interface exists).
+    pub fn add_pod_in(&mut self, i: usize, netns: Netns, cni_args: Option<&str>) -> &Pod {
         let id = format!("pod-{}-{}", i + 1, self.pods_of(i).len() + 1);
-        let result = self.nodes[i].add(&id, &netns).expect_ok();
+        let output = match cni_args {
+            Some(args) => self.nodes[i].add_with_args(&id, &netns, args),
+            None => self.nodes[i].add(&id, &netns),
+        };
+        let result = output.expect_ok();
         let mut pod = Pod {
             netns,
             node: i,

@@ -159,28 +159,34 @@ fn defaults_render_every_object_once() {
         kinds(&objects),
         [
             "ClusterRole/weft-controller",
+            "ClusterRole/weft-controller-events",
             "ClusterRole/weft-weftd",
             "ClusterRoleBinding/weft-controller",
+            "ClusterRoleBinding/weft-controller-events",
             "ClusterRoleBinding/weft-weftd",
             "ConfigMap/weft-cni-conflist",
+            "CustomResourceDefinition/weftaddressgroups.weft.dev",
             "CustomResourceDefinition/weftclaimblocks.weft.dev",
             "CustomResourceDefinition/weftnetworks.weft.dev",
+            "CustomResourceDefinition/weftnodepolicies.weft.dev",
             "CustomResourceDefinition/weftnodes.weft.dev",
+            "CustomResourceDefinition/weftpolicies.weft.dev",
+            "CustomResourceDefinition/weftpolicyindexes.weft.dev",
             "DaemonSet/weft-weftd",
             "Deployment/weft-controller",
             "PodDisruptionBudget/weft-controller",
-            "Role/weft-controller-events",
             "Role/weft-controller-lease",
-            "RoleBinding/weft-controller-events",
             "RoleBinding/weft-controller-lease",
             "ServiceAccount/weft-controller",
             "ServiceAccount/weft-weftd",
             "ValidatingAdmissionPolicy/weft-controller-lease-and-events",
             "ValidatingAdmissionPolicy/weft-controller-node-pod-cidrs",
             "ValidatingAdmissionPolicy/weft-weftd-own-weftnode",
+            "ValidatingAdmissionPolicy/weft-weftd-own-weftnodepolicy",
             "ValidatingAdmissionPolicyBinding/weft-controller-lease-and-events",
             "ValidatingAdmissionPolicyBinding/weft-controller-node-pod-cidrs",
             "ValidatingAdmissionPolicyBinding/weft-weftd-own-weftnode",
+            "ValidatingAdmissionPolicyBinding/weft-weftd-own-weftnodepolicy",
             "WeftNetwork/default",
         ]
     );
@@ -274,7 +280,8 @@ fn the_init_container_installs_the_chained_plugins_by_rename() {
     assert_eq!(
         conflist(&objects),
         json!({"cniVersion": "1.1.0", "name": "weft", "plugins": [
-            {"type": "weft", "socket": "/run/weft/weftd.sock"},
+            {"type": "weft", "socket": "/run/weft/weftd.sock",
+                "capabilities": {"io.kubernetes.cri.pod-annotations": true}},
             {"type": "portmap", "capabilities": {"portMappings": true}}]})
     );
 
@@ -298,7 +305,8 @@ fn the_init_container_installs_the_chained_plugins_by_rename() {
     assert_eq!(
         conflist(&objects),
         json!({"cniVersion": "1.0.0", "name": "weft", "plugins": [
-            {"type": "weft", "socket": "/run/weft/weftd.sock"},
+            {"type": "weft", "socket": "/run/weft/weftd.sock",
+                "capabilities": {"io.kubernetes.cri.pod-annotations": true}},
             {"type": "bandwidth", "capabilities": {"bandwidth": true}}]})
     );
 }
@@ -362,7 +370,8 @@ fn values_move_weftd_paths_ports_and_privilege() {
     assert!(env.contains(&json!({"name": "KUBERNETES_SERVICE_PORT", "value": "6443"})));
     assert_eq!(
         conflist(&objects)["plugins"][0],
-        json!({"type": "weft", "socket": "/run/weft-b/weftd.sock"})
+        json!({"type": "weft", "socket": "/run/weft-b/weftd.sock",
+            "capabilities": {"io.kubernetes.cri.pod-annotations": true}})
     );
 }
 
@@ -429,6 +438,8 @@ fn rbac_is_least_privilege_per_service_account() {
             {"apiGroups": ["weft.dev"], "resources": ["weftnodes"], "verbs": ["get", "list", "watch", "patch"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftnodes/status"], "verbs": ["patch"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftnetworks"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftpolicies", "weftaddressgroups", "weftnodepolicies", "weftpolicyindexes"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftnodepolicies/status"], "verbs": ["patch"]},
         ])
     );
     assert_eq!(
@@ -440,22 +451,22 @@ fn rbac_is_least_privilege_per_service_account() {
             {"apiGroups": ["weft.dev"], "resources": ["weftnodes"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftnodes/status"], "verbs": ["patch"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftclaimblocks"], "verbs": ["get", "list", "watch", "create", "update", "delete"]},
+            {"apiGroups": [""], "resources": ["pods", "namespaces"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftpolicies", "weftaddressgroups", "weftnodepolicies", "weftpolicyindexes"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+            {"apiGroups": ["weft.dev"], "resources": ["weftpolicies/status"], "verbs": ["patch"]},
         ])
     );
-    // Events only where kube-runtime puts those of cluster-scoped objects.
-    let events = object(&objects, "Role", "weft-controller-events");
-    assert_eq!(events["metadata"]["namespace"], "default");
+    // Events in every namespace (NetworkPolicies' are in theirs), create and patch only;
+    // the admission policy says about what and where.
     assert_eq!(
-        events["rules"],
+        object(&objects, "ClusterRole", "weft-controller-events")["rules"],
         json!([{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}])
-    );
-    assert_eq!(
-        object(&objects, "RoleBinding", "weft-controller-events")["subjects"],
-        json!([{"kind": "ServiceAccount", "name": "weft-controller", "namespace": NAMESPACE}])
     );
     for (binding, account) in [
         ("weft-weftd", "weft-weftd"),
         ("weft-controller", "weft-controller"),
+        ("weft-controller-events", "weft-controller"),
     ] {
         assert_eq!(
             object(&objects, "ClusterRoleBinding", binding)["subjects"],
@@ -523,6 +534,18 @@ fn the_admission_policy_binds_weftd_to_its_own_weftnode() {
         .as_str()
         .unwrap()
         .contains("request.name == \"weft-b\""));
+    // Events: about Nodes and the WeftNetwork in 'default', about a NetworkPolicy in
+    // that policy's namespace (RBAC grants events in every namespace).
+    let events = lease["spec"]["validations"][1]["expression"]
+        .as_str()
+        .unwrap();
+    for part in [
+        "request.namespace == 'default'",
+        "object.?regarding.?kind.orValue('') == 'NetworkPolicy'",
+        "object.?regarding.?namespace.orValue('') == request.namespace",
+    ] {
+        assert!(events.contains(part), "{events}");
+    }
 
     let objects = render(&["admissionPolicy.enabled=false"]);
     assert!(objects.iter().all(|o| {
@@ -942,11 +965,58 @@ mod installed {
             cluster.get(&["get", "weftnode", "node-b"])["spec"].get("underlayIPv4"),
             None
         );
-        // And RBAC: no creating or deleting WeftNodes, no writing the plan.
+        // Its NetworkPolicy report goes to node-a's WeftNodePolicy only.
+        for name in ["node-a", "node-b"] {
+            cluster.create(
+                json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNodePolicy",
+                                  "metadata": {"name": name}, "spec": {"nodeName": name}}),
+            );
+        }
+        // As weftd writes it: server-side apply of the status, no read first (weftd may
+        // not get the subresource).
+        let report = |node: &str| {
+            let doc = std::env::temp_dir().join(format!(
+                "weft-chart-{}-{node}-status.json",
+                std::process::id()
+            ));
+            let status = json!({"apiVersion": "weft.dev/v1alpha1", "kind": "WeftNodePolicy",
+                                "metadata": {"name": node}, "status": {"pendingPods": 1}});
+            std::fs::write(&doc, status.to_string()).unwrap();
+            let out = cluster.kubectl_as(
+                &weftd_a,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--subresource=status",
+                    "--field-manager=weftd",
+                    "-f",
+                    doc.to_str().unwrap(),
+                ],
+            );
+            std::fs::remove_file(&doc).unwrap();
+            out
+        };
+        let own = report("node-a");
+        assert!(
+            own.status.success(),
+            "{}",
+            String::from_utf8_lossy(&own.stderr)
+        );
+        let other = report("node-b");
+        let refused = String::from_utf8_lossy(&other.stderr);
+        assert!(
+            refused.contains("weftd may report only on the WeftNodePolicy of the node its token is bound to, not node-b"),
+            "{refused}"
+        );
+        // And RBAC: no creating or deleting WeftNodes, no writing the plan or policies.
         for (verb, resource, allowed) in [
             ("patch", "weftnodes", "yes"),
             ("patch", "weftnodes/status", "yes"),
             ("watch", "weftnetworks", "yes"),
+            ("watch", "weftpolicies", "yes"),
+            ("watch", "weftaddressgroups", "yes"),
+            ("patch", "weftpolicies", "no"),
+            ("patch", "weftnodepolicies", "no"),
             ("create", "weftnodes", "no"),
             ("delete", "weftnodes", "no"),
             ("patch", "weftnetworks", "no"),

@@ -101,8 +101,9 @@ fn the_conflist_appears_only_once_weftd_serves_and_then_leads_to_it() {
     assert_eq!(
         written,
         json!({"cniVersion": "1.1.0", "name": "weft",
-            "plugins": [{"type": "weft", "socket": node.socket().display().to_string()}]}),
-        "without a template: weft alone on --socket"
+            "plugins": [{"type": "weft", "socket": node.socket().display().to_string(),
+                "capabilities": {"io.kubernetes.cri.pod-annotations": true}}]}),
+        "without a template: weft alone on --socket, asking for the pod's annotations"
     );
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
     let pod = Netns::new("p");
@@ -228,7 +229,7 @@ fn a_template_is_written_byte_for_byte_over_the_previous_conflist() {
     // weftd restarted with it replaces what the previous run wrote.
     let template = dir.path().join("conflist.json");
     let text = format!(
-        "{{\"cniVersion\":\"1.0.0\",\"name\":\"k8s-pod-network\",\"plugins\":[{{\"socket\":\"{}\",\"type\":\"weft\"}},{{\"capabilities\":{{\"portMappings\":true}},\"type\":\"portmap\"}}]}}",
+        "{{\"cniVersion\":\"1.0.0\",\"name\":\"k8s-pod-network\",\"plugins\":[{{\"capabilities\":{{\"io.kubernetes.cri.pod-annotations\":true}},\"socket\":\"{}\",\"type\":\"weft\"}},{{\"capabilities\":{{\"portMappings\":true}},\"type\":\"portmap\"}}]}}",
         node.socket().display()
     );
     fs::write(&template, &text).unwrap();

@@ -7,11 +7,13 @@
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
-use weft_e2e::{binary, log_tail, serving_namespace, ControlPlane, Netns};
+use weft_e2e::{serving_namespace, ControlPlane, Netns};
+
+#[path = "support/controller.rs"]
+mod support;
+use support::{rbac, Controller};
 
 const SERVER_V6: &str = "2001:db8:ffff::2";
 const SERVER_V4: &str = "192.0.2.2";
@@ -73,33 +75,9 @@ impl Cluster {
 
     /// Starts a controller replica (admin kubeconfig unless `kubeconfig`).
     fn controller(&self, identity: &str, args: &[&str], kubeconfig: Option<&Path>) -> Controller {
-        static PORT: AtomicU16 = AtomicU16::new(19642);
-        let port = PORT.fetch_add(1, Ordering::Relaxed);
-        let metrics = format!("[::1]:{port}");
-        let log = self
-            .cp
-            .dir()
-            .join(format!("controller-{identity}-{port}.log"));
         let kubeconfig = kubeconfig.map_or_else(|| self.cp.kubeconfig(), Path::to_owned);
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.ns.name()])
-            .arg(binary("weft-controller"))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--metrics-addr={metrics}"))
-            .arg(format!("--identity={identity}"))
-            .arg("--log-level=debug")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Controller {
-            child: Some(child),
-            log,
-            metrics,
-        }
+        let args: Vec<&str> = ["--log-level=debug"].iter().chain(args).copied().collect();
+        Controller::start(&self.ns, self.cp.dir(), identity, &kubeconfig, &args)
     }
 
     fn scrape(&self, c: &Controller) -> String {
@@ -186,33 +164,6 @@ fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-/// A weft-controller process, killed on drop.
-struct Controller {
-    child: Option<Child>,
-    log: PathBuf,
-    metrics: String,
-}
-
-impl Controller {
-    /// SIGKILL: no chance to hand the Lease back.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        format!("{}:\n{}", self.log.display(), log_tail(&self.log, lines))
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Every claim: the entries of the claim blocks.
 fn claims(cluster: &Cluster) -> Vec<Value> {
     cluster
@@ -275,35 +226,6 @@ fn check_unique(cluster: &Cluster, names: &[String]) -> BTreeMap<String, (String
         "live claims of unknown nodes: {per_node:?}"
     );
     out
-}
-
-/// The RBAC the controller needs (the Helm chart will carry the same rules).
-fn rbac(user: &str) -> Value {
-    let rule = |groups: &[&str], resources: &[&str], verbs: &[&str]| json!({"apiGroups": groups, "resources": resources, "verbs": verbs});
-    json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-         "metadata": {"name": "weft-controller"},
-         "rules": [
-            rule(&[""], &["nodes"], &["get", "list", "watch", "patch"]),
-            rule(&["weft.dev"], &["weftnetworks"], &["get", "list", "watch"]),
-            rule(&["weft.dev"], &["weftnetworks/status"], &["patch"]),
-            rule(&["weft.dev"], &["weftnodes"], &["get", "list", "watch", "create", "patch", "delete"]),
-            rule(&["weft.dev"], &["weftnodes/status"], &["patch"]),
-            rule(&["weft.dev"], &["weftclaimblocks"], &["get", "list", "watch", "create", "update", "delete"]),
-            rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
-         ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "weft-controller"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "weft-controller"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": "weft-controller-lease", "namespace": "kube-system"},
-         "rules": [rule(&["coordination.k8s.io"], &["leases"], &["get", "create", "update"])]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "weft-controller-lease", "namespace": "kube-system"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "weft-controller-lease"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]},
-    ]})
 }
 
 #[test]
@@ -866,25 +788,6 @@ fn good_news_conditions_follow_a_burst_of_allocations() {
     }
 }
 
-/// The Lease's holder.
-fn holder(cluster: &Cluster) -> String {
-    cluster
-        .cp
-        .kubectl(&[
-            "get",
-            "lease",
-            "-n",
-            "kube-system",
-            "weft-controller",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ])
-        .stdout
-        .iter()
-        .map(|b| *b as char)
-        .collect()
-}
-
 #[test]
 fn a_standby_replica_takes_over_within_15_seconds() {
     let cluster = Cluster::start();
@@ -899,7 +802,7 @@ fn a_standby_replica_takes_over_within_15_seconds() {
         &["n1"],
         Duration::from_secs(30),
     );
-    let leader = holder(&cluster);
+    let leader = cluster.cp.lease_holder();
     let (l, s) = if leader == "a" { (0, 1) } else { (1, 0) };
     assert!(leader == "a" || leader == "b", "holder {leader:?}");
     assert_eq!(
@@ -937,7 +840,7 @@ fn a_standby_replica_takes_over_within_15_seconds() {
     let took = killed.elapsed();
     eprintln!("failover: the standby led and allocated a new node {took:?} after the kill");
     assert!(took < Duration::from_secs(15));
-    assert_eq!(holder(&cluster), if s == 0 { "a" } else { "b" });
+    assert_eq!(cluster.cp.lease_holder(), if s == 0 { "a" } else { "b" });
     check_unique(&cluster, &["n1", "n2"].map(String::from));
 
     // A clean exit hands the Lease back: a restarted replica leads at its next attempt.

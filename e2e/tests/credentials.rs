@@ -652,7 +652,8 @@ fn the_controller_token_patches_only_pod_cidrs_and_writes_only_its_lease_and_eve
         "cannot",
     );
 
-    // Events: its own, about a Node or the WeftNetwork, in 'default' only.
+    // Events: its own, about a Node or the WeftNetwork in 'default', or about a
+    // NetworkPolicy in that policy's own namespace.
     let node_a = json!({"apiVersion": "v1", "kind": "Node", "name": "node-a"});
     allowed(
         "the controller's own Event about node-a",
@@ -662,16 +663,37 @@ fn the_controller_token_patches_only_pod_cidrs_and_writes_only_its_lease_and_eve
             Some(&event("default", CONTROLLER, node_a.clone())),
         ),
     );
+    let forged = "weft-controller may write only Events it reports, about a Node or a WeftNetwork";
     refused(
-        "an Event in kube-system",
+        "an Event about a Node in kube-system",
         cluster.kubectl_as(
             &controller,
             &["create"],
             Some(&event(NAMESPACE, CONTROLLER, node_a.clone())),
         ),
-        "cannot create",
+        forged,
     );
-    let forged = "weft-controller may write only Events it reports, about a Node or a WeftNetwork";
+    let policy_in = |namespace: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "name": "deny", "namespace": namespace})
+    };
+    allowed(
+        "the controller's own Event about a NetworkPolicy, in its namespace",
+        cluster.kubectl_as(
+            &controller,
+            &["create"],
+            Some(&event(NAMESPACE, CONTROLLER, policy_in(NAMESPACE))),
+        ),
+    );
+    refused(
+        "an Event about a NetworkPolicy of another namespace",
+        cluster.kubectl_as(
+            &controller,
+            &["create"],
+            Some(&event("default", CONTROLLER, policy_in(NAMESPACE))),
+        ),
+        forged,
+    );
     refused(
         "an Event reported as the kubelet",
         cluster.kubectl_as(

@@ -1,0 +1,118 @@
+//! Probes: one connection (TCP: the server's byte; UDP: the echo) per try, once per
+//! target (`probe`) or again and again until told to stop (`probe-loop`).
+
+use super::{Args, Target, Transport};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Probes in flight at once unless `--in-flight` says.
+const IN_FLIGHT: usize = 16;
+
+/// One probe: true when the server's answer arrives within `timeout`.
+fn probe_one(target: &Target, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let answered = match target.transport {
+        Transport::Tcp => (|| -> std::io::Result<bool> {
+            let mut stream = TcpStream::connect_timeout(&target.addr, timeout)?;
+            stream.set_read_timeout(Some(remaining().max(Duration::from_millis(1))))?;
+            let mut byte = [0u8; 1];
+            Ok(stream.read(&mut byte)? == 1)
+        })(),
+        Transport::Udp => (|| -> std::io::Result<bool> {
+            let local = match target.addr {
+                SocketAddr::V4(_) => SocketAddr::from(([0u8; 4], 0)),
+                SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+            };
+            let socket = UdpSocket::bind(local)?;
+            socket.connect(target.addr)?;
+            socket.send(b"netpol")?;
+            socket.set_read_timeout(Some(remaining().max(Duration::from_millis(1))))?;
+            let mut buffer = [0u8; 16];
+            Ok(socket.recv(&mut buffer)? == b"netpol".len())
+        })(),
+    };
+    answered.unwrap_or(false)
+}
+
+/// Probes every target, `in_flight` at a time; verdicts in the targets' order.
+fn probe_all(targets: &[Target], timeout: Duration, in_flight: usize) -> Vec<bool> {
+    let next = AtomicUsize::new(0);
+    let verdicts = Mutex::new(vec![false; targets.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..in_flight.clamp(1, targets.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(target) = targets.get(i) else {
+                    break;
+                };
+                let ok = probe_one(target, timeout);
+                verdicts.lock().unwrap_or_else(|e| e.into_inner())[i] = ok;
+            });
+        }
+    });
+    verdicts.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `probe`: every target once, `TARGET ok|fail` each.
+pub fn probe(args: &Args) -> Result<(), String> {
+    args.only(&["--timeout-ms", "--in-flight"])?;
+    let timeout = Duration::from_millis(args.required("--timeout-ms")?);
+    let in_flight = args.optional("--in-flight")?.unwrap_or(IN_FLIGHT);
+    let targets = args.targets()?;
+    let verdicts = probe_all(&targets, timeout, in_flight);
+    let mut out = std::io::stdout().lock();
+    for (target, ok) in targets.iter().zip(verdicts) {
+        let verdict = if ok { "ok" } else { "fail" };
+        writeln!(out, "{} {verdict}", target.text).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Tries and successes of one target in a loop.
+#[derive(Debug, Default)]
+struct Tally {
+    tries: AtomicU64,
+    ok: AtomicU64,
+}
+
+/// `probe-loop`: a probe of every target every interval, each on a thread of its own so
+/// that a probe waiting out its timeout delays no other, until the `--until` file exists;
+/// then `TARGET tries=N ok=M` per target.
+pub fn probe_loop(args: &Args) -> Result<(), String> {
+    args.only(&["--until", "--interval-ms", "--timeout-ms"])?;
+    let until = args.until()?;
+    let interval = Duration::from_millis(args.required("--interval-ms")?);
+    let timeout = Duration::from_millis(args.required("--timeout-ms")?);
+    let targets = args.targets()?;
+    let tallies: Vec<Tally> = targets.iter().map(|_| Tally::default()).collect();
+    super::serve::announce("probing");
+    std::thread::scope(|s| {
+        let mut next = Instant::now();
+        while !until.exists() {
+            for (target, tally) in targets.iter().zip(&tallies) {
+                s.spawn(move || {
+                    let ok = probe_one(target, timeout);
+                    tally.tries.fetch_add(1, Ordering::Relaxed);
+                    if ok {
+                        tally.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            next += interval;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    });
+    let mut out = std::io::stdout().lock();
+    for (target, tally) in targets.iter().zip(&tallies) {
+        let (tries, ok) = (
+            tally.tries.load(Ordering::Relaxed),
+            tally.ok.load(Ordering::Relaxed),
+        );
+        writeln!(out, "{} tries={tries} ok={ok}", target.text).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
