@@ -15,7 +15,10 @@ weft_prelude() {
 		echo "$0: cargo not found (install Rust with rustup)" >&2
 		exit 1
 	}
-	eval "$(e2e/setup.sh)"
+	# Captured first: inside `eval "$(…)"` a failing setup.sh would not stop the caller.
+	local tools
+	tools=$(e2e/setup.sh) || exit 1
+	eval "$tools"
 	export WEFT_TOOLS_BIN WEFT_CNI_PLUGINS PROMETHEUS WEFT_KUBE_BIN KUBE_APISERVER ETCD KUBECTL HELM
 }
 

@@ -47,9 +47,10 @@ APT_PACKAGES=(
 	iproute2 nftables iptables containernetworking-plugins
 	iputils-ping iperf3 procps prometheus openssl
 )
-# The cluster tier: the OCI runtime, the image tools, a C compiler for the static pause
-# binary, and curl (readiness checks inside nodes).
-CLUSTER_APT_PACKAGES=(runc umoci mmdebstrap gcc libc6-dev curl)
+# The cluster tier: the OCI runtime, the image tools, busybox for weft's image (the
+# chart's scripts), a C compiler and binutils for the static pause binary and the
+# image's stripped programs, and curl (readiness checks inside nodes).
+CLUSTER_APT_PACKAGES=(runc umoci mmdebstrap busybox-static gcc binutils libc6-dev curl)
 
 TOOLS_DIR=${WEFT_TOOLS_DIR:-${HOME:?HOME must be set}/.cache/weft/tools}
 BIN_DIR=$TOOLS_DIR/bin

@@ -82,9 +82,9 @@ done
 step "1. helm upgrade to another image while $client (${POD_NODE[$client]}) pings ${targets[*]}"
 old_image=$(k -n "$HELM_NAMESPACE" get daemonset "$HELM_RELEASE-weftd" -o jsonpath='{.spec.template.spec.containers[0].image}')
 new_image=${old_image%:*}:${old_image##*:}-next
-eval "$("$E2E_DIR/image/build.sh" --bin-dir "$WEFT_BIN_DIR" --plugin "$WEFT_PLUGIN" \
+eval_printed "$E2E_DIR/image/build.sh" --bin-dir "$WEFT_BIN_DIR" --plugin "$WEFT_PLUGIN" \
 	--plugins "$CNI_PLUGINS" --tag "$new_image" --revision "next-$(date -u +%s)" \
-	--out "$STATE/weft-image-next.oci.tar")"
+	--out "$STATE/weft-image-next.oci.tar"
 import_on_nodes "$IMAGE_TAR"
 old_id=$(node_ctr 1 images list | awk -v ref="$old_image" '$1 == ref {print $3}')
 new_id=$(node_ctr 1 images list | awk -v ref="$new_image" '$1 == ref {print $3}')

@@ -184,6 +184,14 @@ fail() {
 	exit 1
 }
 
+# eval_printed CMD...: runs CMD, which prints shell assignments, and evaluates them. A
+# failing CMD stops the script here; inside `eval "$(CMD)"` its status would be lost.
+eval_printed() {
+	local printed
+	printed=$("$@") || fail "$1 failed (its messages are above)"
+	eval "$printed"
+}
+
 # on_error: an ERR trap for `set -eE` scripts; names the failing command. Failures inside
 # command and process substitutions are the caller's to judge (their status is what it
 # sees), so only the main shell reports.

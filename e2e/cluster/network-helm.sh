@@ -104,8 +104,8 @@ network_install() {
 		tar=$WEFT_IMAGE_TAR
 	else
 		step "   building weft's image (e2e/image/build.sh --bin-dir $WEFT_BIN_DIR)"
-		eval "$("$E2E_DIR/image/build.sh" --bin-dir "$WEFT_BIN_DIR" --plugin "$WEFT_PLUGIN" \
-			--plugins "$CNI_PLUGINS" --out "$STATE/weft-image.oci.tar")"
+		eval_printed "$E2E_DIR/image/build.sh" --bin-dir "$WEFT_BIN_DIR" --plugin "$WEFT_PLUGIN" \
+			--plugins "$CNI_PLUGINS" --out "$STATE/weft-image.oci.tar"
 		tar=$IMAGE_TAR
 	fi
 	# The name the archive carries (io.containerd.image.name).

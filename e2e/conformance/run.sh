@@ -113,7 +113,10 @@ mkdir -p "$RESULTS"
 say "results in $RESULTS"
 
 say "e2e.test: e2e/conformance/build.sh (builds only when its sources changed)"
-eval "$("$HERE/build.sh")"
+# Assigned first: under `set -e` a failing build.sh stops here (inside `eval "$(…)"` it
+# would not).
+built=$("$HERE/build.sh")
+eval "$built"
 
 cluster_down() {
 	local status=$?
