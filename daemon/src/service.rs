@@ -233,17 +233,21 @@ impl Service {
 
     /// Puts the pod's guard sources and NetworkPolicy verdicts in the kernel.
     async fn admit(&self, allocation: &weft_wire::Allocation) -> Result<(), String> {
-        self.guard
-            .admit(&sources_of(allocation))
-            .map_err(|e| format!("pod guard: {e}"))?;
-        if let Some(policy) = &self.policy {
-            let service = self.clone();
-            policy
-                .admit(allocation, Arc::new(move || service.allocations()))
-                .await
-                .map_err(|e| format!("NetworkPolicy: {e}"))?;
+        match &self.policy {
+            Some(policy) => {
+                let service = self.clone();
+                let pods = Arc::new(move || service.allocations());
+                policy
+                    .admit(allocation, pods, &self.guard)
+                    .await
+                    .map_err(|e| format!("admission: {e}"))
+            }
+            // GuardError says "pod guard: …" itself.
+            None => self
+                .guard
+                .admit(&sources_of(allocation))
+                .map_err(|e| e.to_string()),
         }
-        Ok(())
     }
 
     /// Released pods' verdicts go at NetworkPolicy's next pass.

@@ -104,7 +104,20 @@ pub enum GuardError {
 impl GuardSets {
     /// Allows `sources`; those already allowed stay.
     pub fn admit(&self, sources: &[PodSource]) -> Result<(), GuardError> {
-        let changes = by_set(sources, |set, keys| SetChange::Add { set, keys })?;
+        self.admit_with(sources, &[])
+    }
+
+    /// Allows `sources` and makes `with`, another concern's changes to `inet weft` for
+    /// the same pod (its NetworkPolicy verdicts), in one transaction: a starting pod's
+    /// kernel state lands whole, in one commit.
+    pub fn admit_with(
+        &self,
+        sources: &[PodSource],
+        with: &[SetChange<'_>],
+    ) -> Result<(), GuardError> {
+        let mut changes: Vec<SetChange<'_>> =
+            by_set(sources, |set, keys| SetChange::Add { set, keys })?;
+        changes.extend_from_slice(with);
         self.apply(&mut self.lock(), &changes)
     }
 

@@ -19,8 +19,10 @@ use super::gate::PolicyGate;
 use super::inputs::{Admission, PolicyInputs};
 use super::report::Applied;
 use super::watch::Progress;
-use crate::error::Result;
-use crate::firewall::{compile, Family, LocalPod, PodState, PolicyTables, PolicyView};
+use crate::error::{Error, Result};
+use crate::firewall::{
+    compile, sources_of, Family, GuardSets, LocalPod, PodState, PolicyTables, PolicyView,
+};
 use crate::metrics::Metrics;
 
 /// The node's allocations, read when a pass needs them.
@@ -87,10 +89,17 @@ impl PolicyEngine {
         }
     }
 
-    /// Puts a starting pod's verdicts in place: waits (bounded) for its entry when its
-    /// namespace may have policies, then runs a pass over `pods`, which hold its
-    /// allocation already. Its veth does not exist yet, so no packet precedes them.
-    pub async fn admit(&self, allocation: &Allocation, pods: Pods) -> Result<()> {
+    /// Puts a starting pod's guard sources and verdicts in place: waits (bounded) for
+    /// its entry when its namespace may have policies, then writes both, in one
+    /// transaction when its profiles are in the kernel already, else the sources and a
+    /// pass over `pods`, which hold its allocation already. Its veth does not exist yet,
+    /// so no packet precedes them.
+    pub async fn admit(
+        &self,
+        allocation: &Allocation,
+        pods: Pods,
+        guard: &GuardSets,
+    ) -> Result<()> {
         let (judgement, waited) = self.gate.judge(&allocation.pod).await;
         // A pod judged without waiting (no identity, no policy in its namespace) still
         // needs a pass that can run: give a weftd just started the same bounded time
@@ -100,9 +109,9 @@ impl PolicyEngine {
             .policy_admission_wait
             .with_label_values(&[judgement.outcome()])
             .observe(waited.as_secs_f64());
-        let engine = self.clone();
+        let (engine, guard) = (self.clone(), guard.clone());
         let allocation = allocation.clone();
-        tokio::task::spawn_blocking(move || engine.admit_now(&allocation, &pods))
+        tokio::task::spawn_blocking(move || engine.admit_now(&allocation, &pods, &guard))
             .await
             .unwrap_or_else(|e| {
                 warn!(error = %e, "NetworkPolicy admission at ADD panicked");
@@ -112,19 +121,26 @@ impl PolicyEngine {
 
     /// The kernel side of [`PolicyEngine::admit`], in turn with passes: a pass that
     /// read the pods before this one's allocation must not land after it.
-    fn admit_now(&self, allocation: &Allocation, pods: &Pods) -> Result<()> {
+    fn admit_now(&self, allocation: &Allocation, pods: &Pods, guard: &GuardSets) -> Result<()> {
         let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let sources = sources_of(allocation);
         // Most pods start beside others of their profile, or with no policy at all:
-        // their own elements are the whole change, one nfnetlink transaction, without
+        // their own elements are the whole change, in the guard's transaction, without
         // compiling the node's state.
         if self.progress.borrow().complete {
             let inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
             let pod = local_pod(allocation, self.served, &inputs);
-            if let Some(count) = self.tables.admit_pod(&pod)? {
+            let admitted = self
+                .tables
+                .admit_pod(&pod, |changes| guard.admit_with(&sources, changes))?;
+            if let Some(count) = admitted {
                 self.metrics.policy_kernel_changes.inc_by(count as u64);
                 return Ok(());
             }
         }
+        guard
+            .admit(&sources)
+            .map_err(|e| Error::Firewall(e.to_string()))?;
         self.pass_in_turn(pods)
     }
 

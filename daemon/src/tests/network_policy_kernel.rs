@@ -4,7 +4,7 @@
 //! connections of both families. Every denial is preceded by the same path passing.
 //! Addresses: 192.0.2.0/24 and 2001:db8::/32 (documentation), inside the test's own
 //! namespaces only.
-use super::super::super::Pass;
+use super::super::super::{GuardSets, Pass};
 use super::super::*;
 use super::{entry, member, spec};
 use serde_json::json;
@@ -463,7 +463,11 @@ fn passes_keep_the_dynamic_state_and_refill_it_after_re_creation() {
                         .as_ref()
                         .map_or(PodState::Unpoliced, PodState::Policed),
                 };
-                tables.admit_pod(&pod)
+                // The pod guard is not among this table's concerns: no sources, the
+                // verdicts alone in the guard's transaction.
+                tables.admit_pod(&pod, |changes| {
+                    GuardSets::default().admit_with(&[], changes)
+                })
             })
             .unwrap_or_else(|e| panic!("admit_pod: {e}"))
     };

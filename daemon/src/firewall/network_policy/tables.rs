@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::warn;
 use weft_netlink::nft_set::FAMILY_INET;
-use weft_netlink::{NetlinkError, NftSets};
+use weft_netlink::{NetlinkError, NftSets, SetChange};
 
 /// The dynamic state: applied by the policy engine, repaired by the firewall.
 #[derive(Debug, Clone, Default)]
@@ -75,9 +75,16 @@ impl PolicyTables {
         Ok(script.lines().count())
     }
 
-    /// Puts one starting pod's own elements in place over nfnetlink, when the kernel
-    /// holds its profiles already ([`pod_elements`]); `None` when it needs a whole pass.
-    pub fn admit_pod(&self, pod: &LocalPod<'_>) -> Result<Option<usize>> {
+    /// Puts one starting pod's own elements in place when the kernel holds its profiles
+    /// already ([`pod_elements`]): `transact` makes them one nfnetlink transaction, with
+    /// the pod guard's sources ([`crate::firewall::GuardSets::admit_with`]). `None`
+    /// when the pod needs a whole pass or `transact` failed (said here): nothing
+    /// changed, the caller admits the pod the long way.
+    pub fn admit_pod<E: std::fmt::Display>(
+        &self,
+        pod: &LocalPod<'_>,
+        transact: impl FnOnce(&[SetChange<'_>]) -> std::result::Result<(), E>,
+    ) -> Result<Option<usize>> {
         let mut kept = self.lock();
         if kept.kernel != Kernel::Whole {
             return Ok(None);
@@ -99,11 +106,9 @@ impl PolicyTables {
         let Some(Ok(elements)) = PodElements::between(&before, &after) else {
             return Ok(None);
         };
-        if !elements.is_empty() {
-            if let Err(e) = send(&mut kept.socket, &elements.changes()) {
-                warn!(error = %e, "a pod's NetworkPolicy elements over nfnetlink refused");
-                return Ok(None);
-            }
+        if let Err(e) = transact(&elements.changes()) {
+            warn!(error = %e, "a starting pod's elements over nfnetlink refused");
+            return Ok(None);
         }
         let applied = &mut kept.applied;
         applied.ingress.insert(own.veth.clone(), own.ingress);
@@ -204,7 +209,7 @@ fn one_pod(state: &Desired, veth: &str) -> Desired {
 /// One transaction on `socket`, opening it if needed.
 fn send(
     socket: &mut Option<NftSets>,
-    changes: &[weft_netlink::SetChange<'_>],
+    changes: &[SetChange<'_>],
 ) -> std::result::Result<(), NetlinkError> {
     let sets = match socket {
         Some(sets) => sets,
