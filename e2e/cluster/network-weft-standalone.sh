@@ -69,7 +69,8 @@ weft_node_conflist() { # N
   "cniVersion": "1.1.0",
   "name": "weft",
   "plugins": [
-    {"type": "weft", "socket": "/run/weft/weftd.sock"},
+    {"type": "weft", "socket": "/run/weft/weftd.sock",
+     "capabilities": {"io.kubernetes.cri.pod-annotations": true}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }

@@ -9,7 +9,11 @@
 //!   policies selecting every pod, each pod's entry already in the WeftNodePolicy (a
 //!   cluster's steady state: the controller saw the pod at scheduling);
 //! - `unpoliced`: the same node, pods of `bp-add-free`, a namespace without policies;
-//! - `standalone`: a weftd without `--kubeconfig` (no policy engine at all).
+//! - `standalone`: a weftd without `--kubeconfig` (no policy engine at all) and no
+//!   other pod: an empty node, whose kernel tables are small;
+//! - `same pods`: such a weftd holding as many other pods as the policed node (their
+//!   veths, routes and guard elements): the node without NetworkPolicy, so the ratio to
+//!   it is what policy costs, not what a populated node costs.
 //!
 //! Separately, `fresh`: a Pod object of `bp-add-pol` created and its sandbox ADDed at
 //! once, so ADD waits for the pod's entry (docs/networkpolicy-design.md §3).
@@ -32,6 +36,8 @@ struct Subject {
     label: &'static str,
     /// None: the fleet's ADD node.
     standalone: Option<Node>,
+    /// Pods the standalone weftd holds besides the subject's (kept for their netns).
+    _filler: Vec<Netns>,
     node: usize,
     /// (namespace, name, uid) per pod; None for standalone (no identity).
     identities: Vec<Option<(String, String, String)>>,
@@ -93,17 +99,10 @@ pub(crate) fn run(
         },
     )
     .unwrap();
-    let standalone = Subject {
-        label: "standalone",
-        node,
-        standalone: Some(Node::start(NodeOptions {
-            cooldown_seconds: 0,
-            ..NodeOptions::default()
-        })),
-        identities: vec![None; pods],
-        pods: (0..pods).map(|_| Netns::new("p")).collect(),
-    };
-    let subjects = [policed, unpoliced, standalone];
+    let standalone = standalone_subject("standalone", node, pods, 0);
+    let populated = fleet.node(node).allocation_records().len();
+    let same_pods = standalone_subject("same pods", node, pods, populated);
+    let subjects = [policed, unpoliced, standalone, same_pods];
     let scenarios = [("sequential", 1), ("parallel", parallel)];
     let mut latencies: Latencies = Vec::new();
     let outcomes = ["ready", "unisolated"];
@@ -125,7 +124,7 @@ pub(crate) fn run(
                 {
                     latencies.push((subject.label, scenario, command, times));
                 }
-                settle(subject_node(fleet, subject));
+                settle(subject_node(fleet, subject), &subject.pods);
             }
         }
     }
@@ -157,6 +156,29 @@ fn setup_objects() -> Vec<Value> {
                 "egress": [{"ports": [{"protocol": "UDP", "port": 53}]}]}})
     }));
     objects
+}
+
+/// A subject on a weftd of its own without `--kubeconfig`, holding `filler` other pods.
+fn standalone_subject(label: &'static str, node: usize, pods: usize, filler: usize) -> Subject {
+    let weftd = Node::start(NodeOptions {
+        cooldown_seconds: 0,
+        ..NodeOptions::default()
+    });
+    let filler: Vec<Netns> = (0..filler)
+        .map(|i| {
+            let netns = Netns::new("f");
+            weftd.add(&format!("filler-{i}"), &netns).expect_ok();
+            netns
+        })
+        .collect();
+    Subject {
+        label,
+        node,
+        standalone: Some(weftd),
+        _filler: filler,
+        identities: vec![None; pods],
+        pods: (0..pods).map(|_| Netns::new("p")).collect(),
+    }
 }
 
 /// A Kubernetes-mode subject: `pods` Pod objects in `namespace` bound to `node` (no
@@ -194,6 +216,7 @@ fn kube_subject(
         label,
         node,
         standalone: None,
+        _filler: Vec::new(),
         identities,
         pods: (0..pods).map(|_| Netns::new("p")).collect(),
     }
@@ -241,16 +264,22 @@ fn timed_calls(
     times.into_inner().unwrap()
 }
 
-/// Waits until weftd has removed every host veth its DELs left (it does so in the
-/// background), so no set pays for the previous one's teardown.
-fn settle(node: &Node) {
-    wait_until("DEL's veths to go", Duration::from_secs(60), || {
-        !node.weft_veths().iter().any(|v| v.contains("add"))
-            && node
-                .allocation_records()
-                .iter()
-                .all(|r| !r.contains("add-r"))
-    })
+/// Waits until weftd has removed the veths the DELs left (it does so in the background:
+/// a pod's `eth0` goes with its host end) and their records, so the next set neither
+/// pays for this one's teardown nor finds an `eth0` in its pods.
+fn settle(node: &Node, pods: &[Netns]) {
+    wait_until(
+        "DEL's veths and records to go",
+        Duration::from_secs(60),
+        || {
+            pods.iter()
+                .all(|pod| !pod.ip(&["-o", "link", "show"]).contains(": eth0@"))
+                && node
+                    .allocation_records()
+                    .iter()
+                    .all(|r| !r.contains("add-r"))
+        },
+    )
     .unwrap_or_else(|e| eprintln!("bench_policy: {e}"));
 }
 

@@ -60,7 +60,7 @@ pub(crate) struct Args {
     /// Calls in flight in the parallel ADD scenario.
     #[arg(long, default_value_t = 16, value_parser = Ranged::<usize>::new().range(1..))]
     parallel: usize,
-    /// ADD rounds (the subjects' order rotates; 3 subjects).
+    /// ADD rounds (the subjects' order rotates; 4 subjects).
     #[arg(long = "add-rounds", default_value_t = 3, value_parser = Ranged::<usize>::new().range(1..))]
     add_rounds: usize,
     /// Fresh pods ADDed right after their Pod object's creation.
