@@ -27,6 +27,7 @@ use weft_e2e::bench::turns;
 use weft_e2e::{wait_until, Netns, Node, NodeOptions};
 
 pub(crate) const POLICED: &str = "bp-add-pol";
+const POLICED_LABEL: &str = "policed";
 const UNPOLICED: &str = "bp-add-free";
 /// Policies in the policed namespace, all selecting every pod there.
 const POLICIES: usize = 5;
@@ -82,7 +83,7 @@ pub(crate) fn run(
     fresh: usize,
 ) -> AddResults {
     fleet.create_all(&setup_objects());
-    let policed = kube_subject(fleet, node, "policed", POLICED, pods);
+    let policed = kube_subject(fleet, node, POLICED_LABEL, POLICED, pods);
     let unpoliced = kube_subject(fleet, node, "unpoliced", UNPOLICED, pods);
     let uids: Vec<String> = policed
         .identities
@@ -119,12 +120,21 @@ pub(crate) fn run(
                 let ids: Vec<String> = (0..pods)
                     .map(|i| format!("add-r{round}-{scenario}-{i}"))
                     .collect();
-                for (command, times) in [("ADD", &ids), ("DEL", &ids)]
-                    .map(|(c, ids)| (c, timed_calls(fleet, subject, c, ids, in_flight)))
-                {
-                    latencies.push((subject.label, scenario, command, times));
+                let on = subject_node(fleet, subject);
+                let jumps = ingress_jumps(on);
+                let added = timed_calls(fleet, subject, "ADD", &ids, in_flight);
+                latencies.push((subject.label, scenario, "ADD", added));
+                if subject.label == POLICED_LABEL {
+                    // Each ADD returned with its pod's verdicts in place.
+                    assert_eq!(
+                        ingress_jumps(on) - jumps,
+                        pods,
+                        "every policed pod's ingress verdict jumps to its profile"
+                    );
                 }
-                settle(subject_node(fleet, subject), &subject.pods);
+                let deleted = timed_calls(fleet, subject, "DEL", &ids, in_flight);
+                latencies.push((subject.label, scenario, "DEL", deleted));
+                settle(on, &subject.pods);
             }
         }
     }
@@ -262,6 +272,17 @@ fn timed_calls(
         }
     });
     times.into_inner().unwrap()
+}
+
+/// The node's ingress verdicts that jump to a profile chain (0 without NetworkPolicy's
+/// table).
+fn ingress_jumps(node: &Node) -> usize {
+    let listed = node
+        .netns
+        .run("nft", &["list", "map", "inet", "weft", "np-ingress-pods"]);
+    String::from_utf8_lossy(&listed.stdout)
+        .matches(": jump np-i-")
+        .count()
 }
 
 /// Waits until weftd has removed the veths the DELs left (it does so in the background:
