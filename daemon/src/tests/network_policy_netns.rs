@@ -68,19 +68,9 @@ impl Ns {
     }
 
     pub(super) fn nft(&self, script: &str) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "nft", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        check("nft -f", child.wait_with_output().unwrap());
+        let script = script.to_owned();
+        self.within(move || crate::firewall::nft::apply(&script))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Runs `f` on a thread inside the namespace (and the programs it starts).

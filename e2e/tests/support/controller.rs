@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU16, Ordering};
-use weft_e2e::{binary, log_tail, Netns};
+use weft_e2e::{binary, log_tail, spawn_logged, Netns};
 
 /// A weft-controller process, killed on drop.
 pub struct Controller {
@@ -30,19 +30,13 @@ impl Controller {
         let port = PORT.fetch_add(1, Ordering::Relaxed);
         let metrics = format!("[::1]:{port}");
         let log = dir.join(format!("controller-{identity}-{port}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns.name()])
-            .arg(binary("weft-controller"))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--metrics-addr={metrics}"))
-            .arg(format!("--identity={identity}"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
+        let flags = [
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--metrics-addr={metrics}"),
+            format!("--identity={identity}"),
+        ];
+        let all = flags.iter().map(String::as_str).chain(args.iter().copied());
+        let child = spawn_logged(netns.name(), &binary("weft-controller"), all, &log);
         Controller {
             child: Some(child),
             log,
