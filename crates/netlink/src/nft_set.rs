@@ -154,6 +154,25 @@ impl NftSets {
         })
     }
 
+    /// [`NftSets::apply`] over the socket kept in `slot`, opened first when it holds
+    /// none; a socket whose I/O failed is dropped, so the next call opens a fresh one.
+    pub fn apply_kept(
+        slot: &mut Option<NftSets>,
+        family: u8,
+        table: &str,
+        changes: &[SetChange<'_>],
+    ) -> Result<(), NetlinkError> {
+        let sets = match slot {
+            Some(sets) => sets,
+            None => slot.insert(NftSets::connect()?),
+        };
+        let outcome = sets.apply(family, table, changes);
+        if matches!(outcome, Err(NetlinkError::Io { .. })) {
+            *slot = None;
+        }
+        outcome
+    }
+
     /// Applies `changes` to the sets and maps of table `family name` as one
     /// transaction: every change or none. Within it, a flush followed by adds replaces
     /// a set's contents with no moment where a packet sees it empty.

@@ -171,15 +171,12 @@ impl GuardSets {
         socket: &mut Option<NftSets>,
         changes: &[SetChange<'_>],
     ) -> Result<(), GuardError> {
-        let sets = match socket {
-            Some(sets) => sets,
-            None => socket.insert(NftSets::connect()?),
-        };
-        let outcome = sets.apply(FAMILY_INET, Table::Weft.name(), changes);
-        if matches!(outcome, Err(NetlinkError::Io { .. })) {
-            *socket = None;
-        }
-        Ok(outcome?)
+        Ok(NftSets::apply_kept(
+            socket,
+            FAMILY_INET,
+            Table::Weft.name(),
+            changes,
+        )?)
     }
 }
 

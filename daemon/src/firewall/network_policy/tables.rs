@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::warn;
 use weft_netlink::nft_set::FAMILY_INET;
-use weft_netlink::{NetlinkError, NftSets, SetChange};
+use weft_netlink::{NftSets, SetChange};
 
 /// The dynamic state: applied by the policy engine, repaired by the firewall.
 #[derive(Debug, Clone, Default)]
@@ -131,7 +131,12 @@ impl PolicyTables {
                 if elements.is_empty() {
                     return Ok(0);
                 }
-                match send(&mut kept.socket, &elements.changes()) {
+                match NftSets::apply_kept(
+                    &mut kept.socket,
+                    FAMILY_INET,
+                    Table::Weft.name(),
+                    &elements.changes(),
+                ) {
                     Ok(()) => {
                         kept.applied = next;
                         return Ok(elements.count());
@@ -204,22 +209,6 @@ fn one_pod(state: &Desired, veth: &str) -> Desired {
         }
     }
     one
-}
-
-/// One transaction on `socket`, opening it if needed.
-fn send(
-    socket: &mut Option<NftSets>,
-    changes: &[SetChange<'_>],
-) -> std::result::Result<(), NetlinkError> {
-    let sets = match socket {
-        Some(sets) => sets,
-        None => socket.insert(NftSets::connect()?),
-    };
-    let outcome = sets.apply(FAMILY_INET, Table::Weft.name(), changes);
-    if matches!(outcome, Err(NetlinkError::Io { .. })) {
-        *socket = None;
-    }
-    outcome
 }
 
 /// `inet weft` as listed now (empty when absent).
