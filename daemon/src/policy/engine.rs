@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 use weft_api::ALL_PODS_GROUP;
 use weft_wire::{host_veth_name, Allocation, Mode};
 
+use super::counts::PodStates;
 use super::gate::PolicyGate;
 use super::inputs::{Admission, PolicyInputs};
 use super::report::Applied;
@@ -53,6 +54,8 @@ pub struct PolicyEngine {
     /// Where the inputs' local copy goes, and the revision last saved there.
     state_dir: Arc<std::path::PathBuf>,
     saved_revision: Arc<Mutex<Option<u64>>>,
+    /// The local pods' states, for the metric and the status.
+    states: Arc<Mutex<PodStates>>,
     metrics: Metrics,
 }
 
@@ -85,6 +88,7 @@ impl PolicyEngine {
             served: node.served,
             state_dir: Arc::new(node.state_dir),
             saved_revision: Arc::new(Mutex::new(None)),
+            states: Arc::new(Mutex::new(PodStates::default())),
             metrics,
         }
     }
@@ -135,6 +139,7 @@ impl PolicyEngine {
                 .admit_pod(&pod, |changes| guard.admit_with(&sources, changes))?;
             if let Some(count) = admitted {
                 self.metrics.policy_kernel_changes.inc_by(count as u64);
+                self.count_admitted(&pod);
                 return Ok(());
             }
         }
@@ -203,7 +208,11 @@ impl PolicyEngine {
                 .iter()
                 .map(|a| local_pod(a, self.served, &inputs))
                 .collect();
-            let counts = StateCounts::of(&local);
+            let counts = {
+                let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+                states.replace(&local);
+                states.counts()
+            };
             (compile(&view, &local), counts, inputs.errors())
         };
         errors.extend(compiled.problems);
@@ -225,6 +234,21 @@ impl PolicyEngine {
 }
 
 impl PolicyEngine {
+    /// Counts a pod admitted without a pass, on the metric and the status.
+    fn count_admitted(&self, pod: &LocalPod<'_>) {
+        let counts = {
+            let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
+            states.record(pod);
+            states.counts()
+        };
+        counts.export(&self.metrics);
+        self.applied.send_if_modified(|applied| {
+            let changed = applied.pending_pods != counts.pending;
+            applied.pending_pods = counts.pending;
+            changed
+        });
+    }
+
     /// Saves the inputs when they changed since the last copy. A failure is said and
     /// costs only the copy's freshness.
     fn save(&self, inputs: &PolicyInputs) {
@@ -280,39 +304,4 @@ fn families_off(allocation: &Allocation, served: Mode) -> Vec<Family> {
         off.push(Family::V6);
     }
     off
-}
-
-/// Local pods by state, for `weft_policy_pods` and the status.
-#[derive(Debug, Default, Clone, Copy)]
-struct StateCounts {
-    unpoliced: u32,
-    policed: u32,
-    pending: u32,
-}
-
-impl StateCounts {
-    fn of(pods: &[LocalPod<'_>]) -> StateCounts {
-        let mut counts = StateCounts::default();
-        for pod in pods {
-            match pod.state {
-                PodState::Unpoliced => counts.unpoliced += 1,
-                PodState::Policed(_) => counts.policed += 1,
-                PodState::Pending => counts.pending += 1,
-            }
-        }
-        counts
-    }
-
-    fn export(self, metrics: &Metrics) {
-        for (state, count) in [
-            ("unpoliced", self.unpoliced),
-            ("policed", self.policed),
-            ("pending", self.pending),
-        ] {
-            metrics
-                .policy_pods
-                .with_label_values(&[state])
-                .set(i64::from(count));
-        }
-    }
 }

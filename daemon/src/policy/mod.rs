@@ -3,6 +3,7 @@
 //! through its span label) turned into the firewall's NetworkPolicy concern.
 //! docs/networkpolicy-design.md §2 and §3.
 
+mod counts;
 mod engine;
 mod gate;
 mod inputs;
