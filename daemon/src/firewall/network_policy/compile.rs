@@ -11,9 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use weft_api::{GroupMember, PodPolicies, WeftPolicySpec};
 
-/// The first rule of every profile chain: replies and ICMP errors of allowed flows.
-pub const ESTABLISHED: &str = "ct state established,related accept";
-/// The last: what no rule allowed, counted.
+/// The last rule of every profile chain: what no rule allowed, counted.
 pub const DENIED: &str = "counter drop";
 
 /// What the controller sent this node.
@@ -112,7 +110,9 @@ pub fn pod_elements(pod: &LocalPod<'_>, chains: &BTreeMap<String, Vec<String>>) 
                 sorted.sort();
                 sorted.dedup();
                 let chain = profile_chain(direction, &sorted);
-                chains.contains_key(&chain).then_some(Verdict::Jump(chain))
+                chains
+                    .contains_key(&chain)
+                    .then_some(Verdict::Profile(chain))
             };
             (
                 verdict(Direction::Ingress, &entry.ingress)?,
@@ -184,7 +184,7 @@ impl Compiler<'_, '_> {
         sorted.dedup();
         let chain = profile_chain(direction, &sorted);
         match self.profiles.get(&chain) {
-            Some(known) if *known == sorted => return Verdict::Jump(chain),
+            Some(known) if *known == sorted => return Verdict::Profile(chain),
             Some(known) => {
                 self.needs.problems.push(format!(
                     "profiles {known:?} and {sorted:?} share chain {chain}: isolated, allowing nothing"
@@ -196,12 +196,13 @@ impl Compiler<'_, '_> {
         let rules = self.chain_rules(direction, &sorted);
         self.desired.chains.insert(chain.clone(), rules);
         self.profiles.insert(chain.clone(), sorted);
-        Verdict::Jump(chain)
+        Verdict::Profile(chain)
     }
 
-    /// `ESTABLISHED`, every rule of the policies in order (each text once), `DENIED`.
+    /// Every rule of the policies in order (each text once), then `DENIED`. Replies
+    /// are accepted before the chain, in the dispatch ([`super::dispatch`]).
     fn chain_rules(&mut self, direction: Direction, policies: &[String]) -> Vec<String> {
-        let mut rules = vec![ESTABLISHED.to_owned()];
+        let mut rules = Vec::new();
         let field = match direction {
             Direction::Ingress => "ingress",
             Direction::Egress => "egress",

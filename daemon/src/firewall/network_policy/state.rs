@@ -118,8 +118,9 @@ pub struct DynamicSet {
     pub elements: BTreeSet<SetElement>,
 }
 
-/// A local pod's verdict in one direction (its element in `np-ingress-pods` or
-/// `np-egress-pods`).
+/// A local pod's verdict in one direction: an element of `np-ingress-pods` or
+/// `np-egress-pods` (accept, drop), or of its profile's member set
+/// ([`super::dispatch`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Verdict {
     /// Not isolated in that direction.
@@ -127,17 +128,7 @@ pub enum Verdict {
     /// Isolated while its policies are not known (pending).
     Drop,
     /// Judged by its profile's chain.
-    Jump(String),
-}
-
-impl Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verdict::Accept => f.write_str("accept"),
-            Verdict::Drop => f.write_str("drop"),
-            Verdict::Jump(chain) => write!(f, "jump {chain}"),
-        }
-    }
+    Profile(String),
 }
 
 /// Everything NetworkPolicy keeps in `inet weft` beyond the static declaration.
@@ -147,9 +138,9 @@ pub struct Desired {
     pub sets: BTreeMap<String, DynamicSet>,
     /// Profile chains by name, each with its rules in order.
     pub chains: BTreeMap<String, Vec<String>>,
-    /// `np-ingress-pods`: host veth → verdict.
+    /// Ingress: host veth → verdict.
     pub ingress: BTreeMap<String, Verdict>,
-    /// `np-egress-pods`: host veth → verdict.
+    /// Egress: host veth → verdict.
     pub egress: BTreeMap<String, Verdict>,
     /// `np-self`: host veths whose pod may reach itself (every local pod).
     pub own: BTreeSet<String>,
