@@ -41,15 +41,32 @@ fn render(registry: &Registry) -> Vec<u8> {
     out
 }
 
-/// Binds `addr`. An IPv6 wildcard also takes IPv4 (IPV6_V6ONLY off), so `[::]:PORT`
-/// listens on both families whatever the host's bindv6only says.
+/// Binds `addr` for `--metrics-addr`. An IPv6 wildcard also takes IPv4 (IPV6_V6ONLY
+/// off), so `[::]:PORT` listens on both families whatever the host's bindv6only says.
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let fail = |e: std::io::Error| format!("--metrics-addr: cannot listen on {addr}: {e}");
+    bind_as("--metrics-addr", addr, Sharing::Alone)
+}
+
+/// Whether other processes of this user may listen on the same address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    Alone,
+    /// SO_REUSEPORT: the kernel spreads new connections over the listeners, and one
+    /// that stops leaves the others serving (socket(7)).
+    Shared,
+}
+
+/// [`bind`] for another flag, errors naming it.
+pub fn bind_as(flag: &str, addr: SocketAddr, sharing: Sharing) -> Result<TcpListener, String> {
+    let fail = |e: std::io::Error| format!("{flag}: cannot listen on {addr}: {e}");
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false).map_err(fail)?;
     }
     socket.set_reuse_address(true).map_err(fail)?;
+    if sharing == Sharing::Shared {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
     socket.bind(&addr.into()).map_err(fail)?;
     socket.listen(128).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
