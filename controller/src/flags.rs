@@ -35,6 +35,18 @@ pub struct Flags {
     /// while it writes, and the client speaks HTTP/1.1.
     #[arg(long, default_value_t = 32)]
     pub workers: u16,
+    /// The policy relay's HTTPS listen address ([addr]:port, host:port or :port): each
+    /// weftd's NetworkPolicy span watches come here instead of the apiserver (weftd
+    /// --policy-relay). Off when absent.
+    #[arg(long, value_parser = |s: &str| parse_bind_addr("--relay-addr", s).map(ListenAddrs).map_err(|e| e.to_string()))]
+    pub relay_addr: Option<ListenAddrs>,
+    /// The relay's certificate chain (PEM), its name or address among the
+    /// subjectAltNames weftd connects to. Required with --relay-addr.
+    #[arg(long)]
+    pub relay_cert: Option<PathBuf>,
+    /// The relay certificate's private key (PEM). Required with --relay-addr.
+    #[arg(long)]
+    pub relay_key: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
@@ -58,12 +70,35 @@ impl Flags {
                 ));
             }
         }
+        match (&self.relay_addr, &self.relay_cert, &self.relay_key) {
+            (Some(_), Some(_), Some(_)) | (None, None, None) => {}
+            (Some(_), _, _) => {
+                return Err("--relay-addr: needs --relay-cert and --relay-key".into())
+            }
+            (None, _, _) => {
+                return Err(
+                    "--relay-cert / --relay-key: only with --relay-addr (the relay is off)".into(),
+                )
+            }
+        }
         match &self.identity {
             Some(id) if id.trim().is_empty() => return Err("--identity: must not be empty".into()),
             Some(_) => {}
             None => self.identity = Some(default_identity()),
         }
         Ok(self)
+    }
+
+    /// Where the relay listens and with what certificate, when it is on.
+    pub fn relay(&self) -> Option<crate::relay::Listen> {
+        match (&self.relay_addr, &self.relay_cert, &self.relay_key) {
+            (Some(addrs), Some(cert), Some(key)) => Some(crate::relay::Listen {
+                addrs: addrs.0.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
     }
 
     /// The identity (set by [`Flags::validate`]).

@@ -43,6 +43,7 @@ mod pacing;
 mod policy;
 mod policy_sync;
 mod reconcile;
+mod relay;
 mod releaser;
 mod shared;
 mod stores;
@@ -106,6 +107,12 @@ async fn run(flags: flags::Flags) -> Result<(), String> {
     let metrics = metrics::Metrics::new().map_err(|e| format!("metrics: {e}"))?;
     let ready = Arc::new(AtomicBool::new(false));
     let mut servers = serve_health(&flags, &metrics, &ready)?;
+    // Every replica relays, leader or not: it only follows the apiserver.
+    if let Some(listen) = flags.relay() {
+        for part in relay::parts(&client, &listen, &metrics)? {
+            servers.spawn(part.name, part.run);
+        }
+    }
     let mut elector = leader::Elector::new(
         client.clone(),
         &flags.lease_namespace,

@@ -47,6 +47,12 @@ pub struct Metrics {
     pub policy_writes: IntCounterVec,
     /// `weft_controller_policy_objects{kind}`.
     pub policy_objects: IntGaugeVec,
+    /// The relay's open watches, by resource.
+    pub relay_watches: IntGaugeVec,
+    /// The relay's requests, by resource, verb and HTTP status.
+    pub relay_requests: IntCounterVec,
+    /// The relay's failures, by error.
+    pub relay_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -124,6 +130,36 @@ impl Metrics {
                         "NetworkPolicy objects written and current, by kind.",
                     ),
                     &["kind"],
+                )?,
+            )?,
+            relay_watches: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "weft_relay_watches",
+                        "Watches open on this replica's policy relay, by resource.",
+                    ),
+                    &["resource"],
+                )?,
+            )?,
+            relay_requests: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "weft_relay_requests_total",
+                        "Requests to the policy relay by resource, verb (list, watch) and HTTP status.",
+                    ),
+                    &["resource", "verb", "code"],
+                )?,
+            )?,
+            relay_errors: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "weft_relay_errors_total",
+                        "Failures of the policy relay following the apiserver or reviewing clients, by error.",
+                    ),
+                    &["error"],
                 )?,
             )?,
             registry,

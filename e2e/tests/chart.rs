@@ -455,6 +455,8 @@ fn rbac_is_least_privilege_per_service_account() {
             {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftpolicies", "weftaddressgroups", "weftnodepolicies", "weftpolicyindexes"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
             {"apiGroups": ["weft.dev"], "resources": ["weftpolicies/status"], "verbs": ["patch"]},
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
         ])
     );
     // Events in every namespace (NetworkPolicies' are in theirs), create and patch only;

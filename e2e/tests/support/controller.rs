@@ -87,6 +87,8 @@ pub fn rbac(user: &str) -> Value {
             rule(&["weft.dev"], &["weftpolicies", "weftaddressgroups", "weftnodepolicies", "weftpolicyindexes"], &["get", "list", "watch", "create", "patch", "delete"]),
             rule(&["weft.dev"], &["weftpolicies/status"], &["patch"]),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
+            rule(&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
+            rule(&["authorization.k8s.io"], &["subjectaccessreviews"], &["create"]),
          ]},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": "weft-controller"},
