@@ -128,6 +128,14 @@ pub struct Flags {
     /// node's WeftNodePolicy. At most a day.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_PERIOD_SECONDS))]
     pub policy_report_seconds: u64,
+    /// Kubernetes mode: weft-controller's policy relay (https://HOST:PORT, its
+    /// --relay-addr), where the node's NetworkPolicy span watches go instead of the
+    /// apiserver, with the apiserver's token. Needs --policy-relay-ca.
+    #[arg(long, value_name = "URL", requires = "policy_relay_ca")]
+    pub policy_relay: Option<String>,
+    /// The CA certificate (PEM) that signed the relay's certificate.
+    #[arg(long, value_name = "FILE", requires = "policy_relay")]
+    pub policy_relay_ca: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
@@ -180,13 +188,24 @@ pub struct Config {
     pub policy: PolicySettings,
 }
 
-/// NetworkPolicy's timing (Kubernetes mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// NetworkPolicy's timing and source (Kubernetes mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySettings {
     /// `--policy-wait-seconds`.
     pub wait: Duration,
     /// `--policy-report-seconds`.
     pub report: Duration,
+    /// `--policy-relay` and `--policy-relay-ca`: `None` watches the apiserver.
+    pub relay: Option<PolicyRelay>,
+}
+
+/// Where the span watches go instead of the apiserver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRelay {
+    /// `https://HOST:PORT`.
+    pub url: String,
+    /// The CA certificate file.
+    pub ca: PathBuf,
 }
 
 impl Flags {
@@ -274,10 +293,42 @@ impl Flags {
             policy: PolicySettings {
                 wait: Duration::from_secs(self.policy_wait_seconds),
                 report: Duration::from_secs(self.policy_report_seconds),
+                relay: policy_relay(kubernetes, self.policy_relay, self.policy_relay_ca)?,
             },
         }
         .checked_paths()
     }
+}
+
+/// `--policy-relay` with its CA: Kubernetes mode only, an `https` URL with a host and
+/// no path, an absolute CA path.
+fn policy_relay(
+    kubernetes: bool,
+    url: Option<String>,
+    ca: Option<PathBuf>,
+) -> Result<Option<PolicyRelay>> {
+    let (Some(url), Some(ca)) = (url, ca) else {
+        return Ok(None);
+    };
+    if !kubernetes {
+        return Err(Error::Flag(
+            "--policy-relay: only with --kubeconfig or --in-cluster".into(),
+        ));
+    }
+    let parsed: Option<http::Uri> = url.parse().ok();
+    let valid = parsed.as_ref().is_some_and(|u| {
+        u.scheme_str() == Some("https")
+            && u.host().is_some()
+            && matches!(u.path(), "" | "/")
+            && u.query().is_none()
+    });
+    if !valid {
+        return Err(Error::Flag(format!(
+            "--policy-relay: '{url}' is not https://HOST[:PORT]"
+        )));
+    }
+    absolute("--policy-relay-ca", &ca)?;
+    Ok(Some(PolicyRelay { url, ca }))
 }
 
 impl Config {

@@ -168,7 +168,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
         let engine = start_policy(
             &mut tasks,
             cluster,
-            config.policy,
+            config.policy.clone(),
             allocation.mode,
             &config.state_dir,
             &policy_tables,
@@ -230,7 +230,7 @@ async fn serve(config: &flags::Config, listener: tokio::net::UnixListener) -> Re
     tasks.add("firewall", Lifetime::Forever, OnEnd::Exit, firewalling);
 
     let source = match (&cluster, &config.peers) {
-        (Some(cluster), _) => PeerSource::Kubernetes(cluster.clone()),
+        (Some(cluster), _) => PeerSource::Kubernetes(Box::new(cluster.clone())),
         (None, Some(path)) => PeerSource::File(path.clone()),
         (None, None) => PeerSource::None,
     };
@@ -406,6 +406,7 @@ fn start_policy(
         "policy watches",
         policy::feed(
             cluster.client(),
+            cluster.spans(),
             node.clone(),
             inputs,
             progress,
@@ -468,7 +469,10 @@ async fn node_allocation(
         return Ok((allocation, None));
     };
     let client = kube::connect(kubeconfig.as_deref()).await?;
-    let cluster = kube::Cluster::new(client, &config.node_name, network);
+    let mut cluster = kube::Cluster::new(client, &config.node_name, network);
+    if let Some(relay) = &config.policy.relay {
+        cluster = cluster.with_spans(kube::connect_relay(kubeconfig.as_deref(), relay).await?);
+    }
     let saved = kube::allocation::load(&config.state_dir);
     let allocation = cluster.wait_allocation(uplink, saved).await;
     if let Err(e) = kube::allocation::save(&config.state_dir, &allocation) {

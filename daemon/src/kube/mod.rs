@@ -23,6 +23,7 @@ pub use plan::PlanRanges;
 
 use crate::allocation::NodeAllocation;
 use crate::error::{Error, Result};
+use crate::flags::PolicyRelay;
 use crate::metrics::Metrics;
 use crate::node::Uplink;
 use crate::service::Service;
@@ -33,6 +34,8 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,7 +52,39 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(10);
 const WAIT_POLL: Duration = Duration::from_secs(1);
 /// Connects to the apiserver named by `kubeconfig`, else in-cluster.
 pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client> {
-    let config = match kubeconfig {
+    Client::try_from(config(kubeconfig).await?).map_err(Error::kubernetes("Kubernetes client"))
+}
+
+/// Connects to weft-controller's policy relay with the apiserver's credentials (the
+/// relay asks the apiserver whether they may watch), trusting only `relay.ca`.
+pub async fn connect_relay(kubeconfig: Option<&Path>, relay: &PolicyRelay) -> Result<Client> {
+    let fail = |message: String| Error::Kubeconfig {
+        flag: format!(
+            "--policy-relay {} --policy-relay-ca {}",
+            relay.url,
+            relay.ca.display()
+        ),
+        message,
+    };
+    let mut config = config(kubeconfig).await?;
+    config.cluster_url = relay
+        .url
+        .parse()
+        .map_err(|e| fail(format!("the URL: {e}")))?;
+    let ca = CertificateDer::pem_file_iter(&relay.ca)
+        .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| fail(format!("reading the CA: {e}")))?;
+    if ca.is_empty() {
+        return Err(fail("no certificate in the CA file".into()));
+    }
+    config.root_cert = Some(ca.into_iter().map(|c| c.to_vec()).collect());
+    config.accept_invalid_certs = false;
+    config.tls_server_name = None;
+    Client::try_from(config).map_err(Error::kubernetes("policy relay client"))
+}
+
+async fn config(kubeconfig: Option<&Path>) -> Result<kube::Config> {
+    match kubeconfig {
         Some(path) => {
             let fail = |e: &dyn std::fmt::Display| Error::Kubeconfig {
                 flag: format!("--kubeconfig {}", path.display()),
@@ -58,20 +93,21 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client> {
             let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
                 .await
-                .map_err(|e| fail(&e))?
+                .map_err(|e| fail(&e))
         }
         None => kube::Config::incluster().map_err(|e| Error::Kubeconfig {
             flag: "--in-cluster".into(),
             message: e.to_string(),
-        })?,
-    };
-    Client::try_from(config).map_err(Error::kubernetes("Kubernetes client"))
+        }),
+    }
 }
 
 /// The node's view of the cluster.
 #[derive(Clone)]
 pub struct Cluster {
     client: Client,
+    /// Where the NetworkPolicy span watches go: the apiserver, or the policy relay.
+    spans: Client,
     node_name: String,
     network: String,
     /// This node's WeftNode as the peer watch last saw it (None: not listed yet, or
@@ -117,6 +153,7 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     pub fn new(client: Client, node_name: &str, network: &str) -> Cluster {
         Cluster {
+            spans: client.clone(),
             client,
             node_name: node_name.to_owned(),
             network: network.to_owned(),
@@ -124,9 +161,20 @@ impl Cluster {
         }
     }
 
-    /// The apiserver client, for the NetworkPolicy watches.
+    /// The span watches go through `spans` (the policy relay) instead of the apiserver.
+    pub fn with_spans(mut self, spans: Client) -> Cluster {
+        self.spans = spans;
+        self
+    }
+
+    /// The apiserver client, for the NetworkPolicy watches by name and the status.
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The client of the NetworkPolicy span watches.
+    pub fn spans(&self) -> Client {
+        self.spans.clone()
     }
 
     pub fn node_name(&self) -> &str {

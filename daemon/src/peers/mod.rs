@@ -31,7 +31,7 @@ pub enum PeerSource {
     /// The `--peers` file.
     File(PathBuf),
     /// The apiserver's `WeftNode`s.
-    Kubernetes(Cluster),
+    Kubernetes(Box<Cluster>),
 }
 
 /// Talks to a running source.
@@ -76,7 +76,7 @@ impl PeerSource {
                 Ok((handle, task))
             }
             PeerSource::Kubernetes(cluster) => {
-                let task = task::spawn("peer watch", kube::feed(cluster, datapath, metrics));
+                let task = task::spawn("peer watch", kube::feed(*cluster, datapath, metrics));
                 Ok((PeerHandle { reload: None }, task))
             }
         }

@@ -80,9 +80,13 @@ enum Seen {
 
 /// Runs the watches until their stream ends (never, in practice: a broken watch is
 /// retried with backoff, each failure counted), applying events to `inputs` and sending
-/// the observed versions to `changed` after each burst.
+/// the observed versions to `changed` after each burst. The four span watches go
+/// through `spans` (the apiserver, or weft-controller's policy relay), the two by name
+/// through `client` (the apiserver, which sends a watch scoped to a name only that
+/// object's events).
 pub async fn feed(
     client: Client,
+    spans: Client,
     node_name: String,
     inputs: Arc<Mutex<PolicyInputs>>,
     changed: signal::Sender<Progress>,
@@ -91,25 +95,25 @@ pub async fn feed(
     let own = span_label(&node_name);
     let streams: Vec<BoxStream<'static, (Source, Result<Seen, watcher::Error>)>> = vec![
         watch(
-            &client,
+            &spans,
             Source::Policies(SpanWatch::Node),
             labels(&own),
             Seen::Policy,
         ),
         watch(
-            &client,
+            &spans,
             Source::Policies(SpanWatch::All),
             labels(SPAN_ALL),
             Seen::Policy,
         ),
         watch(
-            &client,
+            &spans,
             Source::Slices(SpanWatch::Node),
             labels(&own),
             Seen::Slice,
         ),
         watch(
-            &client,
+            &spans,
             Source::Slices(SpanWatch::All),
             labels(SPAN_ALL),
             Seen::Slice,

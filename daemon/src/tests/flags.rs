@@ -262,13 +262,76 @@ fn conflist_and_proc_sys_flags() {
 }
 
 #[test]
+fn the_policy_relay_needs_kubernetes_mode_an_https_url_and_its_ca() {
+    let c = parse(&[
+        "--kubeconfig",
+        "/k",
+        "--policy-relay",
+        "https://weft-policy-relay.kube-system.svc:9643",
+        "--policy-relay-ca",
+        "/etc/weft/relay/ca.crt",
+    ])
+    .unwrap();
+    assert_eq!(
+        c.policy.relay,
+        Some(PolicyRelay {
+            url: "https://weft-policy-relay.kube-system.svc:9643".into(),
+            ca: "/etc/weft/relay/ca.crt".into(),
+        })
+    );
+    for (args, needle) in [
+        (
+            vec![
+                "--kubeconfig",
+                "/k",
+                "--policy-relay",
+                "http://relay:9643",
+                "--policy-relay-ca",
+                "/ca",
+            ],
+            "--policy-relay: 'http://relay:9643' is not https://HOST[:PORT]",
+        ),
+        (
+            vec![
+                "--kubeconfig",
+                "/k",
+                "--policy-relay",
+                "https://relay:9643/x",
+                "--policy-relay-ca",
+                "/ca",
+            ],
+            "is not https://HOST[:PORT]",
+        ),
+        (
+            vec![
+                "--kubeconfig",
+                "/k",
+                "--policy-relay",
+                "https://relay:9643",
+                "--policy-relay-ca",
+                "ca.crt",
+            ],
+            "--policy-relay-ca: 'ca.crt' is not an absolute path",
+        ),
+        (
+            vec!["--kubeconfig", "/k", "--policy-relay", "https://relay:9643"],
+            "--policy-relay-ca",
+        ),
+    ] {
+        let e = parse(&args).unwrap_err();
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+}
+
+#[test]
 fn policy_timing_flags_have_their_defaults_and_bounds() {
     let c = parse(&["--kubeconfig", "/k"]).unwrap();
     assert_eq!(
         c.policy,
         PolicySettings {
             wait: Duration::from_secs(2),
-            report: Duration::from_secs(10)
+            report: Duration::from_secs(10),
+            relay: None,
         }
     );
     let c = parse(&["--kubeconfig", "/k", "--policy-wait-seconds", "0"]).unwrap();
