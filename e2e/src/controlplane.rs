@@ -230,6 +230,18 @@ impl ControlPlane {
         fs::write(path, kubeconfig).unwrap();
     }
 
+    /// A serving certificate and key signed by the cluster CA for `sans`
+    /// (`IP:…,DNS:…`), written as DIR/pki/NAME.crt and NAME.key; their paths.
+    pub fn write_serving_cert(&self, name: &str, sans: &str) -> (PathBuf, PathBuf) {
+        let pki = self.dir.join("pki");
+        let (crt, key) = (
+            pki.join(format!("{name}.crt")),
+            pki.join(format!("{name}.key")),
+        );
+        self.openssl_cert(&format!("/CN={name}"), "serving", Some(sans), &crt, &key);
+        (crt, key)
+    }
+
     /// kubectl with the admin kubeconfig, inside the control plane's namespace; the
     /// output whatever the status.
     pub fn kubectl(&self, args: &[&str]) -> Output {

@@ -17,6 +17,9 @@ pub const CONTROL_PLANE_V4: &str = "192.0.2.2";
 /// Controller replica i serves /metrics on this port + i, in the control plane's
 /// namespace.
 const CONTROLLER_METRICS_PORT: usize = 9650;
+/// Every controller replica's policy relay listens here (SO_REUSEPORT: the kernel
+/// spreads connections over the live replicas, as a Service would).
+pub const RELAY_PORT: u16 = 9643;
 
 /// What the `WeftNetwork` says.
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ pub struct NetworkOptions {
 #[derive(Debug)]
 pub struct KubeCluster {
     controllers: Vec<Option<Background>>,
+    /// The relay's serving certificate and key.
+    relay_cert: (PathBuf, PathBuf),
     /// etcd and kube-apiserver.
     pub control_plane: ControlPlane,
     /// The control plane's namespace (on the fabric).
@@ -58,8 +63,13 @@ impl KubeCluster {
         );
         let control_plane = ControlPlane::start(&netns, CONTROL_PLANE_V6.parse().unwrap());
         let dir = TempDir::new("kube");
+        let relay_cert = control_plane.write_serving_cert(
+            "weft-policy-relay",
+            &format!("IP:{CONTROL_PLANE_V6},IP:{CONTROL_PLANE_V4}"),
+        );
         let mut cluster = KubeCluster {
             controllers: Vec::new(),
+            relay_cert,
             control_plane,
             netns,
             dir,
@@ -102,6 +112,11 @@ impl KubeCluster {
         let weft_controller = binary("weft-controller").display().to_string();
         let identity = format!("controller-{index}");
         let metrics = format!("[::]:{}", CONTROLLER_METRICS_PORT + index);
+        let relay = format!("[::]:{RELAY_PORT}");
+        let (cert, key) = (
+            self.relay_cert.0.display().to_string(),
+            self.relay_cert.1.display().to_string(),
+        );
         self.controllers.push(Some(Background::spawn(
             &self.netns,
             &weft_controller,
@@ -112,9 +127,48 @@ impl KubeCluster {
                 &identity,
                 "--metrics-addr",
                 &metrics,
+                "--relay-addr",
+                &relay,
+                "--relay-cert",
+                &cert,
+                "--relay-key",
+                &key,
             ],
         )));
         index
+    }
+
+    /// weftd's flags that send its span watches to the relay.
+    pub fn relay_flags(&self) -> Vec<String> {
+        vec![
+            "--policy-relay".into(),
+            format!("https://[{CONTROL_PLANE_V6}]:{RELAY_PORT}"),
+            "--policy-relay-ca".into(),
+            self.control_plane.ca_cert().display().to_string(),
+        ]
+    }
+
+    /// A kubeconfig for weftd on `node` that authenticates with a ServiceAccount token
+    /// (the relay checks tokens with the apiserver; it cannot check client
+    /// certificates): ServiceAccount `weftd-NODE` in kube-system, bound to
+    /// cluster-admin as the client-certificate identity is by `system:masters`.
+    pub fn node_token_kubeconfig(&self, node: &str) -> PathBuf {
+        let account = format!("weftd-{node}");
+        self.apply(&json!({"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": account, "namespace": "kube-system"}}));
+        self.apply(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "kube-system"}]}));
+        let token = self.control_plane.kubectl_ok(&[
+            "create",
+            "token",
+            &account,
+            "-n",
+            "kube-system",
+            "--duration=24h",
+        ]);
+        self.control_plane.token_kubeconfig(&account, &token)
     }
 
     /// One scrape of controller `index`'s /metrics (empty while it does not answer).

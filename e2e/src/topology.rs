@@ -48,6 +48,10 @@ pub struct TopologyOptions {
     pub kubernetes: bool,
     /// Kubernetes mode: the network's release cooldown.
     pub release_cooldown_seconds: u64,
+    /// Kubernetes mode: weftd's NetworkPolicy span watches go to the controllers'
+    /// policy relay (weftd --policy-relay, with a ServiceAccount token) instead of the
+    /// apiserver.
+    pub policy_relay: bool,
 }
 
 impl Default for TopologyOptions {
@@ -61,6 +65,7 @@ impl Default for TopologyOptions {
             pods_per_node: 0,
             kubernetes: false,
             release_cooldown_seconds: 5,
+            policy_relay: false,
         }
     }
 }
@@ -420,9 +425,14 @@ impl Topology {
             // Ranges, mode, routing and peers come from the apiserver.
             options.ipv6_prefix = None;
             options.ipv4_subnet = None;
-            let kubeconfig = kube.node_kubeconfig(&Topology::node_name(i));
-            options.kubeconfig = Some(kubeconfig);
+            let node = Topology::node_name(i);
             options.extra_args = Vec::new();
+            options.kubeconfig = Some(if self.options.policy_relay {
+                options.extra_args = kube.relay_flags();
+                kube.node_token_kubeconfig(&node)
+            } else {
+                kube.node_kubeconfig(&node)
+            });
         }
         Node::start_in(netns, options)
     }

@@ -372,9 +372,10 @@ fn guard(ports: Option<Value>) -> Vec<Value> {
     )]
 }
 
+/// With the span watches on the apiserver (weftd without --policy-relay).
 #[test]
 fn label_and_policy_changes_move_pods_in_and_out_of_policies() {
-    let mut cluster = PolicyCluster::start();
+    let mut cluster = PolicyCluster::start_watching_apiserver();
     let x_a = PodId::new("x", "a");
     let guard_all = guard(None);
     let guard_80 = guard(Some(json!([{"protocol": "TCP", "port": 80}])));

@@ -61,18 +61,48 @@ pub struct PolicyCluster {
 }
 
 impl PolicyCluster {
-    /// Builds the topology and the 9 pods, each serving; panics (after cleaning up) when
-    /// anything fails.
+    /// Builds the topology and the 9 pods, each serving, weftd's span watches through
+    /// the controllers' policy relay (as the chart installs it); panics (after cleaning
+    /// up) when anything fails.
     pub fn start() -> PolicyCluster {
+        PolicyCluster::start_with(true)
+    }
+
+    /// As [`PolicyCluster::start`], weftd's span watches on the apiserver.
+    pub fn start_watching_apiserver() -> PolicyCluster {
+        PolicyCluster::start_with(false)
+    }
+
+    fn start_with(policy_relay: bool) -> PolicyCluster {
         let topology = Topology::start(TopologyOptions {
             nodes: 3,
             mode: "dual",
             ipv6_routing: "direct",
             underlay: Underlay::Dual,
             kubernetes: true,
+            policy_relay,
             ..TopologyOptions::default()
         });
         topology.wait_converged(Duration::from_secs(30));
+        if policy_relay {
+            // Each weftd's four span watches are on the relay, none on the apiserver.
+            let kube = topology.kube.as_ref().expect("Kubernetes mode");
+            let watches = 2.0 * topology.nodes.len() as f64;
+            wait_until(
+                "every weftd's span watches on the relay",
+                Duration::from_secs(30),
+                || {
+                    let metrics = kube.controller_metrics(0);
+                    ["weftpolicies", "weftaddressgroups"]
+                        .iter()
+                        .all(|resource| {
+                            metrics.get(&format!("weft_relay_watches{{resource=\"{resource}\"}}"))
+                                == Some(watches)
+                        })
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", kube.controller_logs()));
+        }
         let mut cluster = PolicyCluster {
             pods: Vec::new(),
             model: Model::default(),
