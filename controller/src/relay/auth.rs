@@ -70,7 +70,12 @@ impl Gate {
         verb: &str,
         relayed: Relayed,
     ) -> Result<Answer, Error> {
-        let Some(token) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        let token = authorization.and_then(|header| {
+            let (scheme, token) = header.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Ok(Err(Refusal {
                 code: 401,
                 message: "a bearer token is required".into(),

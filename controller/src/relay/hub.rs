@@ -86,6 +86,9 @@ pub enum Refused {
     NotReady,
     /// Its version is older than the oldest change kept: it must list again.
     Expired { asked: u64, oldest: u64 },
+    /// Its version is newer than this relay's (it came from a replica further on): it
+    /// lists again here rather than get changes it has seen.
+    Ahead { asked: u64, version: u64 },
 }
 
 /// One resource's objects, changes and watches.
@@ -192,6 +195,12 @@ impl Hub {
                 oldest: self.oldest,
             });
         }
+        if since > self.version {
+            return Err(Refused::Ahead {
+                asked: since,
+                version: self.version,
+            });
+        }
         let missed = self
             .changes
             .iter()
@@ -199,10 +208,11 @@ impl Hub {
             .filter_map(|c| c.seen_by(label).map(|seen| c.line(seen)))
             .collect();
         let (sender, receiver) = mpsc::channel(WATCH_BACKLOG);
-        self.watches
-            .entry(label.to_owned())
-            .or_default()
-            .push(sender);
+        let watches = self.watches.entry(label.to_owned()).or_default();
+        // Watches that ended (each ends after its timeout and resumes) go here, not only
+        // when their label next changes.
+        watches.retain(|watch| !watch.is_closed());
+        watches.push(sender);
         Ok((missed, receiver))
     }
 

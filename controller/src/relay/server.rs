@@ -102,6 +102,7 @@ pub struct Query {
     pub watch: bool,
     pub version: Option<String>,
     pub timeout: Option<Duration>,
+    pub bookmarks: bool,
 }
 
 impl Query {
@@ -113,6 +114,7 @@ impl Query {
                 "labelSelector" => parsed.label = Some(span_label(&value)?),
                 "watch" => parsed.watch = value == "true" || value == "1",
                 "resourceVersion" => parsed.version = Some(value.into_owned()),
+                "allowWatchBookmarks" => parsed.bookmarks = value == "true" || value == "1",
                 "timeoutSeconds" => {
                     let seconds: u64 = value
                         .parse()
@@ -259,12 +261,12 @@ impl Endpoint {
         let (missed, lines) = match started {
             Ok(started) => started,
             Err(Refused::Expired { asked, oldest }) => {
-                let gone = status_json(
-                    410,
-                    "Expired",
-                    &format!("too old resource version: {asked} ({oldest})"),
-                );
-                return json(StatusCode::OK, event_line("ERROR", &gone));
+                return gone(&format!("too old resource version: {asked} ({oldest})"));
+            }
+            Err(Refused::Ahead { asked, version }) => {
+                return gone(&format!(
+                    "resource version {asked} is newer than this relay's ({version}): list again"
+                ));
             }
             Err(refused) => return not_ready(relayed, &refused),
         };
@@ -283,7 +285,9 @@ impl Endpoint {
             hub,
             relayed,
             ends: Instant::now() + lasts,
-            bookmark: tokio::time::interval_at(Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY),
+            bookmark: query
+                .bookmarks
+                .then(|| tokio::time::interval_at(Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY)),
             _counted: Counted(gauge),
         };
         let body = StreamBody::new(stream::unfold(open, WatchOpen::next));
@@ -303,7 +307,8 @@ struct WatchOpen {
     hub: Arc<Mutex<Hub>>,
     relayed: Relayed,
     ends: Instant,
-    bookmark: tokio::time::Interval,
+    /// Asked for (`allowWatchBookmarks`).
+    bookmark: Option<tokio::time::Interval>,
     _counted: Counted,
 }
 
@@ -321,21 +326,55 @@ impl WatchOpen {
         if let Some(line) = self.missed.pop_front() {
             return Some((Ok(Frame::data(line)), self));
         }
-        let line = tokio::select! {
-            line = self.lines.recv() => line?,
-            _ = self.bookmark.tick() => {
-                let version = lock(&self.hub).version();
-                let object = format!(
-                    "{{\"apiVersion\":\"{}\",\"kind\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{version}\"}}}}",
-                    self.relayed.api_version(),
-                    self.relayed.kind()
-                );
-                event_line("BOOKMARK", object.as_bytes())
-            }
-            () = tokio::time::sleep_until(self.ends) => return None,
-        };
-        Some((Ok(Frame::data(line)), self))
+        loop {
+            let line = tokio::select! {
+                // Lines first: a bookmark never overtakes a change queued before it.
+                biased;
+                line = self.lines.recv() => line?,
+                _ = tick(&mut self.bookmark) => match self.bookmark_line() {
+                    Some(line) => line,
+                    None => continue,
+                },
+                () = tokio::time::sleep_until(self.ends) => return None,
+            };
+            return Some((Ok(Frame::data(line)), self));
+        }
     }
+
+    /// A bookmark at the hub's version, when this watch has every change up to it:
+    /// nothing queued, and not cut off (a change that did not fit was never queued,
+    /// and a bookmark past it would let the client resume beyond it). The hub queues
+    /// under its lock, so the check and the version agree.
+    fn bookmark_line(&self) -> Option<Bytes> {
+        let hub = lock(&self.hub);
+        if !self.lines.is_empty() || self.lines.is_closed() {
+            return None;
+        }
+        let object = format!(
+            "{{\"apiVersion\":\"{}\",\"kind\":\"{}\",\"metadata\":{{\"resourceVersion\":\"{}\"}}}}",
+            self.relayed.api_version(),
+            self.relayed.kind(),
+            hub.version()
+        );
+        Some(event_line("BOOKMARK", object.as_bytes()))
+    }
+}
+
+/// The next bookmark tick; never, when bookmarks were not asked for.
+async fn tick(bookmark: &mut Option<tokio::time::Interval>) {
+    match bookmark {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A watch that must list again: an ERROR event with a 410 `Status`, as the apiserver
+/// sends one (its client relists on it).
+fn gone(message: &str) -> Response<Body> {
+    let status = status_json(410, "Expired", message);
+    json(StatusCode::OK, event_line("ERROR", &status))
 }
 
 fn not_ready(relayed: Relayed, refused: &Refused) -> Response<Body> {

@@ -24,14 +24,26 @@ const WATCH_TIMEOUT_SECONDS: u32 = 290;
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// Follows `relayed` for ever, each failure said and counted, then retried.
+/// Follows `relayed` for ever, each failure said and counted, then retried: a watch
+/// cut off (a reset connection, an apiserver restart) resumes from the last version,
+/// so the relay's own clients see no break; only a 410 lists again, which ends their
+/// watches too.
 pub async fn follow(client: Client, relayed: Relayed, hub: Arc<Mutex<Hub>>, metrics: Metrics) {
     let api: Api<DynamicObject> = Api::all_with(client, &relayed.api_resource());
+    let mut version = None;
     let mut wait = RETRY_MIN;
     loop {
-        match list_and_watch(&api, relayed, &hub).await {
-            Ok(()) => wait = RETRY_MIN,
-            Err(e) => {
+        let followed = match version.take() {
+            None => list(&api, relayed, &hub).await.map(Some),
+            Some(from) => watch(&api, relayed, &hub, from).await,
+        };
+        match followed {
+            Ok(next) => {
+                version = next;
+                wait = RETRY_MIN;
+            }
+            Err((e, resume)) => {
+                version = resume;
                 warn!(error = %e, "relay: following the apiserver; retrying");
                 metrics
                     .relay_errors
@@ -44,62 +56,74 @@ pub async fn follow(client: Client, relayed: Relayed, hub: Arc<Mutex<Hub>>, metr
     }
 }
 
-/// Lists, then watches until the apiserver no longer has the version (`Ok`: list
-/// again) or a request fails.
-async fn list_and_watch(
+/// A failure, and the version to resume from (`None`: list again).
+type Failed = (Error, Option<String>);
+
+/// Lists into a fresh hub; the list's version.
+async fn list(
     api: &Api<DynamicObject>,
     relayed: Relayed,
     hub: &Arc<Mutex<Hub>>,
-) -> Result<(), Error> {
+) -> Result<String, Failed> {
     let resource = relayed.plural();
     let list = api
         .list(&ListParams::default())
         .await
-        .map_err(|source| Error::List { resource, source })?;
-    let mut version = list.metadata.resource_version.unwrap_or_default();
+        .map_err(|source| (Error::List { resource, source }, None))?;
+    let version = list.metadata.resource_version.unwrap_or_default();
     let objects: Vec<Value> = list
         .items
         .into_iter()
         .map(|object| typed(object, relayed.api_resource()))
         .collect();
     let count = objects.len();
-    lock(hub).reset(objects, parse_version(resource, &version)?);
+    let number = parse_version(resource, &version).map_err(|e| (e, None))?;
+    lock(hub).reset(objects, number);
     info!(resource, objects = count, version, "relay: listed");
+    Ok(version)
+}
+
+/// Watches from `version` until the request ends: `Some(last version)` to watch on,
+/// `None` when the apiserver no longer has it (410: list again).
+async fn watch(
+    api: &Api<DynamicObject>,
+    relayed: Relayed,
+    hub: &Arc<Mutex<Hub>>,
+    mut version: String,
+) -> Result<Option<String>, Failed> {
+    let resource = relayed.plural();
+    let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECONDS);
+    let mut events = match api.watch(&params, &version).await {
+        Ok(events) => events.boxed(),
+        Err(kube::Error::Api(status)) if status.code == 410 => return Ok(None),
+        Err(source) => return Err((Error::Watch { resource, source }, Some(version))),
+    };
     loop {
-        let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECONDS);
-        let mut events = api
-            .watch(&params, &version)
-            .await
-            .map_err(|source| Error::Watch { resource, source })?
-            .boxed();
-        while let Some(event) = events
-            .try_next()
-            .await
-            .map_err(|source| Error::Watch { resource, source })?
-        {
-            match event {
-                WatchEvent::Added(object) | WatchEvent::Modified(object) => {
-                    let (object, at) = versioned(object, relayed, &mut version)?;
-                    lock(hub).apply(&object, at);
-                }
-                WatchEvent::Deleted(object) => {
-                    let (object, at) = versioned(object, relayed, &mut version)?;
-                    lock(hub).delete(&object, at);
-                }
-                WatchEvent::Bookmark(bookmark) => {
-                    version = bookmark.metadata.resource_version;
-                    lock(hub).advance(parse_version(resource, &version)?);
-                }
-                WatchEvent::Error(status) if status.code == 410 => return Ok(()),
-                WatchEvent::Error(status) => {
-                    return Err(Error::WatchStatus {
-                        resource,
-                        code: status.code,
-                        message: status.message,
-                    })
-                }
+        let event = match events.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return Ok(Some(version)),
+            Err(source) => return Err((Error::Watch { resource, source }, Some(version))),
+        };
+        let applied = match event {
+            WatchEvent::Added(object) | WatchEvent::Modified(object) => {
+                versioned(object, relayed, &mut version).map(|(o, at)| lock(hub).apply(&o, at))
             }
-        }
+            WatchEvent::Deleted(object) => {
+                versioned(object, relayed, &mut version).map(|(o, at)| lock(hub).delete(&o, at))
+            }
+            WatchEvent::Bookmark(bookmark) => {
+                version = bookmark.metadata.resource_version;
+                parse_version(resource, &version).map(|at| lock(hub).advance(at))
+            }
+            WatchEvent::Error(status) if status.code == 410 => return Ok(None),
+            WatchEvent::Error(status) => Err(Error::WatchStatus {
+                resource,
+                code: status.code,
+                message: status.message,
+            }),
+        };
+        // A version that does not parse cannot order the hub's changes: list again.
+        applied.map_err(|e| (e, None))?;
     }
 }
 

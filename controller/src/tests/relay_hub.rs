@@ -146,6 +146,29 @@ fn a_relist_ends_every_watch_and_a_full_one_is_cut_off() {
 }
 
 #[test]
+fn a_watch_from_a_version_the_relay_has_not_reached_lists_again() {
+    let mut hub = ready();
+    assert_eq!(
+        hub.watch(NODE_A, 11).unwrap_err(),
+        Refused::Ahead {
+            asked: 11,
+            version: 10
+        }
+    );
+}
+
+#[test]
+fn ended_watches_are_forgotten_when_their_label_is_watched_again() {
+    let mut hub = ready();
+    for _ in 0..5 {
+        let (_, lines) = hub.watch(NODE_A, 10).unwrap();
+        drop(lines);
+    }
+    let (_, _open) = hub.watch(NODE_A, 10).unwrap();
+    assert_eq!(hub.watch_count(), 1);
+}
+
+#[test]
 fn a_bookmark_moves_the_version_without_a_change() {
     let mut hub = ready();
     hub.advance(30);
