@@ -130,12 +130,17 @@ pub struct Flags {
     pub policy_report_seconds: u64,
     /// Kubernetes mode: weft-controller's policy relay (https://HOST:PORT, its
     /// --relay-addr), where the node's NetworkPolicy span watches go instead of the
-    /// apiserver, with the apiserver's token. Needs --policy-relay-ca.
+    /// apiserver, with the apiserver's token. `tcp://HOST:PORT`, the form of a
+    /// Service's `<NAME>_PORT` variable, means the same. Needs --policy-relay-ca.
     #[arg(long, value_name = "URL", requires = "policy_relay_ca")]
     pub policy_relay: Option<String>,
     /// The CA certificate (PEM) that signed the relay's certificate.
     #[arg(long, value_name = "FILE", requires = "policy_relay")]
     pub policy_relay_ca: Option<PathBuf>,
+    /// The name the relay's certificate must carry, when not the URL's host (a
+    /// Service's DNS name while the URL holds its ClusterIP: weftd needs no DNS).
+    #[arg(long, value_name = "NAME", requires = "policy_relay")]
+    pub policy_relay_server_name: Option<String>,
     /// Log level: error, warn, info, debug, trace.
     #[arg(long, default_value = "info")]
     pub log_level: tracing::Level,
@@ -206,6 +211,8 @@ pub struct PolicyRelay {
     pub url: String,
     /// The CA certificate file.
     pub ca: PathBuf,
+    /// The name its certificate is checked against, when not the URL's host.
+    pub server_name: Option<String>,
 }
 
 impl Flags {
@@ -293,15 +300,20 @@ impl Flags {
             policy: PolicySettings {
                 wait: Duration::from_secs(self.policy_wait_seconds),
                 report: Duration::from_secs(self.policy_report_seconds),
-                relay: policy_relay(kubernetes, self.policy_relay, self.policy_relay_ca)?,
+                relay: policy_relay(kubernetes, self.policy_relay, self.policy_relay_ca)?.map(
+                    |relay| PolicyRelay {
+                        server_name: self.policy_relay_server_name,
+                        ..relay
+                    },
+                ),
             },
         }
         .checked_paths()
     }
 }
 
-/// `--policy-relay` with its CA: Kubernetes mode only, an `https` URL with a host and
-/// no path, an absolute CA path.
+/// `--policy-relay` with its CA: Kubernetes mode only, an `https` (or `tcp`) URL with a
+/// host and no path, an absolute CA path.
 fn policy_relay(
     kubernetes: bool,
     url: Option<String>,
@@ -315,6 +327,10 @@ fn policy_relay(
             "--policy-relay: only with --kubeconfig or --in-cluster".into(),
         ));
     }
+    let url = match url.strip_prefix("tcp://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url,
+    };
     let parsed: Option<http::Uri> = url.parse().ok();
     let valid = parsed.as_ref().is_some_and(|u| {
         u.scheme_str() == Some("https")
@@ -328,7 +344,11 @@ fn policy_relay(
         )));
     }
     absolute("--policy-relay-ca", &ca)?;
-    Ok(Some(PolicyRelay { url, ca }))
+    Ok(Some(PolicyRelay {
+        url,
+        ca,
+        server_name: None,
+    }))
 }
 
 impl Config {

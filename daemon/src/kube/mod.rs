@@ -79,7 +79,7 @@ pub async fn connect_relay(kubeconfig: Option<&Path>, relay: &PolicyRelay) -> Re
     }
     config.root_cert = Some(ca.into_iter().map(|c| c.to_vec()).collect());
     config.accept_invalid_certs = false;
-    config.tls_server_name = None;
+    config.tls_server_name = relay.server_name.clone();
     Client::try_from(config).map_err(Error::kubernetes("policy relay client"))
 }
 

@@ -277,7 +277,26 @@ fn the_policy_relay_needs_kubernetes_mode_an_https_url_and_its_ca() {
         Some(PolicyRelay {
             url: "https://weft-policy-relay.kube-system.svc:9643".into(),
             ca: "/etc/weft/relay/ca.crt".into(),
+            server_name: None,
         })
+    );
+    // A Service's link variable (IPv6 in brackets) and the name to check instead.
+    let c = parse(&[
+        "--kubeconfig",
+        "/k",
+        "--policy-relay",
+        "tcp://[fd00::17]:9643",
+        "--policy-relay-ca",
+        "/ca",
+        "--policy-relay-server-name",
+        "weft-policy-relay.kube-system.svc",
+    ])
+    .unwrap();
+    let relay = c.policy.relay.unwrap();
+    assert_eq!(relay.url, "https://[fd00::17]:9643");
+    assert_eq!(
+        relay.server_name.as_deref(),
+        Some("weft-policy-relay.kube-system.svc")
     );
     for (args, needle) in [
         (
