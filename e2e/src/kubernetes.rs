@@ -20,6 +20,8 @@ const CONTROLLER_METRICS_PORT: usize = 9650;
 /// Every controller replica's policy relay listens here (SO_REUSEPORT: the kernel
 /// spreads connections over the live replicas, as a Service would).
 pub const RELAY_PORT: u16 = 9643;
+/// The name on the relay's certificate, as the chart's Service is named.
+const RELAY_NAME: &str = "weft-policy-relay.kube-system.svc";
 
 /// What the `WeftNetwork` says.
 #[derive(Debug, Clone)]
@@ -63,10 +65,9 @@ impl KubeCluster {
         );
         let control_plane = ControlPlane::start(&netns, CONTROL_PLANE_V6.parse().unwrap());
         let dir = TempDir::new("kube");
-        let relay_cert = control_plane.write_serving_cert(
-            "weft-policy-relay",
-            &format!("IP:{CONTROL_PLANE_V6},IP:{CONTROL_PLANE_V4}"),
-        );
+        // Its Service's name only, as the chart's: weftd connects to an address and
+        // checks the name (--policy-relay-server-name).
+        let relay_cert = control_plane.write_serving_cert(RELAY_NAME, &format!("DNS:{RELAY_NAME}"));
         let mut cluster = KubeCluster {
             controllers: Vec::new(),
             relay_cert,
@@ -138,13 +139,16 @@ impl KubeCluster {
         index
     }
 
-    /// weftd's flags that send its span watches to the relay.
+    /// weftd's flags that send its span watches to the relay, in the chart's form: the
+    /// address as a Service's link variable gives it, the certificate's name apart.
     pub fn relay_flags(&self) -> Vec<String> {
         vec![
             "--policy-relay".into(),
-            format!("https://[{CONTROL_PLANE_V6}]:{RELAY_PORT}"),
+            format!("tcp://[{CONTROL_PLANE_V6}]:{RELAY_PORT}"),
             "--policy-relay-ca".into(),
             self.control_plane.ca_cert().display().to_string(),
+            "--policy-relay-server-name".into(),
+            RELAY_NAME.into(),
         ]
     }
 

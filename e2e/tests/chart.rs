@@ -177,6 +177,8 @@ fn defaults_render_every_object_once() {
             "PodDisruptionBudget/weft-controller",
             "Role/weft-controller-lease",
             "RoleBinding/weft-controller-lease",
+            "Secret/weft-policy-relay-tls",
+            "Service/weft-policy-relay",
             "ServiceAccount/weft-controller",
             "ServiceAccount/weft-weftd",
             "ValidatingAdmissionPolicy/weft-controller-lease-and-events",
@@ -777,6 +779,11 @@ fn bad_values_fail_naming_their_path() {
         ("weftd.extraArgs={mode}", "/weftd/extraArgs/0"),
         ("weftd.speed=1", "/weftd"),
         ("controller.replicas=0", "/controller/replicas"),
+        ("policyRelay.port=443", "/policyRelay/port"),
+        (
+            "policyRelay.existingSecret=Relay_TLS",
+            "/policyRelay/existingSecret",
+        ),
         ("apiServer.host=192.0.2.1", "/apiServer/port"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("uninstall.timeoutSeconds=5", "/uninstall/timeoutSeconds"),
@@ -790,6 +797,96 @@ fn bad_values_fail_naming_their_path() {
             "--set {value}: the error does not name {path}: {error}"
         );
     }
+}
+
+/// The policy relay: a Service over the controllers, a certificate for its name, the
+/// controllers serving it, weftd connecting by the Service's ClusterIP and holding the CA
+/// only; off, or with the operator's Secret, as the values say.
+#[test]
+fn the_policy_relay_is_on_with_a_certificate_for_its_service() {
+    let objects = render(&[]);
+    let service = object(&objects, "Service", "weft-policy-relay");
+    assert_eq!(service["spec"]["ports"][0]["port"], 9643);
+    assert_eq!(
+        service["spec"]["selector"]["app.kubernetes.io/component"],
+        "controller"
+    );
+    let secret = object(&objects, "Secret", "weft-policy-relay-tls");
+    let pem = |key: &str| {
+        let text = secret["data"][key].as_str().unwrap();
+        let out = Command::new("base64")
+            .arg("-d")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        out.stdin
+            .as_ref()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        out.wait_with_output().unwrap().stdout
+    };
+    // The certificate names the Service and is signed by ca.crt.
+    let dir = std::env::temp_dir().join(format!("weft-chart-relay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for key in ["tls.crt", "ca.crt"] {
+        std::fs::write(dir.join(key), pem(key)).unwrap();
+    }
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    let sans = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        sans.contains("DNS:weft-policy-relay.kube-system.svc,"),
+        "{sans}"
+    );
+    let verified = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.join("ca.crt"))
+        .arg(dir.join("tls.crt"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(verified.status.success(), "{verified:?}");
+
+    let controller = &object(&objects, "Deployment", "weft-controller")["spec"]["template"]["spec"];
+    let args = strings(&container(controller, "containers", "controller")["args"]);
+    for arg in [
+        "--relay-addr=:9643",
+        "--relay-cert=/etc/weft/relay/tls.crt",
+        "--relay-key=/etc/weft/relay/tls.key",
+    ] {
+        assert!(args.contains(&arg), "{args:?}");
+    }
+    let args = strings(&container(weftd(&objects), "containers", "weftd")["args"]);
+    for arg in [
+        "--policy-relay=$(WEFT_POLICY_RELAY_PORT)",
+        "--policy-relay-ca=/etc/weft/relay/ca.crt",
+        "--policy-relay-server-name=weft-policy-relay.kube-system.svc",
+    ] {
+        assert!(args.contains(&arg), "{args:?}");
+    }
+    let volumes = weftd(&objects)["volumes"].as_array().unwrap();
+    let relay = volumes.iter().find(|v| v["name"] == "relay-ca").unwrap();
+    assert_eq!(
+        relay["secret"]["items"],
+        json!([{"key": "ca.crt", "path": "ca.crt"}]),
+        "weftd gets the CA, never the relay's key"
+    );
+
+    let off = render(&["policyRelay.enabled=false"]);
+    assert!(kinds(&off).iter().all(|k| !k.contains("policy-relay")));
+    let args = strings(&container(weftd(&off), "containers", "weftd")["args"]);
+    assert!(args.iter().all(|a| !a.contains("relay")), "{args:?}");
+
+    let theirs = render(&["policyRelay.existingSecret=relay-from-cert-manager"]);
+    assert!(kinds(&theirs).iter().all(|k| !k.starts_with("Secret/")));
+    let volumes = weftd(&theirs)["volumes"].as_array().unwrap();
+    let relay = volumes.iter().find(|v| v["name"] == "relay-ca").unwrap();
+    assert_eq!(relay["secret"]["secretName"], "relay-from-cert-manager");
 }
 
 #[test]
@@ -1032,7 +1129,14 @@ mod installed {
             );
         }
 
-        // The upgrade adopts the hook's WeftNetwork and changes it.
+        // The upgrade adopts the hook's WeftNetwork and changes it, and keeps the
+        // relay's certificate (weftd's running pods hold its CA).
+        let relay_tls = || {
+            cluster.get(&["get", "secret", "-n", NAMESPACE, "weft-policy-relay-tls"])["data"]
+                .clone()
+        };
+        let installed_tls = relay_tls();
+        assert!(installed_tls["ca.crt"].is_string(), "{installed_tls}");
         cluster.helm_ok(&[
             "upgrade",
             RELEASE,
@@ -1043,6 +1147,11 @@ mod installed {
         let network = cluster.get(&["get", "weftnetwork", "default"]);
         assert_eq!(network["spec"]["releaseCooldownSeconds"], 90);
         assert_eq!(network["metadata"]["annotations"].get("helm.sh/hook"), None);
+        assert_eq!(
+            relay_tls(),
+            installed_tls,
+            "the upgrade made a new certificate"
+        );
 
         // Uninstall keeps the CRDs and what they hold.
         cluster.helm_ok(&["uninstall", RELEASE]);

@@ -64,3 +64,10 @@ capabilities:
   add: {{ toJson . }}
 {{- end }}
 {{- end -}}
+
+{{/* The policy relay's Service, its DNS name (on its certificate), and its Secret. */}}
+{{- define "weft.relayService" -}}{{ include "weft.fullname" . }}-policy-relay{{- end -}}
+{{- define "weft.relayServerName" -}}{{ include "weft.relayService" . }}.{{ .Release.Namespace }}.svc{{- end -}}
+{{- define "weft.relaySecret" -}}
+{{- .Values.policyRelay.existingSecret | default (printf "%s-tls" (include "weft.relayService" .)) -}}
+{{- end -}}
