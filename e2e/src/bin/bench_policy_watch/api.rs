@@ -43,9 +43,13 @@ pub(crate) async fn get_stream(client: &Client, uri: &str) -> Result<Stream, Str
     Ok(Box::pin(stream))
 }
 
-/// The collection's resourceVersion now (a list of one).
-pub(crate) async fn current_rv(client: &Client, path: &str) -> Result<String, String> {
-    let list = get_text(client, &format!("{path}?limit=1")).await?;
+/// The collection's resourceVersion now (a list of at most one, of `selector`).
+pub(crate) async fn current_rv(
+    client: &Client,
+    path: &str,
+    selector: &str,
+) -> Result<String, String> {
+    let list = get_text(client, &format!("{path}?limit=1&labelSelector={selector}")).await?;
     let list: serde_json::Value = serde_json::from_str(&list).map_err(|e| e.to_string())?;
     list["metadata"]["resourceVersion"]
         .as_str()

@@ -35,14 +35,32 @@
 //! identity (`system:masters`) is used: its requests are exempt from API Priority and
 //! Fairness, so the numbers are the apiserver's work, not admission throttling.
 //!
-//! `--rounds 2` runs the rows again in the opposite order (N descending: watches are
-//! closed between rows) to show drift and noise; each round's ratios use its own N = 0
-//! row.
+//! `--via relay` holds the watches on the policy relay instead (controller/src/relay/,
+//! design §1.5), `--via both` (the default) measures each N both ways in one run: one
+//! weft-controller replica in the control plane's namespace (`--relay-addr [::]:9643`,
+//! standing by for a Lease held elsewhere, so it only relays) follows the resource with
+//! one watch and serves the N watches itself, each only its span's events. The writes
+//! still go to the apiserver. Its rows add the relay process's CPU over the same window
+//! (/proc/PID/stat), per write, and summed with the apiserver's (against the round's
+//! N = 0 row via the apiserver: no watch of a node anywhere), its idle CPU and its RSS
+//! idle and after the burst; "served" is then `weft_relay_watches`, and N = 0 is the
+//! relay running with no client watch. The watchers authenticate as a ServiceAccount
+//! bound to cluster-admin (the relay checks a bearer token with a TokenReview and a
+//! SubjectAccessReview, each answer kept 30 s) and trust the cluster CA; they reach the
+//! relay on several addresses of the namespace, so they come from that many source
+//! addresses, `relay::WATCHES_PER_SOURCE` each: the relay admits 32 connections per
+//! address, one weftd's worth. The relay runs for its rows only: the apiserver's rows
+//! measure the apiserver alone.
+//!
+//! `--rounds 2` runs the rows again in the opposite order (N descending, the relay's
+//! rows first: watches are closed between rows) to show drift and noise; each round's
+//! ratios use its own N = 0 row.
 //!
 //! ```text
 //! e2e/bench-policy-watch.sh [--watches 0,1000,5000,10000] [--writes 2000] [--writers 16]
 //!                           [--rate W] [--span 30] [--object-kib 6] [--rounds 1]
-//!                           [--open-parallel 200] [--out PATH]
+//!                           [--open-parallel 200] [--via apiserver|relay|both]
+//!                           [--out PATH]
 //! ```
 //!
 //! Needs root (a network namespace, setns). The apiserver serves on 2001:db8:ffff::2, a
@@ -58,11 +76,13 @@ use weft_e2e::{install_namespace_cleanup_hook, stop_requested, watch_stop_signal
 mod api;
 mod burst;
 mod objects;
+mod relay;
 mod report;
 mod row;
 mod site;
 mod watchers;
 
+use relay::{Relay, Setup, Via};
 use row::{Bench, RowResult};
 use site::{enter, raise_open_files, Site};
 use watchers::Pool;
@@ -96,6 +116,10 @@ pub(crate) struct Args {
     /// Watches being opened at once.
     #[arg(long, default_value_t = 200, value_parser = Ranged::<usize>::new().range(1..=5000))]
     open_parallel: usize,
+    /// Where the watches are held: on the apiserver, on the policy relay, or a row of
+    /// each per N.
+    #[arg(long, value_enum, default_value_t = Via::Both)]
+    via: Via,
     /// Also write the report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -108,8 +132,15 @@ fn main() {
     let (mut facts, profile) = machine_facts("bench_policy_watch");
     let max_watches = args.watches.iter().copied().max().unwrap_or(0);
     let open_files = raise_open_files(max_watches as u64 + SPARE_FILES);
-    let site = Site::start();
+    let relayed = args.via.sides().contains(&Via::Relay);
+    let sources = if relayed {
+        relay::sources(max_watches)
+    } else {
+        Vec::new()
+    };
+    let site = Site::start(&sources);
     let (resource, crd_source) = site.install_crd();
+    let setup = relayed.then(|| Setup::prepare(&site, sources));
     let kubeconfig = site.cp.kubeconfig();
     enter(&site.ns);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -134,7 +165,8 @@ fn main() {
             etcd_pid: site.etcd_pid(),
             max_watches,
         };
-        run(&bench, Pool::new(client, resource.path()), &mut rows).await
+        let pool = Pool::new(vec![client], resource.path());
+        run(&bench, pool, setup.as_ref(), &mut rows).await
     });
     runtime.shutdown_background();
     let bins = KubeBinaries::find();
@@ -160,7 +192,25 @@ fn main() {
              RLIMIT_NOFILE {open_files}"
         ),
     ]);
-    let mut report = report_header("Label-filtered CRD watches: apiserver cost", &facts);
+    if let Some(setup) = &setup {
+        facts.push(format!(
+            "relay: {}, one replica standing by (so it only relays), \
+             --relay-addr [::]:9643; its watchers: a ServiceAccount token (reviews kept 30 s), \
+             {} source addresses, at most {} watches each",
+            tool_version(setup.program(), "--version"),
+            setup.source_count(),
+            relay::WATCHES_PER_SOURCE
+        ));
+    }
+    facts.push(
+        "× N=0: against the round's N = 0 row via the apiserver (via the relay when only the \
+         relay's rows ran); sum: apiserver and relay CPU"
+            .into(),
+    );
+    let mut report = report_header(
+        "Label-filtered CRD watches: apiserver cost, direct and through the policy relay",
+        &facts,
+    );
     report.push('\n');
     report.push_str(&report::render(&rows));
     if let Err(why) = &outcome {
@@ -174,24 +224,58 @@ fn main() {
 }
 
 /// Every round's rows, appended to `rows` as they finish (a failure keeps the rows
-/// before it).
-async fn run(bench: &Bench<'_>, mut pool: Pool, rows: &mut Vec<RowResult>) -> Result<(), String> {
+/// before it). `pool` holds the watches on the apiserver; a relay, started from
+/// `setup` for the relay's rows, holds its own.
+async fn run(
+    bench: &Bench<'_>,
+    mut pool: Pool,
+    setup: Option<&Setup>,
+    rows: &mut Vec<RowResult>,
+) -> Result<(), String> {
+    if setup.is_some() && bench.resource.path() != "/apis/weft.dev/v1alpha1/weftaddressgroups" {
+        return Err("the relay serves weft.dev's WeftAddressGroup only: no such CRD".into());
+    }
     let mut ordinal = 0;
+    let mut running: Option<Relay> = None;
     for round in 0..bench.args.rounds {
-        let mut order = bench.args.watches.clone();
+        let mut order: Vec<(Via, usize)> = bench
+            .args
+            .via
+            .sides()
+            .into_iter()
+            .flat_map(|via| bench.args.watches.iter().map(move |&n| (via, n)))
+            .collect();
         order.sort_unstable();
         if round % 2 == 1 {
             order.reverse();
         }
-        for watches in order {
+        for (via, watches) in order {
             if stop_requested() {
                 return Err("interrupted".into());
             }
-            let row = bench.row(&mut pool, ordinal, round, watches).await?;
+            let row = if via == Via::Relay {
+                pool.close();
+                if running.is_none() {
+                    let setup = setup.expect("a relay set up for the relay's rows");
+                    running = Some(setup.start(&bench.resource.path()).await?);
+                }
+                let relay = running.as_mut().unwrap();
+                let process = Some(&relay.process);
+                bench
+                    .row(&mut relay.pool, process, ordinal, round, watches)
+                    .await?
+            } else {
+                running = None;
+                bench.row(&mut pool, None, ordinal, round, watches).await?
+            };
             eprintln!(
-                "bench_policy_watch: row {ordinal}: {watches} watches: apiserver {:.2} CPU s, \
-                 {}/{} events",
-                row.apiserver.cpu, row.delivered, row.expected
+                "bench_policy_watch: row {ordinal}: {watches} watches via {}: apiserver {:.2} \
+                 CPU s, relay {:.2}, {}/{} events",
+                via.name(),
+                row.apiserver.cpu,
+                row.relay.map_or(0.0, |r| r.cpu),
+                row.delivered,
+                row.expected
             );
             rows.push(row);
             ordinal += 1;

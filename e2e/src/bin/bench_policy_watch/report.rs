@@ -1,7 +1,11 @@
-//! The table: one row per (round, N), each row's apiserver CPU per write against the
-//! N = 0 row of its round; with several rounds, the spread of those ratios per N.
+//! The table: one row per (round, server, N), each row's apiserver CPU per write, and
+//! the apiserver's and the relay's together, against the N = 0 row of its round (the
+//! apiserver's, else the relay's); with several rounds, the spread of the second ratio
+//! per server and N.
 
+use crate::relay::Via;
 use crate::row::RowResult;
+use crate::site::Cost;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,6 +14,7 @@ use weft_e2e::bench::{mib_text, percentile, ratio, Table};
 pub(crate) fn render(rows: &[RowResult]) -> String {
     let mut table = Table::new([
         "round",
+        "via",
         "N watches",
         "served",
         "writes ok",
@@ -17,11 +22,15 @@ pub(crate) fn render(rows: &[RowResult]) -> String {
         "write p50 / p99 ms",
         "window s",
         "apiserver CPU s",
-        "CPU ms/write",
+        "apiserver ms/write",
         "× N=0",
-        "idle CPU (s/s)",
+        "relay ms/write",
+        "sum ms/write",
+        "sum × N=0",
+        "idle CPU s/s (apiserver / relay)",
         "etcd / bench CPU s",
         "apiserver RSS idle / after",
+        "relay RSS idle / after",
         "events got / expected",
         "event p50 / p99 ms",
         "KiB/watcher mean (max)",
@@ -29,7 +38,9 @@ pub(crate) fn render(rows: &[RowResult]) -> String {
     ]);
     for row in rows {
         let base = baseline(rows, row.round);
-        let per_write = cpu_per_write_ms(row);
+        let (api_ms, sum_ms) = cpu_per_write_ms(row);
+        let against = |ms: f64, base: Option<f64>| base.map_or("n/a".into(), |b| ratio(ms / b, 2));
+        let relay = |text: &dyn Fn(&Cost) -> String| row.relay.as_ref().map_or("–".into(), text);
         let ok: Vec<Duration> = row
             .writes
             .iter()
@@ -43,6 +54,7 @@ pub(crate) fn render(rows: &[RowResult]) -> String {
         let max_kib = row.bytes.iter().max().copied().unwrap_or(0) as f64 / 1024.0;
         table.row([
             row.round.to_string(),
+            row.via.name().into(),
             row.watches.to_string(),
             (row.watches_served.round() as i64).to_string(),
             format!("{} / {}", ok.len(), row.writes.len()),
@@ -58,15 +70,19 @@ pub(crate) fn render(rows: &[RowResult]) -> String {
             },
             format!("{:.1}", row.window.as_secs_f64()),
             format!("{:.2}", row.apiserver.cpu),
-            format!("{per_write:.2}"),
-            base.map_or("n/a".into(), |b| ratio(per_write / b, 2)),
-            format!("{:.3}", row.idle_cpu_rate),
-            format!("{:.2} / {:.2}", row.etcd_cpu, row.bench_cpu),
+            format!("{api_ms:.2}"),
+            against(api_ms, base.map(|b| b.0)),
+            relay(&|r| format!("{:.2}", per_write_ms(row, r.cpu))),
+            format!("{sum_ms:.2}"),
+            against(sum_ms, base.map(|b| b.1)),
             format!(
-                "{} / {}",
-                mib_text(row.rss_idle_kib),
-                mib_text(row.apiserver.rss_kib)
+                "{:.3} / {}",
+                row.apiserver.idle_cpu_rate,
+                relay(&|r| format!("{:.3}", r.idle_cpu_rate))
             ),
+            format!("{:.2} / {:.2}", row.etcd_cpu, row.bench_cpu),
+            rss(&row.apiserver),
+            relay(&rss),
             format!("{} / {}", row.delivered, row.expected),
             events,
             format!("{mean_kib:.0} ({max_kib:.0})"),
@@ -78,23 +94,42 @@ pub(crate) fn render(rows: &[RowResult]) -> String {
     if !spread.is_empty() {
         let _ = writeln!(
             out,
-            "\nCPU per write against N = 0, per N over the rounds:\n"
+            "\nApiserver and relay CPU per write against N = 0, per server and N over the rounds:\n"
         );
         out.push_str(&spread);
     }
     out
 }
 
-/// Apiserver CPU milliseconds per create over the row's window.
-fn cpu_per_write_ms(row: &RowResult) -> f64 {
-    row.apiserver.cpu * 1e3 / row.writes.len().max(1) as f64
+/// CPU milliseconds per create over the row's window: the apiserver's, and the
+/// apiserver's and the relay's together.
+fn cpu_per_write_ms(row: &RowResult) -> (f64, f64) {
+    let relay = row.relay.map_or(0.0, |r| r.cpu);
+    (
+        per_write_ms(row, row.apiserver.cpu),
+        per_write_ms(row, row.apiserver.cpu + relay),
+    )
 }
 
-/// The N = 0 row's CPU per write in `round`, if the round has one.
-fn baseline(rows: &[RowResult], round: usize) -> Option<f64> {
+fn per_write_ms(row: &RowResult, cpu: f64) -> f64 {
+    cpu * 1e3 / row.writes.len().max(1) as f64
+}
+
+/// CPU per write of `round`'s N = 0 row, the apiserver's if the round has one, else
+/// the relay's.
+fn baseline(rows: &[RowResult], round: usize) -> Option<(f64, f64)> {
     rows.iter()
-        .find(|r| r.round == round && r.watches == 0)
+        .filter(|r| r.round == round && r.watches == 0)
+        .min_by_key(|r| r.via)
         .map(cpu_per_write_ms)
+}
+
+fn rss(cost: &Cost) -> String {
+    format!(
+        "{} / {}",
+        mib_text(cost.rss_idle_kib),
+        mib_text(cost.rss_kib)
+    )
 }
 
 /// First create sent → last answered.
@@ -123,26 +158,27 @@ fn signed_percentiles(samples: &[f64]) -> String {
     format!("{:.1} / {:.1}", at(50), at(99))
 }
 
-/// Per N: each round's ratio to its N = 0 row, as "min–max (k rounds)"; empty with one
-/// round.
+/// Per server and N: each round's ratio of the servers' CPU per write to its N = 0
+/// row, as "min–max (k rounds)"; empty with one round.
 fn ratio_spread(rows: &[RowResult]) -> String {
-    let mut by_n: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut by_n: BTreeMap<(Via, usize), Vec<f64>> = BTreeMap::new();
     for row in rows {
-        if let Some(base) = baseline(rows, row.round) {
-            by_n.entry(row.watches)
+        if let Some((_, base)) = baseline(rows, row.round) {
+            by_n.entry((row.via, row.watches))
                 .or_default()
-                .push(cpu_per_write_ms(row) / base);
+                .push(cpu_per_write_ms(row).1 / base);
         }
     }
     if by_n.values().all(|v| v.len() < 2) {
         return String::new();
     }
-    let mut table = Table::new(["N watches", "× N=0 per round", "min – max"]);
-    for (n, ratios) in by_n {
+    let mut table = Table::new(["via", "N watches", "sum × N=0 per round", "min – max"]);
+    for ((via, n), ratios) in by_n {
         let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
         table.row([
+            via.name().to_owned(),
             n.to_string(),
             each.join(", "),
             format!("{min:.2} – {max:.2}"),

@@ -1,10 +1,12 @@
-//! One row: N watches open, a burst of creates, and what it cost the apiserver and what
-//! the watchers received; then the row's objects are deleted (untimed).
+//! One row: N watches open on the apiserver or on the relay, a burst of creates (to
+//! the apiserver), and what it cost the apiserver and the relay and what the watchers
+//! received; then the row's objects are deleted (untimed).
 
 use crate::api::get_text;
 use crate::burst::{create_all, delete_row, Write};
 use crate::objects::{slice, Resource, Rng};
-use crate::site::{sample, ProcSample};
+use crate::relay::{Process, Via};
+use crate::site::{sample, Cost};
 use crate::watchers::Pool;
 use crate::Args;
 use kube::Client;
@@ -13,7 +15,7 @@ use weft_e2e::stop_requested;
 
 /// Quiet time after opening watches, before the idle sample.
 const OPEN_SETTLE: Duration = Duration::from_secs(3);
-/// The idle sample: apiserver CPU with N watches and no writes.
+/// The idle sample: the servers' CPU with N watches and no writes.
 const IDLE: Duration = Duration::from_secs(5);
 /// After the last expected event, before the CPU is read: the apiserver's goroutines for
 /// watchers the events did not match finish their share.
@@ -25,19 +27,20 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone)]
 pub(crate) struct RowResult {
     pub(crate) round: usize,
+    pub(crate) via: Via,
     pub(crate) watches: usize,
-    /// Watches the apiserver counts open (`apiserver_longrunning_requests`, WATCH).
+    /// Watches their server counts open (`apiserver_longrunning_requests`, WATCH, or
+    /// `weft_relay_watches`).
     pub(crate) watches_served: f64,
     pub(crate) writes: Vec<Write>,
-    /// Apiserver and etcd over the window (first create → every event received + settle).
-    pub(crate) apiserver: ProcSample,
+    /// Apiserver, relay (its rows only) and etcd over the window (first create → every
+    /// event received + settle), and idle.
+    pub(crate) apiserver: Cost,
+    pub(crate) relay: Option<Cost>,
     pub(crate) etcd_cpu: f64,
     /// This process (the watchers and writers) over the window: it shares the cores.
     pub(crate) bench_cpu: f64,
     pub(crate) window: Duration,
-    /// Apiserver CPU seconds per second with the watches open and no writes.
-    pub(crate) idle_cpu_rate: f64,
-    pub(crate) rss_idle_kib: u64,
     pub(crate) expected: usize,
     pub(crate) delivered: usize,
     /// Write response → event at a matching watcher, milliseconds (negative: the event
@@ -63,10 +66,12 @@ pub(crate) struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Row `ordinal` of `round` with `watches` open.
+    /// Row `ordinal` of `round` with `watches` open in `pool`: on the apiserver, or on
+    /// `relay` when given.
     pub(crate) async fn row(
         &self,
         pool: &mut Pool,
+        relay: Option<&Process>,
         ordinal: usize,
         round: usize,
         watches: usize,
@@ -78,19 +83,24 @@ impl Bench<'_> {
             "bench_policy_watch: row {ordinal}: {watches} watches open ({:.1} s)",
             opening.elapsed().as_secs_f64()
         );
+        // Apiserver, etcd, this process, the relay.
+        let pids: Vec<u32> = [self.apiserver_pid, self.etcd_pid, std::process::id()]
+            .into_iter()
+            .chain(relay.map(|r| r.pid))
+            .collect();
+        let sample_all = || pids.iter().map(|&pid| sample(pid)).collect::<Vec<_>>();
         tokio::time::sleep(OPEN_SETTLE).await;
-        let idle0 = sample(self.apiserver_pid);
+        let idle0 = sample_all();
         tokio::time::sleep(IDLE).await;
-        let idle1 = sample(self.apiserver_pid);
+        let idle1 = sample_all();
         let (bodies, per_object) = self.bodies(ordinal, watches);
         pool.reset();
         let before = self.metrics().await?;
-        let (api0, etcd0, own0, began) = (
-            sample(self.apiserver_pid),
-            sample(self.etcd_pid),
-            sample(std::process::id()),
-            Instant::now(),
-        );
+        let served = match relay {
+            Some(relay) => watch_gauge(&relay.metrics().await?, &self.resource.plural, true),
+            None => watch_gauge(&before, &self.resource.plural, false),
+        };
+        let (window0, began) = (sample_all(), Instant::now());
         let writes = create_all(
             &self.client,
             &path,
@@ -114,30 +124,32 @@ impl Bench<'_> {
         let row = ordinal as u32;
         wait_for(|| pool.received(row).0 >= expected, DELIVERY_TIMEOUT).await;
         tokio::time::sleep(DELIVERY_SETTLE).await;
-        let (api1, etcd1, own1, window) = (
-            sample(self.apiserver_pid),
-            sample(self.etcd_pid),
-            sample(std::process::id()),
-            began.elapsed(),
-        );
+        let (window1, window) = (sample_all(), began.elapsed());
+        let cost = |i: usize| Cost {
+            cpu: window1[i].cpu - window0[i].cpu,
+            idle_cpu_rate: (idle1[i].cpu - idle0[i].cpu) / IDLE.as_secs_f64(),
+            rss_idle_kib: idle1[i].rss_kib,
+            rss_kib: window1[i].rss_kib,
+        };
         let after = self.metrics().await?;
         if let Some(why) = pool.failure() {
             return Err(why);
         }
         let mut result = RowResult {
             round,
-            watches,
-            watches_served: watch_gauge(&before, &self.resource.plural),
-            writes,
-            apiserver: ProcSample {
-                cpu: api1.cpu - api0.cpu,
-                rss_kib: api1.rss_kib,
+            via: if relay.is_some() {
+                Via::Relay
+            } else {
+                Via::Apiserver
             },
-            etcd_cpu: etcd1.cpu - etcd0.cpu,
-            bench_cpu: own1.cpu - own0.cpu,
+            watches,
+            watches_served: served,
+            writes,
+            apiserver: cost(0),
+            relay: relay.map(|_| cost(3)),
+            etcd_cpu: cost(1).cpu,
+            bench_cpu: cost(2).cpu,
             window,
-            idle_cpu_rate: (idle1.cpu - idle0.cpu) / IDLE.as_secs_f64(),
-            rss_idle_kib: idle1.rss_kib,
             expected,
             delivered: 0,
             event_latency_ms: Vec::new(),
@@ -253,12 +265,18 @@ fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-fn watch_gauge(metrics: &str, plural: &str) -> f64 {
-    metric_sum(
-        metrics,
-        "apiserver_longrunning_requests",
-        &["verb=\"WATCH\"", &format!("resource=\"{plural}\"")],
-    )
+/// Watches of `plural` open: on the relay (its /metrics), or on the apiserver.
+fn watch_gauge(metrics: &str, plural: &str, relay: bool) -> f64 {
+    let resource = format!("resource=\"{plural}\"");
+    if relay {
+        metric_sum(metrics, "weft_relay_watches", &[&resource])
+    } else {
+        metric_sum(
+            metrics,
+            "apiserver_longrunning_requests",
+            &["verb=\"WATCH\"", &resource],
+        )
+    }
 }
 
 fn terminated(metrics: &str, resource: &Resource) -> f64 {

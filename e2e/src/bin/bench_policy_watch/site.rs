@@ -10,7 +10,7 @@ use weft_e2e::bench::{proc_stat, proc_status_kib};
 use weft_e2e::{serving_namespace, ControlPlane, Netns};
 
 /// The apiserver's address inside the benchmark's namespace (a documentation address).
-const SERVER: &str = "2001:db8:ffff::2";
+pub(crate) const SERVER: &str = "2001:db8:ffff::2";
 /// The design's CRD, when the tree has it (crates/api/crds/).
 const WEFT_ADDRESS_GROUPS: &str = "weftaddressgroups.weft.dev.json";
 
@@ -21,8 +21,12 @@ pub(crate) struct Site {
 }
 
 impl Site {
-    pub(crate) fn start() -> Site {
-        let ns = serving_namespace("pw", &[&format!("{SERVER}/64")]);
+    /// With `sources` (addresses) beside the apiserver's.
+    pub(crate) fn start(sources: &[String]) -> Site {
+        let addrs: Vec<String> = std::iter::once(format!("{SERVER}/64"))
+            .chain(sources.iter().map(|a| format!("{a}/128")))
+            .collect();
+        let ns = serving_namespace("pw", &addrs.iter().map(String::as_str).collect::<Vec<_>>());
         let cp = ControlPlane::start(&ns, SERVER.parse::<IpAddr>().unwrap());
         Site { cp, ns }
     }
@@ -127,6 +131,16 @@ fn bench_crd() -> Value {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ProcSample {
     pub(crate) cpu: f64,
+    pub(crate) rss_kib: u64,
+}
+
+/// One server's share of a row: CPU seconds over the window and per second idle (with
+/// the watches open, no writes), and its RSS idle and after the window.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cost {
+    pub(crate) cpu: f64,
+    pub(crate) idle_cpu_rate: f64,
+    pub(crate) rss_idle_kib: u64,
     pub(crate) rss_kib: u64,
 }
 

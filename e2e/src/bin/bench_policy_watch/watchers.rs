@@ -1,8 +1,9 @@
 //! The simulated weftds' watches: one label-filtered watch per node
 //! (`labelSelector=span.weft.dev/n-<hash>`), each a kube-rs streaming request, so each
-//! holds one HTTP/1.1 connection as weftd's would. A task per watch stamps each event as
-//! its line arrives and counts the bytes; when the apiserver ends a stream it resumes
-//! from the last resourceVersion seen, as an informer does, and counts the closure.
+//! holds one HTTP/1.1 connection as weftd's would (over the pool's clients in turn: the
+//! relay's pool has one per source address). A task per watch stamps each event as its
+//! line arrives and counts the bytes; when the server ends a stream it resumes from the
+//! last resourceVersion seen, as an informer does, and counts the closure.
 
 use crate::api::{current_rv, get_stream, Stream};
 use crate::objects::{parse_name, span_label};
@@ -50,18 +51,30 @@ impl Drop for Watch {
 
 /// Watches of nodes `0..len()`, in node order.
 pub(crate) struct Pool {
-    client: Client,
+    clients: Vec<Client>,
     path: String,
     watches: Vec<Watch>,
 }
 
 impl Pool {
-    pub(crate) fn new(client: Client, path: String) -> Pool {
+    /// Node `i`'s watch goes through `clients[i % clients.len()]` (at least one).
+    pub(crate) fn new(clients: Vec<Client>, path: String) -> Pool {
         Pool {
-            client,
+            clients,
             path,
             watches: Vec::new(),
         }
+    }
+
+    /// The collection's resourceVersion on the watches' server now (a list of node 0's
+    /// span: the relay serves no list without one).
+    pub(crate) async fn version(&self) -> Result<String, String> {
+        current_rv(&self.clients[0], &self.path, &span_label(0)).await
+    }
+
+    /// Closes every watch.
+    pub(crate) fn close(&mut self) {
+        self.watches.clear();
     }
 
     /// Closes or opens watches until nodes `0..n` are watched; opens `parallel` at a time,
@@ -73,12 +86,12 @@ impl Pool {
         if self.watches.len() == n {
             return Ok(());
         }
-        let rv = current_rv(&self.client, &self.path).await?;
+        let rv = self.version().await?;
         let gate = Arc::new(Semaphore::new(parallel));
         let mut opening = Vec::new();
         for node in self.watches.len()..n {
             let (client, path, rv, gate) = (
-                self.client.clone(),
+                self.clients[node % self.clients.len()].clone(),
                 self.path.clone(),
                 rv.clone(),
                 gate.clone(),
