@@ -23,7 +23,9 @@ cd "$(dirname "$0")/.."
 . e2e/lib.sh
 weft_prelude "$@"
 
-cargo build --release -p weft-e2e --bin bench_policy_watch -p weft-controller
+# Two commands: `--bin` would filter the controller's binary out of one.
+cargo build --release -p weft-e2e --bin bench_policy_watch
+cargo build --release -p weft-controller
 
 target=${CARGO_TARGET_DIR:-target}
 WEFT_PROFILE=release exec "$target/release/bench_policy_watch" "$@"
