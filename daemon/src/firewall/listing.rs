@@ -85,16 +85,6 @@ impl Declaration {
                 };
                 (c.name.to_owned(), shape)
             })
-            .chain(self.regular.iter().map(|name| {
-                let shape = ChainShape {
-                    kind: String::new(),
-                    hook: String::new(),
-                    priority: 0,
-                    policy: String::new(),
-                    rules: Vec::new(),
-                };
-                ((*name).to_owned(), shape)
-            }))
             .collect();
         let sets = self
             .sets
@@ -109,16 +99,10 @@ impl Declaration {
         Shape { chains, sets, maps }
     }
 
-    /// Whether `listing` has this declaration's shape, the concerns' kept objects and
-    /// the regular chains' rules left out.
+    /// Whether `listing` has this declaration's shape, the concerns' kept objects
+    /// left out.
     pub fn describes(&self, listing: &Listing) -> bool {
-        let mut listed = listing.shape.clone().without(&self.kept);
-        for name in &self.regular {
-            if let Some(chain) = listed.chains.get_mut(*name) {
-                chain.rules.clear();
-            }
-        }
-        listed == self.shape()
+        listing.shape.clone().without(&self.kept) == self.shape()
     }
 }
 

@@ -1,35 +1,26 @@
-//! NetworkPolicy in `inet weft` (docs/networkpolicy-design.md §2.2): per local pod and
-//! direction, a verdict in a map keyed by the pod's host veth (not isolated: accept;
-//! isolated, policies not known yet: drop) or membership of its profile's set, whose
-//! dispatch rule jumps to the profile's chain (the sorted policies of that direction),
-//! whose rules match peers against shared address sets ([`dispatch`]).
+//! NetworkPolicy in `inet weft` (docs/networkpolicy-design.md §2.2): a verdict per
+//! local pod and direction, kept in two maps keyed by the pod's host veth, each
+//! jumping to the chain of the pod's profile (the sorted policies of that direction),
+//! whose rules match peers against shared address sets.
 //!
 //! ```text
 //! table inet weft {
-//!   map np-egress-pods  { type ifname : verdict; }   host veth -> accept | drop
-//!   map np-ingress-pods { type ifname : verdict; }   host veth -> accept | drop
+//!   map np-egress-pods  { type ifname : verdict; }   host veth -> accept | drop | jump np-e-<profile>
+//!   map np-ingress-pods { type ifname : verdict; }   host veth -> accept | drop | jump np-i-<profile>
 //!   set np-self   { type ifname . ifname; }          "<veth>" . "<veth>": a pod reaching itself
 //!   set np-v4-off { type ifname; }                   pods keeping IPv6 only
 //!   set np-v6-off { type ifname; }                   pods keeping IPv4 only
-//!   chain np-egress-profiles { }                     rules written with the profiles:
-//!     ct state established,related accept
-//!     iifname @np-me-<profile> jump np-e-<profile>   one per egress profile
-//!   chain np-ingress-profiles { }
-//!     ct state established,related accept
-//!     oifname @np-mi-<profile> jump np-i-<profile>   one per ingress profile
 //!   chain np-egress  { type filter hook forward priority -5; policy accept;
 //!     iifname != "weft*" return
 //!     iifname "weft-vxlan" return
 //!     iifname . oifname @np-self accept
 //!     iifname vmap @np-egress-pods
-//!     jump np-egress-profiles
 //!     drop }
 //!   chain np-ingress { type filter hook forward priority -4; policy accept;
 //!     oifname != "weft*" return
 //!     oifname "weft-vxlan" return
 //!     iifname . oifname @np-self accept
 //!     oifname vmap @np-ingress-pods
-//!     jump np-ingress-profiles
 //!     drop }
 //!   chain np-family-from { type filter hook prerouting priority -305; policy accept;
 //!     iifname @np-v6-off icmpv6 type { nd-router-solicit, nd-neighbor-solicit,
@@ -47,9 +38,7 @@
 //! - `accept` ends only its own base chain (nft(8), VERDICT STATEMENT): a packet
 //!   between two local pods passes the source's egress chain (-5) and then the
 //!   destination's ingress chain (-4); a drop in either ends it.
-//! - A weft veth in no map and no member set (weftd has not judged its pod) is
-//!   dropped: fail closed. Its replies of flows accepted before are accepted by the
-//!   dispatch's first rule, as they were by its profile's chain.
+//! - A weft veth in neither map (weftd has not judged its pod) is dropped: fail closed.
 //!   `weft-vxlan` shares the veths' prefix and carries other nodes' pods, judged there
 //!   on egress and here on ingress by their real addresses (weft never NATs pod to pod).
 //! - Node↔pod traffic never crosses `forward`, so it is never judged (the API allows
@@ -58,8 +47,7 @@
 //! - The family chains run after the pod guard (-310) and before connection tracking
 //!   (-200): a dropped packet leaves no conntrack entry.
 //!
-//! The dynamic part ([`Desired`]: profile chains `np-i-…`/`np-e-…` with their member
-//! sets `np-mi-…`/`np-me-…` and dispatch rules, group sets
+//! The dynamic part ([`Desired`]: profile chains `np-i-…`/`np-e-…`, group sets
 //! `np-g-…`, ipBlock sets `np-b-…`/`np-x-…`, named-port sets `np-lp-…`/`np-gp-…`, the
 //! maps' and sets' elements) is [`compile`]d from the controller's objects and applied
 //! as the difference from what the kernel holds ([`PolicyTables::apply`]); the shape
@@ -69,7 +57,6 @@
 //! Rule forms: [`rules`].
 
 mod compile;
-mod dispatch;
 mod elements;
 mod names;
 mod rules;
@@ -81,12 +68,11 @@ pub use compile::{compile, LocalPod, PodState, PolicyView};
 pub use state::Family;
 pub use tables::PolicyTables;
 
-use dispatch::{dispatch_chain, pod_side, verdict_map, EGRESS_PROFILES, INGRESS_PROFILES};
-use names::{Direction, KEPT_PREFIXES};
+use names::KEPT_PREFIXES;
 #[cfg(test)]
 use {
-    compile::{Compiled, DENIED},
-    dispatch::ESTABLISHED,
+    compile::{Compiled, DENIED, ESTABLISHED},
+    names::Direction,
     script::{diff_script, full_script},
     state::{SetKind, Verdict},
 };
@@ -121,9 +107,6 @@ pub const FAMILY_TO_CHAIN: &str = "np-family-to";
 pub fn declare(tables: &mut Tables) {
     let (declaration, _) = tables.table(Table::Weft);
     declaration.kept.extend(KEPT_PREFIXES);
-    declaration
-        .regular
-        .extend([INGRESS_PROFILES, EGRESS_PROFILES]);
     for name in [INGRESS_PODS, EGRESS_PODS] {
         declaration.maps.push(Map {
             name,
@@ -154,13 +137,13 @@ pub fn declare(tables: &mut Tables) {
             EGRESS_CHAIN,
             Hook::Forward,
             Priority::PolicyEgress,
-            judging(Direction::Egress),
+            judging("iifname", EGRESS_PODS),
         ),
         chain(
             INGRESS_CHAIN,
             Hook::Forward,
             Priority::PolicyIngress,
-            judging(Direction::Ingress),
+            judging("oifname", INGRESS_PODS),
         ),
         chain(
             FAMILY_FROM_CHAIN,
@@ -184,15 +167,13 @@ pub fn declare(tables: &mut Tables) {
     ]);
 }
 
-/// A direction's base chain, judging the pod on its side (`iifname` for egress).
-fn judging(direction: Direction) -> Vec<String> {
-    let pod_side = pod_side(direction);
+/// A direction's base chain, judging the pod on `pod_side` (`iifname` for egress).
+fn judging(pod_side: &str, map: &str) -> Vec<String> {
     vec![
         format!("{pod_side} != \"{HOST_VETH_PREFIX}*\" return"),
         format!("{pod_side} \"{VXLAN_DEVICE}\" return"),
         format!("iifname . oifname @{SELF} accept"),
-        format!("{pod_side} vmap @{}", verdict_map(direction)),
-        format!("jump {}", dispatch_chain(direction)),
+        format!("{pod_side} vmap @{map}"),
         "drop".into(),
     ]
 }

@@ -128,10 +128,6 @@ pub struct Declaration {
     /// this table (NetworkPolicy's per-profile chains and address sets): the shape
     /// compare leaves them out, and a re-created table starts without them.
     pub kept: Vec<&'static str>,
-    /// Regular chains created empty with the table, whose rules their concern writes
-    /// (NetworkPolicy's profile dispatch): the shape compare sees that they exist, not
-    /// their rules.
-    pub regular: Vec<&'static str>,
 }
 
 /// One set element.
@@ -160,7 +156,6 @@ impl Tables {
                 maps: Vec::new(),
                 chains: Vec::new(),
                 kept: Vec::new(),
-                regular: Vec::new(),
             };
             (declaration, Elements::new())
         });
@@ -264,10 +259,6 @@ impl Declaration {
                 "\tmap {} {{ type {} : {}; }}",
                 map.name, map.key, map.data
             );
-        }
-        // Before the base chains, whose rules jump to them.
-        for chain in &self.regular {
-            let _ = writeln!(script, "\tchain {chain} {{\n\t}}");
         }
         for chain in &self.chains {
             let _ = writeln!(script, "\tchain {} {{", chain.name);

@@ -99,14 +99,8 @@ fn the_static_part_judges_weft_veths_only_and_drops_the_unjudged() {
             "iifname \"weft-vxlan\" return",
             "iifname . oifname @np-self accept",
             "iifname vmap @np-egress-pods",
-            "jump np-egress-profiles",
             "drop"
         ]
-    );
-    assert_eq!(
-        declaration.regular,
-        ["np-ingress-profiles", "np-egress-profiles"],
-        "the dispatch chains exist from the start: the base chains jump to them"
     );
     let ingress = chain(INGRESS_CHAIN);
     assert_eq!(
@@ -115,7 +109,6 @@ fn the_static_part_judges_weft_veths_only_and_drops_the_unjudged() {
     );
     assert_eq!(ingress.rules[0], "oifname != \"weft*\" return");
     assert_eq!(ingress.rules[3], "oifname vmap @np-ingress-pods");
-    assert_eq!(ingress.rules[4], "jump np-ingress-profiles");
     assert_eq!(ingress.rules.last().unwrap(), "drop");
     // After the guard, before notrack and conntrack; the policy chains after DNAT
     // (-100), egress before ingress, both before kube-proxy's filter (0).
@@ -155,8 +148,7 @@ fn the_static_part_judges_weft_veths_only_and_drops_the_unjudged() {
         .iter()
         .map(|m| m.name)
         .chain(declaration.sets.iter().map(|s| s.name))
-        .chain(declaration.chains.iter().map(|c| c.name))
-        .chain(declaration.regular.iter().copied());
+        .chain(declaration.chains.iter().map(|c| c.name));
     for name in names {
         assert!(name.starts_with("np-"), "{name}");
         assert!(
@@ -167,10 +159,6 @@ fn the_static_part_judges_weft_veths_only_and_drops_the_unjudged() {
     assert_eq!(declaration.kept, KEPT_PREFIXES);
     let script = declaration.creation_script(&Default::default());
     assert!(script.contains("\tmap np-egress-pods { type ifname : verdict; }"));
-    assert!(
-        script.find("\tchain np-egress-profiles {") < script.find("\tchain np-egress {"),
-        "declared before the chain jumping to it: {script}"
-    );
     assert!(script.contains("type filter hook forward priority -5; policy accept;"));
     assert!(script.contains("type filter hook prerouting priority -305; policy accept;"));
 }
@@ -191,11 +179,6 @@ fn listed(declaration: &Declaration, extra: &[String]) -> Vec<u8> {
             chain.name,
             chain.hook.name(),
             chain.priority.value()
-        ));
-    }
-    for name in &declaration.regular {
-        objects.push(format!(
-            r#"{{"chain": {{"family": "inet", "table": "weft", "name": "{name}", "handle": 8}}}}"#
         ));
     }
     objects.extend(extra.iter().cloned());
@@ -227,8 +210,6 @@ fn the_shape_compare_sees_the_static_part_and_leaves_out_the_kept_objects() {
         r#"{"set": {"family": "inet", "name": "np-b-0123456789abcdef-v4", "table": "weft", "type": "ipv4_addr", "handle": 22, "flags": ["interval"], "elem": [{"range": ["10.0.0.1", "10.0.0.9"]}]}}"#.to_owned(),
         r#"{"set": {"family": "inet", "name": "np-g-00000000000a-v6", "table": "weft", "type": "ipv6_addr", "handle": 23, "elem": ["2001:db8::1"]}}"#.to_owned(),
         r#"{"set": {"family": "inet", "name": "np-lp-http-v4", "table": "weft", "type": ["ipv4_addr", "inet_proto", "inet_service"], "handle": 24}}"#.to_owned(),
-        r#"{"set": {"family": "inet", "name": "np-mi-0123456789abcdef", "table": "weft", "type": "ifname", "handle": 25, "elem": ["weft0001"]}}"#.to_owned(),
-        r#"{"rule": {"family": "inet", "table": "weft", "chain": "np-ingress-profiles", "handle": 26, "comment": "np-ingress-profiles:1:0123", "expr": []}}"#.to_owned(),
     ];
     let with_dynamic = Listing::parse(&listed(&declaration, &dynamic)).unwrap();
     assert!(declaration.describes(&with_dynamic));
@@ -240,9 +221,6 @@ fn the_shape_compare_sees_the_static_part_and_leaves_out_the_kept_objects() {
     // A static object gone or foreign: different.
     let mut missing = Listing::parse(&listed(&declaration, &[])).unwrap();
     missing.shape.maps.remove(EGRESS_PODS);
-    assert!(!declaration.describes(&missing));
-    let mut missing = Listing::parse(&listed(&declaration, &[])).unwrap();
-    missing.shape.chains.remove("np-ingress-profiles");
     assert!(!declaration.describes(&missing));
     let foreign = [r#"{"set": {"family": "inet", "name": "np-other", "table": "weft", "type": "ipv4_addr", "handle": 30}}"#.to_owned()];
     let foreign = Listing::parse(&listed(&declaration, &foreign)).unwrap();

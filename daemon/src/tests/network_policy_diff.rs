@@ -1,5 +1,5 @@
 //! The compiler's states and the scripts between them.
-use super::super::names::{block_sets, member_set, profile_chain, Direction};
+use super::super::names::{block_sets, profile_chain, Direction};
 use super::super::*;
 use super::{entry, member, spec, GROUP_A, GROUP_B};
 use serde_json::json;
@@ -81,15 +81,6 @@ impl Scene {
     }
 }
 
-/// The dispatch chain that jumps to profile `chain`.
-fn dispatch_of(chain: &str) -> &'static str {
-    if chain.starts_with("np-i-") {
-        "np-ingress-profiles"
-    } else {
-        "np-egress-profiles"
-    }
-}
-
 fn veth(name: &str) -> String {
     format!("weft{name:0>11}")
 }
@@ -102,9 +93,9 @@ fn pods_get_accept_drop_or_their_shared_profile() {
     let desired = &compiled.desired;
     let web = profile_chain(Direction::Ingress, &["x.web".into()]);
     let out = profile_chain(Direction::Egress, &["x.out".into()]);
-    assert_eq!(desired.ingress[&veth("a")], Verdict::Profile(web.clone()));
-    assert_eq!(desired.ingress[&veth("b")], Verdict::Profile(web.clone()));
-    assert_eq!(desired.egress[&veth("a")], Verdict::Profile(out.clone()));
+    assert_eq!(desired.ingress[&veth("a")], Verdict::Jump(web.clone()));
+    assert_eq!(desired.ingress[&veth("b")], Verdict::Jump(web.clone()));
+    assert_eq!(desired.egress[&veth("a")], Verdict::Jump(out.clone()));
     assert_eq!(desired.ingress[&veth("c")], Verdict::Accept);
     assert_eq!(desired.egress[&veth("c")], Verdict::Accept);
     assert_eq!(desired.ingress[&veth("d")], Verdict::Drop);
@@ -114,6 +105,7 @@ fn pods_get_accept_drop_or_their_shared_profile() {
     assert_eq!(
         desired.chains[&web],
         [
+            ESTABLISHED,
             "ip saddr @np-g-00000000000a-v4 meta l4proto . th dport { tcp . 80 } accept",
             "ip6 saddr @np-g-00000000000a-v6 meta l4proto . th dport { tcp . 80 } accept",
             "ip saddr @np-g-00000000000a-v4 meta l4proto tcp ip daddr . meta l4proto . th dport @np-lp-http-v4 accept",
@@ -159,7 +151,7 @@ fn profiles_ignore_order_and_missing_policies_allow_nothing() {
     let desired = &compiled.desired;
     assert_eq!(desired.ingress[&veth("a")], desired.ingress[&veth("b")]);
     let gone = profile_chain(Direction::Egress, &["x.gone".into()]);
-    assert_eq!(desired.chains[&gone], [DENIED]);
+    assert_eq!(desired.chains[&gone], [ESTABLISHED, DENIED]);
     assert_eq!(compiled.problems.len(), 1, "{:?}", compiled.problems);
     assert!(compiled.problems[0].contains("x.gone"));
     assert_eq!(desired.v4_off, [veth("b")].into_iter().collect());
@@ -172,7 +164,6 @@ fn the_same_state_changes_nothing_and_the_full_script_rebuilds_it() {
     assert_eq!(diff_script(&desired, &desired), "");
     let stale = [
         "np-i-ffffffffffffffff".to_owned(),
-        "np-mi-ffffffffffffffff".to_owned(),
         "np-g-ffffffffffff-v4".to_owned(),
     ];
     let full = full_script(&desired, &stale.iter().cloned().collect());
@@ -190,34 +181,11 @@ fn the_same_state_changes_nothing_and_the_full_script_rebuilds_it() {
         );
     }
     for chain in desired.chains.keys() {
-        let members = member_set(chain);
-        assert!(
-            position(&format!("add set inet weft {members} "))
-                < position(&format!("add rule inet weft {} ", dispatch_of(chain)))
-        );
         assert!(
             position(&format!("flush chain inet weft {chain}"))
-                < position(&format!("flush chain inet weft {}", dispatch_of(chain)))
-        );
-        assert!(
-            position(&format!("flush set inet weft {members}"))
-                < position(&format!("add element inet weft {members} "))
+                < position("flush map inet weft np-ingress-pods")
         );
     }
-    for dispatch in ["np-ingress-profiles", "np-egress-profiles"] {
-        assert!(
-            position(&format!("flush chain inet weft {dispatch}"))
-                < position(&format!("add rule inet weft {dispatch} "))
-        );
-        assert!(
-            position(&format!("flush chain inet weft {dispatch}"))
-                < position("delete chain inet weft np-i-ffffffffffffffff")
-        );
-    }
-    assert!(
-        position("delete chain inet weft np-i-ffffffffffffffff")
-            < position("delete set inet weft np-mi-ffffffffffffffff")
-    );
     assert!(
         position("flush map inet weft np-egress-pods")
             < position("add element inet weft np-egress-pods")
@@ -244,11 +212,9 @@ fn a_pod_of_an_existing_profile_is_only_elements() {
         format!(
             "add element inet weft np-lp-http-v4 {{ 192.0.2.12 . tcp . 8080 }}\n\
              add element inet weft np-lp-http-v6 {{ 2001:db8::12 . tcp . 8080 }}\n\
-             add element inet weft {} {{ \"{b}\" }}\n\
-             add element inet weft {} {{ \"{b}\" }}\n\
-             add element inet weft np-self {{ \"{b}\" . \"{b}\" }}\n",
-            member_set(&web),
-            member_set(&out),
+             add element inet weft np-ingress-pods {{ \"{b}\" : jump {web} }}\n\
+             add element inet weft np-egress-pods {{ \"{b}\" : jump {out} }}\n\
+             add element inet weft np-self {{ \"{b}\" . \"{b}\" }}\n"
         )
     );
     // And back: the elements go, nothing else.
@@ -306,34 +272,17 @@ fn a_profile_left_by_its_last_pod_is_deleted_after_its_elements() {
             .position(|l| l.starts_with(needle))
             .unwrap_or_else(|| panic!("no {needle}:\n{script}"))
     };
-    let (web_members, deny_members) = (member_set(&web), member_set(&deny));
-    assert!(
-        position(&format!("add set inet weft {deny_members} "))
-            < position("add rule inet weft np-ingress-profiles")
-    );
     assert!(
         position(&format!("add chain inet weft {deny}"))
-            < position("add rule inet weft np-ingress-profiles")
+            < position("add element inet weft np-ingress-pods")
     );
     assert!(
-        position("flush chain inet weft np-ingress-profiles")
+        position("delete element inet weft np-ingress-pods")
+            < position("add element inet weft np-ingress-pods")
+    );
+    assert!(
+        position("add element inet weft np-ingress-pods")
             < position(&format!("delete chain inet weft {web}"))
-    );
-    assert!(
-        position(&format!("delete element inet weft {web_members}"))
-            < position(&format!("add element inet weft {deny_members}"))
-    );
-    assert!(
-        position(&format!("add element inet weft {deny_members}"))
-            < position(&format!("delete chain inet weft {web}"))
-    );
-    assert!(
-        position(&format!("delete chain inet weft {web}"))
-            < position(&format!("delete set inet weft {web_members}"))
-    );
-    assert!(
-        !script.contains("np-ingress-pods"),
-        "a profile's pods are never in the verdict map: {script}"
     );
     assert!(
         position(&format!("delete chain inet weft {web}"))

@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use weft_api::{GroupMember, PodPolicies, WeftPolicySpec};
 
-/// The last rule of every profile chain: what no rule allowed, counted.
+/// The first rule of every profile chain: replies and ICMP errors of allowed flows.
+pub const ESTABLISHED: &str = "ct state established,related accept";
+/// The last: what no rule allowed, counted.
 pub const DENIED: &str = "counter drop";
 
 /// What the controller sent this node.
@@ -110,9 +112,7 @@ pub fn pod_elements(pod: &LocalPod<'_>, chains: &BTreeMap<String, Vec<String>>) 
                 sorted.sort();
                 sorted.dedup();
                 let chain = profile_chain(direction, &sorted);
-                chains
-                    .contains_key(&chain)
-                    .then_some(Verdict::Profile(chain))
+                chains.contains_key(&chain).then_some(Verdict::Jump(chain))
             };
             (
                 verdict(Direction::Ingress, &entry.ingress)?,
@@ -184,7 +184,7 @@ impl Compiler<'_, '_> {
         sorted.dedup();
         let chain = profile_chain(direction, &sorted);
         match self.profiles.get(&chain) {
-            Some(known) if *known == sorted => return Verdict::Profile(chain),
+            Some(known) if *known == sorted => return Verdict::Jump(chain),
             Some(known) => {
                 self.needs.problems.push(format!(
                     "profiles {known:?} and {sorted:?} share chain {chain}: isolated, allowing nothing"
@@ -196,13 +196,12 @@ impl Compiler<'_, '_> {
         let rules = self.chain_rules(direction, &sorted);
         self.desired.chains.insert(chain.clone(), rules);
         self.profiles.insert(chain.clone(), sorted);
-        Verdict::Profile(chain)
+        Verdict::Jump(chain)
     }
 
-    /// Every rule of the policies in order (each text once), then `DENIED`. Replies
-    /// are accepted before the chain, in the dispatch ([`super::dispatch`]).
+    /// `ESTABLISHED`, every rule of the policies in order (each text once), `DENIED`.
     fn chain_rules(&mut self, direction: Direction, policies: &[String]) -> Vec<String> {
-        let mut rules = Vec::new();
+        let mut rules = vec![ESTABLISHED.to_owned()];
         let field = match direction {
             Direction::Ingress => "ingress",
             Direction::Egress => "egress",

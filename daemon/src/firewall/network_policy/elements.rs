@@ -1,6 +1,5 @@
 //! A pod's own elements over nfnetlink: when two states differ only in the per-pod
-//! elements (the verdict maps, the member sets, `np-self`, the family-off sets), as
-//! they do when a pod
+//! elements (the verdict maps, `np-self`, the family-off sets), as they do when a pod
 //! of an existing profile or of an unpoliced namespace starts, the difference is one
 //! nfnetlink transaction instead of an `nft` process, whose start costs milliseconds
 //! against a CNI ADD of about two (README, benchmarks).
@@ -9,10 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use weft_netlink::{set_key, BadInterfaceName, KeyField, SetChange, VerdictElement};
 
-use super::dispatch::{verdict_map, MapVerdict, Placed};
-use super::names::Direction;
-use super::state::Desired;
-use super::{SELF, V4_OFF, V6_OFF};
+use super::state::{Desired, Verdict};
+use super::{EGRESS_PODS, INGRESS_PODS, SELF, V4_OFF, V6_OFF};
 
 /// The element changes between two states, owned; [`PodElements::changes`] lends them
 /// as one transaction.
@@ -25,14 +22,14 @@ pub struct PodElements {
 #[derive(Debug, PartialEq, Eq)]
 struct MapChanges {
     map: &'static str,
-    added: Vec<(Vec<u8>, MapVerdict)>,
-    replaced: Vec<(Vec<u8>, MapVerdict)>,
+    added: Vec<(Vec<u8>, Verdict)>,
+    replaced: Vec<(Vec<u8>, Verdict)>,
     removed: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 struct SetChanges {
-    set: String,
+    set: &'static str,
     added: Vec<Vec<u8>>,
     removed: Vec<Vec<u8>>,
 }
@@ -48,33 +45,17 @@ impl PodElements {
     }
 
     fn of(old: &Desired, new: &Desired) -> Result<PodElements, BadInterfaceName> {
+        let maps = vec![
+            map_changes(INGRESS_PODS, &old.ingress, &new.ingress)?,
+            map_changes(EGRESS_PODS, &old.egress, &new.egress)?,
+        ];
         let pair = |veth: &str| set_key(&[KeyField::Ifname(veth), KeyField::Ifname(veth)]);
         let one = |veth: &str| set_key(&[KeyField::Ifname(veth)]);
-        let mut maps = Vec::new();
-        let mut sets = Vec::new();
-        for (direction, old_verdicts, new_verdicts) in [
-            (Direction::Ingress, &old.ingress, &new.ingress),
-            (Direction::Egress, &old.egress, &new.egress),
-        ] {
-            let before = Placed::of(old_verdicts, old.chains.keys(), direction);
-            let after = Placed::of(new_verdicts, new.chains.keys(), direction);
-            maps.push(map_changes(
-                verdict_map(direction),
-                &before.map,
-                &after.map,
-            )?);
-            let none = BTreeSet::new();
-            let names: BTreeSet<&String> =
-                before.members.keys().chain(after.members.keys()).collect();
-            for name in names {
-                let old = before.members.get(name).unwrap_or(&none);
-                let new = after.members.get(name).unwrap_or(&none);
-                sets.push(set_changes(name, old, new, one)?);
-            }
-        }
-        sets.push(set_changes(SELF, &old.own, &new.own, pair)?);
-        sets.push(set_changes(V4_OFF, &old.v4_off, &new.v4_off, one)?);
-        sets.push(set_changes(V6_OFF, &old.v6_off, &new.v6_off, one)?);
+        let sets = vec![
+            set_changes(SELF, &old.own, &new.own, pair)?,
+            set_changes(V4_OFF, &old.v4_off, &new.v4_off, one)?,
+            set_changes(V6_OFF, &old.v6_off, &new.v6_off, one)?,
+        ];
         Ok(PodElements { maps, sets })
     }
 
@@ -108,13 +89,13 @@ impl PodElements {
         for set in &self.sets {
             if !set.removed.is_empty() {
                 changes.push(SetChange::Delete {
-                    set: &set.set,
+                    set: set.set,
                     keys: set.removed.clone(),
                 });
             }
             if !set.added.is_empty() {
                 changes.push(SetChange::Add {
-                    set: &set.set,
+                    set: set.set,
                     keys: set.added.clone(),
                 });
             }
@@ -139,8 +120,8 @@ impl PodElements {
 
 fn map_changes(
     map: &'static str,
-    old: &BTreeMap<&str, MapVerdict>,
-    new: &BTreeMap<&str, MapVerdict>,
+    old: &BTreeMap<String, Verdict>,
+    new: &BTreeMap<String, Verdict>,
 ) -> Result<MapChanges, BadInterfaceName> {
     let key = |veth: &str| set_key(&[KeyField::Ifname(veth)]);
     let mut changes = MapChanges {
@@ -151,8 +132,10 @@ fn map_changes(
     };
     for (veth, verdict) in new {
         match old.get(veth) {
-            None => changes.added.push((key(veth)?, *verdict)),
-            Some(before) if before != verdict => changes.replaced.push((key(veth)?, *verdict)),
+            None => changes.added.push((key(veth)?, verdict.clone())),
+            Some(before) if before != verdict => {
+                changes.replaced.push((key(veth)?, verdict.clone()))
+            }
             Some(_) => {}
         }
     }
@@ -162,33 +145,34 @@ fn map_changes(
     Ok(changes)
 }
 
-fn set_changes<T: AsRef<str> + Ord>(
-    set: &str,
-    old: &BTreeSet<T>,
-    new: &BTreeSet<T>,
+fn set_changes(
+    set: &'static str,
+    old: &BTreeSet<String>,
+    new: &BTreeSet<String>,
     key: impl Fn(&str) -> Result<Vec<u8>, BadInterfaceName>,
 ) -> Result<SetChanges, BadInterfaceName> {
     Ok(SetChanges {
-        set: set.to_owned(),
+        set,
         added: new
             .difference(old)
-            .map(|v| key(v.as_ref()))
+            .map(|v| key(v))
             .collect::<Result<_, _>>()?,
         removed: old
             .difference(new)
-            .map(|v| key(v.as_ref()))
+            .map(|v| key(v))
             .collect::<Result<_, _>>()?,
     })
 }
 
-fn verdict_elements(elements: &[(Vec<u8>, MapVerdict)]) -> Vec<VerdictElement<'_>> {
+fn verdict_elements(elements: &[(Vec<u8>, Verdict)]) -> Vec<VerdictElement<'_>> {
     elements
         .iter()
         .map(|(key, verdict)| VerdictElement {
             key: key.clone(),
             verdict: match verdict {
-                MapVerdict::Accept => weft_netlink::Verdict::Accept,
-                MapVerdict::Drop => weft_netlink::Verdict::Drop,
+                Verdict::Accept => weft_netlink::Verdict::Accept,
+                Verdict::Drop => weft_netlink::Verdict::Drop,
+                Verdict::Jump(chain) => weft_netlink::Verdict::Jump(chain),
             },
         })
         .collect()

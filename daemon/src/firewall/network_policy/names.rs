@@ -9,11 +9,9 @@ use super::state::Family;
 use weft_api::span::content_hash;
 
 /// Name prefixes of every dynamic object; the static part uses none of them.
-pub const KEPT_PREFIXES: [&str; 9] = [
+pub const KEPT_PREFIXES: [&str; 7] = [
     PROFILE_INGRESS,
     PROFILE_EGRESS,
-    MEMBERS_INGRESS,
-    MEMBERS_EGRESS,
     GROUP,
     GROUP_PORTS,
     LOCAL_PORTS,
@@ -23,8 +21,6 @@ pub const KEPT_PREFIXES: [&str; 9] = [
 
 const PROFILE_INGRESS: &str = "np-i-";
 const PROFILE_EGRESS: &str = "np-e-";
-const MEMBERS_INGRESS: &str = "np-mi-";
-const MEMBERS_EGRESS: &str = "np-me-";
 const GROUP: &str = "np-g-";
 const GROUP_PORTS: &str = "np-gp-";
 const LOCAL_PORTS: &str = "np-lp-";
@@ -55,27 +51,6 @@ pub fn profile_chain(direction: Direction, policies: &[String]) -> String {
         "{prefix}{}",
         content_hash(&policies.join("\n"), HASH_DIGITS)
     )
-}
-
-/// The direction of a profile chain, `None` for any other name.
-pub fn profile_direction(chain: &str) -> Option<Direction> {
-    if chain.starts_with(PROFILE_INGRESS) {
-        Some(Direction::Ingress)
-    } else if chain.starts_with(PROFILE_EGRESS) {
-        Some(Direction::Egress)
-    } else {
-        None
-    }
-}
-
-/// The set of a profile chain's local pods (their host veths): `np-mi-…` for
-/// `np-i-…`, `np-me-…` for `np-e-…`.
-pub fn member_set(chain: &str) -> String {
-    let (profile, members) = match profile_direction(chain) {
-        Some(Direction::Ingress) => (PROFILE_INGRESS, MEMBERS_INGRESS),
-        _ => (PROFILE_EGRESS, MEMBERS_EGRESS),
-    };
-    format!("{members}{}", chain.strip_prefix(profile).unwrap_or(chain))
 }
 
 /// A group's member addresses of one family.

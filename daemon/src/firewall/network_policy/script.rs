@@ -3,10 +3,8 @@
 //! chains are created before rules or map elements refer to them, and deleted only
 //! after the map elements and rules that referred to them are gone.
 
-use super::dispatch::{dispatch_chain, dispatch_rules, verdict_map, MapVerdict, Placed};
-use super::names::{member_set, profile_direction, Direction};
-use super::state::{Desired, DynamicSet};
-use super::{SELF, V4_OFF, V6_OFF};
+use super::state::{Desired, DynamicSet, Verdict};
+use super::{EGRESS_PODS, INGRESS_PODS, SELF, V4_OFF, V6_OFF};
 use crate::firewall::table::{rule_marker, Table};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{Display, Write};
@@ -30,7 +28,6 @@ pub fn diff_script(old: &Desired, new: &Desired) -> String {
     for (name, rules) in &new.chains {
         match old.chains.get(name) {
             None => {
-                add_member_set(&mut script, name);
                 let _ = writeln!(script, "add chain {TABLE} {name}");
                 add_rules(&mut script, name, rules);
             }
@@ -41,20 +38,8 @@ pub fn diff_script(old: &Desired, new: &Desired) -> String {
             Some(_) => {}
         }
     }
-    for direction in DIRECTIONS {
-        let rules = dispatch_rules(new.chains.keys(), direction);
-        if dispatch_rules(old.chains.keys(), direction) != rules {
-            write_dispatch(&mut script, direction, &rules);
-        }
-    }
-    for (direction, old_verdicts, new_verdicts) in [
-        (Direction::Ingress, &old.ingress, &new.ingress),
-        (Direction::Egress, &old.egress, &new.egress),
-    ] {
-        let before = Placed::of(old_verdicts, old.chains.keys(), direction);
-        let after = Placed::of(new_verdicts, new.chains.keys(), direction);
-        placement_changes(&mut script, direction, &before, &after);
-    }
+    verdict_changes(&mut script, INGRESS_PODS, &old.ingress, &new.ingress);
+    verdict_changes(&mut script, EGRESS_PODS, &old.egress, &new.egress);
     for (set, old, new) in [
         (SELF, &old.own, &new.own),
         (V4_OFF, &old.v4_off, &new.v4_off),
@@ -65,10 +50,8 @@ pub fn diff_script(old: &Desired, new: &Desired) -> String {
         elements(&mut script, "delete", set, interfaces(gone, self_pairs));
         elements(&mut script, "add", set, interfaces(came, self_pairs));
     }
-    // The dispatch rules that referred to them are gone already.
     for name in old.chains.keys().filter(|c| !new.chains.contains_key(*c)) {
         let _ = writeln!(script, "delete chain {TABLE} {name}");
-        let _ = writeln!(script, "delete set {TABLE} {}", member_set(name));
     }
     for name in old.sets.keys().filter(|s| !new.sets.contains_key(*s)) {
         let _ = writeln!(script, "delete set {TABLE} {name}");
@@ -87,28 +70,16 @@ pub fn full_script(desired: &Desired, stale: &BTreeSet<String>) -> String {
         elements(&mut script, "add", name, set.elements.iter());
     }
     for (name, rules) in &desired.chains {
-        add_member_set(&mut script, name);
         let _ = writeln!(script, "add chain {TABLE} {name}");
         let _ = writeln!(script, "flush chain {TABLE} {name}");
         add_rules(&mut script, name, rules);
     }
-    for (direction, verdicts) in [
-        (Direction::Ingress, &desired.ingress),
-        (Direction::Egress, &desired.egress),
+    for (map, verdicts) in [
+        (INGRESS_PODS, &desired.ingress),
+        (EGRESS_PODS, &desired.egress),
     ] {
-        write_dispatch(
-            &mut script,
-            direction,
-            &dispatch_rules(desired.chains.keys(), direction),
-        );
-        let placed = Placed::of(verdicts, desired.chains.keys(), direction);
-        let map = verdict_map(direction);
         let _ = writeln!(script, "flush map {TABLE} {map}");
-        elements(&mut script, "add", map, map_elements(&placed.map));
-        for (set, veths) in &placed.members {
-            let _ = writeln!(script, "flush set {TABLE} {set}");
-            elements(&mut script, "add", set, quoted(veths));
-        }
+        elements(&mut script, "add", map, map_elements(verdicts.iter()));
     }
     for (set, veths) in [
         (SELF, &desired.own),
@@ -123,15 +94,10 @@ pub fn full_script(desired: &Desired, stale: &BTreeSet<String>) -> String {
             interfaces(veths.iter(), set == SELF),
         );
     }
-    let member_sets: BTreeSet<String> = desired.chains.keys().map(|c| member_set(c)).collect();
     let (chains, sets): (Vec<&String>, Vec<&String>) = stale
         .iter()
-        .filter(|name| {
-            !desired.chains.contains_key(*name)
-                && !desired.sets.contains_key(*name)
-                && !member_sets.contains(*name)
-        })
-        .partition(|name| profile_direction(name).is_some());
+        .filter(|name| !desired.chains.contains_key(*name) && !desired.sets.contains_key(*name))
+        .partition(|name| is_chain_name(name));
     for name in chains {
         let _ = writeln!(script, "delete chain {TABLE} {name}");
     }
@@ -141,53 +107,9 @@ pub fn full_script(desired: &Desired, stale: &BTreeSet<String>) -> String {
     script
 }
 
-const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-
-/// A profile chain's member set, declared empty (`add` leaves an existing one be).
-fn add_member_set(script: &mut String, chain: &str) {
-    let _ = writeln!(
-        script,
-        "add set {TABLE} {} {{ type ifname; }}",
-        member_set(chain)
-    );
-}
-
-/// The dispatch chain of `direction`, rewritten whole.
-fn write_dispatch(script: &mut String, direction: Direction, rules: &[String]) {
-    let chain = dispatch_chain(direction);
-    let _ = writeln!(script, "flush chain {TABLE} {chain}");
-    add_rules(script, chain, rules);
-}
-
-/// One direction's verdict changes: what left the map or a member set, then what
-/// came (a veth whose verdict changes is deleted, then added with the new one).
-fn placement_changes(script: &mut String, direction: Direction, old: &Placed, new: &Placed) {
-    let map = verdict_map(direction);
-    let gone = old
-        .map
-        .iter()
-        .filter(|(veth, verdict)| new.map.get(*veth) != Some(verdict))
-        .map(|(veth, _)| format!("\"{veth}\""));
-    elements(script, "delete", map, gone);
-    for (set, veths) in &old.members {
-        let kept = new.members.get(set);
-        let gone = veths
-            .iter()
-            .filter(|v| kept.is_none_or(|k| !k.contains(*v)));
-        elements(script, "delete", set, gone.map(|v| format!("\"{v}\"")));
-    }
-    let came: BTreeMap<&str, MapVerdict> = new
-        .map
-        .iter()
-        .filter(|(veth, verdict)| old.map.get(*veth) != Some(verdict))
-        .map(|(veth, verdict)| (*veth, *verdict))
-        .collect();
-    elements(script, "add", map, map_elements(&came));
-    for (set, veths) in &new.members {
-        let had = old.members.get(set);
-        let came = veths.iter().filter(|v| had.is_none_or(|h| !h.contains(*v)));
-        elements(script, "add", set, came.map(|v| format!("\"{v}\"")));
-    }
+/// Profile chains are named `np-i-…`/`np-e-…`; every other dynamic name is a set.
+fn is_chain_name(name: &str) -> bool {
+    name.starts_with("np-i-") || name.starts_with("np-e-")
 }
 
 fn add_set(script: &mut String, name: &str, set: &DynamicSet) {
@@ -210,18 +132,28 @@ fn add_rules(script: &mut String, chain: &str, rules: &[String]) {
     }
 }
 
-/// A verdict map's elements.
-fn map_elements<'a>(
-    verdicts: &'a BTreeMap<&'a str, MapVerdict>,
-) -> impl Iterator<Item = String> + 'a {
-    verdicts
+/// A map's changes: a key whose verdict changes is deleted, then added with the new.
+fn verdict_changes(
+    script: &mut String,
+    map: &str,
+    old: &BTreeMap<String, Verdict>,
+    new: &BTreeMap<String, Verdict>,
+) {
+    let gone = old
         .iter()
-        .map(|(veth, verdict)| format!("\"{veth}\" : {}", verdict.name()))
+        .filter(|(veth, verdict)| new.get(*veth) != Some(verdict))
+        .map(|(veth, _)| format!("\"{veth}\""));
+    elements(script, "delete", map, gone);
+    let came = new
+        .iter()
+        .filter(|(veth, verdict)| old.get(*veth) != Some(verdict));
+    elements(script, "add", map, map_elements(came));
 }
 
-/// Host veths as interface set elements.
-fn quoted<'a>(veths: &'a BTreeSet<&'a str>) -> impl Iterator<Item = String> + 'a {
-    veths.iter().map(|veth| format!("\"{veth}\""))
+fn map_elements<'a>(
+    verdicts: impl Iterator<Item = (&'a String, &'a Verdict)> + 'a,
+) -> impl Iterator<Item = String> + 'a {
+    verdicts.map(|(veth, verdict)| format!("\"{veth}\" : {verdict}"))
 }
 
 /// Interface set elements: `"veth"`, or `"veth" . "veth"` for the self pairs.

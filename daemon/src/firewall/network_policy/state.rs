@@ -118,9 +118,8 @@ pub struct DynamicSet {
     pub elements: BTreeSet<SetElement>,
 }
 
-/// A local pod's verdict in one direction: an element of `np-ingress-pods` or
-/// `np-egress-pods` (accept, drop), or of its profile's member set
-/// ([`super::dispatch`]).
+/// A local pod's verdict in one direction (its element in `np-ingress-pods` or
+/// `np-egress-pods`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Verdict {
     /// Not isolated in that direction.
@@ -128,7 +127,17 @@ pub enum Verdict {
     /// Isolated while its policies are not known (pending).
     Drop,
     /// Judged by its profile's chain.
-    Profile(String),
+    Jump(String),
+}
+
+impl Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Accept => f.write_str("accept"),
+            Verdict::Drop => f.write_str("drop"),
+            Verdict::Jump(chain) => write!(f, "jump {chain}"),
+        }
+    }
 }
 
 /// Everything NetworkPolicy keeps in `inet weft` beyond the static declaration.
@@ -138,9 +147,9 @@ pub struct Desired {
     pub sets: BTreeMap<String, DynamicSet>,
     /// Profile chains by name, each with its rules in order.
     pub chains: BTreeMap<String, Vec<String>>,
-    /// Ingress: host veth → verdict.
+    /// `np-ingress-pods`: host veth → verdict.
     pub ingress: BTreeMap<String, Verdict>,
-    /// Egress: host veth → verdict.
+    /// `np-egress-pods`: host veth → verdict.
     pub egress: BTreeMap<String, Verdict>,
     /// `np-self`: host veths whose pod may reach itself (every local pod).
     pub own: BTreeSet<String>,

@@ -4,9 +4,8 @@
 //! listing shows a dynamic chain or set drifted. One lock orders them.
 
 use super::compile::{pod_elements, LocalPod};
-use super::dispatch::{dispatch_chain, dispatch_rules, EGRESS_PROFILES, INGRESS_PROFILES};
 use super::elements::PodElements;
-use super::names::{member_set, Direction, KEPT_PREFIXES};
+use super::names::KEPT_PREFIXES;
 use super::script::{diff_script, full_script};
 use super::state::{Desired, Family, SetKind};
 use crate::error::Result;
@@ -167,7 +166,9 @@ impl PolicyTables {
     /// was taken also differs, and is written again: the same result.
     pub fn check(&self, listing: &Listing) -> Result<bool> {
         let mut kept = self.lock();
-        if kept.kernel != Kernel::Whole || checked_shape(listing) == kept_shape(&kept.applied) {
+        if kept.kernel != Kernel::Whole
+            || listing.shape.clone().only(&KEPT_PREFIXES) == kept_shape(&kept.applied)
+        {
             return Ok(false);
         }
         warn!("NetworkPolicy chains or sets changed outside weftd; writing them again");
@@ -227,32 +228,16 @@ fn listed_names(listing: &Listing) -> BTreeSet<String> {
         .collect()
 }
 
-/// What `listing` shows of the dynamic chains and sets and of the dispatch chains,
-/// whose rules are dynamic.
-fn checked_shape(listing: &Listing) -> Shape {
-    let mut names = KEPT_PREFIXES.to_vec();
-    names.extend([EGRESS_PROFILES, INGRESS_PROFILES]);
-    listing.shape.clone().only(&names)
-}
-
-/// The shape the kernel lists for `desired`'s chains and sets, with the dispatch
-/// chains and the profiles' member sets.
+/// The shape the kernel lists for `desired`'s chains and sets.
 pub fn kept_shape(desired: &Desired) -> Shape {
-    let dispatch = [Direction::Ingress, Direction::Egress].map(|direction| {
-        let chain = dispatch_chain(direction).to_owned();
-        let rules = dispatch_rules(desired.chains.keys(), direction);
-        (chain, rules)
-    });
     let chains = desired
         .chains
         .iter()
-        .map(|(name, rules)| (name.clone(), rules.clone()))
-        .chain(dispatch)
         .map(|(name, rules)| {
             let markers = rules
                 .iter()
                 .enumerate()
-                .map(|(index, rule)| rule_marker(&name, index, rule))
+                .map(|(index, rule)| rule_marker(name, index, rule))
                 .collect();
             let shape = ChainShape {
                 kind: String::new(),
@@ -261,18 +246,13 @@ pub fn kept_shape(desired: &Desired) -> Shape {
                 policy: String::new(),
                 rules: markers,
             };
-            (name, shape)
+            (name.clone(), shape)
         })
         .collect();
-    let members = desired
-        .chains
-        .keys()
-        .map(|chain| (member_set(chain), ("ifname".to_owned(), false)));
     let sets = desired
         .sets
         .iter()
         .map(|(name, set)| (name.clone(), listed_type(set.kind)))
-        .chain(members)
         .collect();
     Shape {
         chains,

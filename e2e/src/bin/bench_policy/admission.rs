@@ -121,15 +121,15 @@ pub(crate) fn run(
                     .map(|i| format!("add-r{round}-{scenario}-{i}"))
                     .collect();
                 let on = subject_node(fleet, subject);
-                let jumps = ingress_members(on);
+                let jumps = ingress_jumps(on);
                 let added = timed_calls(fleet, subject, "ADD", &ids, in_flight);
                 latencies.push((subject.label, scenario, "ADD", added));
                 if subject.label == POLICED_LABEL {
                     // Each ADD returned with its pod's verdicts in place.
                     assert_eq!(
-                        ingress_members(on) - jumps,
+                        ingress_jumps(on) - jumps,
                         pods,
-                        "every policed pod is in its ingress profile's member set"
+                        "every policed pod's ingress verdict jumps to its profile"
                     );
                 }
                 let deleted = timed_calls(fleet, subject, "DEL", &ids, in_flight);
@@ -274,26 +274,15 @@ fn timed_calls(
     times.into_inner().unwrap()
 }
 
-/// The node's pods judged by an ingress profile: elements of the profiles' member sets
-/// `np-mi-…` (0 without NetworkPolicy's table).
-fn ingress_members(node: &Node) -> usize {
+/// The node's ingress verdicts that jump to a profile chain (0 without NetworkPolicy's
+/// table).
+fn ingress_jumps(node: &Node) -> usize {
     let listed = node
         .netns
-        .run("nft", &["-j", "list", "table", "inet", "weft"]);
-    let Ok(listing) = serde_json::from_slice::<serde_json::Value>(&listed.stdout) else {
-        return 0;
-    };
-    let objects = listing["nftables"].as_array().cloned().unwrap_or_default();
-    objects
-        .iter()
-        .filter_map(|object| object.get("set"))
-        .filter(|set| {
-            set["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("np-mi-"))
-        })
-        .map(|set| set["elem"].as_array().map_or(0, Vec::len))
-        .sum()
+        .run("nft", &["list", "map", "inet", "weft", "np-ingress-pods"]);
+    String::from_utf8_lossy(&listed.stdout)
+        .matches(": jump np-i-")
+        .count()
 }
 
 /// Waits until weftd has removed the veths the DELs left (it does so in the background:
