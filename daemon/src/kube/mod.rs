@@ -78,6 +78,10 @@ pub async fn connect_relay(kubeconfig: Option<&Path>, relay: &PolicyRelay) -> Re
         return Err(fail("no certificate in the CA file".into()));
     }
     config.root_cert = Some(ca.into_iter().map(|c| c.to_vec()).collect());
+    // In-cluster, kube-rs verifies against this file (re-read every minute, so a
+    // rotated CA is picked up) and not `root_cert`: it must be the relay's, not the
+    // apiserver's.
+    config.root_cert_file = Some(relay.ca.clone());
     config.accept_invalid_certs = false;
     config.tls_server_name = relay.server_name.clone();
     Client::try_from(config).map_err(Error::kubernetes("policy relay client"))
