@@ -25,10 +25,12 @@ impl StateKind {
     }
 }
 
-/// Each local pod's state, by host veth.
+/// Each local pod's state, by host veth, and their tally (kept as they change, so an
+/// ADD's count costs no walk over the node's pods).
 #[derive(Debug, Default)]
 pub(super) struct PodStates {
     by_veth: HashMap<String, StateKind>,
+    counts: StateCounts,
 }
 
 impl PodStates {
@@ -38,24 +40,23 @@ impl PodStates {
             .iter()
             .map(|pod| (pod.veth.clone(), StateKind::of(&pod.state)))
             .collect();
+        self.counts = StateCounts::default();
+        for kind in self.by_veth.values() {
+            *self.counts.of(*kind) += 1;
+        }
     }
 
     /// One pod admitted between passes (again, when a pass saw it already).
     pub(super) fn record(&mut self, pod: &LocalPod<'_>) {
-        self.by_veth
-            .insert(pod.veth.clone(), StateKind::of(&pod.state));
+        let kind = StateKind::of(&pod.state);
+        if let Some(was) = self.by_veth.insert(pod.veth.clone(), kind) {
+            *self.counts.of(was) -= 1;
+        }
+        *self.counts.of(kind) += 1;
     }
 
     pub(super) fn counts(&self) -> StateCounts {
-        let mut counts = StateCounts::default();
-        for kind in self.by_veth.values() {
-            match kind {
-                StateKind::Unpoliced => counts.unpoliced += 1,
-                StateKind::Policed => counts.policed += 1,
-                StateKind::Pending => counts.pending += 1,
-            }
-        }
-        counts
+        self.counts
     }
 }
 
@@ -68,6 +69,14 @@ pub(super) struct StateCounts {
 }
 
 impl StateCounts {
+    fn of(&mut self, kind: StateKind) -> &mut u32 {
+        match kind {
+            StateKind::Unpoliced => &mut self.unpoliced,
+            StateKind::Policed => &mut self.policed,
+            StateKind::Pending => &mut self.pending,
+        }
+    }
+
     pub(super) fn export(self, metrics: &Metrics) {
         for (state, count) in [
             ("unpoliced", self.unpoliced),
@@ -106,6 +115,21 @@ mod tests {
         states.record(&pod("c", PodState::Pending));
         assert_eq!(states.counts().pending, 2);
         assert_eq!(states.counts().unpoliced, 1);
+    }
+
+    #[test]
+    fn a_pod_recorded_again_in_another_state_moves_between_counts() {
+        let mut states = PodStates::default();
+        states.replace(&[pod("a", PodState::Pending)]);
+        states.record(&pod("a", PodState::Unpoliced));
+        assert_eq!(
+            states.counts(),
+            StateCounts {
+                unpoliced: 1,
+                policed: 0,
+                pending: 0
+            }
+        );
     }
 
     #[test]
