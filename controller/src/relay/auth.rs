@@ -121,10 +121,7 @@ impl Gate {
             },
             ..TokenReview::default()
         };
-        let reviewed = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(Error::Review)?;
+        let reviewed = self.create(&review).await?;
         let status = reviewed.status.unwrap_or_default();
         let user = match (status.authenticated, status.user) {
             (Some(true), Some(user)) => user,
@@ -154,10 +151,7 @@ impl Gate {
             },
             ..SubjectAccessReview::default()
         };
-        let decided = Api::<SubjectAccessReview>::all(self.client.clone())
-            .create(&PostParams::default(), &access)
-            .await
-            .map_err(Error::Review)?;
+        let decided = self.create(&access).await?;
         let status = decided.status.unwrap_or_default();
         if status.allowed {
             Ok(Ok(()))
@@ -173,6 +167,23 @@ impl Gate {
                 ),
             }))
         }
+    }
+}
+
+impl Gate {
+    /// Creates a review (cluster-scoped, never stored) and reads back its status.
+    async fn create<K>(&self, review: &K) -> Result<K, Error>
+    where
+        K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + serde::de::DeserializeOwned,
+    {
+        Api::<K>::all(self.client.clone())
+            .create(&PostParams::default(), review)
+            .await
+            .map_err(Error::Review)
     }
 }
 

@@ -38,6 +38,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// Counts it on `weft_relay_errors_total`.
+    pub fn count(&self, metrics: &crate::metrics::Metrics) {
+        metrics
+            .relay_errors
+            .with_label_values(&[self.metric_label()])
+            .inc();
+    }
+
     /// The metric label: the variant's name. The one place errors map to labels.
     pub fn metric_label(&self) -> &'static str {
         match self {

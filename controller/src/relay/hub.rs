@@ -4,10 +4,13 @@
 //! watch of the resource: docs/benchmarks.md, "NetworkPolicy, apiserver").
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use hyper::body::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
+
+use super::Relayed;
 
 /// Events kept for watches that resume: a weftd reconnecting within this many changes
 /// of its resource gets what it missed, not a new list.
@@ -89,6 +92,27 @@ pub enum Refused {
     /// Its version is newer than this relay's (it came from a replica further on): it
     /// lists again here rather than get changes it has seen.
     Ahead { asked: u64, version: u64 },
+}
+
+/// Locks a shared hub; a panic while it was held leaves its state usable.
+pub fn lock(hub: &Mutex<Hub>) -> MutexGuard<'_, Hub> {
+    hub.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The hub of each resource the relay serves.
+#[derive(Debug, Clone, Default)]
+pub struct Hubs {
+    policies: Arc<Mutex<Hub>>,
+    address_groups: Arc<Mutex<Hub>>,
+}
+
+impl Hubs {
+    pub fn of(&self, relayed: Relayed) -> &Arc<Mutex<Hub>> {
+        match relayed {
+            Relayed::Policies => &self.policies,
+            Relayed::AddressGroups => &self.address_groups,
+        }
+    }
 }
 
 /// One resource's objects, changes and watches.

@@ -21,7 +21,7 @@ pub use error::Error;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kube::api::ApiResource;
 use kube::Client;
@@ -89,18 +89,15 @@ pub struct Listen {
 /// (a certificate that does not load, an address taken) name the flag.
 pub fn parts(client: &Client, listen: &Listen, metrics: &Metrics) -> Result<Vec<Part>, String> {
     let tls = acceptor(&listen.cert, &listen.key).map_err(|e| e.to_string())?;
-    let hubs: Vec<(Relayed, Arc<Mutex<hub::Hub>>)> = Relayed::ALL
-        .into_iter()
-        .map(|relayed| (relayed, Arc::default()))
-        .collect();
+    let hubs = hub::Hubs::default();
     let mut parts = Vec::new();
-    for (relayed, hub) in &hubs {
+    for relayed in Relayed::ALL {
         parts.push(Part {
             name: "a relay follower",
             run: Box::pin(source::follow(
                 client.clone(),
-                *relayed,
-                hub.clone(),
+                relayed,
+                hubs.of(relayed).clone(),
                 metrics.clone(),
             )),
         });

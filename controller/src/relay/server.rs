@@ -20,10 +20,10 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
-use weft_health::Admission;
+use weft_health::{AcceptBackoff, Admission};
 
 use super::auth::{Gate, Refusal};
-use super::hub::{event_line, Hub, Lines, Refused};
+use super::hub::{event_line, lock, Hub, Hubs, Lines, Refused};
 use super::Relayed;
 use crate::metrics::Metrics;
 
@@ -45,7 +45,7 @@ type Body = BoxBody<Bytes, Infallible>;
 /// What each connection serves from.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
-    pub hubs: Vec<(Relayed, Arc<Mutex<Hub>>)>,
+    pub hubs: Hubs,
     pub gate: Gate,
     pub metrics: Metrics,
 }
@@ -56,14 +56,15 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, endpoint: Endpoint) 
         info!(%addr, "relay listening");
     }
     let admission = Admission::new(PER_SOURCE, CONNECTIONS);
+    let mut backoff = AcceptBackoff::new("relay");
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
             Err(e) => {
-                // Out of descriptors or memory, or a connection reset before it was
-                // accepted: wait, so a failing accept does not spin a core.
-                debug!(error = %e, "relay accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                backoff.wait(&e).await;
                 continue;
             }
         };
@@ -112,9 +113,9 @@ impl Query {
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "labelSelector" => parsed.label = Some(span_label(&value)?),
-                "watch" => parsed.watch = value == "true" || value == "1",
+                "watch" => parsed.watch = is_true(&value),
                 "resourceVersion" => parsed.version = Some(value.into_owned()),
-                "allowWatchBookmarks" => parsed.bookmarks = value == "true" || value == "1",
+                "allowWatchBookmarks" => parsed.bookmarks = is_true(&value),
                 "timeoutSeconds" => {
                     let seconds: u64 = value
                         .parse()
@@ -126,6 +127,11 @@ impl Query {
         }
         Ok(parsed)
     }
+}
+
+/// A boolean query parameter as the apiserver reads it.
+fn is_true(value: &str) -> bool {
+    value == "true" || value == "1"
 }
 
 /// The one selector form the relay serves: a label that must exist, no operator.
@@ -174,10 +180,7 @@ impl Endpoint {
         let response = match self.gate.check(authorization, verb, relayed).await {
             Err(e) => {
                 warn!(error = %e, "relay: reviewing a client");
-                self.metrics
-                    .relay_errors
-                    .with_label_values(&[e.metric_label()])
-                    .inc();
+                e.count(&self.metrics);
                 status(503, "ServiceUnavailable", "cannot review the token now")
             }
             Ok(Err(Refusal { code, message })) => {
@@ -198,17 +201,8 @@ impl Endpoint {
         response
     }
 
-    fn hub(&self, relayed: Relayed) -> &Arc<Mutex<Hub>> {
-        let (_, hub) = self
-            .hubs
-            .iter()
-            .find(|(r, _)| *r == relayed)
-            .unwrap_or(&self.hubs[0]);
-        hub
-    }
-
     fn list(&self, relayed: Relayed, label: &str) -> Response<Body> {
-        let listed = lock(self.hub(relayed)).list(label);
+        let listed = lock(self.hubs.of(relayed)).list(label);
         match listed {
             Ok((items, version)) => {
                 let mut body = format!(
@@ -231,7 +225,7 @@ impl Endpoint {
     }
 
     fn watch(&self, relayed: Relayed, label: &str, query: &Query) -> Response<Body> {
-        let hub = self.hub(relayed).clone();
+        let hub = self.hubs.of(relayed).clone();
         let since = match query.version.as_deref() {
             None | Some("") | Some("0") => None,
             Some(text) => match text.parse::<u64>() {
@@ -291,12 +285,7 @@ impl Endpoint {
             _counted: Counted(gauge),
         };
         let body = StreamBody::new(stream::unfold(open, WatchOpen::next));
-        let mut response = Response::new(BodyExt::boxed(body));
-        response.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("application/json"),
-        );
-        response
+        json_typed(Response::new(BodyExt::boxed(body)))
     }
 }
 
@@ -406,15 +395,16 @@ fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
 }
 
 fn json(code: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(BodyExt::boxed(Full::new(body)));
+    let mut response = json_typed(Response::new(BodyExt::boxed(Full::new(body))));
     *response.status_mut() = code;
+    response
+}
+
+/// `response`, said to be JSON.
+fn json_typed(mut response: Response<Body>) -> Response<Body> {
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
     response
-}
-
-fn lock(hub: &Mutex<Hub>) -> std::sync::MutexGuard<'_, Hub> {
-    hub.lock().unwrap_or_else(|e| e.into_inner())
 }

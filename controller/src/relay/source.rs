@@ -13,7 +13,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::error::Error;
-use super::hub::Hub;
+use super::hub::{lock, Hub};
 use super::Relayed;
 use crate::metrics::Metrics;
 
@@ -45,10 +45,7 @@ pub async fn follow(client: Client, relayed: Relayed, hub: Arc<Mutex<Hub>>, metr
             Err((e, resume)) => {
                 version = resume;
                 warn!(error = %e, "relay: following the apiserver; retrying");
-                metrics
-                    .relay_errors
-                    .with_label_values(&[e.metric_label()])
-                    .inc();
+                e.count(&metrics);
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RETRY_MAX);
             }
@@ -155,8 +152,4 @@ pub fn parse_version(resource: &'static str, version: &str) -> Result<u64, Error
         resource,
         version: version.to_owned(),
     })
-}
-
-fn lock(hub: &Mutex<Hub>) -> std::sync::MutexGuard<'_, Hub> {
-    hub.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -81,7 +81,7 @@ pub async fn serve(listener: TcpListener, registry: Registry, ready: Arc<AtomicB
         info!(%addr, "metrics listening");
     }
     let admission = Admission::new(MAX_PER_SOURCE, MAX_CONNECTIONS);
-    let mut backoff = AcceptBackoff::default();
+    let mut backoff = AcceptBackoff::new("metrics");
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => {
@@ -133,38 +133,42 @@ async fn connection(
 /// the wait up to a second instead of spinning a core; anything else (a connection
 /// reset before it was accepted) waits the minimum.
 #[derive(Debug)]
-struct AcceptBackoff {
+pub struct AcceptBackoff {
     wait: Duration,
+    /// The listener, in what is logged.
+    what: &'static str,
 }
 
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-impl Default for AcceptBackoff {
-    fn default() -> Self {
+impl AcceptBackoff {
+    /// The backoff of the listener `what` (`metrics`, `relay`).
+    pub fn new(what: &'static str) -> AcceptBackoff {
         AcceptBackoff {
             wait: ACCEPT_BACKOFF_MIN,
+            what,
         }
     }
-}
 
-impl AcceptBackoff {
-    fn reset(&mut self) {
+    /// After an accept that succeeded.
+    pub fn reset(&mut self) {
         self.wait = ACCEPT_BACKOFF_MIN;
     }
 
-    async fn wait(&mut self, error: &std::io::Error) {
+    /// Waits after `error`.
+    pub async fn wait(&mut self, error: &std::io::Error) {
         use nix::errno::Errno;
         let exhausted = matches!(
             error.raw_os_error().map(Errno::from_raw),
             Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
         );
         if !exhausted {
-            debug!(%error, "metrics accept failed");
+            debug!(%error, listener = self.what, "accept failed");
             tokio::time::sleep(ACCEPT_BACKOFF_MIN).await;
             return;
         }
-        warn!(%error, wait = ?self.wait, "metrics accept failed: out of resources, backing off");
+        warn!(%error, listener = self.what, wait = ?self.wait, "accept failed: out of resources, backing off");
         tokio::time::sleep(self.wait).await;
         self.wait = (self.wait * 2).min(ACCEPT_BACKOFF_MAX);
     }
