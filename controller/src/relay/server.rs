@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
-use weft_health::{AcceptBackoff, Admission};
+use weft_health::{Acceptor, Admission};
 
 use super::auth::{Gate, Refusal};
 use super::hub::{event_line, lock, Hub, Hubs, Lines, Refused};
@@ -55,23 +55,9 @@ pub async fn serve(listener: TcpListener, tls: TlsAcceptor, endpoint: Endpoint) 
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "relay listening");
     }
-    let admission = Admission::new(PER_SOURCE, CONNECTIONS);
-    let mut backoff = AcceptBackoff::new("relay");
+    let mut connections = Acceptor::new(listener, Admission::new(PER_SOURCE, CONNECTIONS), "relay");
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff.reset();
-                accepted
-            }
-            Err(e) => {
-                backoff.wait(&e).await;
-                continue;
-            }
-        };
-        let Ok(place) = admission.admit(peer.ip()) else {
-            debug!(%peer, "relay connection over the caps, closed");
-            continue;
-        };
+        let (stream, peer, place) = connections.next().await;
         let (tls, endpoint) = (tls.clone(), endpoint.clone());
         tokio::spawn(async move {
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await

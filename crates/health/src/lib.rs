@@ -80,27 +80,13 @@ pub async fn serve(listener: TcpListener, registry: Registry, ready: Arc<AtomicB
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics listening");
     }
-    let admission = Admission::new(MAX_PER_SOURCE, MAX_CONNECTIONS);
-    let mut backoff = AcceptBackoff::new("metrics");
+    let mut connections = Acceptor::new(
+        listener,
+        Admission::new(MAX_PER_SOURCE, MAX_CONNECTIONS),
+        "metrics",
+    );
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff.reset();
-                accepted
-            }
-            Err(e) => {
-                backoff.wait(&e).await;
-                continue;
-            }
-        };
-        // Over a cap: closed at once, so it never waits in the backlog ahead of a scrape.
-        let place = match admission.admit(peer.ip()) {
-            Ok(place) => place,
-            Err(refusal) => {
-                debug!(%peer, ?refusal, "metrics connection refused");
-                continue;
-            }
-        };
+        let (stream, _, place) = connections.next().await;
         tokio::spawn(connection(stream, place, registry.clone(), ready.clone()));
     }
 }
@@ -128,12 +114,54 @@ async fn connection(
     drop(place);
 }
 
+/// Accepts connections within an [`Admission`]'s caps, backing off when accepting fails.
+#[derive(Debug)]
+pub struct Acceptor {
+    listener: TcpListener,
+    admission: Admission,
+    backoff: AcceptBackoff,
+}
+
+impl Acceptor {
+    /// Connections on `listener` for the listener `what` (`metrics`, `relay`: in logs).
+    pub fn new(listener: TcpListener, admission: Admission, what: &'static str) -> Acceptor {
+        Acceptor {
+            listener,
+            admission,
+            backoff: AcceptBackoff::new(what),
+        }
+    }
+
+    /// The next connection within the caps, with its peer and its place. One over a cap
+    /// is closed at once, so it never waits in the backlog ahead of one within them.
+    pub async fn next(&mut self) -> (TcpStream, SocketAddr, Admitted) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => {
+                    self.backoff.reset();
+                    accepted
+                }
+                Err(e) => {
+                    self.backoff.wait(&e).await;
+                    continue;
+                }
+            };
+            match self.admission.admit(peer.ip()) {
+                Ok(place) => return (stream, peer, place),
+                Err(refusal) => {
+                    debug!(%peer, ?refusal, listener = self.backoff.what, "connection refused");
+                }
+            }
+        }
+    }
+}
+
 /// Waits after a failed accept. Running out of file descriptors or memory (EMFILE,
 /// ENFILE, ENOBUFS, ENOMEM) fails every accept until something closes, so those double
 /// the wait up to a second instead of spinning a core; anything else (a connection
 /// reset before it was accepted) waits the minimum.
 #[derive(Debug)]
-pub struct AcceptBackoff {
+struct AcceptBackoff {
     wait: Duration,
     /// The listener, in what is logged.
     what: &'static str,
@@ -143,21 +171,18 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 impl AcceptBackoff {
-    /// The backoff of the listener `what` (`metrics`, `relay`).
-    pub fn new(what: &'static str) -> AcceptBackoff {
+    fn new(what: &'static str) -> AcceptBackoff {
         AcceptBackoff {
             wait: ACCEPT_BACKOFF_MIN,
             what,
         }
     }
 
-    /// After an accept that succeeded.
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         self.wait = ACCEPT_BACKOFF_MIN;
     }
 
-    /// Waits after `error`.
-    pub async fn wait(&mut self, error: &std::io::Error) {
+    async fn wait(&mut self, error: &std::io::Error) {
         use nix::errno::Errno;
         let exhausted = matches!(
             error.raw_os_error().map(Errno::from_raw),
