@@ -53,6 +53,8 @@ pub struct Metrics {
     pub relay_requests: IntCounterVec,
     /// The relay's failures, by error.
     pub relay_errors: IntCounterVec,
+    /// Reviews the relay asked of the apiserver, by kind.
+    pub relay_reviews: IntCounterVec,
 }
 
 impl Metrics {
@@ -160,6 +162,16 @@ impl Metrics {
                         "Failures of the policy relay following the apiserver or reviewing clients, by error.",
                     ),
                     &["error"],
+                )?,
+            )?,
+            relay_reviews: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "weft_relay_reviews_total",
+                        "TokenReviews and SubjectAccessReviews the policy relay asked of the apiserver, by kind.",
+                    ),
+                    &["review"],
                 )?,
             )?,
             registry,

@@ -291,4 +291,49 @@ fn the_relay_serves_span_lists_and_watches_to_whom_the_apiserver_would() {
             metrics.0
         );
     }
+
+    // Requests arriving together with a token the relay has not seen (a weftd opening
+    // its watches, every weftd after a replica goes away) cost one review of each kind,
+    // and a watch after them one more access review only.
+    let burst = token(&site.cp, "burst", Some("weft-burst-reader"));
+    let reviews = |site: &Site| {
+        let metrics = site.metrics();
+        ["TokenReview", "SubjectAccessReview"].map(|review| {
+            metrics
+                .get(&format!("weft_relay_reviews_total{{review=\"{review}\"}}"))
+                .unwrap_or(0.0)
+        })
+    };
+    let before = reviews(&site);
+    let lists: Vec<Child> = (0..8)
+        .map(|_| {
+            site.curl(GROUPS, &selector, Some(&burst), &["--max-time", "10"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for list in lists {
+        let output = list.wait_with_output().unwrap();
+        let (code, body) = parse_status(&String::from_utf8_lossy(&output.stdout));
+        assert_eq!(code, 200, "{body}");
+    }
+    let after_lists = reviews(&site);
+    assert_eq!(
+        [after_lists[0] - before[0], after_lists[1] - before[1]],
+        [1.0, 1.0],
+        "reviews for 8 lists at once with one new token (TokenReview, SubjectAccessReview)"
+    );
+    let (code, body) = site.get(
+        GROUPS,
+        &format!("watch=true&{selector}&timeoutSeconds=1"),
+        Some(&burst),
+    );
+    assert_eq!(code, 200, "{body}");
+    let after_watch = reviews(&site);
+    assert_eq!(
+        [after_watch[0] - after_lists[0], after_watch[1] - after_lists[1]],
+        [0.0, 1.0],
+        "reviews for a watch after the lists"
+    );
 }

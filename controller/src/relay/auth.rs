@@ -2,14 +2,15 @@
 //! resource. A bearer token is checked with a TokenReview and its user with a
 //! SubjectAccessReview (the delegated authentication and authorization of aggregated
 //! API servers, k8s.io/apiserver `pkg/authentication/token` and
-//! `pkg/authorization/authorizerfactory`), each answer kept for a short while so a
-//! weftd's reconnects do not each cost two reviews.
+//! `pkg/authorization/authorizerfactory`). Each answer is kept for a short while and
+//! asked once however many requests want it at the same moment ([`Kept`]): a weftd's
+//! four span watches (two resources, list then watch) cost one TokenReview and at most
+//! four SubjectAccessReviews, and its reconnects none while the answers last.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, UserInfo};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
@@ -18,14 +19,16 @@ use kube::{Api, Client};
 use sha2::{Digest, Sha256};
 
 use super::error::Error;
+use super::kept::Kept;
 use super::Relayed;
+use crate::metrics::Metrics;
 
 /// How long an allowed answer is kept (the apiserver's webhook authorizer keeps one
 /// 5 minutes; a revoked binding takes effect here within this).
 const ALLOWED_FOR: Duration = Duration::from_secs(30);
 /// How long a refusal is kept: a token just bound to its role gets in soon.
 const REFUSED_FOR: Duration = Duration::from_secs(2);
-/// Answers kept at most; past it the oldest go.
+/// Answers kept at most, of each kind; past it the lapsed ones go.
 const KEPT_ANSWERS: usize = 20_000;
 
 /// Why a request is refused: the HTTP status and what to tell the client.
@@ -38,14 +41,15 @@ pub struct Refusal {
 /// Let in, or refused and why.
 type Answer = Result<(), Refusal>;
 
-/// Answers by [`answer_key`], each with when it lapses.
-type Answers = HashMap<[u8; 32], (Answer, Instant)>;
-
 /// Checks tokens against the apiserver, keeping recent answers.
 #[derive(Clone)]
 pub struct Gate {
     client: Client,
-    answers: Arc<Mutex<Answers>>,
+    /// Who a token is, by the token's digest.
+    users: Arc<Kept<Result<UserInfo, Refusal>>>,
+    /// Whether a token may use a verb on a resource, by digest of the three.
+    access: Arc<Kept<Answer>>,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Gate {
@@ -54,11 +58,22 @@ impl std::fmt::Debug for Gate {
     }
 }
 
+/// How long an answer is kept: allowed ones longer than refusals.
+fn lasts<T>(answer: &Result<T, Refusal>) -> Duration {
+    if answer.is_ok() {
+        ALLOWED_FOR
+    } else {
+        REFUSED_FOR
+    }
+}
+
 impl Gate {
-    pub fn new(client: Client) -> Gate {
+    pub fn new(client: Client, metrics: Metrics) -> Gate {
         Gate {
             client,
-            answers: Arc::default(),
+            users: Arc::new(Kept::new(KEPT_ANSWERS)),
+            access: Arc::new(Kept::new(KEPT_ANSWERS)),
+            metrics,
         }
     }
 
@@ -81,39 +96,23 @@ impl Gate {
                 message: "a bearer token is required".into(),
             }));
         };
-        let key = answer_key(token, verb, relayed);
-        if let Some(answer) = self.kept(&key) {
-            return Ok(answer);
-        }
-        let answer = self.review(token, verb, relayed).await?;
-        self.keep(key, answer.clone());
-        Ok(answer)
-    }
-
-    fn kept(&self, key: &[u8; 32]) -> Option<Answer> {
-        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        let (answer, until) = answers.get(key)?;
-        (Instant::now() < *until).then(|| answer.clone())
-    }
-
-    fn keep(&self, key: [u8; 32], answer: Answer) {
-        let lasts = if answer.is_ok() {
-            ALLOWED_FOR
-        } else {
-            REFUSED_FOR
+        let user = self
+            .users
+            .get_or_try(digest(&[token]), lasts, || self.authenticate(token))
+            .await?;
+        let user = match user {
+            Ok(user) => user,
+            Err(refusal) => return Ok(Err(refusal)),
         };
-        let now = Instant::now();
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        if answers.len() >= KEPT_ANSWERS {
-            answers.retain(|_, (_, until)| *until > now);
-        }
-        if answers.len() < KEPT_ANSWERS {
-            answers.insert(key, (answer, now + lasts));
-        }
+        self.access
+            .get_or_try(digest(&[token, verb, relayed.plural()]), lasts, || {
+                self.authorize(user, verb, relayed)
+            })
+            .await
     }
 
-    /// A TokenReview, then a SubjectAccessReview of its user.
-    async fn review(&self, token: &str, verb: &str, relayed: Relayed) -> Result<Answer, Error> {
+    /// Who the token is, by a TokenReview.
+    async fn authenticate(&self, token: &str) -> Result<Result<UserInfo, Refusal>, Error> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
@@ -123,18 +122,25 @@ impl Gate {
         };
         let reviewed = self.create(&review).await?;
         let status = reviewed.status.unwrap_or_default();
-        let user = match (status.authenticated, status.user) {
-            (Some(true), Some(user)) => user,
-            _ => {
-                return Ok(Err(Refusal {
-                    code: 401,
-                    message: format!(
-                        "the token is not valid: {}",
-                        status.error.unwrap_or_else(|| "not authenticated".into())
-                    ),
-                }))
-            }
-        };
+        Ok(match (status.authenticated, status.user) {
+            (Some(true), Some(user)) => Ok(user),
+            _ => Err(Refusal {
+                code: 401,
+                message: format!(
+                    "the token is not valid: {}",
+                    status.error.unwrap_or_else(|| "not authenticated".into())
+                ),
+            }),
+        })
+    }
+
+    /// Whether `user` may `verb` `relayed`, by a SubjectAccessReview.
+    async fn authorize(
+        &self,
+        user: UserInfo,
+        verb: &str,
+        relayed: Relayed,
+    ) -> Result<Answer, Error> {
         let access = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: user.username.clone(),
@@ -180,6 +186,10 @@ impl Gate {
             + serde::Serialize
             + serde::de::DeserializeOwned,
     {
+        self.metrics
+            .relay_reviews
+            .with_label_values(&[&K::kind(&())])
+            .inc();
         Api::<K>::all(self.client.clone())
             .create(&PostParams::default(), review)
             .await
@@ -187,13 +197,13 @@ impl Gate {
     }
 }
 
-/// What an answer is kept under: the token's digest (never the token), verb, resource.
-fn answer_key(token: &str, verb: &str, relayed: Relayed) -> [u8; 32] {
+/// What an answer is kept under: a digest of its parts (never the token itself), each
+/// ended by a NUL so no two lists of parts run together alike.
+fn digest(parts: &[&str]) -> [u8; 32] {
     let mut digest = Sha256::new();
-    digest.update(token.as_bytes());
-    digest.update([0]);
-    digest.update(verb.as_bytes());
-    digest.update([0]);
-    digest.update(relayed.plural().as_bytes());
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
     digest.finalize().into()
 }

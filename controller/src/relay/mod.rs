@@ -13,6 +13,7 @@
 mod auth;
 mod error;
 mod hub;
+mod kept;
 mod server;
 mod source;
 
@@ -104,7 +105,7 @@ pub fn parts(client: &Client, listen: &Listen, metrics: &Metrics) -> Result<Vec<
     }
     let endpoint = server::Endpoint {
         hubs,
-        gate: auth::Gate::new(client.clone()),
+        gate: auth::Gate::new(client.clone(), metrics.clone()),
         metrics: metrics.clone(),
     };
     for addr in &listen.addrs {
