@@ -21,7 +21,11 @@
 //! - the controller SIGKILLed (its only replica) and the pod created in a namespace with
 //!   a policy: ADD returns after weftd's `--policy-wait-seconds` (2) with the pod
 //!   isolated, 0 packets; a new controller replica writes the pod's entry: still 0; a
-//!   policy allowing y/a lets y/a in, and y/c stays out.
+//!   policy allowing y/a lets y/a in, and y/c stays out;
+//! - no controller again and node-1's weftd started afresh (no saved copy), so its span
+//!   watches on the relay cannot list: a pod of a namespace without policy is admitted
+//!   at once and every sender gets through; a pod under default deny waits
+//!   `--policy-wait-seconds`, then starts isolated: 0 packets.
 //!
 //! Printed: ADD latencies, packets per sender, kind and family with the first arrival
 //! against ADD's return, and weftd's `weft_policy_admission_wait_seconds` histogram.
@@ -387,7 +391,7 @@ fn a_pod_starting_under_deny_gets_no_packet_from_senders_hammering_it() {
         late.add_took
     );
     let restarted = Instant::now();
-    cluster.kube_mut().start_controller();
+    let controller = cluster.kube_mut().start_controller();
     let node = &cluster.topology.nodes[NODE];
     wait_until(
         "the new controller to write the pod's entry",
@@ -411,6 +415,40 @@ fn a_pod_starting_under_deny_gets_no_packet_from_senders_hammering_it() {
     );
     add_latencies.push(("controller down", late.add_took));
     drop(late);
+
+    // A weftd starting afresh (no saved copy) while no controller runs: its span watches
+    // cannot list (the relay is the controllers'), its own WeftNodePolicy and the index
+    // can (they are the apiserver's). A pod of a namespace without policy is admitted at
+    // once; a pod of a policed namespace waits, then starts isolated.
+    namespace_with(&cluster, "fp-fresh-deny", &[default_deny("fp-fresh-deny")]);
+    namespace_with(&cluster, "fp-fresh", &[]);
+    cluster.kube_mut().kill_controller(controller);
+    let node = &mut cluster.topology.nodes[NODE];
+    node.kill9();
+    std::fs::remove_file(node.state_dir().join("kubernetes-policy.json")).unwrap();
+    cluster.topology.restart_weftd(NODE);
+    let mut fresh = start_under_flood(&mut cluster, "fp-fresh", &senders, "unisolated");
+    assert!(
+        fresh.add_took < POLICY_WAIT,
+        "a fresh weftd without the relay took {:?} to ADD a pod no policy selects",
+        fresh.add_took
+    );
+    assert_arrive_at_once(
+        &mut fresh,
+        &senders,
+        "fresh weftd, no relay, unpoliced namespace",
+    );
+    add_latencies.push(("fresh weftd, no relay, unpoliced", fresh.add_took));
+    drop(fresh);
+    let fresh_denied = start_under_flood(&mut cluster, "fp-fresh-deny", &senders, "timeout");
+    std::thread::sleep(QUIET);
+    fresh_denied.assert_none_from(&senders, "fresh weftd, no relay, policed namespace");
+    eprintln!(
+        "fresh weftd, no relay: policed namespace's pod ADD took {:?} (isolated), 0 packets",
+        fresh_denied.add_took
+    );
+    add_latencies.push(("fresh weftd, no relay, policed", fresh_denied.add_took));
+    drop(fresh_denied);
 
     let metrics = cluster.topology.nodes[NODE].metrics().unwrap();
     let histogram: Vec<&str> = metrics

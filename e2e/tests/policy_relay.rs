@@ -332,7 +332,10 @@ fn the_relay_serves_span_lists_and_watches_to_whom_the_apiserver_would() {
     assert_eq!(code, 200, "{body}");
     let after_watch = reviews(&site);
     assert_eq!(
-        [after_watch[0] - after_lists[0], after_watch[1] - after_lists[1]],
+        [
+            after_watch[0] - after_lists[0],
+            after_watch[1] - after_lists[1]
+        ],
         [0.0, 1.0],
         "reviews for a watch after the lists"
     );

@@ -3,9 +3,12 @@
 //! and applied as a difference, after each burst of watch events, after a pod's ADD
 //! (before it is answered) and after pods are released.
 //!
-//! Nothing is applied before every watch has listed once: until then a restarted
-//! weftd's predecessor's rules keep judging the running pods, and a new pod's veth is in
-//! no verdict map, so its packets are dropped (`np-egress`/`np-ingress` end in `drop`).
+//! No pass runs before every watch has listed once: until then a restarted weftd's
+//! predecessor's rules keep judging the running pods, and a new pod's veth is in no
+//! verdict map, so its packets are dropped (`np-egress`/`np-ingress` end in `drop`).
+//! A starting pod no policy can select is the exception: its `accept` verdicts need
+//! only the index and the node's `WeftNodePolicy`, which come from the apiserver, so a
+//! weftd whose span watches cannot list yet (the relay away) still admits it at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,7 +19,7 @@ use weft_api::ALL_PODS_GROUP;
 use weft_wire::{host_veth_name, Allocation, Mode};
 
 use super::counts::PodStates;
-use super::gate::PolicyGate;
+use super::gate::{Judgement, PolicyGate};
 use super::inputs::{Admission, PolicyInputs};
 use super::report::Applied;
 use super::watch::Progress;
@@ -105,10 +108,11 @@ impl PolicyEngine {
         guard: &GuardSets,
     ) -> Result<()> {
         let (judgement, waited) = self.gate.judge(&allocation.pod).await;
-        // A pod judged without waiting (no identity, no policy in its namespace) still
-        // needs a pass that can run: give a weftd just started the same bounded time
-        // to finish its first listings.
-        self.gate.wait_complete().await;
+        // A pod with policies needs their profiles, which the span watches bring: give a
+        // weftd just started the same bounded time to finish its first listings.
+        if matches!(judgement, Judgement::Entry(_)) {
+            self.gate.wait_complete().await;
+        }
         self.metrics
             .policy_admission_wait
             .with_label_values(&[judgement.outcome()])
@@ -130,17 +134,21 @@ impl PolicyEngine {
         let sources = sources_of(allocation);
         // Most pods start beside others of their profile, or with no policy at all:
         // their own elements are the whole change, in the guard's transaction, without
-        // compiling the node's state.
-        if self.progress.borrow().complete {
+        // compiling the node's state. Before every watch listed, only a pod with no
+        // policy can be judged (its verdicts jump to no profile).
+        let complete = self.progress.borrow().complete;
+        {
             let inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
             let pod = local_pod(allocation, self.served, &inputs);
-            let admitted = self
-                .tables
-                .admit_pod(&pod, |changes| guard.admit_with(&sources, changes))?;
-            if let Some(count) = admitted {
-                self.metrics.policy_kernel_changes.inc_by(count as u64);
-                self.count_admitted(&pod);
-                return Ok(());
+            if complete || !matches!(pod.state, PodState::Policed(_)) {
+                let admitted = self
+                    .tables
+                    .admit_pod(&pod, |changes| guard.admit_with(&sources, changes))?;
+                if let Some(count) = admitted {
+                    self.metrics.policy_kernel_changes.inc_by(count as u64);
+                    self.count_admitted(&pod);
+                    return Ok(());
+                }
             }
         }
         guard

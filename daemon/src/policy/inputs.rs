@@ -26,6 +26,10 @@ pub struct PolicyInputs {
     index: Option<WeftPolicyIndexSpec>,
     refused: BTreeMap<String, Vec<String>>,
     complete: bool,
+    /// The node's `WeftNodePolicy` and the index, both watched on the apiserver, have
+    /// listed once: whether a starting pod can be selected by any policy is known, even
+    /// while the span watches (on the relay) have not listed.
+    own_listed: bool,
     /// Counts changes, so a copy is saved only when there is news.
     revision: u64,
 }
@@ -118,6 +122,12 @@ impl PolicyInputs {
     /// Every watch has listed once: what is absent now is absent, not on its way.
     pub fn set_complete(&mut self) {
         self.complete = true;
+        self.own_listed = true;
+    }
+
+    /// The node's `WeftNodePolicy` and the index have listed once.
+    pub fn set_own_listed(&mut self) {
+        self.own_listed = true;
     }
 
     /// Whether every watch has listed once.
@@ -169,7 +179,7 @@ impl PolicyInputs {
         }
         inputs.node = saved.node;
         inputs.index = saved.index;
-        inputs.complete = true;
+        inputs.set_complete();
         inputs
     }
 
@@ -211,14 +221,14 @@ impl PolicyInputs {
         if let Some(entry) = self.entry(uid) {
             return Admission::Entry(entry);
         }
+        if !self.own_listed {
+            return Admission::Unknown;
+        }
         let Some(index) = &self.index else {
             // The controller writes the index (empty or not) when it starts leading;
-            // with none after every watch listed, no controller computes policies and
-            // none can be enforced.
-            return match self.complete {
-                true => Admission::Unpoliced,
-                false => Admission::Unknown,
-            };
+            // with none listed, no controller computes policies and none can be
+            // enforced.
+            return Admission::Unpoliced;
         };
         match index.polices(namespace) {
             true => Admission::Pending,
@@ -249,7 +259,8 @@ pub struct SavedInputs {
 /// How a starting pod is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission<'a> {
-    /// The watches have not all listed yet: nothing is known of policies.
+    /// The node's `WeftNodePolicy` and the index have not listed yet: nothing is known
+    /// of policies.
     Unknown,
     /// No policy in its namespace: the pod is not isolated.
     Unpoliced,

@@ -355,6 +355,11 @@ impl Listings {
             self.listed.insert(source);
             if self.listed.len() == WATCHES {
                 inputs.set_complete();
+            } else if [Source::NodePolicy, Source::Index]
+                .iter()
+                .all(|own| self.listed.contains(own))
+            {
+                inputs.set_own_listed();
             }
         }
         ends_listing | self.change(inputs, source, seen, now)

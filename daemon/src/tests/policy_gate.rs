@@ -52,9 +52,31 @@ async fn pods_without_identity_or_policies_pass_at_once() {
     assert_eq!(judgement, Judgement::Unisolated, "cnitool: no pod identity");
     assert!(waited < Duration::from_millis(50));
     inputs.lock().unwrap().set_index(Some(policed("x")));
+    inputs.lock().unwrap().set_own_listed();
     let (judgement, waited) = gate.judge(&pod("y", "u1")).await;
     assert_eq!(judgement, Judgement::Unisolated);
     assert!(waited < Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn a_pod_waits_until_its_node_object_and_the_index_have_listed() {
+    let (gate, inputs, sender) = gate(Duration::from_secs(5));
+    inputs.lock().unwrap().set_index(Some(policed("x")));
+    let listed = {
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            inputs.lock().unwrap().set_own_listed();
+            sender.send_replace(Progress::default());
+            sender
+        })
+    };
+    // The index alone says y has no policy, but the pod's entry (a family turned off)
+    // may still be on its way: judged only once the node's object has listed.
+    let (judgement, waited) = gate.judge(&pod("y", "u1")).await;
+    assert_eq!(judgement, Judgement::Unisolated);
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    drop(listed.await);
 }
 
 #[tokio::test]

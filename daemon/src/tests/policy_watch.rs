@@ -56,20 +56,37 @@ fn a_listing_is_applied_whole_at_its_end_and_drops_what_it_no_longer_lists() {
 
 #[test]
 fn a_single_object_listing_that_ends_without_it_means_it_is_gone() {
+    use crate::policy::inputs::Admission;
     let mut inputs = PolicyInputs::default();
     let mut listings = Listings::default();
     let now = Instant::now();
-    let index = WeftPolicyIndex::new(POLICY_INDEX_NAME, WeftPolicyIndexSpec::default());
+    let mut policed = WeftPolicyIndexSpec::default();
+    policed.namespaces.push(weft_api::PolicedNamespace {
+        name: "x".into(),
+        ingress: true,
+        egress: false,
+    });
+    let index = WeftPolicyIndex::new(POLICY_INDEX_NAME, policed);
     let seen = |e| Seen::Index(e);
-    listings.apply(&mut inputs, Source::Index, seen(Event::Apply(index)), now);
-    assert_eq!(
-        inputs.admission("x", "u"),
-        crate::policy::inputs::Admission::Unpoliced
+    listings.apply(&mut inputs, Source::Index, seen(Event::Init), now);
+    listings.apply(
+        &mut inputs,
+        Source::Index,
+        seen(Event::InitApply(index)),
+        now,
     );
+    assert!(listings.apply(&mut inputs, Source::Index, seen(Event::InitDone), now));
+    // The node's own object has not listed: a missing entry may be on its way.
+    assert_eq!(inputs.admission("y", "u"), Admission::Unknown);
+    let node = |e| Seen::NodePolicy(e);
+    listings.apply(&mut inputs, Source::NodePolicy, node(Event::Init), now);
+    assert!(listings.apply(&mut inputs, Source::NodePolicy, node(Event::InitDone), now));
+    // Both listed, the span watches not yet: pods are judged by the index alone.
+    assert!(!inputs.complete());
+    assert_eq!(inputs.admission("y", "u"), Admission::Unpoliced);
+    assert_eq!(inputs.admission("x", "u"), Admission::Pending);
+    // Listed again without the index: there is none, so no controller computes policies.
     listings.apply(&mut inputs, Source::Index, seen(Event::Init), now);
     assert!(listings.apply(&mut inputs, Source::Index, seen(Event::InitDone), now));
-    assert_eq!(
-        inputs.admission("x", "u"),
-        crate::policy::inputs::Admission::Unknown
-    );
+    assert_eq!(inputs.admission("x", "u"), Admission::Unpoliced);
 }

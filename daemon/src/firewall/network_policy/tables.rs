@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::firewall::listing::{ChainShape, Listing, Shape};
 use crate::firewall::nft;
 use crate::firewall::table::{rule_marker, Table};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::warn;
 use weft_netlink::nft_set::FAMILY_INET;
@@ -80,19 +80,31 @@ impl PolicyTables {
     /// the pod guard's sources ([`crate::firewall::GuardSets::admit_with`]). `None`
     /// when the pod needs a whole pass or `transact` failed (said here): nothing
     /// changed, the caller admits the pod the long way.
+    ///
+    /// Before the first whole write (or after a failed one) the kernel's profiles are
+    /// not known, so only a pod whose verdicts jump nowhere (`accept`, `drop`) is
+    /// admitted; its elements are left out of what is known to be applied, and the
+    /// next whole write lays them again with everything else.
     pub fn admit_pod<E: std::fmt::Display>(
         &self,
         pod: &LocalPod<'_>,
         transact: impl FnOnce(&[SetChange<'_>]) -> std::result::Result<(), E>,
     ) -> Result<Option<usize>> {
         let mut kept = self.lock();
-        if kept.kernel != Kernel::Whole {
-            return Ok(None);
-        }
-        let Some(own) = pod_elements(pod, &kept.applied.chains) else {
+        let whole = kept.kernel == Kernel::Whole;
+        let unknown = BTreeMap::new();
+        let chains = if whole {
+            &kept.applied.chains
+        } else {
+            &unknown
+        };
+        let Some(own) = pod_elements(pod, chains) else {
             return Ok(None);
         };
-        let before = one_pod(&kept.applied, &own.veth);
+        let before = match whole {
+            true => one_pod(&kept.applied, &own.veth),
+            false => Desired::default(),
+        };
         let mut after = Desired::default();
         after.ingress.insert(own.veth.clone(), own.ingress.clone());
         after.egress.insert(own.veth.clone(), own.egress.clone());
@@ -109,6 +121,9 @@ impl PolicyTables {
         if let Err(e) = transact(&elements.changes()) {
             warn!(error = %e, "a starting pod's elements over nfnetlink refused");
             return Ok(None);
+        }
+        if !whole {
+            return Ok(Some(elements.count()));
         }
         let applied = &mut kept.applied;
         applied.ingress.insert(own.veth.clone(), own.ingress);
