@@ -4,16 +4,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const KEY: [u8; 32] = [1; 32];
 
 /// Asks `kept` for `key` as a computation that counts itself, takes a moment and
-/// gives `answer`.
+/// gives `answer`, kept 30 s.
 async fn ask(
     kept: &Kept<u32>,
     key: [u8; 32],
     computed: &AtomicUsize,
     answer: Result<u32, ()>,
 ) -> Result<u32, ()> {
+    ask_kept_for(kept, key, computed, answer, Duration::from_secs(30)).await
+}
+
+/// As [`ask`], the answer kept for `lasts`.
+async fn ask_kept_for(
+    kept: &Kept<u32>,
+    key: [u8; 32],
+    computed: &AtomicUsize,
+    answer: Result<u32, ()>,
+    lasts: Duration,
+) -> Result<u32, ()> {
     kept.get_or_try(
         key,
-        |_| Duration::from_secs(30),
+        |_| lasts,
         || async {
             computed.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -61,21 +72,8 @@ async fn a_failure_is_not_kept() {
 async fn a_lapsed_answer_is_computed_again() {
     let kept = Kept::new(100);
     let computed = AtomicUsize::new(0);
-    let short = |answer: u32| {
-        let computed = &computed;
-        let kept = &kept;
-        async move {
-            kept.get_or_try(
-                KEY,
-                |_| Duration::from_millis(50),
-                || async {
-                    computed.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, ()>(answer)
-                },
-            )
-            .await
-        }
-    };
+    let lasts = Duration::from_millis(50);
+    let short = |answer: u32| ask_kept_for(&kept, KEY, &computed, Ok(answer), lasts);
     assert_eq!(short(1).await, Ok(1));
     assert_eq!(short(2).await, Ok(1));
     std::thread::sleep(Duration::from_millis(60));

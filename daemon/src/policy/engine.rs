@@ -134,21 +134,18 @@ impl PolicyEngine {
         let sources = sources_of(allocation);
         // Most pods start beside others of their profile, or with no policy at all:
         // their own elements are the whole change, in the guard's transaction, without
-        // compiling the node's state. Before every watch listed, only a pod with no
-        // policy can be judged (its verdicts jump to no profile).
-        let complete = self.progress.borrow().complete;
+        // compiling the node's state (before the first pass, only a pod no policy
+        // selects: [`PolicyTables::admit_pod`]).
         {
             let inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
             let pod = local_pod(allocation, self.served, &inputs);
-            if complete || !matches!(pod.state, PodState::Policed(_)) {
-                let admitted = self
-                    .tables
-                    .admit_pod(&pod, |changes| guard.admit_with(&sources, changes))?;
-                if let Some(count) = admitted {
-                    self.metrics.policy_kernel_changes.inc_by(count as u64);
-                    self.count_admitted(&pod);
-                    return Ok(());
-                }
+            let admitted = self
+                .tables
+                .admit_pod(&pod, |changes| guard.admit_with(&sources, changes))?;
+            if let Some(count) = admitted {
+                self.metrics.policy_kernel_changes.inc_by(count as u64);
+                self.count_admitted(&pod);
+                return Ok(());
             }
         }
         guard

@@ -3,7 +3,7 @@
 //! firewall's passes refill it after re-creating the table and write it whole when the
 //! listing shows a dynamic chain or set drifted. One lock orders them.
 
-use super::compile::{pod_elements, LocalPod};
+use super::compile::{pod_elements, LocalPod, PodState};
 use super::elements::PodElements;
 use super::names::KEPT_PREFIXES;
 use super::script::{diff_script, full_script};
@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::firewall::listing::{ChainShape, Listing, Shape};
 use crate::firewall::nft;
 use crate::firewall::table::{rule_marker, Table};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tracing::warn;
 use weft_netlink::nft_set::FAMILY_INET;
@@ -82,9 +82,9 @@ impl PolicyTables {
     /// changed, the caller admits the pod the long way.
     ///
     /// Before the first whole write (or after a failed one) the kernel's profiles are
-    /// not known, so only a pod whose verdicts jump nowhere (`accept`, `drop`) is
-    /// admitted; its elements are left out of what is known to be applied, and the
-    /// next whole write lays them again with everything else.
+    /// not known, so only a pod no policy selects (`accept`, or `drop` while its entry
+    /// is awaited) is admitted; its elements are left out of what is known to be
+    /// applied, and the next whole write lays them again with everything else.
     pub fn admit_pod<E: std::fmt::Display>(
         &self,
         pod: &LocalPod<'_>,
@@ -92,13 +92,10 @@ impl PolicyTables {
     ) -> Result<Option<usize>> {
         let mut kept = self.lock();
         let whole = kept.kernel == Kernel::Whole;
-        let unknown = BTreeMap::new();
-        let chains = if whole {
-            &kept.applied.chains
-        } else {
-            &unknown
-        };
-        let Some(own) = pod_elements(pod, chains) else {
+        if !whole && matches!(pod.state, PodState::Policed(_)) {
+            return Ok(None);
+        }
+        let Some(own) = pod_elements(pod, &kept.applied.chains) else {
             return Ok(None);
         };
         let before = match whole {
