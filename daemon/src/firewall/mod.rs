@@ -48,9 +48,8 @@ mod tunnel_guard;
 
 pub use egress_nat::EgressNat;
 pub use host_protection::{HostProtection, PodHostAccess};
-#[allow(unused_imports)] // Used by the policy engine, next (see `mod network_policy`).
 pub use network_policy::{
-    compile, Family, LocalPod, NetworkPolicy, PodState, PolicyTables, PolicyView,
+    compile, Family, LocalPod, NetworkPolicy, PodState, PolicyTables, PolicyView, Profile,
 };
 pub use pod_guard::{sources_of, GuardSets, PodGuard, PodSource};
 pub use tunnel_guard::TunnelGuard;
@@ -77,7 +76,6 @@ pub enum Concern {
     TunnelGuard(TunnelGuard),
     HostProtection(HostProtection),
     PodGuard(PodGuard),
-    #[allow(dead_code)] // Constructed by the policy engine, next (see `mod network_policy`).
     NetworkPolicy(NetworkPolicy),
 }
 

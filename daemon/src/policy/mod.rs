@@ -7,6 +7,7 @@ mod counts;
 mod engine;
 mod gate;
 mod inputs;
+mod lingering;
 mod report;
 mod saved;
 mod spanned;

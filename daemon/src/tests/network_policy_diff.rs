@@ -49,6 +49,10 @@ impl Scene {
     }
 
     fn compile(&self, pods: &[&str]) -> Compiled {
+        self.compile_lingering(pods, &[])
+    }
+
+    fn compile_lingering(&self, pods: &[&str], lingering: &[Profile]) -> Compiled {
         let view = PolicyView {
             policies: self.specs.iter().map(|(n, s)| (n.as_str(), s)).collect(),
             groups: self
@@ -77,7 +81,7 @@ impl Scene {
                 }
             })
             .collect();
-        compile(&view, &local)
+        compile(&view, &local, lingering)
     }
 }
 
@@ -138,6 +142,53 @@ fn pods_get_accept_drop_or_their_shared_profile() {
             .any(|s| s.starts_with("np-b-") && s.ends_with("-v6")),
         "an IPv4 block makes no IPv6 set"
     );
+}
+
+#[test]
+fn a_lingering_profile_keeps_its_chain_and_sets_without_pods_or_problems() {
+    let mut scene = Scene::new();
+    scene.entries.get_mut("b").unwrap().egress = vec!["x.gone".into()];
+    let with_pods = scene.compile(&["a", "b", "c"]);
+    assert_eq!(with_pods.profiles.len(), 3, "x.web, x.out and x.gone");
+    assert_eq!(
+        with_pods.problems.len(),
+        1,
+        "x.gone: {:?}",
+        with_pods.problems
+    );
+
+    let lingering: Vec<Profile> = with_pods.profiles.iter().cloned().collect();
+    let without = scene.compile_lingering(&["c"], &lingering);
+    assert!(without.problems.is_empty(), "no pod is judged by x.gone");
+    assert!(without.profiles.is_empty(), "only c, under no profile");
+    assert_eq!(without.desired.chains, with_pods.desired.chains);
+    assert!(
+        with_pods
+            .desired
+            .sets
+            .keys()
+            .filter(|set| !set.starts_with("np-lp-"))
+            .all(|set| without.desired.sets.contains_key(set)),
+        "the chains' group and block sets stay filled"
+    );
+    assert_eq!(
+        without.desired.ingress.keys().collect::<Vec<_>>(),
+        [&veth("c")]
+    );
+
+    // A pod starting under the lingering profile needs only its own elements.
+    let mut returning = entry(&["x.web"], &["x.out"]);
+    returning.named_ports.clear();
+    let pod = LocalPod {
+        veth: veth("e"),
+        addresses: vec!["192.0.2.15".parse().unwrap()],
+        families_off: Vec::new(),
+        state: PodState::Policed(&returning),
+    };
+    let own = compile::pod_elements(&pod, &without.desired.chains).expect("chains kept");
+    let web = profile_chain(Direction::Ingress, &["x.web".into()]);
+    assert_eq!(own.ingress, Verdict::Jump(web));
+    assert!(compile::pod_elements(&pod, &BTreeMap::new()).is_none());
 }
 
 #[test]

@@ -148,7 +148,7 @@ fn compiled_chains_refer_only_to_sets_of_the_rules_family() {
         groups: BTreeMap::new(),
         all_pods_group: Some("g-all"),
     };
-    let compiled = compile(&view, &pods);
+    let compiled = compile(&view, &pods, &[]);
     assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
     assert!(
         compiled.desired.chains.len() > 40,

@@ -53,16 +53,45 @@ pub enum PodState<'a> {
     Policed(&'a PodPolicies),
 }
 
+/// A profile: the sorted, distinct policies of one direction that a pod is under.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Profile {
+    pub direction: Direction,
+    pub policies: Vec<String>,
+}
+
+impl Profile {
+    fn new(direction: Direction, policies: &[String]) -> Profile {
+        let mut policies = policies.to_vec();
+        policies.sort();
+        policies.dedup();
+        Profile {
+            direction,
+            policies,
+        }
+    }
+
+    fn chain(&self) -> String {
+        profile_chain(self.direction, &self.policies)
+    }
+}
+
 /// The compiler's result.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Compiled {
     pub desired: Desired,
     /// What could not be enforced as written (it allows nothing), for the status.
     pub problems: Vec<String>,
+    /// The profiles the pods are under.
+    pub profiles: BTreeSet<Profile>,
 }
 
-/// The state the kernel should hold for `pods` under `view`.
-pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
+/// The state the kernel should hold for `pods` under `view`, with the chains (and the
+/// sets they match) of the `lingering` profiles too: no pod is under them now, but one
+/// starting under them again needs only its own elements
+/// ([`pod_elements`]). A lingering profile's problems are left out: no pod is
+/// judged by it.
+pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>], lingering: &[Profile]) -> Compiled {
     let mut compiler = Compiler {
         view,
         desired: Desired::default(),
@@ -72,6 +101,12 @@ pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
     for pod in pods {
         compiler.pod(pod);
     }
+    let profiles = compiler.profiles.values().cloned().collect();
+    let problems = compiler.needs.problems.len();
+    for profile in lingering {
+        compiler.lingering(profile);
+    }
+    compiler.needs.problems.truncate(problems);
     let needs = std::mem::take(&mut compiler.needs.sets);
     for need in &needs {
         compiler.fill(need, pods);
@@ -80,6 +115,7 @@ pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
     Compiled {
         desired: compiler.desired,
         problems: problems.into_iter().collect(),
+        profiles,
     }
 }
 
@@ -108,10 +144,7 @@ pub fn pod_elements(pod: &LocalPod<'_>, chains: &BTreeMap<String, Vec<String>>) 
                 if policies.is_empty() {
                     return Some(Verdict::Accept);
                 }
-                let mut sorted = policies.to_vec();
-                sorted.sort();
-                sorted.dedup();
-                let chain = profile_chain(direction, &sorted);
+                let chain = Profile::new(direction, policies).chain();
                 chains.contains_key(&chain).then_some(Verdict::Jump(chain))
             };
             (
@@ -131,8 +164,8 @@ pub fn pod_elements(pod: &LocalPod<'_>, chains: &BTreeMap<String, Vec<String>>) 
 struct Compiler<'v, 'a> {
     view: &'v PolicyView<'a>,
     desired: Desired,
-    /// Each profile chain's policies, to tell a name collision.
-    profiles: BTreeMap<String, Vec<String>>,
+    /// Each profile chain's profile, to tell a name collision.
+    profiles: BTreeMap<String, Profile>,
     needs: Needs,
 }
 
@@ -179,24 +212,35 @@ impl Compiler<'_, '_> {
         if policies.is_empty() {
             return Verdict::Accept;
         }
-        let mut sorted = policies.to_vec();
-        sorted.sort();
-        sorted.dedup();
-        let chain = profile_chain(direction, &sorted);
+        let profile = Profile::new(direction, policies);
+        let chain = profile.chain();
         match self.profiles.get(&chain) {
-            Some(known) if *known == sorted => return Verdict::Jump(chain),
+            Some(known) if *known == profile => return Verdict::Jump(chain),
             Some(known) => {
                 self.needs.problems.push(format!(
-                    "profiles {known:?} and {sorted:?} share chain {chain}: isolated, allowing nothing"
+                    "profiles {:?} and {:?} share chain {chain}: isolated, allowing nothing",
+                    known.policies, profile.policies
                 ));
                 return Verdict::Drop;
             }
             None => {}
         }
-        let rules = self.chain_rules(direction, &sorted);
-        self.desired.chains.insert(chain.clone(), rules);
-        self.profiles.insert(chain.clone(), sorted);
+        self.add_chain(chain.clone(), profile);
         Verdict::Jump(chain)
+    }
+
+    /// A lingering profile's chain, unless a pod's profile has its name already.
+    fn lingering(&mut self, profile: &Profile) {
+        let chain = profile.chain();
+        if !self.profiles.contains_key(&chain) {
+            self.add_chain(chain, profile.clone());
+        }
+    }
+
+    fn add_chain(&mut self, chain: String, profile: Profile) {
+        let rules = self.chain_rules(profile.direction, &profile.policies);
+        self.desired.chains.insert(chain.clone(), rules);
+        self.profiles.insert(chain, profile);
     }
 
     /// `ESTABLISHED`, every rule of the policies in order (each text once), `DENIED`.
