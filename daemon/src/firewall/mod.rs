@@ -49,7 +49,7 @@ mod tunnel_guard;
 pub use egress_nat::EgressNat;
 pub use host_protection::{HostProtection, PodHostAccess};
 pub use network_policy::{
-    compile, Family, LocalPod, NetworkPolicy, PodState, PolicyTables, PolicyView, Profile,
+    compile, Family, LocalPod, NetworkPolicy, PodState, PolicyTables, PolicyView,
 };
 pub use pod_guard::{sources_of, GuardSets, PodGuard, PodSource};
 pub use tunnel_guard::TunnelGuard;

@@ -64,7 +64,7 @@ mod script;
 mod state;
 mod tables;
 
-pub use compile::{compile, LocalPod, PodState, PolicyView, Profile};
+pub use compile::{compile, LocalPod, PodState, PolicyView};
 pub use state::Family;
 pub use tables::PolicyTables;
 

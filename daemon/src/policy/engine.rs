@@ -21,12 +21,11 @@ use weft_wire::{host_veth_name, Allocation, Mode};
 use super::counts::PodStates;
 use super::gate::{Judgement, PolicyGate};
 use super::inputs::{Admission, PolicyInputs};
-use super::lingering::Lingering;
 use super::report::Applied;
 use super::watch::Progress;
 use crate::error::{Error, Result};
 use crate::firewall::{
-    compile, sources_of, Family, GuardSets, LocalPod, PodState, PolicyTables, PolicyView, Profile,
+    compile, sources_of, Family, GuardSets, LocalPod, PodState, PolicyTables, PolicyView,
 };
 use crate::metrics::Metrics;
 
@@ -60,8 +59,6 @@ pub struct PolicyEngine {
     saved_revision: Arc<Mutex<Option<u64>>>,
     /// The local pods' states, for the metric and the status.
     states: Arc<Mutex<PodStates>>,
-    /// Profiles whose chains stay after their last pod; used under `serial`.
-    lingering: Arc<Mutex<Lingering<Profile>>>,
     metrics: Metrics,
 }
 
@@ -95,7 +92,6 @@ impl PolicyEngine {
             state_dir: Arc::new(node.state_dir),
             saved_revision: Arc::new(Mutex::new(None)),
             states: Arc::new(Mutex::new(PodStates::default())),
-            lingering: Arc::new(Mutex::new(Lingering::default())),
             metrics,
         }
     }
@@ -212,6 +208,7 @@ impl PolicyEngine {
                 policies: inputs.policies().collect(),
                 groups,
                 all_pods_group: Some(ALL_PODS_GROUP),
+                entries: inputs.entries().collect(),
             };
             let local: Vec<LocalPod<'_>> = pods
                 .iter()
@@ -222,14 +219,7 @@ impl PolicyEngine {
                 states.replace(&local);
                 states.counts()
             };
-            let mut lingering = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
-            let kept = lingering.kept(started, |profile| {
-                let known = |name: &String| view.policies.contains_key(name.as_str());
-                profile.policies.iter().all(known)
-            });
-            let compiled = compile(&view, &local, &kept);
-            lingering.used(&compiled.profiles, started);
-            (compiled, counts, inputs.errors())
+            (compile(&view, &local), counts, inputs.errors())
         };
         errors.extend(compiled.problems);
         let lines = self.tables.apply_elements(compiled.desired)?;

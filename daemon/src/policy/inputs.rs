@@ -241,6 +241,11 @@ impl PolicyInputs {
         self.node.as_ref()?.pods.iter().find(|pod| pod.uid == uid)
     }
 
+    /// Every entry of the node's `WeftNodePolicy`.
+    pub fn entries(&self) -> impl Iterator<Item = &PodPolicies> {
+        self.node.iter().flat_map(|node| node.pods.iter())
+    }
+
     /// Every refused object's problems, for the status.
     pub fn errors(&self) -> Vec<String> {
         self.refused.values().flatten().cloned().collect()

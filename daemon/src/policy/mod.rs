@@ -7,7 +7,6 @@ mod counts;
 mod engine;
 mod gate;
 mod inputs;
-mod lingering;
 mod report;
 mod saved;
 mod spanned;

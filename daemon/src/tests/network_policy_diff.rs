@@ -48,11 +48,13 @@ impl Scene {
         }
     }
 
+    /// The state for `pods` started, the node's entries theirs.
     fn compile(&self, pods: &[&str]) -> Compiled {
-        self.compile_lingering(pods, &[])
+        self.compile_with_entries(pods, pods)
     }
 
-    fn compile_lingering(&self, pods: &[&str], lingering: &[Profile]) -> Compiled {
+    /// The state for `pods` started, the node's entries those of `scheduled`.
+    fn compile_with_entries(&self, pods: &[&str], scheduled: &[&str]) -> Compiled {
         let view = PolicyView {
             policies: self.specs.iter().map(|(n, s)| (n.as_str(), s)).collect(),
             groups: self
@@ -61,6 +63,10 @@ impl Scene {
                 .map(|(n, m)| (n.as_str(), m.iter().collect()))
                 .collect(),
             all_pods_group: Some("g-all"),
+            entries: scheduled
+                .iter()
+                .filter_map(|name| self.entries.get(name))
+                .collect(),
         };
         let local: Vec<LocalPod> = pods
             .iter()
@@ -81,7 +87,7 @@ impl Scene {
                 }
             })
             .collect();
-        compile(&view, &local, lingering)
+        compile(&view, &local)
     }
 }
 
@@ -145,47 +151,43 @@ fn pods_get_accept_drop_or_their_shared_profile() {
 }
 
 #[test]
-fn a_lingering_profile_keeps_its_chain_and_sets_without_pods_or_problems() {
+fn an_entry_without_a_started_pod_has_its_profiles_laid_without_verdicts_or_problems() {
     let mut scene = Scene::new();
     scene.entries.get_mut("b").unwrap().egress = vec!["x.gone".into()];
-    let with_pods = scene.compile(&["a", "b", "c"]);
-    assert_eq!(with_pods.profiles.len(), 3, "x.web, x.out and x.gone");
-    assert_eq!(
-        with_pods.problems.len(),
-        1,
-        "x.gone: {:?}",
-        with_pods.problems
-    );
+    let started = scene.compile(&["a", "b", "c"]);
+    assert_eq!(started.desired.chains.len(), 3, "x.web, x.out and x.gone");
+    assert_eq!(started.problems.len(), 1, "x.gone: {:?}", started.problems);
 
-    let lingering: Vec<Profile> = with_pods.profiles.iter().cloned().collect();
-    let without = scene.compile_lingering(&["c"], &lingering);
-    assert!(without.problems.is_empty(), "no pod is judged by x.gone");
-    assert!(without.profiles.is_empty(), "only c, under no profile");
-    assert_eq!(without.desired.chains, with_pods.desired.chains);
+    let scheduled = scene.compile_with_entries(&["c"], &["a", "b"]);
     assert!(
-        with_pods
+        scheduled.problems.is_empty(),
+        "no pod is judged by x.gone yet"
+    );
+    assert_eq!(scheduled.desired.chains, started.desired.chains);
+    assert!(
+        started
             .desired
             .sets
             .keys()
             .filter(|set| !set.starts_with("np-lp-"))
-            .all(|set| without.desired.sets.contains_key(set)),
-        "the chains' group and block sets stay filled"
+            .all(|set| scheduled.desired.sets.contains_key(set)),
+        "the chains' group and block sets are filled"
     );
     assert_eq!(
-        without.desired.ingress.keys().collect::<Vec<_>>(),
+        scheduled.desired.ingress.keys().collect::<Vec<_>>(),
         [&veth("c")]
     );
 
-    // A pod starting under the lingering profile needs only its own elements.
-    let mut returning = entry(&["x.web"], &["x.out"]);
-    returning.named_ports.clear();
+    // The pod starting under those profiles needs only its own elements.
+    let mut entry = scene.entries["a"].clone();
+    entry.named_ports.clear();
     let pod = LocalPod {
         veth: veth("e"),
         addresses: vec!["192.0.2.15".parse().unwrap()],
         families_off: Vec::new(),
-        state: PodState::Policed(&returning),
+        state: PodState::Policed(&entry),
     };
-    let own = compile::pod_elements(&pod, &without.desired.chains).expect("chains kept");
+    let own = compile::pod_elements(&pod, &scheduled.desired.chains).expect("chains laid");
     let web = profile_chain(Direction::Ingress, &["x.web".into()]);
     assert_eq!(own.ingress, Verdict::Jump(web));
     assert!(compile::pod_elements(&pod, &BTreeMap::new()).is_none());

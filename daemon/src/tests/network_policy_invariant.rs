@@ -147,8 +147,9 @@ fn compiled_chains_refer_only_to_sets_of_the_rules_family() {
         policies: specs.iter().map(|(n, s)| (n.as_str(), s)).collect(),
         groups: BTreeMap::new(),
         all_pods_group: Some("g-all"),
+        entries: Vec::new(),
     };
-    let compiled = compile(&view, &pods, &[]);
+    let compiled = compile(&view, &pods);
     assert!(compiled.problems.is_empty(), "{:?}", compiled.problems);
     assert!(
         compiled.desired.chains.len() > 40,

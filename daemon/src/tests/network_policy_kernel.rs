@@ -46,6 +46,7 @@ fn view<'a>(
             .map(|(n, m)| (n.as_str(), m.iter().collect()))
             .collect(),
         all_pods_group: Some("g-all"),
+        entries: Vec::new(),
     }
 }
 

@@ -304,7 +304,7 @@ impl Cluster {
                 state: *state,
             })
             .collect();
-        compile(view, &local, &[])
+        compile(view, &local)
     }
 
     /// Applies the state of pods a, b and c.

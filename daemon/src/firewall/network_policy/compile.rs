@@ -26,6 +26,10 @@ pub struct PolicyView<'a> {
     /// The group of every pod, which named ports of egress rules without a group peer
     /// resolve against.
     pub all_pods_group: Option<&'a str>,
+    /// The node's `WeftNodePolicy` entries, its pods' whether started or not: their
+    /// profiles' chains are laid when an entry arrives, normally before its pod's ADD,
+    /// which then writes only the pod's own elements ([`pod_elements`]).
+    pub entries: Vec<&'a PodPolicies>,
 }
 
 /// A pod on this node.
@@ -54,10 +58,10 @@ pub enum PodState<'a> {
 }
 
 /// A profile: the sorted, distinct policies of one direction that a pod is under.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Profile {
-    pub direction: Direction,
-    pub policies: Vec<String>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Profile {
+    direction: Direction,
+    policies: Vec<String>,
 }
 
 impl Profile {
@@ -82,16 +86,12 @@ pub struct Compiled {
     pub desired: Desired,
     /// What could not be enforced as written (it allows nothing), for the status.
     pub problems: Vec<String>,
-    /// The profiles the pods are under.
-    pub profiles: BTreeSet<Profile>,
 }
 
 /// The state the kernel should hold for `pods` under `view`, with the chains (and the
-/// sets they match) of the `lingering` profiles too: no pod is under them now, but one
-/// starting under them again needs only its own elements
-/// ([`pod_elements`]). A lingering profile's problems are left out: no pod is
-/// judged by it.
-pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>], lingering: &[Profile]) -> Compiled {
+/// sets they match) of the profiles of `view.entries` whose pods have not started:
+/// their problems are reported once a pod is judged by them.
+pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
     let mut compiler = Compiler {
         view,
         desired: Desired::default(),
@@ -101,10 +101,10 @@ pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>], lingering: &[Profil
     for pod in pods {
         compiler.pod(pod);
     }
-    let profiles = compiler.profiles.values().cloned().collect();
     let problems = compiler.needs.problems.len();
-    for profile in lingering {
-        compiler.lingering(profile);
+    for entry in &view.entries {
+        compiler.prepare(Direction::Ingress, &entry.ingress);
+        compiler.prepare(Direction::Egress, &entry.egress);
     }
     compiler.needs.problems.truncate(problems);
     let needs = std::mem::take(&mut compiler.needs.sets);
@@ -115,7 +115,6 @@ pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>], lingering: &[Profil
     Compiled {
         desired: compiler.desired,
         problems: problems.into_iter().collect(),
-        profiles,
     }
 }
 
@@ -229,11 +228,15 @@ impl Compiler<'_, '_> {
         Verdict::Jump(chain)
     }
 
-    /// A lingering profile's chain, unless a pod's profile has its name already.
-    fn lingering(&mut self, profile: &Profile) {
+    /// The chain of a profile no started pod may be under yet, unless one has its name.
+    fn prepare(&mut self, direction: Direction, policies: &[String]) {
+        if policies.is_empty() {
+            return;
+        }
+        let profile = Profile::new(direction, policies);
         let chain = profile.chain();
         if !self.profiles.contains_key(&chain) {
-            self.add_chain(chain, profile.clone());
+            self.add_chain(chain, profile);
         }
     }
 

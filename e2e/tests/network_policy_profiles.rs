@@ -1,0 +1,168 @@
+//! A profile's chain is laid when a pod's `WeftNodePolicy` entry names it, before the
+//! pod's ADD (docs/networkpolicy-design.md §2.3), so the ADD writes only the pod's own
+//! elements, and it goes with the last entry naming it.
+//!
+//! The truth table's cluster (three Kubernetes-mode namespace nodes, the real apiserver
+//! and weft-controller, upstream's 9 pods). In a namespace of its own, one policy lets in
+//! pod `a` of namespace y. Pod `one` is created on node-1:
+//!
+//! 1. Once node-1's weftd has its entry, and before its ADD, a new ingress profile chain
+//!    is in node-1's `inet weft`.
+//! 2. The ADD: no pass wrote to the kernel during it (`weft_policy_apply_duration_seconds`
+//!    counts every pass that did), its ingress verdict jumps to that chain, and pings
+//!    from y/a (another node) are answered on both families, from y/c (the same node)
+//!    not.
+//! 3. DEL and the object deleted: the verdicts and the chain go.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use weft_e2e::netpol::{cni_args, network_policy, Client, PodId, PolicyCluster};
+use weft_e2e::{wait_until, Netns};
+
+/// The node the pod starts on (node-1).
+const NODE: usize = 0;
+const NAMESPACE: &str = "lg";
+/// A change reaching node-1's kernel.
+const ENFORCED: Duration = Duration::from_secs(10);
+const APPLIED: &str = "weft_policy_apply_duration_seconds_count";
+
+/// The one policy of the namespace: ingress from y's pod `pod` only.
+fn from_y(pod: &str) -> Value {
+    let peer = json!({
+        "namespaceSelector": {"matchLabels": {"ns": "y"}},
+        "podSelector": {"matchLabels": {"pod": pod}},
+    });
+    network_policy(
+        NAMESPACE,
+        "from-y",
+        json!({"podSelector": {}, "ingress": [{"from": [peer]}]}),
+    )
+}
+
+/// node-1's `inet weft`, listed.
+fn table(cluster: &PolicyCluster) -> String {
+    let node = &cluster.topology.nodes[NODE];
+    let out = node.netns.run("nft", &["list", "table", "inet", "weft"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// node-1's ingress verdict map, listed.
+fn ingress_map(cluster: &PolicyCluster) -> String {
+    let node = &cluster.topology.nodes[NODE];
+    let out = node
+        .netns
+        .run("nft", &["list", "map", "inet", "weft", "np-ingress-pods"]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// node-1's ingress profile chains.
+fn ingress_chains(cluster: &PolicyCluster) -> Vec<String> {
+    table(cluster)
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("chain np-i-"))
+        .map(|rest| format!("np-i-{}", rest.trim_end_matches(" {")))
+        .collect()
+}
+
+/// The chain `veth`'s ingress verdict jumps to, if any.
+fn ingress_jump(cluster: &PolicyCluster, veth: &str) -> Option<String> {
+    let map = ingress_map(cluster);
+    let element = format!("\"{veth}\" : jump ");
+    let rest = &map[map.find(&element)? + element.len()..];
+    Some(rest.split([',', ' ', '\n', '}']).next()?.to_owned())
+}
+
+/// Creates `lg/name`'s object and waits until node-1's weftd has its entry (saved with
+/// the inputs of the pass it ran); its UID.
+fn create(cluster: &PolicyCluster, name: &str) -> String {
+    let object = cluster.create_pod_object(NAMESPACE, name, NODE);
+    let uid = object["metadata"]["uid"].as_str().unwrap().to_owned();
+    let saved = cluster.topology.nodes[NODE]
+        .state_dir()
+        .join("kubernetes-policy.json");
+    wait_until(
+        &format!("node-1's weftd to have {name}'s entry"),
+        ENFORCED,
+        || std::fs::read_to_string(&saved).is_ok_and(|text| text.contains(&uid)),
+    )
+    .unwrap();
+    uid
+}
+
+/// ADDs `lg/name` on node-1 as kubelet would: (container ID, host veth, addresses).
+fn start(cluster: &mut PolicyCluster, name: &str, uid: &str) -> (String, String, [String; 2]) {
+    let before = cluster.topology.nodes[NODE].weft_veths();
+    let pod = cluster.topology.add_pod_in(
+        NODE,
+        Netns::new("lg"),
+        Some(&cni_args(NAMESPACE, name, uid)),
+    );
+    let (id, v4, v6) = (
+        pod.id.clone(),
+        pod.v4.clone().unwrap(),
+        pod.v6.clone().unwrap(),
+    );
+    let veth = cluster.topology.nodes[NODE]
+        .weft_veths()
+        .into_iter()
+        .find(|v| !before.contains(v))
+        .unwrap();
+    cluster.report_running(NAMESPACE, name, NODE, &v4, &v6);
+    (id, veth, [v4, v6])
+}
+
+/// Whether y's pod `from` gets an answer from each of `addresses`.
+fn answered(cluster: &PolicyCluster, from: &str, addresses: &[String; 2]) -> [bool; 2] {
+    let netns = cluster.netns_of(&Client::Pod(PodId::new("y", from)));
+    [netns.ping(&addresses[0]), netns.ping(&addresses[1])]
+}
+
+#[test]
+fn a_profile_chain_is_laid_at_its_entry_before_the_pods_add_and_goes_with_it() {
+    let mut cluster = PolicyCluster::start();
+    assert_eq!(
+        cluster.model().pod(&PodId::new("y", "c")).unwrap().node,
+        "node-1"
+    );
+    cluster.kubectl(&["create", "namespace", NAMESPACE]);
+    cluster.kubectl_input(&["apply", "-f", "-"], &from_y("a"));
+    let before = ingress_chains(&cluster);
+
+    // 1. The entry brings the chain.
+    let uid = create(&cluster, "one");
+    let laid = wait_until("one's profile chain before its ADD", ENFORCED, || {
+        ingress_chains(&cluster).len() > before.len()
+    });
+    laid.unwrap_or_else(|e| panic!("{e}:\n{}", table(&cluster)));
+    let chain = ingress_chains(&cluster)
+        .into_iter()
+        .find(|c| !before.contains(c))
+        .unwrap();
+
+    // 2. The ADD writes only the pod's elements; the policy holds.
+    let node = &cluster.topology.nodes[NODE];
+    let writes = node.metrics().unwrap().or_zero(APPLIED);
+    let (id, veth, addresses) = start(&mut cluster, "one", &uid);
+    let node = &cluster.topology.nodes[NODE];
+    assert_eq!(
+        node.metrics().unwrap().or_zero(APPLIED),
+        writes,
+        "a pass wrote to the kernel during one's ADD:\n{}",
+        node.log()
+    );
+    assert_eq!(ingress_jump(&cluster, &veth), Some(chain.clone()));
+    assert_eq!(answered(&cluster, "a", &addresses), [true, true]);
+    assert_eq!(answered(&cluster, "c", &addresses), [false, false]);
+
+    // 3. The pod gone, its verdicts and its chain go.
+    let netns = &cluster.topology.pods_of(NODE).last().unwrap().netns;
+    node.del(&id, Some(netns)).expect_ok();
+    let force = ["--grace-period=0", "--force"];
+    cluster.kubectl(&[&["delete", "pod", "-n", NAMESPACE, "one"][..], &force].concat());
+    wait_until("one's verdicts and chain to go", ENFORCED, || {
+        !ingress_map(&cluster).contains(&veth) && !ingress_chains(&cluster).contains(&chain)
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", table(&cluster)));
+}
