@@ -89,8 +89,9 @@ pub struct Compiled {
 }
 
 /// The state the kernel should hold for `pods` under `view`, with the chains (and the
-/// sets they match) of the profiles of `view.entries` whose pods have not started:
-/// their problems are reported once a pod is judged by them.
+/// sets they match) of the profiles of `view.entries` whose pods have not started.
+/// Those profiles' problems (a policy not received yet) are left to the first pass that
+/// has a started pod under them: until then they judge no packet.
 pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
     let mut compiler = Compiler {
         view,
