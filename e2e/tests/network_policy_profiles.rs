@@ -40,21 +40,23 @@ fn from_y(pod: &str) -> Value {
     )
 }
 
+/// `nft list <what> inet weft [name]` in node-1.
+fn listed(cluster: &PolicyCluster, what: &[&str]) -> String {
+    let node = &cluster.topology.nodes[NODE];
+    let args = [&["list", what[0], "inet", "weft"], &what[1..]].concat();
+    let out = node.netns.run("nft", &args);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// node-1's `inet weft`, listed.
 fn table(cluster: &PolicyCluster) -> String {
-    let node = &cluster.topology.nodes[NODE];
-    let out = node.netns.run("nft", &["list", "table", "inet", "weft"]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    listed(cluster, &["table"])
 }
 
 /// node-1's ingress verdict map, listed.
 fn ingress_map(cluster: &PolicyCluster) -> String {
-    let node = &cluster.topology.nodes[NODE];
-    let out = node
-        .netns
-        .run("nft", &["list", "map", "inet", "weft", "np-ingress-pods"]);
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    listed(cluster, &["map", "np-ingress-pods"])
 }
 
 /// node-1's ingress profile chains.

@@ -238,7 +238,7 @@ impl PolicyInputs {
 
     /// The `WeftNodePolicy` entry of the pod with `uid`.
     pub fn entry(&self, uid: &str) -> Option<&PodPolicies> {
-        self.node.as_ref()?.pods.iter().find(|pod| pod.uid == uid)
+        self.entries().find(|pod| pod.uid == uid)
     }
 
     /// Every entry of the node's `WeftNodePolicy`.

@@ -103,9 +103,10 @@ pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
         compiler.pod(pod);
     }
     let problems = compiler.needs.problems.len();
+    // Only the chains: a pod's verdicts are its own elements, written at its ADD.
     for entry in &view.entries {
-        compiler.prepare(Direction::Ingress, &entry.ingress);
-        compiler.prepare(Direction::Egress, &entry.egress);
+        compiler.profile(Direction::Ingress, &entry.ingress);
+        compiler.profile(Direction::Egress, &entry.egress);
     }
     compiler.needs.problems.truncate(problems);
     let needs = std::mem::take(&mut compiler.needs.sets);
@@ -225,26 +226,10 @@ impl Compiler<'_, '_> {
             }
             None => {}
         }
-        self.add_chain(chain.clone(), profile);
-        Verdict::Jump(chain)
-    }
-
-    /// The chain of a profile no started pod may be under yet, unless one has its name.
-    fn prepare(&mut self, direction: Direction, policies: &[String]) {
-        if policies.is_empty() {
-            return;
-        }
-        let profile = Profile::new(direction, policies);
-        let chain = profile.chain();
-        if !self.profiles.contains_key(&chain) {
-            self.add_chain(chain, profile);
-        }
-    }
-
-    fn add_chain(&mut self, chain: String, profile: Profile) {
-        let rules = self.chain_rules(profile.direction, &profile.policies);
+        let rules = self.chain_rules(direction, &profile.policies);
         self.desired.chains.insert(chain.clone(), rules);
-        self.profiles.insert(chain, profile);
+        self.profiles.insert(chain.clone(), profile);
+        Verdict::Jump(chain)
     }
 
     /// `ESTABLISHED`, every rule of the policies in order (each text once), `DENIED`.
