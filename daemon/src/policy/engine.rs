@@ -222,7 +222,7 @@ impl PolicyEngine {
             (compile(&view, &local), counts, inputs.errors())
         };
         errors.extend(compiled.problems);
-        let lines = self.tables.apply_elements(compiled.desired)?;
+        let lines = self.tables.apply_elements(compiled.desired)?.count();
         if lines > 0 {
             self.metrics
                 .policy_apply_duration

@@ -1,5 +1,6 @@
 //! The compiler's states and the scripts between them.
 use super::super::names::{block_sets, profile_chain, Direction};
+use super::super::state::Desired;
 use super::super::*;
 use super::{entry, member, spec, GROUP_A, GROUP_B};
 use serde_json::json;
@@ -68,26 +69,28 @@ impl Scene {
                 .filter_map(|name| self.entries.get(name))
                 .collect(),
         };
-        let local: Vec<LocalPod> = pods
-            .iter()
-            .map(|name| {
-                let index = name.as_bytes()[0] - b'a' + 1;
-                LocalPod {
-                    families_off: Vec::new(),
-                    veth: format!("weft{name:0>11}"),
-                    addresses: vec![
-                        format!("192.0.2.1{index}").parse().unwrap(),
-                        format!("2001:db8::1{index}").parse().unwrap(),
-                    ],
-                    state: match *name {
-                        "c" => PodState::Unpoliced,
-                        "d" => PodState::Pending,
-                        other => PodState::Policed(&self.entries[other]),
-                    },
-                }
-            })
-            .collect();
+        let local: Vec<LocalPod> = pods.iter().map(|name| self.local(name)).collect();
         compile(&view, &local)
+    }
+}
+
+impl Scene {
+    /// Pod `name` (`a`..`e`): `c` unpoliced, `d` pending, the others under their entry.
+    fn local(&self, name: &str) -> LocalPod<'_> {
+        let index = name.as_bytes()[0] - b'a' + 1;
+        LocalPod {
+            families_off: Vec::new(),
+            veth: veth(name),
+            addresses: vec![
+                format!("192.0.2.1{index}").parse().unwrap(),
+                format!("2001:db8::1{index}").parse().unwrap(),
+            ],
+            state: match name {
+                "c" => PodState::Unpoliced,
+                "d" => PodState::Pending,
+                other => PodState::Policed(&self.entries[other]),
+            },
+        }
     }
 }
 
@@ -187,10 +190,41 @@ fn an_entry_without_a_started_pod_has_its_profiles_laid_without_verdicts_or_prob
         families_off: Vec::new(),
         state: PodState::Policed(&entry),
     };
-    let own = compile::pod_elements(&pod, &scheduled.desired.chains).expect("chains laid");
+    let own = compile::pod_elements(&pod, &scheduled.desired).expect("chains laid");
     let web = profile_chain(Direction::Ingress, &["x.web".into()]);
     assert_eq!(own.ingress, Verdict::Jump(web));
-    assert!(compile::pod_elements(&pod, &BTreeMap::new()).is_none());
+    assert!(compile::pod_elements(&pod, &Desired::default()).is_none());
+}
+
+#[test]
+fn a_pods_own_elements_over_the_laid_state_are_the_state_with_it_started() {
+    let mut scene = Scene::new();
+    // b keeps IPv6 only: its entry turns IPv4 off.
+    scene.entries.get_mut("b").unwrap().ip_families = Some(vec!["IPv6".into()]);
+    for (started, starting) in [(&["c"][..], "a"), (&["c", "a"][..], "b"), (&["a"][..], "c")] {
+        let laid = scene.compile_with_entries(started, &["a", "b"]).desired;
+        let with: Vec<&str> = started.iter().copied().chain([starting]).collect();
+        let expected = scene.compile_with_entries(&with, &["a", "b"]).desired;
+        let pod = scene.local(starting);
+        let own = compile::pod_elements(&pod, &laid).expect("profiles laid");
+        let mut admitted = laid.clone();
+        own.apply_to(&mut admitted);
+        assert_eq!(admitted, expected, "{starting} starting beside {started:?}");
+    }
+    let a = scene.local("a");
+    let own = compile::pod_elements(&a, &scene.compile_with_entries(&[], &["a"]).desired);
+    let ports: Vec<String> = own
+        .unwrap()
+        .ports
+        .values()
+        .flatten()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        ports,
+        ["192.0.2.11 . tcp . 8080", "2001:db8::11 . tcp . 8080"],
+        "a's named port, both families"
+    );
 }
 
 #[test]

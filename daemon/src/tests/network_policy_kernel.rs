@@ -4,7 +4,7 @@
 //! connections of both families. Every denial is preceded by the same path passing.
 //! Addresses: 192.0.2.0/24 and 2001:db8::/32 (documentation), inside the test's own
 //! namespaces only.
-use super::super::super::{GuardSets, Pass};
+use super::super::super::Pass;
 use super::super::*;
 use super::{entry, member, spec};
 use serde_json::json;
@@ -13,6 +13,9 @@ use weft_api::{GroupMember, PodPolicies, WeftPolicySpec};
 
 #[path = "network_policy_netns.rs"]
 mod netns;
+
+#[path = "network_policy_elements.rs"]
+mod elements;
 
 use netns::*;
 
@@ -406,7 +409,11 @@ fn passes_keep_the_dynamic_state_and_refill_it_after_re_creation() {
             (C, PodState::Unpoliced),
         ],
     );
-    assert_eq!(elements, 2, "b's two verdicts replaced: accept -> drop");
+    assert_eq!(
+        elements,
+        Written::Elements(2),
+        "b's two verdicts replaced: accept -> drop"
+    );
     let dropped_b = format!("\"{b_veth}\" : drop");
     assert!(listed().contains(&dropped_b), "{}", listed());
     cluster.expect(
@@ -436,7 +443,7 @@ fn passes_keep_the_dynamic_state_and_refill_it_after_re_creation() {
             (C, PodState::Unpoliced),
         ],
     );
-    assert_eq!(none, 0, "nothing to change");
+    assert_eq!(none, Written::Elements(0), "nothing to change");
     cluster.judge(
         &view,
         [
@@ -449,29 +456,7 @@ fn passes_keep_the_dynamic_state_and_refill_it_after_re_creation() {
 
     // A starting pod whose profile the kernel holds: its own elements only, no compile.
     let c_veth = cluster.pods[C].veth.clone();
-    // `None`: unpoliced; else its entry (owned: the netns thread needs 'static).
-    let admit = |entry: Option<PodPolicies>| {
-        let (veth, addresses) = (c_veth.clone(), vec![cluster.pods[C].v4, cluster.pods[C].v6]);
-        let tables = cluster.tables.clone();
-        cluster
-            .node
-            .within(move || {
-                let pod = LocalPod {
-                    veth,
-                    addresses,
-                    families_off: Vec::new(),
-                    state: entry
-                        .as_ref()
-                        .map_or(PodState::Unpoliced, PodState::Policed),
-                };
-                // The pod guard is not among this table's concerns: no sources, the
-                // verdicts alone in the guard's transaction.
-                tables.admit_pod(&pod, |changes| {
-                    GuardSets::default().admit_with(&[], changes)
-                })
-            })
-            .unwrap_or_else(|e| panic!("admit_pod: {e}"))
-    };
+    let admit = |entry: Option<PodPolicies>| cluster.admit(C, entry);
     assert_eq!(admit(None), Some(0), "already so");
     assert_eq!(admit(Some(from_b.clone())), Some(1), "a's profile, ingress");
     assert!(listed().contains(&format!("\"{c_veth}\" : jump np-i-{chain}")));

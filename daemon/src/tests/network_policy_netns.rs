@@ -1,6 +1,7 @@
 //! The kernel tests' node: a node namespace with pod namespaces on veths named like
 //! weft's, echo servers in the pods, and probes of real connections between them.
-use super::super::super::super::{Concern, Firewall, Pass};
+use super::super::super::super::{Concern, Firewall, GuardSets, Pass};
+pub(super) use super::super::super::tables::Written;
 use super::super::super::*;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -9,6 +10,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use weft_api::PodPolicies;
 
 /// How long a probe waits: a local veth answers in well under a millisecond.
 pub(super) const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
@@ -281,12 +283,12 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("apply: {e}"));
     }
 
-    /// As [`Cluster::apply`] through the per-pod elements path; the elements changed.
+    /// As [`Cluster::apply`] through the elements path; what it wrote.
     pub(super) fn apply_elements(
         &self,
         view: &PolicyView<'_>,
         states: &[(usize, PodState<'_>)],
-    ) -> usize {
+    ) -> Written {
         let desired = self.compile(view, states).desired;
         let tables = self.tables.clone();
         self.node
@@ -305,6 +307,31 @@ impl Cluster {
             })
             .collect();
         compile(view, &local)
+    }
+
+    /// Pod `index` admitted the way ADD does it, under `entry` (`None`: unpoliced);
+    /// the elements written, `None` when it needs a whole pass.
+    pub(super) fn admit(&self, index: usize, entry: Option<PodPolicies>) -> Option<usize> {
+        let pod = &self.pods[index];
+        let (veth, addresses) = (pod.veth.clone(), vec![pod.v4, pod.v6]);
+        let tables = self.tables.clone();
+        self.node
+            .within(move || {
+                let pod = LocalPod {
+                    veth,
+                    addresses,
+                    families_off: Vec::new(),
+                    state: entry
+                        .as_ref()
+                        .map_or(PodState::Unpoliced, PodState::Policed),
+                };
+                // The pod guard is not among this table's concerns: no sources, the
+                // verdicts alone in the guard's transaction.
+                tables.admit_pod(&pod, |changes| {
+                    GuardSets::default().admit_with(&[], changes)
+                })
+            })
+            .unwrap_or_else(|e| panic!("admit_pod: {e}"))
     }
 
     /// Applies the state of pods a, b and c.

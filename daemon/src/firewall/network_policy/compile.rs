@@ -120,33 +120,67 @@ pub fn compile(view: &PolicyView<'_>, pods: &[LocalPod<'_>]) -> Compiled {
     }
 }
 
-/// One pod's own elements: its verdicts and the families it has off.
+/// One pod's own elements: its verdicts, the families it has off, and its named ports
+/// in the local named-port sets of the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodOwn {
     pub veth: String,
     pub ingress: Verdict,
     pub egress: Verdict,
     pub families_off: Vec<Family>,
+    /// Local named-port set → the pod's elements in it.
+    pub ports: BTreeMap<String, BTreeSet<SetElement>>,
 }
 
-/// The elements of `pod` when `chains` (the state in the kernel) already holds its
-/// profiles, as they do for a pod starting beside others of its profile or in a
-/// namespace without policies; `None` when it needs more than its own elements (a new
-/// profile, named ports of its own, families its entry turns off): a whole pass.
-pub fn pod_elements(pod: &LocalPod<'_>, chains: &BTreeMap<String, Vec<String>>) -> Option<PodOwn> {
+impl PodOwn {
+    /// Writes the pod's elements into `state`, which holds its profiles.
+    pub fn apply_to(&self, state: &mut Desired) {
+        let veth = &self.veth;
+        state.ingress.insert(veth.clone(), self.ingress.clone());
+        state.egress.insert(veth.clone(), self.egress.clone());
+        state.own.insert(veth.clone());
+        state.v4_off.remove(veth);
+        state.v6_off.remove(veth);
+        for family in &self.families_off {
+            match family {
+                Family::V4 => state.v4_off.insert(veth.clone()),
+                Family::V6 => state.v6_off.insert(veth.clone()),
+            };
+        }
+        for (name, elements) in &self.ports {
+            if let Some(set) = state.sets.get_mut(name) {
+                set.elements.extend(elements.iter().copied());
+            }
+        }
+    }
+}
+
+/// The elements of `pod` when `applied` (the state in the kernel) already holds its
+/// profiles, as it does for a pod starting beside others of its profile, a pod whose
+/// entry arrived before its ADD, or one in a namespace without policies; `None` when it
+/// needs a new profile: a whole pass.
+pub fn pod_elements(pod: &LocalPod<'_>, applied: &Desired) -> Option<PodOwn> {
+    let mut families_off = pod.families_off.clone();
+    let mut ports = BTreeMap::new();
     let (ingress, egress) = match pod.state {
         PodState::Unpoliced => (Verdict::Accept, Verdict::Accept),
         PodState::Pending => (Verdict::Drop, Verdict::Drop),
         PodState::Policed(entry) => {
-            if !entry.named_ports.is_empty() || entry.ip_families.is_some() {
-                return None;
+            for family in entry_families_off(entry) {
+                if !families_off.contains(&family) {
+                    families_off.push(family);
+                }
             }
+            ports = local_port_elements(pod, entry, applied);
             let verdict = |direction, policies: &[String]| {
                 if policies.is_empty() {
                     return Some(Verdict::Accept);
                 }
                 let chain = Profile::new(direction, policies).chain();
-                chains.contains_key(&chain).then_some(Verdict::Jump(chain))
+                applied
+                    .chains
+                    .contains_key(&chain)
+                    .then_some(Verdict::Jump(chain))
             };
             (
                 verdict(Direction::Ingress, &entry.ingress)?,
@@ -158,8 +192,42 @@ pub fn pod_elements(pod: &LocalPod<'_>, chains: &BTreeMap<String, Vec<String>>) 
         veth: pod.veth.clone(),
         ingress,
         egress,
-        families_off: pod.families_off.clone(),
+        families_off,
+        ports,
     })
+}
+
+/// The families `entry`'s `ipFamilies` turns off (none when it names none).
+fn entry_families_off(entry: &PodPolicies) -> Vec<Family> {
+    let Some(families) = &entry.ip_families else {
+        return Vec::new();
+    };
+    let keeps = |name: &str| families.iter().any(|f| f == name);
+    [("IPv4", Family::V4), ("IPv6", Family::V6)]
+        .into_iter()
+        .filter(|(name, _)| !keeps(name))
+        .map(|(_, family)| family)
+        .collect()
+}
+
+/// `pod`'s elements in the local named-port sets that `applied` has: a set no chain
+/// matches is not laid, and a pass would not fill it either.
+fn local_port_elements(
+    pod: &LocalPod<'_>,
+    entry: &PodPolicies,
+    applied: &Desired,
+) -> BTreeMap<String, BTreeSet<SetElement>> {
+    let mut ports: BTreeMap<String, BTreeSet<SetElement>> = BTreeMap::new();
+    for named in &entry.named_ports {
+        for address in &pod.addresses {
+            let set = local_ports_set(&named.name, Family::of(address));
+            if applied.sets.contains_key(&set) {
+                let element = SetElement::AddressPort(*address, named.protocol, named.port);
+                ports.entry(set).or_default().insert(element);
+            }
+        }
+    }
+    ports
 }
 
 struct Compiler<'v, 'a> {
@@ -181,14 +249,8 @@ impl Compiler<'_, '_> {
             PodState::Unpoliced => (Verdict::Accept, Verdict::Accept),
             PodState::Pending => (Verdict::Drop, Verdict::Drop),
             PodState::Policed(entry) => {
-                if let Some(families) = &entry.ip_families {
-                    let keeps = |name: &str| families.iter().any(|f| f == name);
-                    if !keeps("IPv4") {
-                        self.family_off(Family::V4, veth);
-                    }
-                    if !keeps("IPv6") {
-                        self.family_off(Family::V6, veth);
-                    }
+                for family in entry_families_off(entry) {
+                    self.family_off(family, veth);
                 }
                 (
                     self.profile(Direction::Ingress, &entry.ingress),

@@ -3,11 +3,11 @@
 //! firewall's passes refill it after re-creating the table and write it whole when the
 //! listing shows a dynamic chain or set drifted. One lock orders them.
 
-use super::compile::{pod_elements, LocalPod, PodState};
+use super::compile::{pod_elements, LocalPod, PodOwn, PodState};
 use super::elements::PodElements;
 use super::names::KEPT_PREFIXES;
 use super::script::{diff_script, full_script};
-use super::state::{Desired, Family, SetKind};
+use super::state::{Desired, DynamicSet, SetKind};
 use crate::error::Result;
 use crate::firewall::listing::{ChainShape, Listing, Shape};
 use crate::firewall::nft;
@@ -45,6 +45,24 @@ enum Kernel {
     Stale,
     /// Exactly `applied`.
     Whole,
+}
+
+/// How a state reached the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Element changes in one nfnetlink transaction (0: nothing changed).
+    Elements(usize),
+    /// Lines of an `nft` script.
+    Script(usize),
+}
+
+impl Written {
+    /// The elements or lines written.
+    pub fn count(self) -> usize {
+        match self {
+            Written::Elements(count) | Written::Script(count) => count,
+        }
+    }
 }
 
 impl PolicyTables {
@@ -95,53 +113,38 @@ impl PolicyTables {
         if !whole && matches!(pod.state, PodState::Policed(_)) {
             return Ok(None);
         }
-        let Some(own) = pod_elements(pod, &kept.applied.chains) else {
+        let Some(own) = pod_elements(pod, &kept.applied) else {
             return Ok(None);
         };
         let before = match whole {
-            true => one_pod(&kept.applied, &own.veth),
+            true => one_pod(&kept.applied, &own),
             false => Desired::default(),
         };
-        let mut after = Desired::default();
-        after.ingress.insert(own.veth.clone(), own.ingress.clone());
-        after.egress.insert(own.veth.clone(), own.egress.clone());
-        after.own.insert(own.veth.clone());
-        for family in &own.families_off {
-            match family {
-                Family::V4 => after.v4_off.insert(own.veth.clone()),
-                Family::V6 => after.v6_off.insert(own.veth.clone()),
-            };
-        }
-        let Some(Ok(elements)) = PodElements::between(&before, &after) else {
+        let mut after = before.clone();
+        own.apply_to(&mut after);
+        let Some(elements) = PodElements::between(&before, &after) else {
             return Ok(None);
         };
         if let Err(e) = transact(&elements.changes()) {
             warn!(error = %e, "a starting pod's elements over nfnetlink refused");
             return Ok(None);
         }
-        if !whole {
-            return Ok(Some(elements.count()));
+        if whole {
+            own.apply_to(&mut kept.applied);
         }
-        let applied = &mut kept.applied;
-        applied.ingress.insert(own.veth.clone(), own.ingress);
-        applied.egress.insert(own.veth.clone(), own.egress);
-        applied.own.insert(own.veth.clone());
-        applied.v4_off.remove(&own.veth);
-        applied.v6_off.remove(&own.veth);
-        applied.v4_off.extend(after.v4_off);
-        applied.v6_off.extend(after.v6_off);
         Ok(Some(elements.count()))
     }
 
-    /// As [`PolicyTables::apply`], but a difference in per-pod elements only (a pod of
-    /// an existing profile or of an unpoliced namespace starting) goes in one nfnetlink
-    /// transaction instead of an `nft` process. Returns the elements or lines changed.
-    pub fn apply_elements(&self, next: Desired) -> Result<usize> {
+    /// As [`PolicyTables::apply`], but a difference in elements only (a pod starting
+    /// or going, a peer group gaining or losing a member; [`PodElements::between`])
+    /// goes in one nfnetlink transaction instead of an `nft` process. Returns the
+    /// elements or lines changed.
+    pub fn apply_elements(&self, next: Desired) -> Result<Written> {
         let mut kept = self.lock();
         if kept.kernel == Kernel::Whole {
-            if let Some(Ok(elements)) = PodElements::between(&kept.applied, &next) {
+            if let Some(elements) = PodElements::between(&kept.applied, &next) {
                 if elements.is_empty() {
-                    return Ok(0);
+                    return Ok(Written::Elements(0));
                 }
                 match NftSets::apply_kept(
                     &mut kept.socket,
@@ -151,7 +154,7 @@ impl PolicyTables {
                 ) {
                     Ok(()) => {
                         kept.applied = next;
-                        return Ok(elements.count());
+                        return Ok(Written::Elements(elements.count()));
                     }
                     // The script path writes the same, and the whole state if need be.
                     Err(e) => warn!(error = %e, "NetworkPolicy elements over nfnetlink refused"),
@@ -159,7 +162,7 @@ impl PolicyTables {
             }
         }
         drop(kept);
-        self.apply(next)
+        self.apply(next).map(Written::Script)
     }
 
     /// Writes the last applied state whole into a table just created without it.
@@ -202,8 +205,10 @@ impl PolicyTables {
     }
 }
 
-/// `state`'s elements of one veth only.
-fn one_pod(state: &Desired, veth: &str) -> Desired {
+/// `state`'s elements of `own`'s veth only, and of the sets `own` has elements in
+/// (those of its elements `state` holds already).
+fn one_pod(state: &Desired, own: &PodOwn) -> Desired {
+    let veth = &own.veth;
     let mut one = Desired::default();
     if let Some(verdict) = state.ingress.get(veth) {
         one.ingress.insert(veth.to_owned(), verdict.clone());
@@ -218,6 +223,19 @@ fn one_pod(state: &Desired, veth: &str) -> Desired {
     ] {
         if from.contains(veth) {
             to.insert(veth.to_owned());
+        }
+    }
+    for (name, elements) in &own.ports {
+        if let Some(set) = state.sets.get(name) {
+            let held = set.elements.intersection(elements).copied().collect();
+            let kind = set.kind;
+            one.sets.insert(
+                name.clone(),
+                DynamicSet {
+                    kind,
+                    elements: held,
+                },
+            );
         }
     }
     one
