@@ -4,21 +4,22 @@
 //!
 //! The truth table's cluster (three Kubernetes-mode namespace nodes, the real apiserver
 //! and weft-controller, upstream's 9 pods). In a namespace of its own, one policy lets in
-//! pod `a` of namespace y. Pod `one` is created on node-1:
+//! pod `a` of namespace y, and y's pod `b` on the named port `serve-81-tcp` only. Pod
+//! `one` is created on node-1:
 //!
 //! 1. Once node-1's weftd has its entry, and before its ADD, a new ingress profile chain
 //!    is in node-1's `inet weft`.
 //! 2. The ADD: no pass wrote to the kernel during it (`weft_policy_apply_duration_seconds`
-//!    counts every pass that did), its ingress verdict jumps to that chain, and pings
-//!    from y/a (another node) are answered on both families, from y/c (the same node)
-//!    not.
+//!    counts every pass that did), its ingress verdict jumps to that chain, its named
+//!    port is in the local named-port sets, pings from y/a (another node) are answered
+//!    on both families, from y/c (the same node) not, and y/b reaches TCP 81, not 80.
 //! 3. DEL and the object deleted: the verdicts and the chain go.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
 use std::time::Duration;
 use weft_e2e::netpol::{cni_args, network_policy, Client, PodId, PolicyCluster};
-use weft_e2e::{wait_until, Netns};
+use weft_e2e::{binary, wait_until, Background, Netns};
 
 /// The node the pod starts on (node-1).
 const NODE: usize = 0;
@@ -26,17 +27,24 @@ const NAMESPACE: &str = "lg";
 /// A change reaching node-1's kernel.
 const ENFORCED: Duration = Duration::from_secs(10);
 const APPLIED: &str = "weft_policy_apply_duration_seconds_count";
+/// How long a TCP probe waits for its answer.
+const PROBE: Duration = Duration::from_millis(300);
 
-/// The one policy of the namespace: ingress from y's pod `pod` only.
-fn from_y(pod: &str) -> Value {
-    let peer = json!({
-        "namespaceSelector": {"matchLabels": {"ns": "y"}},
-        "podSelector": {"matchLabels": {"pod": pod}},
-    });
+/// The one policy of the namespace: ingress from y's pod `a`, and from y's pod `b` on
+/// the named port `serve-81-tcp` (upstream's pods name each served port so).
+fn from_y() -> Value {
+    let peer = |pod: &str| {
+        json!({
+            "namespaceSelector": {"matchLabels": {"ns": "y"}},
+            "podSelector": {"matchLabels": {"pod": pod}},
+        })
+    };
+    let named =
+        json!({"from": [peer("b")], "ports": [{"protocol": "TCP", "port": "serve-81-tcp"}]});
     network_policy(
         NAMESPACE,
         "from-y",
-        json!({"podSelector": {}, "ingress": [{"from": [peer]}]}),
+        json!({"podSelector": {}, "ingress": [{"from": [peer("a")]}, named]}),
     )
 }
 
@@ -129,7 +137,7 @@ fn a_profile_chain_is_laid_at_its_entry_before_the_pods_add_and_goes_with_it() {
         "node-1"
     );
     cluster.kubectl(&["create", "namespace", NAMESPACE]);
-    cluster.kubectl_input(&["apply", "-f", "-"], &from_y("a"));
+    cluster.kubectl_input(&["apply", "-f", "-"], &from_y());
     let before = ingress_chains(&cluster);
 
     // 1. The entry brings the chain.
@@ -155,8 +163,30 @@ fn a_profile_chain_is_laid_at_its_entry_before_the_pods_add_and_goes_with_it() {
         node.log()
     );
     assert_eq!(ingress_jump(&cluster, &veth), Some(chain.clone()));
+    for address in &addresses {
+        let element = format!("{address} . tcp . 81");
+        assert!(table(&cluster).contains(&element), "{}", table(&cluster));
+    }
     assert_eq!(answered(&cluster, "a", &addresses), [true, true]);
     assert_eq!(answered(&cluster, "c", &addresses), [false, false]);
+    let netns = &cluster.topology.pods_of(NODE).last().unwrap().netns;
+    let _server = Background::spawn(
+        netns,
+        &binary("netpol_agent").display().to_string(),
+        &["serve", "80", "81"],
+    );
+    let targets: Vec<String> = ["81", "80"]
+        .iter()
+        .flat_map(|port| addresses.iter().map(move |a| format!("tcp/{a}/{port}")))
+        .collect();
+    let from_b = PodId::new("y", "b");
+    let mut seen = Default::default();
+    wait_until("y/b to reach one's TCP 81 and not 80", ENFORCED, || {
+        seen = cluster.probe(&from_b, &targets, PROBE);
+        seen.iter()
+            .all(|(target, ok)| *ok == target.ends_with("/81"))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {seen:?}"));
 
     // 3. The pod gone, its verdicts and its chain go.
     let netns = &cluster.topology.pods_of(NODE).last().unwrap().netns;

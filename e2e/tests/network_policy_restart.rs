@@ -46,6 +46,8 @@ const STREAM_PORT: &str = "8080";
 /// receiver reports as a duplicate. The bound sits above those and below what a stream
 /// stopped for good, or backing off after a drop (RTO 200 ms, doubling), would show.
 const MAX_GAP_MS: f64 = 500.0;
+/// How long a verdict probe waits for its answer.
+const PROBE_WAIT: Duration = Duration::from_millis(300);
 /// How long the apiserver stays down.
 const OUTAGE: Duration = Duration::from_secs(20);
 /// Share of allowed probes that may go unanswered on a loaded 2-core machine (a probe
@@ -69,21 +71,6 @@ fn targets(b: (&str, &str), transports: &[&str], ports: &[&str]) -> Vec<String> 
     out
 }
 
-/// One probe of each target from `from`: target -> answered.
-fn probe(cluster: &PolicyCluster, from: &PodId, targets: &[String]) -> BTreeMap<String, bool> {
-    let mut args = vec!["probe", "--timeout-ms", "300"];
-    args.extend(targets.iter().map(String::as_str));
-    let out = cluster
-        .netns_of(&Client::Pod(from.clone()))
-        .run(&agent(), &args);
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.rsplit_once(' '))
-        .map(|(t, v)| (t.to_owned(), v == "ok"))
-        .collect()
-}
-
 /// Waits until every probe answers as `expected` says of its port.
 fn wait_for_verdicts(
     cluster: &PolicyCluster,
@@ -93,7 +80,7 @@ fn wait_for_verdicts(
 ) {
     let mut last = BTreeMap::new();
     wait_until("the verdicts", Duration::from_secs(10), || {
-        last = probe(cluster, from, targets);
+        last = cluster.probe(from, targets, PROBE_WAIT);
         last.iter().all(|(t, ok)| *ok == expected(t))
     })
     .unwrap_or_else(|e| panic!("{e}: {last:?}"));

@@ -26,7 +26,7 @@ use crate::{
     binary, wait_until, Background, KubeCluster, Netns, Topology, TopologyOptions, Underlay,
 };
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// The model's namespaces.
@@ -307,6 +307,29 @@ impl PolicyCluster {
                     .netns
             }
         }
+    }
+
+    /// One probe of each of `targets` (`tcp|udp/ADDR/PORT`) from pod `from`, all at
+    /// once, each given `timeout`: target → answered.
+    pub fn probe(
+        &self,
+        from: &PodId,
+        targets: &[String],
+        timeout: Duration,
+    ) -> BTreeMap<String, bool> {
+        let timeout = timeout.as_millis().to_string();
+        let mut args = vec!["probe", "--timeout-ms", &timeout];
+        args.extend(targets.iter().map(String::as_str));
+        let agent = binary("netpol_agent");
+        let out = self
+            .netns_of(&Client::Pod(from.clone()))
+            .run(agent.to_str().unwrap(), &args);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(t, v)| (t.to_owned(), v == "ok"))
+            .collect()
     }
 
     /// Runs the agent in `client`'s namespace on `row`; verdicts of the targets it
