@@ -150,7 +150,8 @@ pub(crate) fn run(
 }
 
 /// The two namespaces and the policed one's policies (each selects every pod: ingress
-/// from pods of the namespace and from an ipBlock, egress to DNS).
+/// from pods of the namespace and from an ipBlock, on a port and on the pods' named port
+/// `http`, egress to DNS).
 fn setup_objects() -> Vec<Value> {
     let mut objects: Vec<Value> = [POLICED, UNPOLICED]
         .iter()
@@ -162,7 +163,7 @@ fn setup_objects() -> Vec<Value> {
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
                 "ingress": [{"from": [{"podSelector": {}},
                     {"ipBlock": {"cidr": "10.255.0.0/16", "except": [format!("10.255.9.{}/32", j)]}}],
-                    "ports": [{"protocol": "TCP", "port": 80 + j}]}],
+                    "ports": [{"protocol": "TCP", "port": 80 + j}, {"protocol": "TCP", "port": "http"}]}],
                 "egress": [{"ports": [{"protocol": "UDP", "port": 53}]}]}})
     }));
     objects

@@ -14,7 +14,7 @@
 //!
 //! ```text
 //! e2e/bench-policy.sh [--nodes 5] [--pods 1000] [--namespaces 50] [--policies 500]
-//!                     [--changes 120] [--add-pods 32] [--add-rounds 2] [--out PATH]
+//!                     [--changes 120] [--add-pods 32] [--add-rounds 3] [--out PATH]
 //! ```
 #![allow(clippy::unwrap_used)]
 
