@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use weft_e2e::bench::turns;
+use weft_e2e::bench::{busy_cpu, children_cpu, proc_stat, turns};
 use weft_e2e::{wait_until, Netns, Node, NodeOptions};
 
 pub(crate) const POLICED: &str = "bp-add-pol";
@@ -48,6 +48,37 @@ struct Subject {
 /// Latencies per (subject label, scenario, command).
 pub(crate) type Latencies = Vec<(&'static str, &'static str, &'static str, Vec<Duration>)>;
 
+/// CPU time over a subject's ADD calls, summed over the rounds: where an ADD's cost
+/// lands, which wall time alone does not say.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AddCpu {
+    pub(crate) calls: usize,
+    /// The plugin processes (this process's reaped children).
+    pub(crate) plugins: Duration,
+    /// The subject's weftd.
+    pub(crate) weftd: Duration,
+    /// The whole machine, busy (every process, the kernel's softirqs; steal left out).
+    pub(crate) machine: Duration,
+}
+
+impl AddCpu {
+    /// The three readings now, for `weftd`.
+    fn now(weftd: &Node) -> [Duration; 3] {
+        let own = weftd
+            .weftd_pid()
+            .and_then(proc_stat)
+            .map_or(0.0, |s| s.cpu_seconds());
+        [children_cpu(), Duration::from_secs_f64(own), busy_cpu()]
+    }
+
+    fn add(&mut self, calls: usize, before: [Duration; 3], after: [Duration; 3]) {
+        self.calls += calls;
+        self.plugins += after[0].saturating_sub(before[0]);
+        self.weftd += after[1].saturating_sub(before[1]);
+        self.machine += after[2].saturating_sub(before[2]);
+    }
+}
+
 /// Results: steady-state latencies, and the fresh-pod ADDs.
 pub(crate) struct AddResults {
     pub(crate) latencies: Latencies,
@@ -56,6 +87,8 @@ pub(crate) struct AddResults {
     pub(crate) fresh_wait: (f64, f64),
     /// The same over the steady rounds, outcomes `ready` and `unisolated`.
     pub(crate) steady_waits: [(f64, f64); 2],
+    /// CPU over the ADD calls per (subject label, scenario).
+    pub(crate) cpu: Vec<(&'static str, &'static str, AddCpu)>,
 }
 
 const ADMISSION_WAIT: &str = "weft_policy_admission_wait_seconds";
@@ -106,6 +139,7 @@ pub(crate) fn run(
     let subjects = [policed, unpoliced, standalone, same_pods];
     let scenarios = [("sequential", 1), ("parallel", parallel)];
     let mut latencies: Latencies = Vec::new();
+    let mut cpu: Vec<(&'static str, &'static str, AddCpu)> = Vec::new();
     let outcomes = ["ready", "unisolated"];
     let before = outcomes.map(|o| admission_wait(fleet.node(node), o));
     for round in 0..rounds {
@@ -122,7 +156,17 @@ pub(crate) fn run(
                     .collect();
                 let on = subject_node(fleet, subject);
                 let jumps = ingress_jumps(on);
+                let before = AddCpu::now(on);
                 let added = timed_calls(fleet, subject, "ADD", &ids, in_flight);
+                let after = AddCpu::now(on);
+                let at = cpu
+                    .iter()
+                    .position(|c| c.0 == subject.label && c.1 == scenario);
+                let at = at.unwrap_or_else(|| {
+                    cpu.push((subject.label, scenario, AddCpu::default()));
+                    cpu.len() - 1
+                });
+                cpu[at].2.add(ids.len(), before, after);
                 latencies.push((subject.label, scenario, "ADD", added));
                 if subject.label == POLICED_LABEL {
                     // Each ADD returned with its pod's verdicts in place.
@@ -146,6 +190,7 @@ pub(crate) fn run(
         fresh,
         fresh_wait,
         steady_waits,
+        cpu,
     }
 }
 

@@ -241,6 +241,7 @@ fn add_table(adds: &AddResults) -> String {
         mean(adds.steady_waits[0]),
         mean(adds.steady_waits[1]),
     );
+    let cpu = cpu_table(adds);
     format!(
         "### Pod ADD with policy against without\n\n`policed`: Kubernetes-mode weftd, a namespace \
          with policies selecting the pod, its WeftNodePolicy entry already present; `unpoliced`: \
@@ -254,7 +255,35 @@ fn add_table(adds: &AddResults) -> String {
          medians.\n\n{table}\n{fresh}\n\
          weftd's `weft_policy_admission_wait_seconds` on the ADD node: steady rounds \
          `ready` {steady_ready}, `unisolated` {steady_unisolated}; fresh pods `ready` \
-         {fresh_wait}.\n\n"
+         {fresh_wait}.\n\n{cpu}"
+    )
+}
+
+/// CPU per ADD call by subject: the plugin processes, the subject's weftd, the machine.
+fn cpu_table(adds: &AddResults) -> String {
+    let mut table = Table::new([
+        "scenario",
+        "subject",
+        "ADDs",
+        "plugin CPU / ADD",
+        "weftd CPU / ADD",
+        "machine busy / ADD",
+    ]);
+    for (label, scenario, cpu) in &adds.cpu {
+        let per = |d: Duration| time(Some(d / cpu.calls.max(1) as u32));
+        table.row([
+            scenario.to_string(),
+            label.to_string(),
+            cpu.calls.to_string(),
+            per(cpu.plugins),
+            per(cpu.weftd),
+            per(cpu.machine),
+        ]);
+    }
+    format!(
+        "CPU over the ADD calls (10 ms ticks summed over the rounds; `machine busy` also \
+         holds whatever else ran meanwhile: the fleet's apiserver, etcd, controller and \
+         other weftds):\n\n{table}\n"
     )
 }
 
