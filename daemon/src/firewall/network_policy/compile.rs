@@ -127,7 +127,7 @@ pub struct PodOwn {
     pub veth: String,
     pub ingress: Verdict,
     pub egress: Verdict,
-    pub families_off: Vec<Family>,
+    pub families_off: BTreeSet<Family>,
     /// Local named-port set → the pod's elements in it.
     pub ports: BTreeMap<String, BTreeSet<SetElement>>,
 }
@@ -139,13 +139,11 @@ impl PodOwn {
         state.ingress.insert(veth.clone(), self.ingress.clone());
         state.egress.insert(veth.clone(), self.egress.clone());
         state.own.insert(veth.clone());
-        state.v4_off.remove(veth);
-        state.v6_off.remove(veth);
+        for family in Family::BOTH {
+            state.off_mut(family).remove(veth);
+        }
         for family in &self.families_off {
-            match family {
-                Family::V4 => state.v4_off.insert(veth.clone()),
-                Family::V6 => state.v6_off.insert(veth.clone()),
-            };
+            state.off_mut(*family).insert(veth.clone());
         }
         for (name, elements) in &self.ports {
             if let Some(set) = state.sets.get_mut(name) {
@@ -160,18 +158,10 @@ impl PodOwn {
 /// entry arrived before its ADD, or one in a namespace without policies; `None` when it
 /// needs a new profile: a whole pass.
 pub fn pod_elements(pod: &LocalPod<'_>, applied: &Desired) -> Option<PodOwn> {
-    let mut families_off = pod.families_off.clone();
-    let mut ports = BTreeMap::new();
     let (ingress, egress) = match pod.state {
         PodState::Unpoliced => (Verdict::Accept, Verdict::Accept),
         PodState::Pending => (Verdict::Drop, Verdict::Drop),
         PodState::Policed(entry) => {
-            for family in entry_families_off(entry) {
-                if !families_off.contains(&family) {
-                    families_off.push(family);
-                }
-            }
-            ports = local_port_elements(pod, entry, applied);
             let verdict = |direction, policies: &[String]| {
                 if policies.is_empty() {
                     return Some(Verdict::Accept);
@@ -192,38 +182,69 @@ pub fn pod_elements(pod: &LocalPod<'_>, applied: &Desired) -> Option<PodOwn> {
         veth: pod.veth.clone(),
         ingress,
         egress,
-        families_off,
-        ports,
+        families_off: families_off(pod),
+        ports: local_port_elements(pod, applied),
     })
 }
 
-/// The families `entry`'s `ipFamilies` turns off (none when it names none).
-fn entry_families_off(entry: &PodPolicies) -> Vec<Family> {
-    let Some(families) = &entry.ip_families else {
-        return Vec::new();
-    };
-    let keeps = |name: &str| families.iter().any(|f| f == name);
-    [("IPv4", Family::V4), ("IPv6", Family::V6)]
-        .into_iter()
-        .filter(|(name, _)| !keeps(name))
-        .map(|(_, family)| family)
-        .collect()
+/// The families `pod` has off: those it started without, and those its entry's
+/// `ipFamilies` leaves out.
+fn families_off(pod: &LocalPod<'_>) -> BTreeSet<Family> {
+    let mut off: BTreeSet<Family> = pod.families_off.iter().copied().collect();
+    if let PodState::Policed(PodPolicies {
+        ip_families: Some(kept),
+        ..
+    }) = pod.state
+    {
+        let keeps = |name: &str| kept.iter().any(|f| f == name);
+        off.extend(
+            [("IPv4", Family::V4), ("IPv6", Family::V6)]
+                .into_iter()
+                .filter(|(name, _)| !keeps(name))
+                .map(|(_, family)| family),
+        );
+    }
+    off
 }
 
-/// `pod`'s elements in the local named-port sets that `applied` has: a set no chain
-/// matches is not laid, and a pass would not fill it either.
+/// `pod`'s (address, protocol, port) of its entry's named port `port`, one family.
+fn named_port_elements<'p>(
+    pod: &'p LocalPod<'_>,
+    entry: &'p PodPolicies,
+    port: &'p str,
+    family: Family,
+) -> impl Iterator<Item = SetElement> + 'p {
+    entry
+        .named_ports
+        .iter()
+        .filter(move |named| named.name == port)
+        .flat_map(move |named| {
+            pod.addresses
+                .iter()
+                .filter(move |address| Family::of(address) == family)
+                .map(move |address| SetElement::AddressPort(*address, named.protocol, named.port))
+        })
+}
+
+/// `pod`'s elements in the local named-port sets that `applied` has (a set no chain
+/// matches is not laid, and a pass would not fill it either); none unless policed.
 fn local_port_elements(
     pod: &LocalPod<'_>,
-    entry: &PodPolicies,
     applied: &Desired,
 ) -> BTreeMap<String, BTreeSet<SetElement>> {
-    let mut ports: BTreeMap<String, BTreeSet<SetElement>> = BTreeMap::new();
+    let mut ports = BTreeMap::new();
+    let PodState::Policed(entry) = pod.state else {
+        return ports;
+    };
     for named in &entry.named_ports {
-        for address in &pod.addresses {
-            let set = local_ports_set(&named.name, Family::of(address));
+        for family in Family::BOTH {
+            let set = local_ports_set(&named.name, family);
             if applied.sets.contains_key(&set) {
-                let element = SetElement::AddressPort(*address, named.protocol, named.port);
-                ports.entry(set).or_default().insert(element);
+                let elements = named_port_elements(pod, entry, &named.name, family);
+                ports
+                    .entry(set)
+                    .or_insert_with(BTreeSet::new)
+                    .extend(elements);
             }
         }
     }
@@ -242,31 +263,19 @@ impl Compiler<'_, '_> {
     fn pod(&mut self, pod: &LocalPod<'_>) {
         let veth = &pod.veth;
         self.desired.own.insert(veth.clone());
-        for family in &pod.families_off {
-            self.family_off(*family, veth);
+        for family in families_off(pod) {
+            self.desired.off_mut(family).insert(veth.clone());
         }
         let (ingress, egress) = match pod.state {
             PodState::Unpoliced => (Verdict::Accept, Verdict::Accept),
             PodState::Pending => (Verdict::Drop, Verdict::Drop),
-            PodState::Policed(entry) => {
-                for family in entry_families_off(entry) {
-                    self.family_off(family, veth);
-                }
-                (
-                    self.profile(Direction::Ingress, &entry.ingress),
-                    self.profile(Direction::Egress, &entry.egress),
-                )
-            }
+            PodState::Policed(entry) => (
+                self.profile(Direction::Ingress, &entry.ingress),
+                self.profile(Direction::Egress, &entry.egress),
+            ),
         };
         self.desired.ingress.insert(veth.clone(), ingress);
         self.desired.egress.insert(veth.clone(), egress);
-    }
-
-    fn family_off(&mut self, family: Family, veth: &str) {
-        match family {
-            Family::V4 => self.desired.v4_off.insert(veth.to_owned()),
-            Family::V6 => self.desired.v6_off.insert(veth.to_owned()),
-        };
     }
 
     /// The verdict of a pod under `policies` in `direction`, its chain compiled on
@@ -424,20 +433,11 @@ fn members<'a>(view: &PolicyView<'a>, group: &str) -> Vec<&'a GroupMember> {
 
 /// The local policed pods' (address, protocol, port) of named port `port`.
 fn local_ports(pods: &[LocalPod<'_>], port: &str, family: Family) -> BTreeSet<SetElement> {
-    let mut elements = BTreeSet::new();
-    for pod in pods {
-        let PodState::Policed(entry) = pod.state else {
-            continue;
-        };
-        for named in entry.named_ports.iter().filter(|p| p.name == port) {
-            for address in pod.addresses.iter().filter(|a| Family::of(a) == family) {
-                elements.insert(SetElement::AddressPort(
-                    *address,
-                    named.protocol,
-                    named.port,
-                ));
-            }
-        }
-    }
-    elements
+    pods.iter()
+        .filter_map(|pod| match pod.state {
+            PodState::Policed(entry) => Some(named_port_elements(pod, entry, port, family)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }

@@ -158,3 +158,13 @@ pub struct Desired {
     /// `np-v6-off`: host veths of pods keeping IPv4 only.
     pub v6_off: BTreeSet<String>,
 }
+
+impl Desired {
+    /// The host veths with `family` off: `np-v4-off` or `np-v6-off`.
+    pub fn off_mut(&mut self, family: Family) -> &mut BTreeSet<String> {
+        match family {
+            Family::V4 => &mut self.v4_off,
+            Family::V6 => &mut self.v6_off,
+        }
+    }
+}
