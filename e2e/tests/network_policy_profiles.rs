@@ -27,8 +27,6 @@ const NAMESPACE: &str = "lg";
 /// A change reaching node-1's kernel.
 const ENFORCED: Duration = Duration::from_secs(10);
 const APPLIED: &str = "weft_policy_apply_duration_seconds_count";
-/// How long a TCP probe waits for its answer.
-const PROBE: Duration = Duration::from_millis(300);
 
 /// The one policy of the namespace: ingress from y's pod `a`, and from y's pod `b` on
 /// the named port `serve-81-tcp` (upstream's pods name each served port so).
@@ -179,17 +177,9 @@ fn a_profile_chain_is_laid_at_its_entry_before_the_pods_add_and_goes_with_it() {
         .iter()
         .flat_map(|port| addresses.iter().map(move |a| format!("tcp/{a}/{port}")))
         .collect();
-    let from_b = PodId::new("y", "b");
-    let mut seen = Default::default();
-    wait_until("y/b to reach one's TCP 81 and not 80", ENFORCED, || {
-        seen = cluster.probe(&from_b, &targets, PROBE);
-        seen.iter()
-            .all(|(target, ok)| *ok == target.ends_with("/81"))
-    })
-    .unwrap_or_else(|e| panic!("{e}: {seen:?}"));
+    cluster.wait_for_verdicts(&PodId::new("y", "b"), &targets, |t| t.ends_with("/81"));
 
     // 3. The pod gone, its verdicts and its chain go.
-    let netns = &cluster.topology.pods_of(NODE).last().unwrap().netns;
     node.del(&id, Some(netns)).expect_ok();
     let force = ["--grace-period=0", "--force"];
     cluster.kubectl(&[&["delete", "pod", "-n", NAMESPACE, "one"][..], &force].concat());

@@ -46,8 +46,6 @@ const STREAM_PORT: &str = "8080";
 /// receiver reports as a duplicate. The bound sits above those and below what a stream
 /// stopped for good, or backing off after a drop (RTO 200 ms, doubling), would show.
 const MAX_GAP_MS: f64 = 500.0;
-/// How long a verdict probe waits for its answer.
-const PROBE_WAIT: Duration = Duration::from_millis(300);
 /// How long the apiserver stays down.
 const OUTAGE: Duration = Duration::from_secs(20);
 /// Share of allowed probes that may go unanswered on a loaded 2-core machine (a probe
@@ -69,21 +67,6 @@ fn targets(b: (&str, &str), transports: &[&str], ports: &[&str]) -> Vec<String> 
         }
     }
     out
-}
-
-/// Waits until every probe answers as `expected` says of its port.
-fn wait_for_verdicts(
-    cluster: &PolicyCluster,
-    from: &PodId,
-    targets: &[String],
-    expected: impl Fn(&str) -> bool,
-) {
-    let mut last = BTreeMap::new();
-    wait_until("the verdicts", Duration::from_secs(10), || {
-        last = cluster.probe(from, targets, PROBE_WAIT);
-        last.iter().all(|(t, ok)| *ok == expected(t))
-    })
-    .unwrap_or_else(|e| panic!("{e}: {last:?}"));
 }
 
 /// `nft -s list table inet weft` in node i: the ruleset without counters.
@@ -250,7 +233,7 @@ fn weftd_restart_controller_failover_and_apiserver_outage_change_no_verdict() {
 
     // The legitimate path first: with no policy, A reaches B on every port.
     let probed = targets(b_addrs, &["tcp", "udp"], &["80", "81"]);
-    wait_for_verdicts(&cluster, &a, &probed, |_| true);
+    cluster.wait_for_verdicts(&a, &probed, |_| true);
     let policy = network_policy(
         "x",
         "b-from-a",
@@ -260,7 +243,7 @@ fn weftd_restart_controller_failover_and_apiserver_outage_change_no_verdict() {
                     {"protocol": "TCP", "port": 8080}]}]}),
     );
     cluster.kubectl_input(&["apply", "-f", "-"], &policy);
-    wait_for_verdicts(&cluster, &a, &probed, |t| t.ends_with("/80"));
+    cluster.wait_for_verdicts(&a, &probed, |t| t.ends_with("/80"));
 
     let dir = TempDir::new("np-restart");
     let stop = dir.path().join("stop");

@@ -309,37 +309,36 @@ impl PolicyCluster {
         }
     }
 
-    /// One probe of each of `targets` (`tcp|udp/ADDR/PORT`) from pod `from`, all at
-    /// once, each given `timeout`: target → answered.
-    pub fn probe(
+    /// Waits (10 s at most) until every one of `targets` (`tcp|udp/ADDR/PORT`), probed
+    /// from pod `from` with 300 ms each, answers as `expected` says of it; panics with
+    /// the last verdicts otherwise.
+    pub fn wait_for_verdicts(
         &self,
         from: &PodId,
+        targets: &[String],
+        expected: impl Fn(&str) -> bool,
+    ) {
+        let client = Client::Pod(from.clone());
+        let mut last = BTreeMap::new();
+        wait_until("the verdicts", Duration::from_secs(10), || {
+            last = self.probe(&client, targets, Duration::from_millis(300));
+            last.iter().all(|(t, ok)| *ok == expected(t))
+        })
+        .unwrap_or_else(|e| panic!("{e}: {last:?}"));
+    }
+
+    /// One probe of each of `targets` from `client`, all at once, each given `timeout`:
+    /// target → answered.
+    fn probe(
+        &self,
+        client: &Client,
         targets: &[String],
         timeout: Duration,
     ) -> BTreeMap<String, bool> {
         let timeout = timeout.as_millis().to_string();
-        let mut args = vec!["probe", "--timeout-ms", &timeout];
-        args.extend(targets.iter().map(String::as_str));
-        let agent = binary("netpol_agent");
-        let out = self
-            .netns_of(&Client::Pod(from.clone()))
-            .run(agent.to_str().unwrap(), &args);
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.rsplit_once(' '))
-            .map(|(t, v)| (t.to_owned(), v == "ok"))
-            .collect()
-    }
-
-    /// Runs the agent in `client`'s namespace on `row`; verdicts of the targets it
-    /// reported.
-    fn probe_row(&self, client: &Client, row: &[&Probe]) -> Vec<(Probe, bool)> {
-        let by_target: HashMap<String, &Probe> = row.iter().map(|p| (self.target(p), *p)).collect();
-        let timeout = PROBE_TIMEOUT.as_millis().to_string();
-        let in_flight = row.len().to_string();
+        let in_flight = targets.len().to_string();
         let mut args = vec!["probe", "--timeout-ms", &timeout, "--in-flight", &in_flight];
-        args.extend(by_target.keys().map(String::as_str));
+        args.extend(targets.iter().map(String::as_str));
         let agent = binary("netpol_agent");
         let out = self.netns_of(client).run(agent.to_str().unwrap(), &args);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -350,10 +349,19 @@ impl PolicyCluster {
         );
         stdout
             .lines()
-            .filter_map(|line| {
-                let (target, verdict) = line.rsplit_once(' ')?;
-                Some(((*by_target.get(target)?).clone(), verdict == "ok"))
-            })
+            .filter_map(|line| line.rsplit_once(' '))
+            .map(|(target, verdict)| (target.to_owned(), verdict == "ok"))
+            .collect()
+    }
+
+    /// Runs the agent in `client`'s namespace on `row`; verdicts of the targets it
+    /// reported.
+    fn probe_row(&self, client: &Client, row: &[&Probe]) -> Vec<(Probe, bool)> {
+        let by_target: HashMap<String, &Probe> = row.iter().map(|p| (self.target(p), *p)).collect();
+        let targets: Vec<String> = by_target.keys().cloned().collect();
+        self.probe(client, &targets, PROBE_TIMEOUT)
+            .into_iter()
+            .filter_map(|(target, ok)| Some(((*by_target.get(&target)?).clone(), ok)))
             .collect()
     }
 
