@@ -20,6 +20,7 @@
 
 use crate::fleet::{cni_args, Fleet, PodSpec};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -87,8 +88,8 @@ pub(crate) struct AddResults {
     pub(crate) fresh_wait: (f64, f64),
     /// The same over the steady rounds, outcomes `ready` and `unisolated`.
     pub(crate) steady_waits: [(f64, f64); 2],
-    /// CPU over the ADD calls per (subject label, scenario).
-    pub(crate) cpu: Vec<(&'static str, &'static str, AddCpu)>,
+    /// CPU over the ADD calls per (scenario, subject label).
+    pub(crate) cpu: BTreeMap<(&'static str, &'static str), AddCpu>,
 }
 
 const ADMISSION_WAIT: &str = "weft_policy_admission_wait_seconds";
@@ -139,7 +140,7 @@ pub(crate) fn run(
     let subjects = [policed, unpoliced, standalone, same_pods];
     let scenarios = [("sequential", 1), ("parallel", parallel)];
     let mut latencies: Latencies = Vec::new();
-    let mut cpu: Vec<(&'static str, &'static str, AddCpu)> = Vec::new();
+    let mut cpu: BTreeMap<(&'static str, &'static str), AddCpu> = BTreeMap::new();
     let outcomes = ["ready", "unisolated"];
     let before = outcomes.map(|o| admission_wait(fleet.node(node), o));
     for round in 0..rounds {
@@ -159,14 +160,9 @@ pub(crate) fn run(
                 let before = AddCpu::now(on);
                 let added = timed_calls(fleet, subject, "ADD", &ids, in_flight);
                 let after = AddCpu::now(on);
-                let at = cpu
-                    .iter()
-                    .position(|c| c.0 == subject.label && c.1 == scenario);
-                let at = at.unwrap_or_else(|| {
-                    cpu.push((subject.label, scenario, AddCpu::default()));
-                    cpu.len() - 1
-                });
-                cpu[at].2.add(ids.len(), before, after);
+                cpu.entry((scenario, subject.label))
+                    .or_default()
+                    .add(ids.len(), before, after);
                 latencies.push((subject.label, scenario, "ADD", added));
                 if subject.label == POLICED_LABEL {
                     // Each ADD returned with its pod's verdicts in place.

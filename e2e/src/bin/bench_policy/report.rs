@@ -269,7 +269,7 @@ fn cpu_table(adds: &AddResults) -> String {
         "weftd CPU / ADD",
         "machine busy / ADD",
     ]);
-    for (label, scenario, cpu) in &adds.cpu {
+    for ((scenario, label), cpu) in &adds.cpu {
         let per = |d: Duration| time(Some(d / cpu.calls.max(1) as u32));
         table.row([
             scenario.to_string(),
