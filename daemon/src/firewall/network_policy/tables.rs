@@ -137,8 +137,8 @@ impl PolicyTables {
 
     /// As [`PolicyTables::apply`], but a difference in elements only (a pod starting
     /// or going, a peer group gaining or losing a member; [`PodElements::between`])
-    /// goes in one nfnetlink transaction instead of an `nft` process. Returns the
-    /// elements or lines changed.
+    /// goes in one nfnetlink transaction instead of an `nft` process. Says which path
+    /// wrote, and how much.
     pub fn apply_elements(&self, next: Desired) -> Result<Written> {
         let mut kept = self.lock();
         if kept.kernel == Kernel::Whole {
