@@ -45,7 +45,7 @@ PLUGINS=(
 
 APT_PACKAGES=(
 	iproute2 nftables iptables containernetworking-plugins
-	iputils-ping iperf3 procps prometheus openssl
+	iputils-ping iperf3 procps prometheus openssl conntrack
 )
 # The cluster tier: the OCI runtime, the image tools, busybox for weft's image (the
 # chart's scripts), a C compiler and binutils for the static pause binary and the

@@ -8,7 +8,9 @@
 //! model's servers answer 80 and 81 with one byte per connection, so the stream has a
 //! port of its own: B runs a TCP echo server on 8080, and A streams a numbered 1 KiB
 //! chunk every millisecond to it over each family, checking every echoed byte. A also
-//! probes B on TCP and UDP 80 and 81 over both families every 20 ms (200 ms timeout).
+//! probes B on TCP and UDP 80 and 81 over both families every 20 ms (200 ms timeout),
+//! each probe a new flow: the conntrack entries of the legitimate check's flows to :81,
+//! which outlive the policy, are deleted first.
 //! Then, with all of that running:
 //!
 //! 1. both nodes' weftd are SIGKILLed, then started again;
@@ -30,7 +32,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use weft_e2e::netpol::{network_policy, Client, PodId, PolicyCluster};
 use weft_e2e::{binary, wait_until, Background, Metrics, TempDir};
 
@@ -162,11 +164,19 @@ fn tcp_counters(cluster: &PolicyCluster, pod: &PodId) -> BTreeMap<&'static str, 
 #[derive(Debug)]
 struct Timeline {
     start: Instant,
+    /// `start` on the Unix clock, the agents' clock.
+    unix_start: SystemTime,
     marks: Vec<(Duration, &'static str)>,
     counters: Vec<(&'static str, [BTreeMap<&'static str, u64>; 2])>,
 }
 
 impl Timeline {
+    /// Unix milliseconds (an agent's) as seconds on the timeline.
+    fn at(&self, unix_ms: u64) -> f64 {
+        let start = self.unix_start.duration_since(UNIX_EPOCH).unwrap();
+        (unix_ms as f64 - start.as_millis() as f64) / 1000.0
+    }
+
     fn mark(&mut self, what: &'static str) {
         self.marks.push((self.start.elapsed(), what));
     }
@@ -200,6 +210,22 @@ impl Summary {
         let value = self.0.split(' ').find_map(|w| w.strip_prefix(name));
         let value = value.unwrap_or_else(|| panic!("no {name} in {:?}", self.0));
         value.parse().unwrap()
+    }
+
+    /// The probe loop's start times of the rarer outcome (`ok_at` or `missed_at`) on
+    /// `timeline`: `ok at 31.402 s, …`.
+    fn surprises(&self, timeline: &Timeline) -> String {
+        for (name, what) in [("ok_at=", "ok"), ("missed_at=", "missed")] {
+            if let Some(list) = self.0.split(' ').find_map(|w| w.strip_prefix(name)) {
+                let times: Vec<String> = list
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(|t| format!("{:.3} s", timeline.at(t.parse().unwrap())))
+                    .collect();
+                return format!("{what} at [{}]", times.join(", "));
+            }
+        }
+        String::new()
     }
 }
 
@@ -244,6 +270,9 @@ fn weftd_restart_controller_failover_and_apiserver_outage_change_no_verdict() {
     );
     cluster.kubectl_input(&["apply", "-f", "-"], &policy);
     cluster.wait_for_verdicts(&a, &probed, |t| t.ends_with("/80"));
+    // The legitimate path's UDP flows to :81 are established and outlive the policy:
+    // the probe loop's denied probes must each be a new flow.
+    cluster.forget_flows_to(81);
 
     let dir = TempDir::new("np-restart");
     let stop = dir.path().join("stop");
@@ -286,6 +315,7 @@ fn weftd_restart_controller_failover_and_apiserver_outage_change_no_verdict() {
     .unwrap_or_else(|e| panic!("{e}: {:?}", streams.iter().map(|(_, s)| s.output())));
     let mut timeline = Timeline {
         start: Instant::now(),
+        unix_start: SystemTime::now(),
         marks: Vec::new(),
         counters: Vec::new(),
     };
@@ -442,9 +472,10 @@ fn weftd_restart_controller_failover_and_apiserver_outage_change_no_verdict() {
             let (target, counts) = line.split_once(' ').unwrap();
             let summary = Summary(counts.to_owned());
             eprintln!(
-                "probe {target}: {} of {} answered",
+                "probe {target}: {} of {} answered; {}",
                 summary.field("ok="),
-                summary.field("tries=")
+                summary.field("tries="),
+                summary.surprises(&timeline)
             );
             (target.to_owned(), summary)
         })

@@ -327,6 +327,36 @@ impl PolicyCluster {
         .unwrap_or_else(|e| panic!("{e}: {last:?}"));
     }
 
+    /// Deletes every node's conntrack entries of flows to `port` (both families, TCP
+    /// and UDP), so the next probes of it are new flows. An established flow outlives a
+    /// policy that no longer allows it (docs/networkpolicy-design.md, "Replies via
+    /// conntrack"), and a UDP probe's flow is its 5-tuple: a later probe that picks the
+    /// same ephemeral source port within the entry's 30 s (`nf_conntrack_udp_timeout`)
+    /// continues the flow a probe before the policy opened.
+    pub fn forget_flows_to(&self, port: u16) {
+        let port = port.to_string();
+        for node in &self.topology.nodes {
+            for (family, protocol) in [
+                ("ipv4", "tcp"),
+                ("ipv4", "udp"),
+                ("ipv6", "tcp"),
+                ("ipv6", "udp"),
+            ] {
+                let out = node.netns.run(
+                    "conntrack",
+                    &["-D", "-f", family, "-p", protocol, "--orig-port-dst", &port],
+                );
+                // conntrack exits 1 when nothing matched, saying so like any count.
+                let said = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    said.contains("flow entries have been deleted"),
+                    "conntrack -D in {}: {out:?}",
+                    node.name()
+                );
+            }
+        }
+    }
+
     /// One probe of each of `targets` from `client`, all at once, each given `timeout`:
     /// target → answered.
     fn probe(

@@ -20,7 +20,9 @@
 //! byte arrives within the timeout (a connection a policy lets through but whose reply it
 //! drops is a failure); a UDP target when the echo does. `probe-loop` starts one such
 //! probe of every target every interval until FILE exists, then prints
-//! `TARGET tries=N ok=M` per target.
+//! `TARGET tries=N ok=M ok_at=T,...` per target (or `missed_at=`: the Unix millisecond
+//! starts of the rarer outcome's first ten tries). A UDP echo counts only from the
+//! target's address and port.
 //!
 //! `stream` sends a numbered chunk every interval over one TCP connection to an `echo`
 //! server and checks every echoed byte, until FILE exists; it then closes its sending

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Probes in flight at once unless `--in-flight` says.
 const IN_FLIGHT: usize = 16;
@@ -32,7 +32,11 @@ fn probe_one(target: &Target, timeout: Duration) -> bool {
             socket.send(b"netpol")?;
             socket.set_read_timeout(Some(remaining().max(Duration::from_millis(1))))?;
             let mut buffer = [0u8; 16];
-            Ok(socket.recv(&mut buffer)? == b"netpol".len())
+            // A datagram that reached the ephemeral port between bind and connect (a
+            // late echo to an earlier socket of that port) stays queued after connect:
+            // only the target's own echo counts.
+            let (n, from) = socket.recv_from(&mut buffer)?;
+            Ok(from == target.addr && n == b"netpol".len())
         })(),
     };
     answered.unwrap_or(false)
@@ -72,16 +76,60 @@ pub fn probe(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Tries and successes of one target in a loop.
+/// How many times of the rarer outcome a target's line lists.
+const TIMES_LISTED: usize = 10;
+
+/// Tries and successes of one target in a loop, and when each try started (Unix
+/// milliseconds) by outcome.
 #[derive(Debug, Default)]
 struct Tally {
     tries: AtomicU64,
     ok: AtomicU64,
+    started: Mutex<[Vec<u128>; 2]>,
+}
+
+impl Tally {
+    fn count(&self, started: u128, ok: bool) {
+        self.tries.fetch_add(1, Ordering::Relaxed);
+        self.ok.fetch_add(u64::from(ok), Ordering::Relaxed);
+        self.started.lock().unwrap_or_else(|e| e.into_inner())[usize::from(ok)].push(started);
+    }
+
+    /// `tries=N ok=M`, then the start times of the rarer outcome's first tries:
+    /// `ok_at=T,...` or `missed_at=T,...`, so a surprise can be put on a timeline.
+    fn summary(&self) -> String {
+        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let [missed, ok] = &*started;
+        let (name, times) = if ok.len() <= missed.len() {
+            ("ok_at", ok)
+        } else {
+            ("missed_at", missed)
+        };
+        let mut times = times.clone();
+        times.sort_unstable();
+        let listed: Vec<String> = times
+            .iter()
+            .take(TIMES_LISTED)
+            .map(u128::to_string)
+            .collect();
+        format!(
+            "tries={} ok={} {name}={}",
+            self.tries.load(Ordering::Relaxed),
+            self.ok.load(Ordering::Relaxed),
+            listed.join(",")
+        )
+    }
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 /// `probe-loop`: a probe of every target every interval, each on a thread of its own so
 /// that a probe waiting out its timeout delays no other, until the `--until` file exists;
-/// then `TARGET tries=N ok=M` per target.
+/// then `TARGET tries=N ok=M ok_at|missed_at=T,...` per target ([`Tally::summary`]).
 pub fn probe_loop(args: &Args) -> Result<(), String> {
     args.only(&["--until", "--interval-ms", "--timeout-ms"])?;
     let until = args.until()?;
@@ -95,11 +143,8 @@ pub fn probe_loop(args: &Args) -> Result<(), String> {
         while !until.exists() {
             for (target, tally) in targets.iter().zip(&tallies) {
                 s.spawn(move || {
-                    let ok = probe_one(target, timeout);
-                    tally.tries.fetch_add(1, Ordering::Relaxed);
-                    if ok {
-                        tally.ok.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let started = unix_ms();
+                    tally.count(started, probe_one(target, timeout));
                 });
             }
             next += interval;
@@ -108,11 +153,7 @@ pub fn probe_loop(args: &Args) -> Result<(), String> {
     });
     let mut out = std::io::stdout().lock();
     for (target, tally) in targets.iter().zip(&tallies) {
-        let (tries, ok) = (
-            tally.tries.load(Ordering::Relaxed),
-            tally.ok.load(Ordering::Relaxed),
-        );
-        writeln!(out, "{} tries={tries} ok={ok}", target.text).map_err(|e| e.to_string())?;
+        writeln!(out, "{} {}", target.text, tally.summary()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
