@@ -150,6 +150,8 @@ fn tcp_counters(cluster: &PolicyCluster, pod: &PodId) -> BTreeMap<&'static str, 
         ("TcpExt:", "TCPTimeouts"),
         ("TcpExt:", "TCPFastRetrans"),
         ("TcpExt:", "TCPSpuriousRTOs"),
+        ("TcpExt:", "TCPSynRetrans"),
+        ("TcpExt:", "TCPLossProbeRecovery"),
     ] {
         let mut lines = text.lines().filter(|l| l.starts_with(prefix));
         let (names, values) = (lines.next().unwrap(), lines.next().unwrap());

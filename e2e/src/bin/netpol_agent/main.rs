@@ -18,7 +18,8 @@
 //! `probe` tries the targets concurrently (at most K in flight, 16 unless told) and prints
 //! `TARGET ok` or `TARGET fail` per target, in the order given. A TCP target is ok when the
 //! byte arrives within the timeout (a connection a policy lets through but whose reply it
-//! drops is a failure); a UDP target when the echo does. `probe-loop` starts one such
+//! drops is a failure), and the probe then resets the connection (no TIME_WAIT on either
+//! side); a UDP target when the echo does. `probe-loop` starts one such
 //! probe of every target every interval until FILE exists, then prints
 //! `TARGET tries=N ok=M ok_at=T,...` per target (or `missed_at=`: the Unix millisecond
 //! starts of the rarer outcome's first ten tries). A UDP echo counts only from the

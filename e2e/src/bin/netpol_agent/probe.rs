@@ -2,6 +2,7 @@
 //! target (`probe`) or again and again until told to stop (`probe-loop`).
 
 use super::{Args, Target, Transport};
+use nix::sys::socket::{setsockopt, sockopt};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +19,7 @@ fn probe_one(target: &Target, timeout: Duration) -> bool {
     let answered = match target.transport {
         Transport::Tcp => (|| -> std::io::Result<bool> {
             let mut stream = TcpStream::connect_timeout(&target.addr, timeout)?;
+            reset_on_close(&stream)?;
             stream.set_read_timeout(Some(remaining().max(Duration::from_millis(1))))?;
             let mut byte = [0u8; 1];
             Ok(stream.read(&mut byte)? == 1)
@@ -40,6 +42,19 @@ fn probe_one(target: &Target, timeout: Duration) -> bool {
         })(),
     };
     answered.unwrap_or(false)
+}
+
+/// Makes closing `stream` send a reset (SO_LINGER 0) instead of a FIN. After a
+/// graceful close either side may be in TIME_WAIT, which answers a FIN sent again
+/// (its ACK late behind a stall) with a bare ACK, without the D-SACK block (RFC 2883)
+/// an open connection reports a duplicate with; the restart test counts every
+/// retransmission not reported as a duplicate as a lost segment.
+fn reset_on_close(stream: &TcpStream) -> std::io::Result<()> {
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    setsockopt(stream, sockopt::Linger, &linger).map_err(std::io::Error::from)
 }
 
 /// Probes every target, `in_flight` at a time; verdicts in the targets' order.
