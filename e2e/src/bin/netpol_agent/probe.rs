@@ -5,7 +5,7 @@ use super::{Args, Target, Transport};
 use nix::sys::socket::{setsockopt, sockopt};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -94,26 +94,20 @@ pub fn probe(args: &Args) -> Result<(), String> {
 /// How many times of the rarer outcome a target's line lists.
 const TIMES_LISTED: usize = 10;
 
-/// Tries and successes of one target in a loop, and when each try started (Unix
-/// milliseconds) by outcome.
+/// When each try of one target in a loop started (Unix milliseconds), by outcome:
+/// `[missed, ok]`. Tries and successes are their lengths.
 #[derive(Debug, Default)]
-struct Tally {
-    tries: AtomicU64,
-    ok: AtomicU64,
-    started: Mutex<[Vec<u128>; 2]>,
-}
+struct Tally(Mutex<[Vec<u128>; 2]>);
 
 impl Tally {
     fn count(&self, started: u128, ok: bool) {
-        self.tries.fetch_add(1, Ordering::Relaxed);
-        self.ok.fetch_add(u64::from(ok), Ordering::Relaxed);
-        self.started.lock().unwrap_or_else(|e| e.into_inner())[usize::from(ok)].push(started);
+        self.0.lock().unwrap_or_else(|e| e.into_inner())[usize::from(ok)].push(started);
     }
 
     /// `tries=N ok=M`, then the start times of the rarer outcome's first tries:
     /// `ok_at=T,...` or `missed_at=T,...`, so a surprise can be put on a timeline.
     fn summary(&self) -> String {
-        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let started = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let [missed, ok] = &*started;
         let (name, times) = if ok.len() <= missed.len() {
             ("ok_at", ok)
@@ -129,8 +123,8 @@ impl Tally {
             .collect();
         format!(
             "tries={} ok={} {name}={}",
-            self.tries.load(Ordering::Relaxed),
-            self.ok.load(Ordering::Relaxed),
+            missed.len() + ok.len(),
+            ok.len(),
             listed.join(",")
         )
     }
